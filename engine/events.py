@@ -1,0 +1,83 @@
+"""Events: every fact the UI shows arrives as one of these. One JSON object per line when recorded.
+
+Later sources (telemetry, diagnosis) add their own event classes with @register.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+EVENT_TYPES: dict[str, type] = {}
+
+
+def register(cls):
+    EVENT_TYPES[cls.__name__] = cls
+    return cls
+
+
+@dataclass(frozen=True)
+class Event:
+    ts: float
+    type: ClassVar[str] = "Event"
+
+
+@register
+@dataclass(frozen=True)
+class RunChanged(Event):
+    """A run's record as it now is (launch, status change, reattach, kill request)."""
+
+    run: dict = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.run["id"]
+
+
+@register
+@dataclass(frozen=True)
+class LogLines(Event):
+    """Complete lines appended to a run's output.log (carriage returns kept)."""
+
+    run_id: str = ""
+    lines: tuple[str, ...] = ()
+    restarted: bool = False  # the log was truncated or replaced before these lines
+
+
+@register
+@dataclass(frozen=True)
+class MetricPoints(Event):
+    """Points from a metrics source: each a dict with step/epoch/time and metric values."""
+
+    run_id: str = ""
+    source: str = ""
+    points: tuple[dict, ...] = ()
+
+
+@register
+@dataclass(frozen=True)
+class Notice(Event):
+    """Something a person should know that is not a run's own output (a corrupt line, a warning)."""
+
+    level: str = "info"  # info | warning | error
+    text: str = ""
+    run_id: str | None = None
+
+
+def encode(event: Event) -> str:
+    data: dict[str, Any] = {"type": type(event).__name__}
+    for f in fields(event):
+        data[f.name] = getattr(event, f.name)
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def decode(line: str) -> Event:
+    data = json.loads(line)
+    cls = EVENT_TYPES.get(data.pop("type", None))
+    if cls is None:
+        raise ValueError("unknown event type")
+    names = {f.name for f in fields(cls)}
+    kwargs = {k: (tuple(v) if isinstance(v, list) and k in ("lines", "points") else v)
+              for k, v in data.items() if k in names}
+    return cls(**kwargs)

@@ -1,0 +1,98 @@
+"""Process identity and whole-tree signalling, through psutil (portable to Windows trees).
+
+A process is (pid, create_time): a pid alone can be reused by an unrelated process after a
+reboot or a long time, and must never fool reattach or kill.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import psutil
+
+CREATE_TIME_TOLERANCE = 0.05  # seconds; psutil's create_time is rounded by the kernel clock tick
+
+
+def process_if_same(pid: int | None, create_time: float | None) -> psutil.Process | None:
+    """The live process with this pid and create time, or None (gone, reused, or a zombie)."""
+    if not pid:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if create_time is not None and abs(proc.create_time() - create_time) > CREATE_TIME_TOLERANCE:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def create_time_of(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def tree_members(root: psutil.Process) -> list[psutil.Process]:
+    """The root's descendants, plus any process left in the root's session (orphans reparented
+    to init keep their session), excluding the root itself."""
+    members: dict[int, psutil.Process] = {}
+    try:
+        for child in root.children(recursive=True):
+            members[child.pid] = child
+    except psutil.NoSuchProcess:
+        pass
+    for proc in session_members(root.pid, root.create_time()):
+        members.setdefault(proc.pid, proc)
+    members.pop(root.pid, None)
+    return [p for p in members.values() if _alive(p)]
+
+
+def session_members(sid: int | None, not_before: float | None = None) -> list[psutil.Process]:
+    """Live processes in session `sid` (POSIX) created no earlier than `not_before`: what is left
+    of a run's tree after its session leader, the babysitter, has gone."""
+    if not sid or not hasattr(os, "getsid"):
+        return []
+    found = []
+    for proc in psutil.process_iter(["create_time"]):
+        try:
+            if os.getsid(proc.pid) != sid or proc.pid == sid:
+                continue
+        except OSError:
+            continue
+        created = proc.info.get("create_time") or 0
+        if not_before is not None and created < not_before - 1:
+            continue
+        if _alive(proc):
+            found.append(proc)
+    return found
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def send(procs: list[psutil.Process], sig: int) -> int:
+    """Signal each process; returns how many were still there to receive it."""
+    sent = 0
+    for proc in procs:
+        try:
+            if proc.is_running():  # psutil checks create time: never signals a reused pid
+                proc.send_signal(sig)
+                sent += 1
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return sent
+
+
+def alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+    return [p for p in procs if _alive(p)]
+
+
+SIGKILL = getattr(signal, "SIGKILL", signal.SIGTERM)

@@ -1,0 +1,102 @@
+"""The state: a function of the event sequence. `State.apply(event)` is the reducer.
+
+It updates in place for speed, but reads nothing but the event: the same events in the same
+order give the same state, which is what makes --replay exact.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from .events import Event, LogLines, MetricPoints, Notice, RunChanged
+from .series import Series
+
+LOG_LINES_KEPT = 5_000
+NOTICES_KEPT = 200
+AXIS_KEYS = {"step", "epoch", "time", "timestamp", "_step", "_runtime", "_timestamp"}
+
+
+@dataclass
+class RunState:
+    record: dict
+    log: deque = field(default_factory=lambda: deque(maxlen=LOG_LINES_KEPT))
+    log_lines_total: int = 0
+    metrics: dict[str, Series] = field(default_factory=dict)
+    last_point: dict = field(default_factory=dict)
+    points_total: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.record["id"]
+
+    @property
+    def status(self) -> str:
+        return self.record.get("status", "starting")
+
+
+@dataclass
+class State:
+    runs: dict[str, RunState] = field(default_factory=dict)
+    notices: deque = field(default_factory=lambda: deque(maxlen=NOTICES_KEPT))
+    last_ts: float = 0.0
+    events_applied: int = 0
+
+    def apply(self, event: Event) -> None:
+        self.last_ts = max(self.last_ts, event.ts)
+        self.events_applied += 1
+        if isinstance(event, RunChanged):
+            run = self.runs.get(event.run_id)
+            if run is None:
+                self.runs[event.run_id] = RunState(record=dict(event.run))
+            else:
+                run.record = dict(event.run)
+        elif isinstance(event, LogLines):
+            run = self._run(event.run_id)
+            if event.restarted:
+                run.log.append("── log restarted (file truncated or replaced) ──")
+            run.log.extend(event.lines)
+            run.log_lines_total += len(event.lines)
+        elif isinstance(event, MetricPoints):
+            self._add_points(self._run(event.run_id), event)
+        elif isinstance(event, Notice):
+            self.notices.append(event)
+
+    def apply_all(self, events) -> None:
+        for event in events:
+            self.apply(event)
+
+    def _run(self, run_id: str) -> RunState:
+        run = self.runs.get(run_id)
+        if run is None:  # output before its record (a replay cut short): keep it anyway
+            run = self.runs[run_id] = RunState(record={"id": run_id, "status": "running"})
+        return run
+
+    @staticmethod
+    def _add_points(run: RunState, event: MetricPoints) -> None:
+        for point in event.points:
+            run.points_total += 1
+            step = point.get("step")
+            step = run.points_total - 1 if not isinstance(step, (int, float)) else step
+            when = point.get("time")
+            when = event.ts if not isinstance(when, (int, float)) else when
+            for name, value in point.items():
+                if name in AXIS_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
+                    continue
+                series = run.metrics.get(name)
+                if series is None:
+                    series = run.metrics[name] = Series()
+                series.append(float(step), float(when), float(value))
+            run.last_point = point
+
+
+def loss_name(run: RunState) -> str | None:
+    """The series to show as 'loss': train loss if present, else the first loss-like name."""
+    for name in ("loss", "train_loss", "train/loss", "Train Loss"):
+        if name in run.metrics:
+            return name
+    for name in run.metrics:
+        if "loss" in name.lower() and not math.isnan(run.metrics[name].last or 0.0):
+            return name
+    return None

@@ -1,0 +1,159 @@
+"""Follow a growing file by byte offset, line by line, never dropping or repeating a line.
+
+- Only new bytes are read; an unchanged file costs one stat().
+- An incomplete last line is held until its newline arrives.
+- Truncation, or a rewrite in place (the bytes before our offset changed), restarts from 0 and
+  sets `restarted` so a parser can drop what it derived from the old content.
+- Replacement or rotation (new inode): the old file is read to its end (its last partial line
+  included), then the new one is followed from its start. A deleted file is finished the same way.
+- Undecodable bytes become U+FFFD; a line over `max_line` bytes is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from pathlib import Path
+
+READ_CHUNK = 1 << 20
+MAX_READ_PER_POLL = 32 << 20  # bound one poll's work; the rest comes next poll
+GUARD = 32  # bytes before the offset remembered to detect a rewrite in place
+
+
+class FileFollower:
+    def __init__(self, path: str | os.PathLike, max_line: int = 4 << 20, start_at_end: bool = False):
+        self.path = Path(path)
+        self.max_line = max_line
+        self.start_at_end = start_at_end
+        self.restarted = False  # set by poll() when the lines it returns start a new file content
+        self.skipped_lines = 0  # lines over max_line, dropped
+        self.restarts = 0
+        self._fh = None
+        self._id: tuple[int, int] | None = None
+        self._offset = 0
+        self._guard = b""
+        self._pending = b""
+        self._skipping = False
+        self._opened = False
+
+    @property
+    def offset(self) -> int:
+        return self._offset
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def poll(self) -> list[str]:
+        """Complete lines appended since the last poll."""
+        self.restarted = False
+        out: list[bytes] = []
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            if self._fh is not None:  # deleted: finish what the old file had, then wait for a new one
+                self._finish_old(out)
+            return self._decode(out)
+        ident = (st.st_dev, st.st_ino)
+        if self._fh is not None and ident != self._id:
+            self._finish_old(out)  # the new file is opened by the next poll, so `restarted`
+            return self._decode(out)  # always applies to a whole batch
+        if self._fh is None:
+            try:
+                self._fh = open(self.path, "rb")
+            except FileNotFoundError:
+                return self._decode(out)
+            self._id = ident
+            self._offset = st.st_size if self.start_at_end else 0
+            self._guard = b""
+            if self._opened:
+                self._mark_restart()
+            self._opened = True
+            self.start_at_end = False
+        elif st.st_size < self._offset or not self._guard_intact(st.st_size):
+            self._offset, self._guard, self._pending, self._skipping = 0, b"", b"", False
+            self._mark_restart()
+        if st.st_size > self._offset:
+            self._read_into(out)
+        return self._decode(out)
+
+    def _mark_restart(self) -> None:
+        self.restarted = True
+        self.restarts += 1
+
+    def _guard_intact(self, size: int) -> bool:
+        if not self._guard or size == self._offset:
+            return True  # unchanged size: nothing new to read, skip the extra read
+        self._fh.seek(self._offset - len(self._guard))
+        return self._fh.read(len(self._guard)) == self._guard
+
+    def _finish_old(self, out: list[bytes]) -> None:
+        self._read_into(out)
+        if self._pending and not self._skipping:
+            out.append(self._pending)
+        self._pending, self._skipping = b"", False
+        self.close()
+        self._id = None
+
+    def _read_into(self, out: list[bytes]) -> None:
+        self._fh.seek(self._offset)
+        budget = MAX_READ_PER_POLL
+        while budget > 0:
+            data = self._fh.read(min(READ_CHUNK, budget))
+            if not data:
+                break
+            budget -= len(data)
+            self._offset += len(data)
+            self._guard = (self._guard + data)[-GUARD:]
+            self._split(data, out)
+
+    def _split(self, data: bytes, out: list[bytes]) -> None:
+        start = 0
+        while True:
+            nl = data.find(b"\n", start)
+            if nl < 0:
+                rest = data[start:]
+                if self._skipping:
+                    return
+                if len(self._pending) + len(rest) > self.max_line:
+                    self._pending, self._skipping = b"", True
+                    self.skipped_lines += 1
+                else:
+                    self._pending += rest
+                return
+            piece = data[start:nl]
+            if self._skipping:
+                self._skipping = False
+            elif len(self._pending) + len(piece) > self.max_line:
+                self._pending = b""
+                self.skipped_lines += 1
+            else:
+                out.append(self._pending + piece if self._pending else piece)
+                self._pending = b""
+            start = nl + 1
+
+    @staticmethod
+    def _decode(lines: list[bytes]) -> list[str]:
+        return [line.decode("utf-8", errors="replace") for line in lines]
+
+
+def last_lines(path: str | os.PathLike, n: int, block: int = 1 << 16) -> list[str]:
+    """The last n complete-or-final lines of a file, reading backwards from its end."""
+    if n <= 0:
+        return []
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        end = fh.tell()
+        pos, data = end, b""
+        while pos > 0 and data.count(b"\n") <= n:
+            step = min(block, pos)
+            pos -= step
+            fh.seek(pos)
+            data = fh.read(step) + data
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if pos > 0:
+        lines = lines[1:]  # the first piece may be a partial line
+    return [line.decode("utf-8", errors="replace") for line in deque(lines, maxlen=n)]
