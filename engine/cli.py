@@ -29,9 +29,18 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="urbanrun", description="Launch, watch, diagnose and kill GPU training runs.")
-    p.add_argument("--config", help="config file (default: ./config.toml, else the packaged default)")
-    p.add_argument("--runs-dir", help="runs folder (default: the config's runs_dir; env URBANRUN_RUNS_DIR)")
+    config_help = "config file (default: ./config.toml, else the packaged default)"
+    runs_help = "runs folder (default: the config's runs_dir; env URBANRUN_RUNS_DIR)"
+    p.add_argument("--config", help=config_help)
+    p.add_argument("--runs-dir", help=runs_help)
+    # the same options after the command too (`urbanrun ls --runs-dir X`); SUPPRESS keeps the
+    # value given before the command when they are not repeated after it
+    common = _Parser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
+    common.add_argument("--runs-dir", default=argparse.SUPPRESS, help=runs_help)
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    _add = sub.add_parser
+    sub.add_parser = lambda *a, **kw: _add(*a, parents=[common], **kw)
 
     s = sub.add_parser("launch", help="launch a run from a recipe")
     s.add_argument("recipe")

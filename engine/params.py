@@ -31,6 +31,7 @@ class Param:
     item_type: str = "string"  # for lists
     separator: str = ","  # for lists: "64,128,256"; " " means one argv item per element
     flag_false: str | None = None  # for bools: e.g. "--no-amp" when False
+    positional: bool = False  # rendered as the bare value, in parameter order
     extra: dict = field(default_factory=dict, compare=False)
 
     # -- parsing -----------------------------------------------------------------------------
@@ -99,6 +100,8 @@ class Param:
         """The flags for this value; [] when the value is unset (or False without flag_false)."""
         if value is None:
             return []
+        if self.positional:
+            return self.format(value)
         if self.type == "bool":
             if value:
                 return [self.flag]
@@ -143,8 +146,11 @@ def param_from_table(name: str, table: dict) -> Param:
     kind = table.get("type")
     if kind not in TYPES:
         raise ParamError(f"'type' must be one of {', '.join(TYPES)}, not {kind!r}")
-    flag = table.get("flag", "--" + name.replace("_", "-"))
-    if not isinstance(flag, str) or not flag.startswith("-"):
+    positional = bool(table.get("positional", False))
+    if positional and kind == "bool":
+        raise ParamError("a bool parameter cannot be positional; give it a 'flag'")
+    flag = table.get("flag", "" if positional else "--" + name.replace("_", "-"))
+    if not positional and (not isinstance(flag, str) or not flag.startswith("-")):
         raise ParamError(f"'flag' must be a string starting with '-', such as \"--{name.replace('_', '-')}\"")
     choices = table.get("choices", [])
     if kind == "choice" and (not isinstance(choices, list) or not choices):
@@ -155,7 +161,8 @@ def param_from_table(name: str, table: dict) -> Param:
     for bound in ("min", "max"):
         if bound in table and (not isinstance(table[bound], (int, float)) or isinstance(table[bound], bool)):
             raise ParamError(f"'{bound}' must be a number")
-    known = {"type", "flag", "default", "help", "min", "max", "choices", "item_type", "separator", "flag_false"}
+    known = {"type", "flag", "default", "help", "min", "max", "choices", "item_type", "separator", "flag_false",
+             "positional"}
     param = Param(
         name=name,
         type=kind,
@@ -167,6 +174,7 @@ def param_from_table(name: str, table: dict) -> Param:
         item_type=item_type,
         separator=str(table.get("separator", ",")),
         flag_false=table.get("flag_false"),
+        positional=positional,
         extra={k: v for k, v in table.items() if k not in known},
     )
     if "default" in table:

@@ -1,0 +1,105 @@
+"""Shared fixtures: a temp workspace with a test config.toml (tiny demo settings, test scripts),
+and helpers to run the real CLI as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "tests" / "fixtures" / "scripts"
+
+TEST_CONFIG = """
+[urbanrun]
+runs_dir = "runs"
+kill_grace_seconds = 2
+
+[recipes.cones]
+description = "demo, tiny"
+command = ["{python}", "-m", "trainers.cones_unet"]
+cwd = "{urbanrun}"
+env = { OMP_NUM_THREADS = "1" }
+[recipes.cones.params.epochs]
+type = "int"
+default = 2
+min = 1
+[recipes.cones.params.batch_size]
+type = "int"
+default = 8
+min = 1
+[recipes.cones.params.dims]
+type = "list"
+item_type = "int"
+default = [8, 16, 32]
+[recipes.cones.params.cones]
+type = "int"
+default = 16
+min = 4
+[recipes.cones.params.workers]
+type = "int"
+default = 0
+min = 0
+
+[recipes.forker]
+command = ["{python}", "SCRIPTS/forker.py"]
+[recipes.forker.params.ignore_term]
+type = "bool"
+flag = "--ignore-term"
+default = false
+
+[recipes.exit_after]
+command = ["{python}", "SCRIPTS/exit_after.py"]
+[recipes.exit_after.params.code]
+type = "int"
+positional = true
+default = 0
+[recipes.exit_after.params.seconds]
+type = "float"
+positional = true
+default = 0.5
+
+[recipes.sleeper]
+command = ["{python}", "SCRIPTS/exit_after.py", "3", "4"]
+""".replace("SCRIPTS", str(SCRIPTS))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cone_cache(tmp_path_factory):
+    os.environ["URBANRUN_CONE_CACHE"] = str(tmp_path_factory.mktemp("cone-cache"))
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    (tmp_path / "config.toml").write_text(TEST_CONFIG)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("URBANRUN_RUNS_DIR", raising=False)
+    return tmp_path
+
+
+def cli(*args: str, cwd: Path, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
+    """Run the real urbanrun CLI in a subprocess."""
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"urbanrun {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def cli_json(*args: str, cwd: Path):
+    return json.loads(cli(*args, "--json", cwd=cwd, check=True).stdout)
+
+
+def wait_for(predicate, timeout: float = 90, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

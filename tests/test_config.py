@@ -1,0 +1,84 @@
+"""Recipes: typed parameters, argv rendering, the shipped config, saving defaults back."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from engine.config import DEFAULT_CONFIG, load_config, save_recipe_defaults
+from engine.errors import UserError
+from engine.params import ParamError, param_from_table
+
+
+def test_shipped_config_has_both_recipes_with_bounds():
+    config = load_config(DEFAULT_CONFIG)
+    cones = config.recipe("cones")
+    assert cones.param("epochs").min == 1 and cones.param("batch_size").min == 1
+    argv = cones.argv(cones.values_from_text({"amp": "true", "dims": "8, 16,32"}), config.context("/r"))
+    assert argv[1:3] == ["-m", "trainers.cones_unet"]
+    assert "--amp" in argv and "--grad-checkpoint" not in argv
+    assert argv[argv.index("--dims") + 1] == "8,16,32"
+    assert "--max-steps" not in argv  # unset: omitted
+    full = config.recipe("full-area-unet")
+    argv = full.argv(full.defaults(), config.context("/r"))
+    for flag, value in [("--study-area", "netherlands"), ("--epochs", "500"), ("--dims", "64,128,256"),
+                        ("--lr", "0.01"), ("--patience", "100"), ("--warmup-epochs", "50"),
+                        ("--year", "2022"), ("--resolutions", "9,8,7")]:
+        assert argv[argv.index(flag) + 1] == value
+    assert "--wandb" not in argv and "--wandb-name" not in argv and "--target-year" not in argv
+    on = full.values_from_text({"wandb": "yes", "wandb_name": "try 2", "supervised": "1", "target_year": "2023"})
+    argv = full.argv(on, config.context("/r"))
+    assert argv[-6:] == ["--wandb", "--wandb-name", "try 2", "--supervised", "--target-year", "2023"]
+
+
+@pytest.mark.parametrize("table, text, expected", [
+    ({"type": "float", "min": 0}, "1e-3", 0.001),
+    ({"type": "choice", "choices": ["auto", "cpu", "cuda"]}, "cuda", "cuda"),
+    ({"type": "bool"}, "off", False),
+    ({"type": "list", "item_type": "float"}, "0.1 0.2", [0.1, 0.2]),
+    ({"type": "string"}, "", ""),
+])
+def test_param_parsing(table, text, expected):
+    assert param_from_table("x", table).parse(text) == expected
+
+
+@pytest.mark.parametrize("table, text, reason", [
+    ({"type": "choice", "choices": ["a", "b"]}, "c", "must be one of a, b"),
+    ({"type": "float", "max": 1}, "2", "must be at most 1"),
+    ({"type": "float"}, "nan", "finite"),
+    ({"type": "bool"}, "maybe", "true or false"),
+])
+def test_param_errors_say_what_is_expected(table, text, reason):
+    with pytest.raises(ParamError, match=reason):
+        param_from_table("x", table).parse(text)
+
+
+def test_param_names_must_be_snake_case():
+    with pytest.raises(ParamError, match="snake_case"):
+        param_from_table("batchSize", {"type": "int"})
+
+
+def test_saving_defaults_keeps_comments_and_other_content(tmp_path):
+    path = tmp_path / "config.toml"
+    original = DEFAULT_CONFIG.read_text()
+    path.write_text(original)
+    config = load_config(path)
+    save_recipe_defaults(config, "cones", {"batch_size": 32, "amp": True, "dims": [8, 16, 32], "max_steps": 100})
+    text = path.read_text()
+    assert "# Where your UrbanRepML checkout lives" in text  # comments survive
+    data = tomllib.loads(text)
+    params = data["recipes"]["cones"]["params"]
+    assert params["batch_size"]["default"] == 32 and params["amp"]["default"] is True
+    assert params["dims"]["default"] == [8, 16, 32] and params["max_steps"]["default"] == 100
+    before = tomllib.loads(original)
+    assert data["recipes"]["full-area-unet"] == before["recipes"]["full-area-unet"]
+    assert load_config(path).recipe("cones").param("batch_size").default == 32
+
+
+def test_saving_an_unknown_parameter_writes_nothing(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text(DEFAULT_CONFIG.read_text())
+    with pytest.raises(UserError):
+        save_recipe_defaults(load_config(path), "cones", {"nope": 1})
+    assert path.read_text() == DEFAULT_CONFIG.read_text()

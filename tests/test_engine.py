@@ -1,0 +1,84 @@
+"""The event engine: poll() turns a real run into events, the reducer builds state, the recorder
+writes every event, and replaying the recording rebuilds the same state."""
+
+from __future__ import annotations
+
+import time
+
+from engine.config import load_config
+from engine.engine import Engine
+from engine.events import LogLines, MetricPoints, Notice, RunChanged, decode, encode
+from engine.recorder import read_session
+from engine.state import State, loss_name
+
+from conftest import wait_for
+
+
+def _drive(engine, until, timeout=90):
+    events = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events += engine.poll()
+        if until(engine):
+            events += engine.poll()
+            return events
+        time.sleep(0.1)
+    raise AssertionError("engine never reached the expected state")
+
+
+def test_poll_follows_a_real_run_and_replay_rebuilds_the_state(workspace):
+    engine = Engine(load_config(workspace / "config.toml"))
+    record = engine.launch("cones", {"epochs": "2"})
+    events = _drive(engine, lambda e: e.state.runs[record.id].status == "exited"
+                    and e.state.runs[record.id].log_lines_total > 0)
+    engine.poll()
+    engine.close()
+    kinds = {type(e) for e in events}
+    assert {RunChanged, LogLines, MetricPoints} <= kinds
+    run = engine.state.runs[record.id]
+    assert run.record["exit_code"] == 0
+    assert any(line.startswith("Epoch 2/2 | Train Loss") for line in run.log)
+    assert loss_name(run) == "loss" and run.metrics["loss"].count == 4  # 14 train cones, 8 a batch, 2 epochs
+    assert run.metrics["val_loss"].count == 2
+    statuses = [e.run["status"] for e in events if isinstance(e, RunChanged) and e.run_id == record.id]
+    assert statuses[0] == "running" and statuses[-1] == "exited"
+
+    recorded = read_session(engine.recorder.path)
+    assert [encode(e) for e in recorded] == [encode(e) for e in events]
+    replayed = State()
+    replayed.apply_all(recorded)
+    again = replayed.runs[record.id]
+    assert again.record == run.record and list(again.log) == list(run.log)
+    assert again.metrics["loss"].values == run.metrics["loss"].values
+
+
+def test_runs_launched_elsewhere_and_killed_elsewhere_are_seen(workspace):
+    """Two engines on one runs folder (the TUI and a CLI): each sees the other's launch and kill."""
+    config = load_config(workspace / "config.toml")
+    watcher = Engine(config, record_session=False)
+    actor = Engine(config, record_session=False)
+    watcher.poll()
+    record = actor.launch("sleeper")
+    wait_for(lambda: watcher.poll() is not None and record.id in watcher.state.runs, timeout=10)
+    actor.kill(record.id, grace=5)
+    _drive(watcher, lambda e: e.state.runs[record.id].status == "killed", timeout=20)
+    assert watcher.state.runs[record.id].record["signal"] == 15
+
+
+def test_corrupt_metrics_lines_are_counted_and_the_rest_flows(workspace):
+    config = load_config(workspace / "config.toml")
+    engine = Engine(config, record_session=False)
+    record = engine.launch("exit_after", {"seconds": "0.1"})
+    metrics = engine.store.run_dir(record.id) / "metrics.jsonl"
+    metrics.write_text('{"step": 1, "loss": 1.0}\n{not json\n{"step": 2, "loss": NaN, "nested": {"acc": 0.5}}\n')
+    _drive(engine, lambda e: e.state.runs[record.id].status == "exited")
+    run = engine.state.runs[record.id]
+    assert run.metrics["loss"].count == 2 and run.metrics["nested/acc"].last == 0.5
+    notices = [n.text for n in engine.state.notices if isinstance(n, Notice)]
+    assert any("1 line(s) are not JSON objects" in t and "line 2" in t for t in notices)
+
+
+def test_events_round_trip_through_json():
+    event = MetricPoints(ts=1.5, run_id="r", source="m", points=({"step": 1, "loss": float("nan")},))
+    back = decode(encode(event))
+    assert back.run_id == "r" and back.points[0]["step"] == 1 and back.points[0]["loss"] != back.points[0]["loss"]

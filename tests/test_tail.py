@@ -1,0 +1,92 @@
+"""The file follower never drops or repeats a line: partial writes, truncation, rotation,
+rewrite in place, deletion and re-creation, undecodable bytes, over-long lines."""
+
+from __future__ import annotations
+
+import os
+
+from engine.tail import FileFollower, last_lines
+
+
+def test_partial_writes_byte_by_byte(tmp_path):
+    path = tmp_path / "log"
+    path.write_bytes(b"")
+    f = FileFollower(path)
+    data = "first line\nsecond ✓ line\r\nthird\n".encode()
+    got = []
+    with open(path, "ab") as fh:
+        for byte in data:
+            fh.write(bytes([byte]))
+            fh.flush()
+            got += f.poll()
+    assert got == ["first line", "second ✓ line\r", "third"]
+
+
+def test_truncation_restarts_from_zero(tmp_path):
+    path = tmp_path / "log"
+    path.write_text("a\nb\nc\n")
+    f = FileFollower(path)
+    assert f.poll() == ["a", "b", "c"]
+    path.write_text("x\n")
+    assert f.poll() == ["x"] and f.restarted
+
+
+def test_rewrite_in_place_to_a_larger_size_is_detected(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text("step,loss\n1,0.5\n")
+    f = FileFollower(path)
+    assert f.poll() == ["step,loss", "1,0.5"]
+    with open(path, "r+") as fh:  # rewritten whole, longer than before (a new column, Lightning-style)
+        fh.write("step,loss,acc\n1,0.5,\n2,0.4,0.9\n")
+    assert f.poll() == ["step,loss,acc", "1,0.5,", "2,0.4,0.9"] and f.restarted
+
+
+def test_rotation_finishes_the_old_file_then_follows_the_new(tmp_path):
+    path = tmp_path / "log"
+    path.write_text("1\n2\n")
+    f = FileFollower(path)
+    assert f.poll() == ["1", "2"]
+    with open(path, "a") as fh:
+        fh.write("3\npartial")
+    os.rename(path, tmp_path / "log.1")
+    path.write_text("new 1\n")
+    assert f.poll() == ["3", "partial"]  # the old file's rest, its last line included
+    assert f.poll() == ["new 1"] and f.restarted
+
+
+def test_deleted_then_recreated(tmp_path):
+    path = tmp_path / "log"
+    path.write_text("a\n")
+    f = FileFollower(path)
+    assert f.poll() == ["a"]
+    path.unlink()
+    assert f.poll() == []
+    path.write_text("b\n")
+    assert f.poll() == ["b"]
+
+
+def test_undecodable_bytes_and_a_10mb_line(tmp_path):
+    path = tmp_path / "log"
+    path.write_bytes(b"ok\n\xff\xfebad\n" + b"x" * (10 << 20) + b"\nafter\n")
+    f = FileFollower(path, max_line=1 << 20)
+    lines = []
+    for _ in range(3):
+        lines += f.poll()
+    assert lines == ["ok", "\ufffd\ufffdbad", "after"] and f.skipped_lines == 1
+
+
+def test_nothing_changed_costs_no_read(tmp_path):
+    path = tmp_path / "log"
+    path.write_text("a\n")
+    f = FileFollower(path)
+    f.poll()
+    offset = f.offset
+    assert f.poll() == [] and f.offset == offset
+
+
+def test_last_lines(tmp_path):
+    path = tmp_path / "log"
+    path.write_text("".join(f"line {i}\n" for i in range(10000)))
+    assert last_lines(path, 3) == ["line 9997", "line 9998", "line 9999"]
+    path.write_text("no newline at end")
+    assert last_lines(path, 5) == ["no newline at end"]
