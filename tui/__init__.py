@@ -1,0 +1,1 @@
+"""The urbanrun Textual app. Never imports torch; talks to the engine only through its API."""
