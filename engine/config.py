@@ -36,7 +36,8 @@ class Recipe:
     env: dict[str, str]
     params: tuple[Param, ...]
     backend: str = "local"
-    metrics_files: tuple[str, ...] = ()
+    metrics_files: tuple[str, ...] = ()  # extra metrics files or globs; {run_dir} and {cwd} allowed
+    log_patterns: tuple[str, ...] = ()  # regexes with named groups, applied to every output line
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -86,7 +87,8 @@ class Config:
         return self.recipes[name]
 
     def context(self, run_dir: Path | str = "{run_dir}") -> dict[str, str]:
-        ctx = {"python": sys.executable, "urbanrun": str(ROOT), "home": str(Path.home()), "run_dir": str(run_dir)}
+        ctx = {"python": sys.executable, "urbanrun": str(ROOT), "home": str(Path.home()), "run_dir": str(run_dir),
+               "cwd": "{cwd}"}
         ctx.update({f"paths.{k}": os.path.expanduser(v) for k, v in self.paths.items()})
         return ctx
 
@@ -167,6 +169,19 @@ def _build(path: Path, text: str, data: dict) -> Config:
                 params.append(param_from_table(pname, ptable))
             except ParamError as exc:
                 raise fail(f"{where}.params.{pname}", None, str(exc)) from None
+        files = table.get("metrics_files", [])
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise fail(where, "metrics_files", 'must be a list of paths or globs, e.g. ["{cwd}/lightning_logs/*/metrics.csv"]')
+        patterns = table.get("log_patterns", [])
+        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+            raise fail(where, "log_patterns", "must be a list of regular expressions with named groups")
+        for pattern in patterns:
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise fail(where, "log_patterns", f"{pattern!r} is not a valid regular expression ({exc})") from None
+            if not compiled.groupindex:
+                raise fail(where, "log_patterns", f"{pattern!r} needs named groups, e.g. (?P<loss>[0-9.eE+-]+)")
         recipe = Recipe(
             name=name,
             description=str(table.get("description", "")),
@@ -175,7 +190,8 @@ def _build(path: Path, text: str, data: dict) -> Config:
             env=dict(env),
             params=tuple(params),
             backend=backend,
-            metrics_files=tuple(table.get("metrics_files", [])),
+            metrics_files=tuple(files),
+            log_patterns=tuple(patterns),
         )
         recipes[name] = recipe
 
@@ -184,11 +200,12 @@ def _build(path: Path, text: str, data: dict) -> Config:
     config.runs_dir = runs if runs.is_absolute() else (path.resolve().parent / runs)
     ctx = config.context()
     for recipe in recipes.values():  # unknown placeholders are config mistakes: catch them at load
-        for part in (*recipe.command, recipe.cwd, *recipe.env.values()):
+        for part in (*recipe.command, recipe.cwd, *recipe.env.values(), *recipe.metrics_files):
             try:
                 expand(part, ctx, where="")
             except UserError as exc:
-                key = "cwd" if part == recipe.cwd else ("env" if part in recipe.env.values() else "command")
+                key = ("cwd" if part == recipe.cwd else "env" if part in recipe.env.values()
+                       else "metrics_files" if part in recipe.metrics_files else "command")
                 raise fail(f"recipes.{recipe.name}", key, str(exc).lstrip(": ").rstrip(".")) from None
     return config
 

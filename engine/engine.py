@@ -6,34 +6,18 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from .config import Config
-from .events import Event, LogLines, MetricPoints, Notice, RunChanged
-from .parsers.jsonl import JsonlParser
+from .events import Event, Notice, RunChanged
 from .recorder import Recorder
-from .runs import LOG_FILE, METRICS_FILE, RECORD_FILE, RunRecord, RunStore
+from .run_sources import RunSources
+from .runs import RECORD_FILE, RunRecord, RunStore
 from .state import State
 from .supervisor import Supervisor
-from .tail import FileFollower
 
 RESCAN_SECONDS = 2.0  # how often the runs folder is listed for runs launched by another urbanrun
-
-
-@dataclass
-class RunFollowers:
-    log: FileFollower
-    metrics: FileFollower
-    parser: JsonlParser = field(default_factory=JsonlParser)
-    reported_bad: int = 0
-    reported_skipped: int = 0
-    metrics_lines: int = 0
-
-    def close(self) -> None:
-        self.log.close()
-        self.metrics.close()
 
 
 class Engine:
@@ -46,7 +30,7 @@ class Engine:
         self.state = State()
         self.recorder = Recorder(self.store.root / "sessions") if record_session else None
         self._records: dict[str, RunRecord] = {}
-        self._followers: dict[str, RunFollowers] = {}
+        self._sources: dict[str, RunSources] = {}
         self._drained: set[str] = set()  # finished runs whose files were read to the end
         self._mtimes: dict[str, int] = {}
         self._pending: list[Event] = []
@@ -65,10 +49,8 @@ class Engine:
 
     def follow(self, run_id: str) -> None:
         """Read a run's files (also a finished run's: the view asked for its log and metrics)."""
-        if run_id not in self._followers and run_id not in self._drained:
-            run_dir = self.store.run_dir(run_id)
-            self._followers[run_id] = RunFollowers(FileFollower(run_dir / LOG_FILE),
-                                                   FileFollower(run_dir / METRICS_FILE))
+        if run_id not in self._sources and run_id not in self._drained and run_id in self._records:
+            self._sources[run_id] = RunSources(self.store.run_dir(run_id), self._records[run_id])
 
     # -- polling ---------------------------------------------------------------------------------
     def poll(self, now: float | None = None) -> list[Event]:
@@ -81,7 +63,7 @@ class Engine:
             if self.supervisor.reconcile(record):
                 self._note_saved(record)
                 self._pending.append(RunChanged(ts=now, run=record.to_dict()))
-        for run_id in list(self._followers):
+        for run_id in list(self._sources):
             self._read_files(run_id, now)
         events, self._pending = self._pending, []
         self.state.apply_all(events)
@@ -90,8 +72,8 @@ class Engine:
         return events
 
     def close(self) -> None:
-        for followers in self._followers.values():
-            followers.close()
+        for sources in self._sources.values():
+            sources.close()
         if self.recorder is not None:
             self.recorder.close()
 
@@ -143,30 +125,11 @@ class Engine:
             self.follow(record.id)
 
     def _read_files(self, run_id: str, now: float) -> None:
-        f = self._followers[run_id]
-        lines = f.log.poll()
-        if lines or f.log.restarted:
-            self._pending.append(LogLines(ts=now, run_id=run_id, lines=tuple(lines), restarted=f.log.restarted))
-        metric_lines = f.metrics.poll()
-        if metric_lines:
-            points = f.parser.feed(metric_lines, f.metrics_lines)
-            f.metrics_lines += len(metric_lines)
-            if points:
-                self._pending.append(MetricPoints(ts=now, run_id=run_id, source=str(f.metrics.path),
-                                                  points=tuple(points)))
-        if f.parser.bad_lines > f.reported_bad:
-            self._pending.append(Notice(ts=now, level="warning", run_id=run_id,
-                                        text=f"{f.metrics.path}: {f.parser.bad_lines} line(s) are not JSON "
-                                             f"objects and were skipped (first: {f.parser.first_error})."))
-            f.reported_bad = f.parser.bad_lines
-        skipped = f.log.skipped_lines + f.metrics.skipped_lines
-        if skipped > f.reported_skipped:
-            self._pending.append(Notice(ts=now, level="warning", run_id=run_id,
-                                        text=f"run {run_id}: {skipped} line(s) longer than "
-                                             f"{f.log.max_line >> 20} MiB were skipped."))
-            f.reported_skipped = skipped
+        sources = self._sources[run_id]
+        events = sources.read(now)
+        self._pending += events
         record = self._records.get(run_id)
-        if record is not None and not record.active and not lines and not metric_lines:
-            f.close()  # the run ended and its files are drained
-            del self._followers[run_id]
+        if record is not None and not record.active and not events:
+            sources.close()  # the run ended and its files are drained
+            del self._sources[run_id]
             self._drained.add(run_id)

@@ -53,6 +53,16 @@ class MetricPoints(Event):
     run_id: str = ""
     source: str = ""
     points: tuple[dict, ...] = ()
+    format: str = "jsonl"  # jsonl | csv | tensorboard | wandb | log (log-line metrics yield to the others)
+
+
+@register
+@dataclass(frozen=True)
+class Progress(Event):
+    """How far a run is: unit (epoch | step | batch), n of total, rate per second, elapsed, ETA."""
+
+    run_id: str = ""
+    progress: dict = field(default_factory=dict)
 
 
 @register

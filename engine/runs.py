@@ -56,6 +56,8 @@ class RunRecord:
     kill_requested: float | None = None
     kill_deadline: float | None = None
     error: str | None = None
+    metrics_files: list[str] = field(default_factory=list)  # expanded paths/globs to follow as well
+    log_patterns: list[str] = field(default_factory=list)
 
     @property
     def active(self) -> bool:

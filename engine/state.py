@@ -10,7 +10,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from .events import Event, LogLines, MetricPoints, Notice, RunChanged
+from .events import Event, LogLines, MetricPoints, Notice, Progress, RunChanged
 from .series import Series
 
 LOG_LINES_KEPT = 5_000
@@ -24,8 +24,11 @@ class RunState:
     log: deque = field(default_factory=lambda: deque(maxlen=LOG_LINES_KEPT))
     log_lines_total: int = 0
     metrics: dict[str, Series] = field(default_factory=dict)
+    metric_formats: dict[str, str] = field(default_factory=dict)  # which source feeds each series
     last_point: dict = field(default_factory=dict)
     points_total: int = 0
+    progress: dict = field(default_factory=dict)  # latest Progress, per unit
+    progress_ts: float = 0.0
 
     @property
     def id(self) -> str:
@@ -60,6 +63,10 @@ class State:
             run.log_lines_total += len(event.lines)
         elif isinstance(event, MetricPoints):
             self._add_points(self._run(event.run_id), event)
+        elif isinstance(event, Progress):
+            run = self._run(event.run_id)
+            run.progress[event.progress.get("unit", "step")] = dict(event.progress)
+            run.progress_ts = event.ts
         elif isinstance(event, Notice):
             self.notices.append(event)
 
@@ -77,18 +84,37 @@ class State:
     def _add_points(run: RunState, event: MetricPoints) -> None:
         for point in event.points:
             run.points_total += 1
-            step = point.get("step")
+            step = point.get("step", point.get("epoch"))
             step = run.points_total - 1 if not isinstance(step, (int, float)) else step
             when = point.get("time")
             when = event.ts if not isinstance(when, (int, float)) else when
             for name, value in point.items():
                 if name in AXIS_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
                     continue
-                series = run.metrics.get(name)
-                if series is None:
-                    series = run.metrics[name] = Series()
-                series.append(float(step), float(when), float(value))
+                fed_by = run.metric_formats.get(name)
+                if fed_by is None or (fed_by == "log" and event.format != "log"):
+                    run.metrics[name] = Series()  # first source, or a structured one replacing log lines
+                    run.metric_formats[name] = event.format
+                elif event.format == "log" and fed_by != "log":
+                    continue  # a structured source already feeds this name: the log line repeats it
+                run.metrics[name].append(float(step), float(when), float(value))
             run.last_point = point
+
+
+def eta_seconds(run: RunState, now: float) -> float | None:
+    """Seconds left: by epochs when the run reports epochs, else by its finest progress unit."""
+    for unit in ("epoch", "step", "batch"):
+        p = run.progress.get(unit)
+        if not p or not p.get("total"):
+            continue
+        if p.get("eta") is not None and unit == "batch" and "epochs" not in p:
+            return p["eta"]
+        started = run.record.get("started")
+        done = p["n"] / p["total"]
+        if started and done > 0:
+            elapsed = max(0.0, run.progress_ts - started)
+            return max(0.0, elapsed / done - elapsed - (now - run.progress_ts))
+    return None
 
 
 def loss_name(run: RunState) -> str | None:

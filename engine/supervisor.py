@@ -45,21 +45,24 @@ class Supervisor:
         run_id = new_run_id(recipe.name, now)
         run_dir = self.store.run_dir(run_id).resolve()
         ctx = self.config.context(run_dir)
-        argv = recipe.argv(chosen, ctx)
         cwd = recipe.resolved_cwd(ctx)
         if not cwd.is_dir():
             raise UserError(f"recipe '{recipe.name}': working directory {cwd} does not exist; set `cwd` "
                             f"(or the [paths] entry it uses) in {self.config.path} to an existing folder.")
+        ctx["cwd"] = str(cwd)
+        argv = recipe.argv(chosen, ctx)
         if _find_executable(argv[0], cwd) is None:
             raise UserError(f"recipe '{recipe.name}': program '{argv[0]}' was not found (cwd {cwd}); "
                             f"fix `command` in {self.config.path}.")
         env_overrides = {k: expand(v, ctx, where=f"recipes.{recipe.name}.env") for k, v in recipe.env.items()}
+        metrics_files = [expand(f, ctx, where=f"recipes.{recipe.name}.metrics_files") for f in recipe.metrics_files]
         defaults = recipe.defaults()
         record = RunRecord(
             id=run_id, recipe=recipe.name, argv=argv, cwd=str(cwd), backend=recipe.backend,
             env=redact_env(env_overrides), params={k: v for k, v in chosen.items() if v is not None},
             changed={k: v for k, v in chosen.items() if v != defaults.get(k) and v is not None},
-            created=now, host=socket.gethostname(), **_git_state(cwd),
+            created=now, host=socket.gethostname(), metrics_files=metrics_files,
+            log_patterns=list(recipe.log_patterns), **_git_state(cwd),
         )
         self.store.root.mkdir(parents=True, exist_ok=True)
         self.store.create(record)

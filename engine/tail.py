@@ -40,6 +40,13 @@ class FileFollower:
     def offset(self) -> int:
         return self._offset
 
+    def partial_frame(self) -> str | None:
+        """The last carriage-return frame of the incomplete last line (a live tqdm bar), if any."""
+        if b"\r" not in self._pending or self._skipping:
+            return None
+        frames = [f for f in self._pending.split(b"\r") if f.strip()]
+        return frames[-1].decode("utf-8", errors="replace") if frames else None
+
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()

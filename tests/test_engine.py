@@ -75,7 +75,7 @@ def test_corrupt_metrics_lines_are_counted_and_the_rest_flows(workspace):
     run = engine.state.runs[record.id]
     assert run.metrics["loss"].count == 2 and run.metrics["nested/acc"].last == 0.5
     notices = [n.text for n in engine.state.notices if isinstance(n, Notice)]
-    assert any("1 line(s) are not JSON objects" in t and "line 2" in t for t in notices)
+    assert any("1 bad record(s) skipped" in t and "line 2" in t for t in notices)
 
 
 def test_events_round_trip_through_json():
