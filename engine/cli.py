@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-f", "--follow", action="store_true", help="keep printing new output until the run ends")
     s.add_argument("-n", "--lines", type=int, default=None, help="only the last N lines")
 
+    s = sub.add_parser("metrics", help="per-metric summary of a metrics file, folder or run")
+    s.add_argument("target", metavar="PATH_OR_RUN")
+    s.add_argument("--follow", "-f", action="store_true", help="print new points as they arrive")
+    s.add_argument("--json", action="store_true")
+
     s = sub.add_parser("recipes", help="list recipes and their parameters")
     s.add_argument("--json", action="store_true")
     return p
@@ -94,7 +99,7 @@ def _dispatch(args) -> int:
         build_parser().print_help()
         return 0
     handler = {"launch": cmd_launch, "ls": cmd_ls, "show": cmd_show, "kill": cmd_kill,
-               "logs": cmd_logs, "recipes": cmd_recipes}[args.command]
+               "logs": cmd_logs, "metrics": cmd_metrics, "recipes": cmd_recipes}[args.command]
     return handler(args, config, store, sup)
 
 
@@ -199,6 +204,22 @@ def cmd_logs(args, config, store, sup) -> int:
             _write_lines(lines)
         return 0
     return _follow(store, sup, run_id, from_start=args.lines is None, last=args.lines)
+
+
+def cmd_metrics(args, config, store, sup) -> int:
+    from . import cli_metrics
+
+    sources = cli_metrics.sources_for(args.target, store)
+    summary = cli_metrics.summarise(sources)
+    if args.follow:
+        if not args.json:
+            cli_metrics.print_summary(summary)
+        return cli_metrics.follow(sources, args.json)
+    if args.json:
+        _print_json(summary)
+    else:
+        cli_metrics.print_summary(summary)
+    return 0
 
 
 def cmd_recipes(args, config, store, sup) -> int:

@@ -126,9 +126,9 @@ class Engine:
 
     def _read_files(self, run_id: str, now: float) -> None:
         sources = self._sources[run_id]
-        events = sources.read(now)
-        self._pending += events
         record = self._records.get(run_id)
+        events = sources.read(now, final=record is not None and not record.active)
+        self._pending += events
         if record is not None and not record.active and not events:
             sources.close()  # the run ended and its files are drained
             del self._sources[run_id]

@@ -33,8 +33,9 @@ class RunSources:
         for source in self.sources.values():
             source.close()
 
-    def read(self, now: float) -> list[Event]:
-        """New events from every file of the run (empty when nothing changed)."""
+    def read(self, now: float, final: bool = False) -> list[Event]:
+        """New events from every file of the run (empty when nothing changed). `final`: the run
+        has ended, so look for late metrics files now rather than at the next glob time."""
         events: list[Event] = []
         lines = self.log.poll()
         if lines or self.log.restarted:
@@ -49,7 +50,7 @@ class RunSources:
         if progress and progress != self.last_progress:
             self.last_progress = progress
             events.append(Progress(ts=now, run_id=self.run_id, progress=progress))
-        if self.globs and now >= self.next_glob:
+        if self.globs and (now >= self.next_glob or final):
             self._add_globbed()
             self.next_glob = now + GLOB_SECONDS
         for key, source in self.sources.items():

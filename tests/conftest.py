@@ -64,6 +64,10 @@ type = "float"
 positional = true
 default = 0.5
 
+[recipes.late_csv]
+command = ["{python}", "SCRIPTS/late_csv.py"]
+metrics_files = ["{run_dir}/history/*.csv"]
+
 [recipes.sleeper]
 command = ["{python}", "SCRIPTS/exit_after.py", "3", "4"]
 """.replace("SCRIPTS", str(SCRIPTS))

@@ -1,0 +1,79 @@
+"""`urbanrun metrics` on each format, on a folder, on a run id; late metrics files of a recipe."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.config import load_config
+from engine.engine import Engine
+from engine.events import MetricPoints
+
+from conftest import cli, cli_json, wait_for
+
+METRICS = Path(__file__).parent / "fixtures" / "metrics"
+
+
+@pytest.mark.parametrize("target, fmt, metric, count", [
+    ("ours.jsonl", "jsonl", "loss", 12),
+    ("lightning/lightning_logs/version_0/metrics.csv", "csv", "val_loss", 3),
+    ("training_loss_history.csv", "csv", "total_loss", 25),
+    ("tensorboard/run1", "tensorboard", "train/loss", 50),
+    ("wandb_project", "wandb", "val/loss", 20),
+    ("logs/urbanrepml_logging.log", "log", "loss", 10),
+])
+def test_metrics_json_for_each_format(workspace, target, fmt, metric, count):
+    out = cli_json("metrics", str(METRICS / target), cwd=workspace)
+    (source,) = out["sources"]
+    assert source["format"] == fmt
+    m = source["metrics"][metric]
+    assert m["count"] == count
+    assert set(m) == {"count", "first_step", "last_step", "last", "min", "min_step", "max"}
+    assert isinstance(m["last"], str) or m["min"] <= m["last"] <= m["max"]
+
+
+def test_metrics_on_a_folder_lists_each_source(workspace):
+    out = cli_json("metrics", str(METRICS), cwd=workspace)
+    assert {s["format"] for s in out["sources"]} == {"jsonl", "csv", "tensorboard", "wandb"}
+    jsonl = next(s for s in out["sources"] if s["format"] == "jsonl")
+    assert jsonl["bad_records"] == 1 and jsonl["metrics"]["loss"]["last"] == "inf"
+
+
+def test_metrics_on_a_demo_run(workspace):
+    run = cli_json("launch", "cones", cwd=workspace)
+    wait_for(lambda: cli_json("show", run["id"], cwd=workspace)["status"] != "running")
+    out = cli_json("metrics", run["id"], cwd=workspace)
+    by_format = {s["format"]: s for s in out["sources"]}
+    loss = by_format["jsonl"]["metrics"]["loss"]
+    assert loss["count"] == 4 and loss["first_step"] == 1 and loss["last_step"] == 4
+    assert by_format["log"]["metrics"]["val_loss"]["count"] == 2
+    text = cli("metrics", run["id"], cwd=workspace, check=True).stdout
+    assert "metrics.jsonl (jsonl)" in text and "val_loss" in text
+
+
+def test_metrics_bad_target_is_one_sentence(workspace):
+    proc = cli("metrics", "no-such-thing", cwd=workspace)
+    assert proc.returncode == 2 and "neither a file or folder nor a run id" in proc.stderr
+
+
+def test_recipe_metrics_files_that_appear_later_are_followed(workspace):
+    engine = Engine(load_config(workspace / "config.toml"), record_session=False)
+    record = engine.launch("late_csv")
+    events = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        events += engine.poll()
+        run = engine.state.runs[record.id]
+        if run.status != "running" and run.metrics.get("total_loss") and run.metrics["total_loss"].count == 5:
+            break
+        time.sleep(0.1)
+    run = engine.state.runs[record.id]
+    assert run.metric_formats["total_loss"] == "csv"
+    assert list(run.metrics["total_loss"].arrays()[1]) == [1.0, 0.5, 1 / 3, 0.25, 0.2]
+    assert run.metrics["train_loss"].count == 5  # from the log lines
+    assert run.progress["epoch"] == {"unit": "epoch", "n": 5, "total": 5}
+    assert any(isinstance(e, MetricPoints) and e.format == "csv" for e in events)

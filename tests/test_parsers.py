@@ -1,0 +1,197 @@
+"""Every metrics format parses to the values its own library wrote (or reads back)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine.metric_sources import MetricSource, discover
+from engine.parsers.loglines import LogLineParser
+from engine.parsers.tensorboard import TensorBoardReader
+from engine.parsers.wandb_offline import WandbRunReader
+
+FIX = Path(__file__).parent / "fixtures"
+METRICS = FIX / "metrics"
+
+
+def loss_at(step):  # what tests/fixtures/make_metrics_fixtures.py logged
+    return 1.0 / (1 + 0.1 * step) + 0.01 * math.sin(step)
+
+
+def _by_tag(points):
+    out = {}
+    for p in points:
+        for k, v in p.items():
+            if k not in ("step", "time"):
+                out.setdefault(k, []).append((p["step"], v, p["time"]))
+    return out
+
+
+def test_tensorboard_matches_event_accumulator():
+    ea_mod = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    from tensorboard.util import tensor_util
+
+    (event_file,) = (METRICS / "tensorboard" / "run1").glob("events.out.tfevents.*")
+    ours = _by_tag(TensorBoardReader(event_file).poll())
+    acc = ea_mod.EventAccumulator(str(event_file), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    for tag in acc.Tags()["scalars"]:
+        theirs = [(e.step, e.value, e.wall_time) for e in acc.Scalars(tag)]
+        assert ours[tag] == theirs
+    assert set(acc.Tags()["scalars"]) == {"train/loss", "lr"}
+    theirs = [(e.step, float(tensor_util.make_ndarray(e.tensor_proto)), e.wall_time) for e in acc.Tensors("val/acc")]
+    assert ours["val/acc"] == pytest.approx(theirs)
+    assert "weights" not in ours and "note" not in ours  # histogram and text are skipped
+
+
+def test_tensorboard_cut_mid_record_then_completed(tmp_path):
+    (full,) = (METRICS / "tensorboard" / "run1").glob("events.out.tfevents.*")
+    data = full.read_bytes()
+    path = tmp_path / "events.out.tfevents.grow"
+    path.write_bytes(data[:-7])
+    reader = TensorBoardReader(path)
+    first = reader.poll()
+    assert reader.offset < len(data) - 7  # the partial record is held back
+    with open(path, "ab") as fh:
+        fh.write(data[-7:])
+    rest = reader.poll()
+    assert first + rest == TensorBoardReader(full).poll()
+    assert reader.bad_records == 0
+
+
+def test_tensorboard_corrupt_records(tmp_path):
+    """A record whose data CRC fails is counted and skipped; a corrupt length stops the file, reported."""
+    import struct
+
+    (full,) = (METRICS / "tensorboard" / "run1").glob("events.out.tfevents.*")
+    data = bytearray(full.read_bytes())
+    clean = TensorBoardReader(full).poll()
+    starts, pos = [], 0
+    while pos < len(data):
+        starts.append(pos)
+        pos += 16 + struct.unpack_from("<Q", data, pos)[0]
+    bad_data = bytearray(data)
+    bad_data[starts[3] + 14] ^= 0xFF  # inside record 3's data (a scalar event)
+    path = tmp_path / "events.out.tfevents.bad"
+    path.write_bytes(bytes(bad_data))
+    reader = TensorBoardReader(path)
+    points = reader.poll()
+    assert reader.bad_records == 1 and not reader.broken
+    assert len(points) == len(clean) - 1 and points[0] == clean[0] and points[-1] == clean[-1]
+    bad_length = bytearray(data)
+    bad_length[starts[10]] ^= 0x01
+    path.write_bytes(bytes(bad_length))
+    reader = TensorBoardReader(path)
+    head = tmp_path / "events.out.tfevents.head"
+    head.write_bytes(bytes(data[:starts[10]]))
+    assert reader.poll() == TensorBoardReader(head).poll() and "corrupt record length" in reader.broken
+
+
+def test_lightning_csv_matches_csv_reader_and_survives_the_rewrite(tmp_path):
+    src = METRICS / "lightning" / "lightning_logs" / "version_0" / "metrics.csv"
+    rows = list(csv.DictReader(src.open()))
+    source = MetricSource(src, "csv")
+    points, _ = source.poll()
+    assert len(points) == len(rows)
+    for point, row in zip(points, rows):
+        for key, text in row.items():
+            if text:
+                assert point[key] == pytest.approx(float(text))
+    # a growing file rewritten with a new column (what CSVLogger does on a new key): nothing repeated
+    path = tmp_path / "metrics.csv"
+    path.write_text("epoch,step,train_loss\n0,0,1.0\n0,1,0.9\n")
+    growing = MetricSource(path, "csv")
+    first, _ = growing.poll()
+    path.write_text("epoch,step,train_loss,val_loss\n0,0,1.0,\n0,1,0.9,\n0,1,,0.95\n0,2,0.8,\n")
+    second, _ = growing.poll()
+    assert [p["step"] for p in first] == [0, 1]
+    assert second == [{"epoch": 0, "step": 1, "val_loss": 0.95}, {"epoch": 0, "step": 2, "train_loss": 0.8}]
+
+
+def test_loss_history_csv_uses_epoch_as_step():
+    points, _ = MetricSource(METRICS / "training_loss_history.csv", "csv").poll()
+    assert [p["step"] for p in points] == list(range(25))
+    assert points[3]["total_loss"] == pytest.approx(loss_at(3))
+
+
+def test_wandb_offline_run_history_config_and_summary(tmp_path):
+    (run_dir,) = (METRICS / "wandb_project" / "wandb").glob("offline-run-*")
+    (wandb_file,) = run_dir.glob("run-*.wandb")
+    reader = WandbRunReader(wandb_file)
+    points = reader.poll()
+    assert [p["step"] for p in points] == list(range(20))
+    for p in points:
+        assert p["loss"] == pytest.approx(loss_at(p["step"]))
+        assert p["val/loss"] == pytest.approx(loss_at(p["step"]) + 0.1)
+    assert reader.config["lr"] == 1e-3 and reader.config["dims"] == [64, 128, 256]
+    assert reader.summary["_step"] == 19 and reader.summary["loss"] == pytest.approx(points[-1]["loss"])
+    # read while it grows, in odd-sized pieces: the same points
+    data = wandb_file.read_bytes()
+    path = tmp_path / "run-x.wandb"
+    path.write_bytes(b"")
+    growing, got = WandbRunReader(path), []
+    for i in range(0, len(data), 333):
+        with open(path, "ab") as fh:
+            fh.write(data[i:i + 333])
+        got += growing.poll()
+    assert got == points and growing.bad_records == 0
+
+
+def test_urbanrepml_logging_lines():
+    points, progress = MetricSource(METRICS / "logs" / "urbanrepml_logging.log", "log").poll()
+    assert [p["epoch"] for p in points] == list(range(1, 11))
+    assert points[0]["loss"] == pytest.approx(round(loss_at(10), 6))
+    assert progress == {"unit": "epoch", "n": 10, "total": 100}
+
+
+def test_tqdm_bar_from_a_real_capture():
+    points, progress = MetricSource(METRICS / "logs" / "tqdm.log", "log").poll()
+    assert progress["n"] == 40 and progress["total"] == 40 and progress["epoch"] == 2 and progress["epochs"] == 2
+    assert points[-1]["loss"] == pytest.approx(round(loss_at(39), 4))
+
+
+def test_demo_trainer_output_log():
+    points, progress = MetricSource(FIX / "logs" / "cones_demo_output.log", "log").poll()
+    epochs = [p for p in points if "val_loss" in p]
+    assert [p["epoch"] for p in epochs] == list(range(1, 31))
+    assert epochs[-1]["val_loss"] < epochs[0]["val_loss"]
+    assert {"train_loss", "val_loss", "lr"} <= set(epochs[0])
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("Epoch 1/1 | Train Loss: 0.5 | Val Loss: 0.6 | LR: 1e-3",
+     {"epoch": 1, "train_loss": 0.5, "val_loss": 0.6, "lr": 1e-3}),
+    ("12:01:02 INFO Epoch   10/100  loss=0.012345  best=0.012001", {"epoch": 10, "loss": 0.012345, "best": 0.012001}),
+    ("2026-01-02 10:00:00,123 - train - INFO - step=5 loss=0.0123", {"step": 5, "loss": 0.0123}),
+    ("[INFO] val_acc: 0.91", {"val_acc": 0.91}),
+    ("Model: params=80,264 amp=False", None),
+    ("Saving checkpoint to /tmp/x_3/model.pt", None),
+])
+def test_log_line_patterns(line, expected):
+    assert LogLineParser().parse_line(line)[0] == expected
+
+
+def test_recipe_regex_named_groups():
+    import re
+
+    parser = LogLineParser([re.compile(r"it (?P<step>\d+): recon (?P<recon>[\d.]+)")])
+    assert parser.parse_line("it 7: recon 0.25 (custom format)")[0] == {"step": 7, "recon": 0.25}
+
+
+def test_jsonl_nan_infinity_nested_and_corrupt():
+    source = MetricSource(METRICS / "ours.jsonl", "jsonl")
+    points, _ = source.poll()
+    assert len(points) == 12 and source.bad == 1 and "line 13" in source.first_error
+    assert points[0]["train/acc"] == 0 and math.isnan(points[10]["loss"]) and points[11]["loss"] == math.inf
+
+
+def test_discovery_finds_every_format(tmp_path):
+    shutil.copytree(METRICS, tmp_path / "m")
+    (tmp_path / "m" / "data.csv").write_text("h3,population\n891,20\n")  # a data table, not metrics
+    found = {(p.relative_to(tmp_path / "m").as_posix().split("/")[0], fmt) for p, fmt in discover(tmp_path / "m")}
+    assert found == {("ours.jsonl", "jsonl"), ("training_loss_history.csv", "csv"), ("lightning", "csv"),
+                     ("tensorboard", "tensorboard"), ("wandb_project", "wandb")}
