@@ -18,7 +18,8 @@ from .tail import FileFollower
 FORMATS = ("jsonl", "csv", "tensorboard", "wandb", "log")
 SKIP_DIRS = {".git", "node_modules", "__pycache__", ".venv", "venv", "site-packages", ".mypy_cache",
              ".pytest_cache", "checkpoints", "cone_cache"}
-MAX_ENTRIES = 50_000  # discovery visits at most this many paths under one root
+MAX_ENTRIES = 50_000
+READ_PER_POLL = 4 << 20  # discovery visits at most this many paths under one root
 
 
 class MetricSource:
@@ -30,7 +31,8 @@ class MetricSource:
         self.progress = None
         self._lines_read = 0
         if fmt in ("jsonl", "csv", "log"):
-            self.follower = FileFollower(self.path)
+            # a bounded read per poll keeps each batch of points small (and the UI responsive)
+            self.follower = FileFollower(self.path, max_read=READ_PER_POLL)
             self.parser = {"jsonl": JsonlParser, "csv": CsvParser}[fmt]() if fmt != "log" else LogLineParser(patterns)
             self.reader = None
         elif fmt == "tensorboard":
@@ -62,6 +64,11 @@ class MetricSource:
             self.reader = WandbRunReader(found[0])
         if self.reader is not None:
             return self.reader.poll(), None
+        if lines is None and self.format == "jsonl":
+            block = self.follower.poll_block()
+            if self.follower.restarted:
+                self.parser.lines_seen = 0
+            return self.parser.feed_block(block), None
         if lines is None:
             lines = self.follower.poll()
             if self.follower.restarted and hasattr(self.parser, "reset"):
@@ -70,9 +77,12 @@ class MetricSource:
             return [], None
         if self.format == "log":
             return self.parser.feed(lines)
-        points = self.parser.feed(lines, self._lines_read)
-        self._lines_read += len(lines)
-        return points, None
+        if self.format == "csv":
+            self._lines_read = 0 if self.follower.restarted else self._lines_read
+            points = self.parser.feed(lines, self._lines_read)
+            self._lines_read += len(lines)
+            return points, None
+        return self.parser.feed(lines), None
 
     def close(self) -> None:
         if self.follower is not None:

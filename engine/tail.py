@@ -21,8 +21,10 @@ GUARD = 32  # bytes before the offset remembered to detect a rewrite in place
 
 
 class FileFollower:
-    def __init__(self, path: str | os.PathLike, max_line: int = 4 << 20, start_at_end: bool = False):
+    def __init__(self, path: str | os.PathLike, max_line: int = 4 << 20, start_at_end: bool = False,
+                 max_read: int = MAX_READ_PER_POLL):
         self.path = Path(path)
+        self.max_read = max_read
         self.max_line = max_line
         self.start_at_end = start_at_end
         self.restarted = False  # set by poll() when the lines it returns start a new file content
@@ -54,6 +56,13 @@ class FileFollower:
 
     def poll(self) -> list[str]:
         """Complete lines appended since the last poll."""
+        return [line for block in self._poll_blocks() for line in block.decode("utf-8", errors="replace").split("\n")[:-1]]
+
+    def poll_block(self) -> bytes:
+        """The same lines as poll(), as one bytes block of newline-terminated lines (fast path)."""
+        return b"".join(self._poll_blocks())
+
+    def _poll_blocks(self) -> list[bytes]:
         self.restarted = False
         out: list[bytes] = []
         try:
@@ -61,16 +70,16 @@ class FileFollower:
         except FileNotFoundError:
             if self._fh is not None:  # deleted: finish what the old file had, then wait for a new one
                 self._finish_old(out)
-            return self._decode(out)
+            return out
         ident = (st.st_dev, st.st_ino)
         if self._fh is not None and ident != self._id:
             self._finish_old(out)  # the new file is opened by the next poll, so `restarted`
-            return self._decode(out)  # always applies to a whole batch
+            return out  # always applies to a whole batch
         if self._fh is None:
             try:
                 self._fh = open(self.path, "rb")
             except FileNotFoundError:
-                return self._decode(out)
+                return out
             self._id = ident
             self._offset = st.st_size if self.start_at_end else 0
             self._guard = b""
@@ -83,7 +92,19 @@ class FileFollower:
             self._mark_restart()
         if st.st_size > self._offset:
             self._read_into(out)
-        return self._decode(out)
+        return out
+
+    def partial_frame(self) -> str | None:
+        """The last carriage-return frame of the incomplete last line (a live tqdm bar), if any."""
+        if b"\r" not in self._pending or self._skipping:
+            return None
+        frames = [f for f in self._pending.split(b"\r") if f.strip()]
+        return frames[-1].decode("utf-8", errors="replace") if frames else None
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
     def _mark_restart(self) -> None:
         self.restarted = True
@@ -98,14 +119,14 @@ class FileFollower:
     def _finish_old(self, out: list[bytes]) -> None:
         self._read_into(out)
         if self._pending and not self._skipping:
-            out.append(self._pending)
+            out.append(self._pending + b"\n")
         self._pending, self._skipping = b"", False
         self.close()
         self._id = None
 
     def _read_into(self, out: list[bytes]) -> None:
         self._fh.seek(self._offset)
-        budget = MAX_READ_PER_POLL
+        budget = self.max_read
         while budget > 0:
             data = self._fh.read(min(READ_CHUNK, budget))
             if not data:
@@ -116,33 +137,36 @@ class FileFollower:
             self._split(data, out)
 
     def _split(self, data: bytes, out: list[bytes]) -> None:
-        start = 0
-        while True:
-            nl = data.find(b"\n", start)
-            if nl < 0:
-                rest = data[start:]
-                if self._skipping:
-                    return
-                if len(self._pending) + len(rest) > self.max_line:
+        """Append the complete lines of pending + data to `out` as one block; keep the rest pending."""
+        last_nl = data.rfind(b"\n")
+        if last_nl < 0:
+            if not self._skipping:
+                if len(self._pending) + len(data) > self.max_line:
                     self._pending, self._skipping = b"", True
                     self.skipped_lines += 1
                 else:
-                    self._pending += rest
-                return
-            piece = data[start:nl]
-            if self._skipping:
-                self._skipping = False
-            elif len(self._pending) + len(piece) > self.max_line:
-                self._pending = b""
-                self.skipped_lines += 1
-            else:
-                out.append(self._pending + piece if self._pending else piece)
-                self._pending = b""
-            start = nl + 1
-
-    @staticmethod
-    def _decode(lines: list[bytes]) -> list[str]:
-        return [line.decode("utf-8", errors="replace") for line in lines]
+                    self._pending += data
+            return
+        head, rest = data[:last_nl + 1], data[last_nl + 1:]
+        if self._skipping:  # the rest of an over-long line: drop it up to its newline
+            head = head[head.find(b"\n") + 1:]
+            self._skipping = False
+            block = head
+        else:
+            block = self._pending + head if self._pending else head
+        if len(block) > self.max_line:  # only a block this big can hold an over-long line
+            lines = block.split(b"\n")[:-1]
+            kept = [line for line in lines if len(line) <= self.max_line]
+            self.skipped_lines += len(lines) - len(kept)
+            block = b"".join(line + b"\n" for line in kept)
+        if block:
+            out.append(block)
+        self._pending = b""
+        if len(rest) > self.max_line:
+            self._skipping = True
+            self.skipped_lines += 1
+        else:
+            self._pending = rest
 
 
 def last_lines(path: str | os.PathLike, n: int, block: int = 1 << 16) -> list[str]:

@@ -77,3 +77,36 @@ def test_recipe_metrics_files_that_appear_later_are_followed(workspace):
     assert run.metrics["train_loss"].count == 5  # from the log lines
     assert run.progress["epoch"] == {"unit": "epoch", "n": 5, "total": 5}
     assert any(isinstance(e, MetricPoints) and e.format == "csv" for e in events)
+
+
+def test_metrics_follow_streams_new_points(workspace):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    path = workspace / "live.jsonl"
+    path.write_text('{"step": 0, "loss": 1.0}\n')
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "metrics", str(path), "--follow", "--json"],
+                            cwd=workspace, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        time.sleep(1.0)
+        with open(path, "a") as fh:
+            fh.write('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.25}\n')
+        got = [json.loads(proc.stdout.readline()) for _ in range(2)]
+        assert [g["point"]["step"] for g in got] == [1, 2] and got[1]["point"]["loss"] == 0.25
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def test_progress_and_eta_from_events():
+    from engine.events import Progress, RunChanged
+    from engine.state import State, eta_seconds
+
+    state = State()
+    state.apply(RunChanged(ts=100.0, run={"id": "r", "status": "running", "started": 100.0}))
+    state.apply(Progress(ts=130.0, run_id="r", progress={"unit": "epoch", "n": 3, "total": 10}))
+    assert eta_seconds(state.runs["r"], now=130.0) == pytest.approx(70.0)
+    assert eta_seconds(state.runs["r"], now=140.0) == pytest.approx(60.0)

@@ -195,3 +195,17 @@ def test_discovery_finds_every_format(tmp_path):
     found = {(p.relative_to(tmp_path / "m").as_posix().split("/")[0], fmt) for p, fmt in discover(tmp_path / "m")}
     assert found == {("ours.jsonl", "jsonl"), ("training_loss_history.csv", "csv"), ("lightning", "csv"),
                      ("tensorboard", "tensorboard"), ("wandb_project", "wandb")}
+
+
+def test_wandb_corrupt_chunk_is_counted_and_the_rest_flows(tmp_path):
+    (run_dir,) = (METRICS / "wandb_project" / "wandb").glob("offline-run-*")
+    (wandb_file,) = run_dir.glob("run-*.wandb")
+    clean = WandbRunReader(wandb_file).poll()
+    data = bytearray(wandb_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path = tmp_path / "run-bad.wandb"
+    path.write_bytes(bytes(data))
+    reader = WandbRunReader(path)
+    points = reader.poll()
+    assert reader.bad_records >= 1 and len(points) >= len(clean) - 1
+    assert all(p in clean for p in points)

@@ -22,6 +22,7 @@ from .protowire import (FIXED32, FIXED64, LEN, WireError, as_double, as_float, a
 _HEADER = struct.Struct("<QI")
 _U32 = struct.Struct("<I")
 _HALF = struct.Struct("<e")
+_F32 = struct.Struct("<f")
 MAX_READ = 64 << 20
 
 # Event fields
@@ -70,27 +71,33 @@ class TensorBoardReader:
     def parse(self, buf: bytes) -> tuple[list[dict], int]:
         points, pos, end = [], 0, len(buf)
         check = self.check_crc
+        header, u32, crc32c, fast = _HEADER.unpack_from, _U32.unpack_from, google_crc32c.value, _simple_scalar_event
+        append = points.append
         while pos + 12 <= end:
-            length, length_crc = _HEADER.unpack_from(buf, pos)
-            if check and masked_crc(buf[pos:pos + 8]) != length_crc:
-                self.broken = f"{self.path}: corrupt record length at byte {self.offset + pos}; the rest is unreadable"
-                break
+            length, length_crc = header(buf, pos)
+            if check:
+                c = crc32c(buf[pos:pos + 8])
+                if (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF != length_crc:
+                    self.broken = f"{self.path}: corrupt record length at byte {self.offset + pos}; the rest is unreadable"
+                    break
             stop = pos + 12 + length
             if stop + 4 > end:
                 break  # partial record: wait for the rest
             data = buf[pos + 12:stop]
             pos = stop + 4
             self.records += 1
-            if check and masked_crc(data) != _U32.unpack_from(buf, stop)[0]:
-                self.bad_records += 1
-                continue
+            if check:
+                c = crc32c(data)
+                if (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF != u32(buf, stop)[0]:
+                    self.bad_records += 1
+                    continue
             try:
-                point = decode_event(data)
-            except (WireError, struct.error, UnicodeDecodeError):
+                point = fast(data) or decode_event(data)
+            except (WireError, struct.error, UnicodeDecodeError, IndexError):
                 self.bad_records += 1
                 continue
             if point is not None:
-                points.append(point)
+                append(point)
         return points, pos
 
 
@@ -115,6 +122,40 @@ def decode_event(data: bytes) -> dict | None:
                 point = {"step": step, "time": wall_time}
             point[scalar[0]] = scalar[1]
     return point
+
+
+_D = struct.Struct("<d")
+
+
+def _simple_scalar_event(data: bytes) -> dict | None:
+    """Fast path for the commonest record, one simple_value scalar as torch's SummaryWriter
+    writes it: wall_time(1), step(2), summary(5){ value(1){ tag(1), simple_value(2) } }.
+    Anything else returns None and takes the general decoder."""
+    n = len(data)
+    if n < 20 or data[0] != 0x09 or data[9] != 0x10:
+        return None
+    pos, step, shift = 10, 0, 0
+    while True:
+        b = data[pos]
+        step |= (b & 0x7F) << shift
+        pos += 1
+        if b < 0x80:
+            break
+        shift += 7
+        if pos >= n:
+            return None
+    # summary, value and tag lengths below 128 bytes take one varint byte each
+    if pos + 6 > n or data[pos] != 0x2A or data[pos + 2] != 0x0A or data[pos + 4] != 0x0A:
+        return None
+    summary_len, value_len, tag_len = data[pos + 1], data[pos + 3], data[pos + 5]
+    tag_end = pos + 6 + tag_len
+    if (summary_len != value_len + 2 or value_len != tag_len + 7 or tag_end + 5 != n
+            or summary_len >= 0x80 or data[tag_end] != 0x15):
+        return None
+    if step >= 1 << 63:
+        step -= 1 << 64
+    return {"step": step, "time": _D.unpack_from(data, 1)[0],
+            data[pos + 6:tag_end].decode("utf-8"): _F32.unpack_from(data, tag_end + 1)[0]}
 
 
 def decode_value(data: bytes) -> tuple[str, float] | None:
