@@ -42,18 +42,6 @@ class FileFollower:
     def offset(self) -> int:
         return self._offset
 
-    def partial_frame(self) -> str | None:
-        """The last carriage-return frame of the incomplete last line (a live tqdm bar), if any."""
-        if b"\r" not in self._pending or self._skipping:
-            return None
-        frames = [f for f in self._pending.split(b"\r") if f.strip()]
-        return frames[-1].decode("utf-8", errors="replace") if frames else None
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
     def poll(self) -> list[str]:
         """Complete lines appended since the last poll."""
         return [line for block in self._poll_blocks() for line in block.decode("utf-8", errors="replace").split("\n")[:-1]]
@@ -167,6 +155,20 @@ class FileFollower:
             self.skipped_lines += 1
         else:
             self._pending = rest
+
+
+def read_new_bytes(path: Path, offset: int, limit: int) -> tuple[bytes, int]:
+    """Bytes of a binary file from `offset` (at most `limit`), and the file's size; a file that
+    shrank below `offset` was replaced, so the caller should start again (size < offset)."""
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        return b"", offset
+    if size <= offset:
+        return b"", size
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read(min(size - offset, limit)), size
 
 
 def last_lines(path: str | os.PathLike, n: int, block: int = 1 << 16) -> list[str]:

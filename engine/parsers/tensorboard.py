@@ -16,6 +16,7 @@ from pathlib import Path
 
 import google_crc32c
 
+from ..tail import read_new_bytes
 from .protowire import (FIXED32, FIXED64, LEN, WireError, as_double, as_float, as_signed, fields,
                         packed_doubles, packed_floats, packed_varints)
 
@@ -53,17 +54,12 @@ class TensorBoardReader:
     def poll(self) -> list[dict]:
         if self.broken:
             return []
-        try:
-            size = os.stat(self.path).st_size
-        except FileNotFoundError:
-            return []
+        buf, size = read_new_bytes(self.path, self.offset, MAX_READ)
         if size < self.offset:  # replaced by a shorter file: start again
             self.offset = 0
-        if size == self.offset:
+            buf, size = read_new_bytes(self.path, 0, MAX_READ)
+        if not buf:
             return []
-        with open(self.path, "rb") as fh:
-            fh.seek(self.offset)
-            buf = fh.read(min(size - self.offset, MAX_READ))
         points, used = self.parse(buf)
         self.offset += used
         return points

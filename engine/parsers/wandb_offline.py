@@ -14,6 +14,7 @@ import struct
 import zlib
 from pathlib import Path
 
+from ..tail import read_new_bytes
 from .protowire import FIXED64, LEN, WireError, as_double, as_signed, fields
 
 HEADER = b":W&B"
@@ -41,16 +42,8 @@ class WandbRunReader:
     def poll(self) -> list[dict]:
         if self.broken:
             return []
-        try:
-            size = os.stat(self.path).st_size
-        except FileNotFoundError:
-            return []
-        if size <= self.offset:
-            return []
-        with open(self.path, "rb") as fh:
-            fh.seek(self.offset)
-            buf = fh.read(size - self.offset)
-        return self._parse(buf)
+        buf, _ = read_new_bytes(self.path, self.offset, 1 << 30)
+        return self._parse(buf) if buf else []
 
     def _parse(self, buf: bytes) -> list[dict]:
         points, pos, base = [], 0, self.offset
