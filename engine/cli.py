@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--follow", "-f", action="store_true", help="print new points as they arrive")
     s.add_argument("--json", action="store_true")
 
+    s = sub.add_parser("gpus", help="GPUs and their processes (with runs), like nvidia-smi")
+    s.add_argument("--query-gpu", metavar="FIELDS", help="nvidia-smi fields, e.g. index,memory.used,memory.total")
+    s.add_argument("--format", metavar="csv[,noheader][,nounits]", help="output format for --query-gpu")
+    s.add_argument("-l", "--loop", type=float, metavar="SECONDS", help="repeat every SECONDS")
+    s.add_argument("--json", action="store_true")
+
     s = sub.add_parser("recipes", help="list recipes and their parameters")
     s.add_argument("--json", action="store_true")
     return p
@@ -99,7 +105,7 @@ def _dispatch(args) -> int:
         build_parser().print_help()
         return 0
     handler = {"launch": cmd_launch, "ls": cmd_ls, "show": cmd_show, "kill": cmd_kill,
-               "logs": cmd_logs, "metrics": cmd_metrics, "recipes": cmd_recipes}[args.command]
+               "logs": cmd_logs, "metrics": cmd_metrics, "gpus": cmd_gpus, "recipes": cmd_recipes}[args.command]
     return handler(args, config, store, sup)
 
 
@@ -220,6 +226,14 @@ def cmd_metrics(args, config, store, sup) -> int:
     else:
         cli_metrics.print_summary(summary)
     return 0
+
+
+def cmd_gpus(args, config, store, sup) -> int:
+    from .cli_gpus import cmd_gpus as run
+
+    if args.loop is not None and args.loop <= 0:
+        raise UserError(f"-l expects a number of seconds > 0, not {args.loop}.")
+    return run(args, store)
 
 
 def cmd_recipes(args, config, store, sup) -> int:

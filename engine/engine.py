@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Callable
 
 from .config import Config
-from .events import Event, Notice, RunChanged
+from .events import Event, GpuSample, GpuStatus, HostSample, Notice, RunChanged
+from .gpu_sources import annotate, default_gpu_source
+from .host import HostSampler
 from .recorder import Recorder
 from .run_sources import RunSources
 from .runs import RECORD_FILE, RunRecord, RunStore
@@ -22,7 +24,10 @@ RESCAN_SECONDS = 2.0  # how often the runs folder is listed for runs launched by
 
 class Engine:
     def __init__(self, config: Config, runs_dir: str | os.PathLike | None = None, *,
-                 record_session: bool = True, clock: Callable[[], float] = time.time):
+                 record_session: bool = True, clock: Callable[[], float] = time.time,
+                 gpu_source="nvml", host: bool = True):
+        """gpu_source: "nvml" (real NVML, or the recording URBANRUN_GPU_RECORDING names), a
+        source object (tests pass a RecordedGpuSource), or None for no GPU telemetry."""
         self.config = config
         self.clock = clock
         self.store = RunStore(Path(runs_dir) if runs_dir else config.runs_dir)
@@ -35,6 +40,10 @@ class Engine:
         self._mtimes: dict[str, int] = {}
         self._pending: list[Event] = []
         self._last_scan = float("-inf")
+        self.gpu = default_gpu_source() if gpu_source == "nvml" else gpu_source
+        self.host = HostSampler() if host else None
+        self._gpu_status: dict | None = None
+        self._foreign_reported = False
 
     # -- commands --------------------------------------------------------------------------------
     def launch(self, recipe: str, overrides: dict[str, str] | None = None, values: dict | None = None) -> RunRecord:
@@ -65,11 +74,57 @@ class Engine:
                 self._pending.append(RunChanged(ts=now, run=record.to_dict()))
         for run_id in list(self._sources):
             self._read_files(run_id, now)
+        self._sample_machine(now)
         events, self._pending = self._pending, []
         self.state.apply_all(events)
+        events += self._record_gpu_figures(events, now)
         if self.recorder is not None:
             self.recorder.write(events)
         return events
+
+    def _sample_machine(self, now: float) -> None:
+        if self.host is not None:
+            live = {r.id: (r.pid, r.pid_create_time) for r in self._records.values() if r.active and r.pid}
+            host = self.host.sample(now, live)
+            if host is not None:
+                self._pending.append(HostSample(ts=now, host=host))
+        if self.gpu is None:
+            return
+        reading = self.gpu.sample(now)
+        if reading is None:
+            return
+        status, gpus, procs = reading
+        if status != self._gpu_status:
+            self._gpu_status = dict(status)
+            self._pending.append(GpuStatus(ts=now, status=dict(status)))
+        if not status.get("available"):
+            return
+        procs, foreign = annotate(procs, self.host.pids if self.host else {})
+        if foreign and not self._foreign_reported:
+            self._foreign_reported = True
+            self._pending.append(Notice(ts=now, level="warning", text=(
+                f"NVML reports GPU processes whose pids exist on no local process ({', '.join(map(str, foreign[:5]))}"
+                f"{', …' if len(foreign) > 5 else ''}): inside a container NVML sees the host's pids, so these "
+                f"processes cannot be tied to runs; they are marked 'not on this host'.")))
+        self._pending.append(GpuSample(ts=now, gpus=tuple(gpus), processes=tuple(procs)))
+
+    def _record_gpu_figures(self, events: list[Event], now: float) -> list[Event]:
+        """When a run ends, its GPU memory peak and mean utilisation go into its run record."""
+        extra = []
+        for event in events:
+            if not isinstance(event, RunChanged) or event.run.get("status") in ("starting", "running"):
+                continue
+            run = self.state.runs.get(event.run_id)
+            record = self._records.get(event.run_id)
+            if run is None or record is None or not run.gpu_mem_peak or record.gpu_mem_peak_mb is not None:
+                continue
+            record.gpu_mem_peak_mb = round(run.gpu_mem_peak / 2 ** 20, 1)
+            record.gpu_util_mean = None if run.gpu_util_mean is None else round(run.gpu_util_mean, 1)
+            self.store.save(record)
+            self._note_saved(record)
+            extra.append(RunChanged(ts=now, run=record.to_dict()))
+        self.state.apply_all(extra)
+        return extra
 
     def close(self) -> None:
         for sources in self._sources.values():

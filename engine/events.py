@@ -75,6 +75,31 @@ class Notice(Event):
     run_id: str | None = None
 
 
+@register
+@dataclass(frozen=True)
+class GpuStatus(Event):
+    """Whether GPUs can be read, and if not, why (no driver, version mismatch, permission)."""
+
+    status: dict = field(default_factory=dict)
+
+
+@register
+@dataclass(frozen=True)
+class GpuSample(Event):
+    """One NVML reading: per GPU fields (None = not supported) and GPU processes with their runs."""
+
+    gpus: tuple[dict, ...] = ()
+    processes: tuple[dict, ...] = ()
+
+
+@register
+@dataclass(frozen=True)
+class HostSample(Event):
+    """CPU per core, RAM, swap, and each live run's process tree CPU % and RSS."""
+
+    host: dict = field(default_factory=dict)
+
+
 def encode(event: Event) -> str:
     data: dict[str, Any] = {"type": type(event).__name__}
     for f in fields(event):
@@ -88,6 +113,6 @@ def decode(line: str) -> Event:
     if cls is None:
         raise ValueError("unknown event type")
     names = {f.name for f in fields(cls)}
-    kwargs = {k: (tuple(v) if isinstance(v, list) and k in ("lines", "points") else v)
+    kwargs = {k: (tuple(v) if isinstance(v, list) and k in ("lines", "points", "gpus", "processes") else v)
               for k, v in data.items() if k in names}
     return cls(**kwargs)

@@ -56,6 +56,8 @@ class RunRecord:
     kill_requested: float | None = None
     kill_deadline: float | None = None
     error: str | None = None
+    gpu_mem_peak_mb: float | None = None  # the run's processes' GPU memory, summed, at its highest
+    gpu_util_mean: float | None = None  # mean utilisation of the GPUs (or SMs) the run used
     metrics_files: list[str] = field(default_factory=list)  # expanded paths/globs to follow as well
     log_patterns: list[str] = field(default_factory=list)
 

@@ -10,11 +10,12 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from .events import Event, LogLines, MetricPoints, Notice, Progress, RunChanged
+from .events import Event, GpuSample, GpuStatus, HostSample, LogLines, MetricPoints, Notice, Progress, RunChanged
 from .series import Series
 
 LOG_LINES_KEPT = 5_000
 NOTICES_KEPT = 200
+GPU_HISTORY = 3600  # samples per GPU kept for charts (an hour at 1 s)
 AXIS_KEYS = {"step", "epoch", "time", "timestamp", "_step", "_runtime", "_timestamp"}
 
 
@@ -29,6 +30,15 @@ class RunState:
     points_total: int = 0
     progress: dict = field(default_factory=dict)  # latest Progress, per unit
     progress_ts: float = 0.0
+    gpu_mem: float = 0.0  # bytes on GPUs now, summed over the run's processes
+    gpu_mem_peak: float = 0.0
+    gpu_util_sum: float = 0.0
+    gpu_util_samples: int = 0
+    host: dict = field(default_factory=dict)  # cpu %, rss, procs of the run's tree
+
+    @property
+    def gpu_util_mean(self) -> float | None:
+        return self.gpu_util_sum / self.gpu_util_samples if self.gpu_util_samples else None
 
     @property
     def id(self) -> str:
@@ -45,6 +55,11 @@ class State:
     notices: deque = field(default_factory=lambda: deque(maxlen=NOTICES_KEPT))
     last_ts: float = 0.0
     events_applied: int = 0
+    gpu_status: dict = field(default_factory=dict)
+    gpus: list = field(default_factory=list)
+    gpu_processes: list = field(default_factory=list)
+    gpu_history: dict = field(default_factory=dict)  # index -> deque of (ts, util %, mem used, temp, power W)
+    host: dict = field(default_factory=dict)
 
     def apply(self, event: Event) -> None:
         self.last_ts = max(self.last_ts, event.ts)
@@ -67,8 +82,44 @@ class State:
             run = self._run(event.run_id)
             run.progress[event.progress.get("unit", "step")] = dict(event.progress)
             run.progress_ts = event.ts
+        elif isinstance(event, GpuStatus):
+            self.gpu_status = dict(event.status)
+        elif isinstance(event, GpuSample):
+            self._gpu_sample(event)
+        elif isinstance(event, HostSample):
+            self.host = dict(event.host)
+            for run_id, figures in event.host.get("runs", {}).items():
+                if run_id in self.runs:
+                    self.runs[run_id].host = figures
         elif isinstance(event, Notice):
             self.notices.append(event)
+
+    def _gpu_sample(self, event: GpuSample) -> None:
+        self.gpus = [dict(g) for g in event.gpus]
+        by_index = {g.get("index"): g for g in self.gpus}
+        for g in self.gpus:
+            history = self.gpu_history.get(g.get("index"))
+            if history is None:
+                history = self.gpu_history[g.get("index")] = deque(maxlen=GPU_HISTORY)
+            history.append((event.ts, g.get("util_gpu"), g.get("mem_used"), g.get("temp"), g.get("power_w")))
+        self.gpu_processes = [dict(p) for p in event.processes]
+        per_run: dict[str, list[dict]] = {}
+        for p in self.gpu_processes:
+            if p.get("run_id"):
+                per_run.setdefault(p["run_id"], []).append(p)
+        for run in self.runs.values():
+            procs = per_run.get(run.id)
+            if not procs:
+                run.gpu_mem = 0.0
+                continue
+            run.gpu_mem = float(sum(p.get("used_mem") or 0 for p in procs))
+            run.gpu_mem_peak = max(run.gpu_mem_peak, run.gpu_mem)
+            utils = [p["sm_util"] if p.get("sm_util") is not None else by_index.get(p.get("gpu"), {}).get("util_gpu")
+                     for p in procs]
+            utils = [u for u in utils if u is not None]
+            if utils:
+                run.gpu_util_sum += sum(utils) / len(utils)
+                run.gpu_util_samples += 1
 
     def apply_all(self, events) -> None:
         for event in events:

@@ -1,0 +1,34 @@
+"""Which GPU source to use: real NVML, or a recording named by URBANRUN_GPU_RECORDING (tests,
+post-mortems, and machines without a GPU that want to see the panes work)."""
+
+from __future__ import annotations
+
+import os
+
+from .gpu_recorded import RecordedGpuSource
+from .telemetry import NvmlSource
+
+RECORDING_ENV = "URBANRUN_GPU_RECORDING"
+
+
+def default_gpu_source():
+    path = os.environ.get(RECORDING_ENV)
+    return RecordedGpuSource(path) if path else NvmlSource()
+
+
+def annotate(processes: list[dict], pids: dict[int, str]) -> tuple[list[dict], list[int]]:
+    """Give each GPU process its run id and process name; returns the pids that exist on no
+    local process (NVML inside a container reports host pids)."""
+    import psutil
+
+    foreign = []
+    for p in processes:
+        p["run_id"] = pids.get(p["pid"])
+        try:
+            p["name"] = psutil.Process(p["pid"]).name()
+        except psutil.NoSuchProcess:
+            p["foreign"] = True
+            foreign.append(p["pid"])
+        except psutil.Error:
+            pass
+    return processes, foreign
