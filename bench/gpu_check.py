@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from engine.config import load_config  # noqa: E402
 from engine.engine import Engine  # noqa: E402
-from engine.events import GpuSample, GpuStatus, encode  # noqa: E402
+from engine.events import GpuSample, GpuStatus  # noqa: E402
 
 FIELDS = "index,memory.used,memory.total,utilization.gpu,temperature.gpu,power.draw"
 
