@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     runs_help = "runs folder (default: the config's runs_dir; env URBANRUN_RUNS_DIR)"
     p.add_argument("--config", help=config_help)
     p.add_argument("--runs-dir", help=runs_help)
+    p.add_argument("--demo", action="store_true", help="open the TUI and launch the demo recipe at once")
+    p.add_argument("--replay", metavar="SESSION.jsonl", help="play a recorded session in the TUI")
+    p.add_argument("--speed", type=float, default=1.0, help="replay speed (default 1: real pace)")
+    p.add_argument("--headless", action="store_true", help="with --replay: no terminal; print a summary")
+    p.add_argument("--screenshot", metavar="OUT.svg", help="with --replay --headless: save the final screen")
     # the same options after the command too (`urbanrun ls --runs-dir X`); SUPPRESS keeps the
     # value given before the command when they are not repeated after it
     common = _Parser(add_help=False)
@@ -102,8 +107,10 @@ def _dispatch(args) -> int:
     store = RunStore(Path(runs_dir) if runs_dir else config.runs_dir)
     sup = Supervisor(config, store)
     if args.command is None:
-        build_parser().print_help()
-        return 0
+        from tui.main import run_tui  # the TUI is imported only when it is asked for
+
+        return run_tui(config, store.root, demo=args.demo, replay=args.replay, speed=args.speed,
+                       headless=args.headless, screenshot=args.screenshot)
     handler = {"launch": cmd_launch, "ls": cmd_ls, "show": cmd_show, "kill": cmd_kill,
                "logs": cmd_logs, "metrics": cmd_metrics, "gpus": cmd_gpus, "recipes": cmd_recipes}[args.command]
     return handler(args, config, store, sup)

@@ -4,6 +4,7 @@ back as events from the next poll."""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from .host import HostSampler
 from .recorder import Recorder
 from .run_sources import RunSources
 from .runs import RECORD_FILE, RunRecord, RunStore
-from .state import State
+from .state import State, loss_name
 from .supervisor import Supervisor
 
 RESCAN_SECONDS = 2.0  # how often the runs folder is listed for runs launched by another urbanrun
@@ -56,6 +57,13 @@ class Engine:
         self._remember(record, self.clock())
         return record
 
+    def reload_config(self) -> Config:
+        """Re-read config.toml (after the launch form saved new defaults)."""
+        from .config import load_config
+
+        self.config = self.supervisor.config = load_config(self.config.path)
+        return self.config
+
     def follow(self, run_id: str) -> None:
         """Read a run's files (also a finished run's: the view asked for its log and metrics)."""
         if run_id not in self._sources and run_id not in self._drained and run_id in self._records:
@@ -77,7 +85,7 @@ class Engine:
         self._sample_machine(now)
         events, self._pending = self._pending, []
         self.state.apply_all(events)
-        events += self._record_gpu_figures(events, now)
+        events += self._record_final_figures(events, now)
         if self.recorder is not None:
             self.recorder.write(events)
         return events
@@ -108,18 +116,28 @@ class Engine:
                 f"processes cannot be tied to runs; they are marked 'not on this host'.")))
         self._pending.append(GpuSample(ts=now, gpus=tuple(gpus), processes=tuple(procs)))
 
-    def _record_gpu_figures(self, events: list[Event], now: float) -> list[Event]:
-        """When a run ends, its GPU memory peak and mean utilisation go into its run record."""
+    def _record_final_figures(self, events: list[Event], now: float) -> list[Event]:
+        """When a run ends, its loss summary and GPU figures go into its run record, so lists and
+        later sessions show them without reading the run's files again."""
         extra = []
         for event in events:
             if not isinstance(event, RunChanged) or event.run.get("status") in ("starting", "running"):
                 continue
             run = self.state.runs.get(event.run_id)
             record = self._records.get(event.run_id)
-            if run is None or record is None or not run.gpu_mem_peak or record.gpu_mem_peak_mb is not None:
+            if run is None or record is None or record.loss_name is not None or record.gpu_mem_peak_mb is not None:
                 continue
-            record.gpu_mem_peak_mb = round(run.gpu_mem_peak / 2 ** 20, 1)
-            record.gpu_util_mean = None if run.gpu_util_mean is None else round(run.gpu_util_mean, 1)
+            name = loss_name(run)
+            series = run.metrics.get(name) if name else None
+            if series is not None and series.count:
+                record.loss_name, record.steps = name, series.last_step
+                record.loss_best = series.best
+                record.loss_last = series.last if math.isfinite(series.last) else None
+            if run.gpu_mem_peak:
+                record.gpu_mem_peak_mb = round(run.gpu_mem_peak / 2 ** 20, 1)
+                record.gpu_util_mean = None if run.gpu_util_mean is None else round(run.gpu_util_mean, 1)
+            if record.loss_name is None and record.gpu_mem_peak_mb is None:
+                continue
             self.store.save(record)
             self._note_saved(record)
             extra.append(RunChanged(ts=now, run=record.to_dict()))

@@ -26,7 +26,7 @@ class RunSources:
         self.not_before = (record.started or record.created or 0) - 5
         self.next_glob = float("-inf")
         self.reported: dict[str, tuple] = {}
-        self.last_progress: dict | None = None
+        self.last_progress: dict[str, dict] = {}
 
     def close(self) -> None:
         self.log.close()
@@ -41,15 +41,18 @@ class RunSources:
         if lines or self.log.restarted:
             events.append(LogLines(ts=now, run_id=self.run_id, lines=tuple(lines), restarted=self.log.restarted))
         points, progress = self.log_metrics.poll(lines) if lines else ([], None)
-        frame = self.log.partial_frame()
-        if frame:
-            progress = self.log_metrics.parser.parse_line(frame)[1] or progress
+        progress = dict(progress or {})
+        frame = self.log.partial_frame()  # a tqdm bar still being drawn
+        live = self.log_metrics.parser.parse_line(frame)[1] if frame else None
+        if live:
+            progress[live["unit"]] = live
         if points:
             events.append(MetricPoints(ts=now, run_id=self.run_id, source=str(self.log.path),
                                        points=tuple(points), format="log"))
-        if progress and progress != self.last_progress:
-            self.last_progress = progress
-            events.append(Progress(ts=now, run_id=self.run_id, progress=progress))
+        for unit, p in progress.items():
+            if p != self.last_progress.get(unit):
+                self.last_progress[unit] = p
+                events.append(Progress(ts=now, run_id=self.run_id, progress=p))
         if self.globs and (now >= self.next_glob or final):
             self._add_globbed()
             self.next_glob = now + GLOB_SECONDS

@@ -58,6 +58,10 @@ class RunRecord:
     error: str | None = None
     gpu_mem_peak_mb: float | None = None  # the run's processes' GPU memory, summed, at its highest
     gpu_util_mean: float | None = None  # mean utilisation of the GPUs (or SMs) the run used
+    loss_name: str | None = None  # the run's loss series when it ended, with its best and last value
+    loss_best: float | None = None
+    loss_last: float | None = None
+    steps: float | None = None
     metrics_files: list[str] = field(default_factory=list)  # expanded paths/globs to follow as well
     log_patterns: list[str] = field(default_factory=list)
 

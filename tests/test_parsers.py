@@ -145,11 +145,12 @@ def test_urbanrepml_logging_lines():
     points, progress = MetricSource(METRICS / "logs" / "urbanrepml_logging.log", "log").poll()
     assert [p["epoch"] for p in points] == list(range(1, 11))
     assert points[0]["loss"] == pytest.approx(round(loss_at(10), 6))
-    assert progress == {"unit": "epoch", "n": 10, "total": 100}
+    assert progress == {"epoch": {"unit": "epoch", "n": 10, "total": 100}}
 
 
 def test_tqdm_bar_from_a_real_capture():
     points, progress = MetricSource(METRICS / "logs" / "tqdm.log", "log").poll()
+    progress = progress["batch"]
     assert progress["n"] == 40 and progress["total"] == 40 and progress["epoch"] == 2 and progress["epochs"] == 2
     assert points[-1]["loss"] == pytest.approx(round(loss_at(39), 4))
 

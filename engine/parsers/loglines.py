@@ -69,7 +69,8 @@ class LogLineParser:
         self.patterns = list(patterns)
 
     def feed(self, lines: list[str]) -> tuple[list[dict], dict | None]:
-        points, progress = [], None
+        """Points, and the latest progress seen per unit ({"epoch": {...}, "batch": {...}}) or None."""
+        points, progress = [], {}
         for raw in lines:
             line = raw.rsplit("\r", 1)[-1] if "\r" in raw else raw
             if not line.strip() and "\r" in raw:  # a tqdm line ending in \r: use its last frame
@@ -79,8 +80,8 @@ class LogLineParser:
             if point:
                 points.append(point)
             if prog:
-                progress = prog
-        return points, progress
+                progress[prog["unit"]] = prog
+        return points, progress or None
 
     def parse_line(self, line: str) -> tuple[dict | None, dict | None]:
         point: dict = {}

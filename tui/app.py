@@ -1,0 +1,332 @@
+"""The urbanrun app: one screen to supervise every run by keyboard.
+
+The data source is passed in (an Engine, or a ReplaySource): `make_app(source)` serves both
+`urbanrun` and the tests. Polling runs in one non-overlapping thread worker; its events are
+applied on the UI thread as one batch to the app's own State (the reducer), then the panes
+redraw — the loss pane at most once a second.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
+
+from engine.events import Event, MetricPoints, Notice, RunChanged
+from engine.state import State
+
+from .compare import CompareScreen
+from .dialogs import ConfirmKill, HelpScreen
+from .diagnoses_pane import DiagnosesPane
+from .gpu_pane import GpuSummary, GpuView
+from .launch_form import LaunchForm
+from .log_pane import LogPane
+from .loss_pane import LossPane
+from .runs_table import RunsTable
+from .scratchpad_pane import ScratchpadPane
+from .top_bar import top_bar_text
+
+POLL_SECONDS = 0.5
+PLOT_SECONDS = 1.0
+
+
+class UrbanrunApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "urbanrun"
+    BINDINGS = [
+        Binding("l", "launch", "launch"), Binding("k", "kill", "stop"), Binding("K", "kill_now", "kill now"),
+        Binding("space", "mark", "mark/pause"), Binding("c", "compare", "compare"),
+        Binding("slash", "search", "search log"), Binding("n", "next_match(1)", "next", show=False),
+        Binding("N", "next_match(-1)", "prev", show=False), Binding("f", "follow", "follow", show=False),
+        Binding("m", "metric(1)", "metric"), Binding("M", "metric(-1)", "metric", show=False),
+        Binding("e", "smoothing(-1)", "smooth-", show=False), Binding("E", "smoothing(1)", "smooth+", show=False),
+        Binding("y", "log_y", "log y", show=False), Binding("x", "x_axis", "x axis", show=False),
+        Binding("g", "tab('gpu')", "GPU"), Binding("s", "tab('pad')", "scratchpad"),
+        Binding("d", "tab('diag')", "diagnoses"), Binding("r", "tab('main')", "runs", show=False),
+        Binding("ctrl+s", "save_pad", "save", show=False), Binding("question_mark", "help", "help"),
+        Binding("q", "quit_app", "quit"),
+    ]
+
+    def __init__(self, source, *, config=None, scratchpad_dir: Path | None = None, demo: bool = False,
+                 headless_summary: bool = False, screenshot: str | None = None):
+        super().__init__()
+        self.source = source
+        self.config = config or getattr(source, "config", None)
+        self.read_only = getattr(source, "read_only", False)
+        self.state = State()
+        self.scratchpad_dir = scratchpad_dir or Path(".claude/scratchpad/training-runner")
+        self.demo = demo
+        self.headless_summary = headless_summary
+        self.screenshot_path = screenshot
+        self._polling = False
+        self._last_plot = 0.0
+        self._plot_dirty = True
+        self.quit_message = ""
+
+    # -- layout ------------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Static(id="top-bar")
+        with TabbedContent(initial="main", id="tabs"):
+            with TabPane("Runs", id="main"):
+                with Horizontal():
+                    with Vertical(id="left"):
+                        yield RunsTable(id="runs")
+                        yield LossPane(id="loss")
+                    with Vertical(id="right"):
+                        yield GpuSummary(id="gpu-summary")
+                        yield LogPane(id="log")
+                        yield Static(id="log-status")
+                        yield Input(placeholder="search the log (enter; n/N next/prev; esc)", id="search")
+            with TabPane("GPU", id="gpu"):
+                yield GpuView(id="gpu-view")
+            with TabPane("Scratchpad", id="pad"):
+                yield ScratchpadPane(self.scratchpad_dir, id="scratchpad")
+            with TabPane("Diagnoses", id="diag"):
+                yield DiagnosesPane(id="diagnoses")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#search", Input).display = False
+        self.query_one(RunsTable).focus()
+        if self.headless_summary:
+            self.call_after_refresh(self._replay_to_end)
+            return
+        self.set_interval(POLL_SECONDS, self._tick)
+        self._tick()
+        if self.demo and not self.read_only:
+            self._launch("cones", {})
+
+    # -- polling -----------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        if not self._polling:
+            self._polling = True
+            self._poll_worker()
+
+    @work(thread=True, exclusive=True, group="poll")
+    def _poll_worker(self) -> None:
+        try:
+            events = self.source.poll()
+        except Exception as exc:  # a source failure must not kill the UI: show it and keep polling
+            events = [Notice(ts=time.time(), level="error", text=f"polling failed: {exc}")]
+        self.call_from_thread(self.apply_events, events)
+
+    def apply_events(self, events: list[Event]) -> None:
+        self._polling = False
+        self.state.apply_all(events)
+        selected = self.query_one(RunsTable).selected
+        for e in events:
+            if isinstance(e, MetricPoints) or (isinstance(e, RunChanged) and e.run_id == selected):
+                self._plot_dirty = True
+            if isinstance(e, Notice) and e.level in ("warning", "error"):
+                self.notify(e.text, severity="error" if e.level == "error" else "warning", timeout=8)
+        self.redraw(force_plot=False)
+
+    def now(self) -> float:
+        return self.state.last_ts if self.read_only else time.time()
+
+    def redraw(self, force_plot: bool = True) -> None:
+        table = self.query_one(RunsTable)
+        table.refresh_rows(self.state, self.now())
+        selected = table.selected
+        if selected and not self.read_only and hasattr(self.source, "follow"):
+            self.source.follow(selected)  # a finished run's log and metrics are read when asked for
+        run = self.state.runs.get(selected) if selected else None
+        self.query_one(LogPane).show(run)
+        self._log_status(run)
+        self.query_one(GpuSummary).show(self.state)
+        self.query_one("#top-bar", Static).update(top_bar_text(self, self.state))
+        tabs = self.query_one(TabbedContent)
+        if tabs.active == "gpu":
+            self.query_one(GpuView).show(self.state)
+        elif tabs.active == "diag":
+            self.query_one(DiagnosesPane).show(self.state)
+        wall = time.monotonic()
+        if force_plot or (self._plot_dirty and wall - self._last_plot >= PLOT_SECONDS):
+            self._last_plot, self._plot_dirty = wall, False
+            ids = [selected] if selected else []
+            ids += [r for r in sorted(table.marked) if r != selected]
+            self.query_one(LossPane).draw(self.state, ids)
+
+    def _log_status(self, run) -> None:
+        log = self.query_one(LogPane)
+        bits = []
+        if run is not None:
+            p = run.progress.get("batch")
+            if p and run.record.get("status") == "running":
+                bits.append(f"▸ {p.get('desc') or 'batch'} {int(p['n'])}/{int(p['total'])}"
+                            + (f" · {p['rate']:.1f} it/s" if p.get("rate") else ""))
+            bits.append("following" if log.following else "paused (f to follow)")
+        self.query_one("#log-status", Static).update("  ".join(bits))
+
+    def on_data_table_row_highlighted(self, event) -> None:
+        if event.data_table.id == "runs":
+            self.query_one(LossPane).metric = None
+            self.redraw()
+
+    def on_tabbed_content_tab_activated(self, event) -> None:
+        self.redraw()
+
+    # -- headless replay ---------------------------------------------------------------------------
+    def _replay_to_end(self) -> None:
+        self.apply_events(self.source.poll())
+        self.redraw(force_plot=True)
+        if self.screenshot_path:
+            self.call_after_refresh(self._save_and_exit)
+        else:
+            self.exit()
+
+    def _save_and_exit(self) -> None:
+        path = Path(self.screenshot_path)
+        self.save_screenshot(filename=path.name, path=str(path.parent.resolve()))
+        self.exit()
+
+    # -- actions -----------------------------------------------------------------------------------
+    def _selected(self) -> str | None:
+        return self.query_one(RunsTable).selected
+
+    def _writable(self) -> bool:
+        if self.read_only:
+            self.notify("this is a replay: nothing can be launched or stopped", severity="warning")
+        return not self.read_only
+
+    def action_launch(self) -> None:
+        if not self._writable():
+            return
+        current = self.state.runs.get(self._selected() or "")
+        recipe = current.record.get("recipe") if current else None
+        self.push_screen(LaunchForm(self.config, recipe), self._launch_chosen)
+
+    def _launch_chosen(self, result) -> None:
+        if result:
+            self._launch(result["recipe"], result["values"])
+
+    @work(thread=True, group="commands")
+    def _launch(self, recipe: str, values: dict) -> None:
+        try:
+            record = self.source.launch(recipe, values=values)
+            self.call_from_thread(self.notify, f"launched {record.id}")
+        except Exception as exc:  # UserError: one sentence; anything else: still a sentence
+            self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
+        self.call_from_thread(self._tick)
+
+    def action_kill(self) -> None:
+        run_id = self._selected()
+        if run_id and self._writable() and self._is_active(run_id):
+            grace = getattr(self.config, "kill_grace", 10.0)
+            self.push_screen(ConfirmKill(run_id, grace), lambda yes: yes and self._kill(run_id, False))
+
+    def action_kill_now(self) -> None:
+        run_id = self._selected()
+        if run_id and self._writable() and self._is_active(run_id):
+            self._kill(run_id, True)
+
+    def _is_active(self, run_id: str) -> bool:
+        status = self.state.runs[run_id].record.get("status")
+        if status not in ("starting", "running"):
+            self.notify(f"{run_id} is {status}: nothing to stop", severity="warning")
+            return False
+        return True
+
+    @work(thread=True, group="commands")
+    def _kill(self, run_id: str, force: bool) -> None:
+        try:
+            self.source.kill(run_id, force=force)  # returns at once; escalation happens in poll
+            self.call_from_thread(self.notify, f"{'killing' if force else 'stopping'} {run_id}")
+        except Exception as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error")
+        self.call_from_thread(self._tick)
+
+    def action_mark(self) -> None:
+        if self.read_only and hasattr(self.source, "toggle_pause"):
+            paused = self.source.toggle_pause()
+            self.notify("replay paused" if paused else "replay resumed")
+            return
+        self.query_one(RunsTable).toggle_mark()
+        self._plot_dirty = True
+        self.redraw()
+
+    def action_compare(self) -> None:
+        marked = sorted(self.query_one(RunsTable).marked)
+        if len(marked) < 2:
+            self.notify("mark two or more runs with space, then press c", severity="warning")
+            return
+        self.push_screen(CompareScreen(self.state, marked))
+
+    def action_search(self) -> None:
+        box = self.query_one("#search", Input)
+        box.display = True
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "search":
+            self.query_one("#log-status", Static).update(self.query_one(LogPane).search(event.value))
+            event.input.display = False
+            self.query_one(RunsTable).focus()
+
+    def action_next_match(self, direction: int) -> None:
+        self.query_one("#log-status", Static).update(self.query_one(LogPane).next_match(direction))
+
+    def action_follow(self) -> None:
+        self.query_one(LogPane).follow()
+
+    def action_metric(self, step: int) -> None:
+        name = self.query_one(LossPane).cycle_metric(self.state, self._selected(), step)
+        if name:
+            self.redraw()
+
+    def action_smoothing(self, direction: int) -> None:
+        self.notify(f"smoothing {self.query_one(LossPane).change_smoothing(direction):g}", timeout=2)
+        self.redraw()
+
+    def action_log_y(self) -> None:
+        pane = self.query_one(LossPane)
+        pane.log_y = not pane.log_y
+        self.redraw()
+
+    def action_x_axis(self) -> None:
+        pane = self.query_one(LossPane)
+        pane.axis = "time" if pane.axis == "step" else "step"
+        self.redraw()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+        self.redraw()
+
+    def action_save_pad(self) -> None:
+        if self.query_one(TabbedContent).active == "pad":
+            self.notify(self.query_one(ScratchpadPane).save())
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_quit_app(self) -> None:
+        running = [r for r in self.state.runs.values() if r.record.get("status") in ("starting", "running")]
+        if running and not self.read_only:
+            self.quit_message = (f"{len(running)} run(s) keep going: " + ", ".join(r.id for r in running) +
+                                 "\n`urbanrun` picks them up again; `urbanrun ls` lists them.")
+        self.exit()
+
+    def reload_config(self) -> None:
+        if hasattr(self.source, "reload_config"):
+            self.config = self.source.reload_config()
+
+    def get_system_commands(self, screen):
+        yield from super().get_system_commands(screen)
+        for binding in self.BINDINGS:
+            yield SystemCommand(binding.description.capitalize() + f" ({binding.key})", binding.description,
+                                lambda action=binding.action: self.run_action(action))
+
+    def on_key(self, event) -> None:
+        if event.key == "escape" and self.query_one("#search", Input).display:
+            self.query_one("#search", Input).display = False
+            self.query_one(RunsTable).focus()
+
+
+def make_app(source, **kwargs) -> UrbanrunApp:
+    return UrbanrunApp(source, **kwargs)
+

@@ -1,0 +1,52 @@
+"""Small modal screens: confirm a kill (y/n), and the key help."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Label, Static
+
+
+class ConfirmKill(ModalScreen):
+    BINDINGS = [Binding("y", "answer(True)", "yes"), Binding("n", "answer(False)", "no"),
+                Binding("escape", "answer(False)", "no")]
+
+    def __init__(self, run_id: str, grace: float):
+        super().__init__()
+        self.run_id, self.grace = run_id, grace
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-dialog"):
+            yield Label(f"Stop run {self.run_id}?")
+            yield Static(f"SIGTERM to its whole process tree, SIGKILL to what is left after {self.grace:g} s.\n"
+                         "[b]y[/b] stop it   [b]n[/b] keep it running")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+HELP = """[b]urbanrun keys[/b]
+
+  l        launch form (recipe, parameters, command line)      q      quit (runs keep going)
+  k        stop the selected run (asks y/n; SIGTERM, then KILL)  K      kill it now (SIGKILL)
+  space    mark a run (overlay its curve; compare)               c      compare marked runs
+  m / M    next / previous metric in the loss pane               y      log-scale y
+  e / E    less / more smoothing (TensorBoard EMA)               x      x axis: step / wall time
+  /        search the log            n / N  next / previous match           f  follow the log
+  g        GPU view        s  scratchpad (ctrl+s saves)        d  diagnoses        r  runs view
+  i        import runs from a folder (lightning_logs, wandb, TensorBoard)
+  ctrl+p   command palette: every action by name          ?  this help
+
+In a replay: space pauses and resumes.
+"""
+
+
+class HelpScreen(ModalScreen):
+    BINDINGS = [Binding("escape", "app.pop_screen", "close"), Binding("question_mark", "app.pop_screen", "close"),
+                Binding("q", "app.pop_screen", "close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help-dialog"):
+            yield Static(HELP)

@@ -1,0 +1,126 @@
+"""GPU panes: a compact summary beside the runs (one line a GPU, a sparkline of utilisation),
+and the full nvidia-smi style view: per-GPU history charts and the process table with runs.
+Without GPUs they say why (no driver, version mismatch, permission), never show fake data."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+from textual_plotext import PlotextPlot
+
+from engine.state import State
+
+from .formatting import bar
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def spark(values: list, width: int) -> str:
+    values = [v for v in values[-width:] if v is not None]
+    return "".join(SPARK[min(7, int(v / 100 * 7.99))] for v in values)
+
+
+def gpu_line(g: dict, history, width: int = 24) -> Text:
+    if g.get("lost"):
+        return Text(f"GPU{g.get('index')} {g.get('name')}: lost (fell off the bus)", style="bold red")
+    used, total = g.get("mem_used"), g.get("mem_total")
+    frac = used / total if used is not None and total else None
+    util = g.get("util_gpu")
+    text = Text()
+    text.append(f"GPU{g.get('index')} ", style="bold")
+    text.append(f"{'N/A' if util is None else f'{util:>3}%'} ")
+    text.append(spark([h[1] for h in history], width) if history else "", style="green")
+    text.append(f"  mem {bar(frac, 8)} ")
+    text.append("N/A" if used is None else f"{used / 2**30:.1f}/{total / 2**30:.0f}G")
+    temp, power = g.get("temp"), g.get("power_w")
+    text.append(f"  {'N/A' if temp is None else f'{temp}°C'}  {'N/A' if power is None else f'{power:.0f}W'}")
+    return text
+
+
+def status_text(state: State) -> str | None:
+    """Why there is nothing to show, or None when there are GPU readings."""
+    status = state.gpu_status
+    if not status:
+        return "GPU telemetry starting…"
+    if not status.get("available"):
+        return status.get("reason") or "no NVIDIA GPU found"
+    if not state.gpus:
+        return "waiting for the first NVML reading…"
+    return None
+
+
+class GpuSummary(Static):
+    def show(self, state: State) -> None:
+        reason = status_text(state)
+        if reason:
+            self.update(Text(reason + "\nurbanrun works on without GPU panes.", style="dim"))
+            return
+        lines = Text()
+        for g in state.gpus:
+            lines.append_text(gpu_line(g, state.gpu_history.get(g.get("index")), width=20))
+            lines.append("\n")
+        host = state.host
+        if host.get("cpu"):
+            cpu = sum(host["cpu"]) / len(host["cpu"])
+            lines.append(f"CPU {cpu:.0f}%  RAM {host['mem_used'] / 2**30:.1f}/{host['mem_total'] / 2**30:.0f}G", style="dim")
+        self.update(lines)
+
+
+class GpuView(Vertical):
+    """The full view: one history chart a GPU (utilisation and memory %), then the processes."""
+
+    def compose(self):
+        yield Static(id="gpu-status")
+        yield PlotextPlot(id="gpu-chart")
+        yield DataTable(id="gpu-procs", cursor_type="row")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#gpu-procs", DataTable)
+        for label in ("GPU", "PID", "type", "process", "GPU memory", "SM %", "run"):
+            table.add_column(label, key=label)
+
+    def show(self, state: State) -> None:
+        reason = status_text(state)
+        status = self.query_one("#gpu-status", Static)
+        chart = self.query_one("#gpu-chart", PlotextPlot)
+        plt = chart.plt
+        plt.clear_data()
+        plt.clear_figure()
+        if reason:
+            status.update(Text(reason, style="bold yellow"))
+            plt.title("no GPU readings")
+            chart.refresh()
+            return
+        header = Text(f"driver {state.gpu_status.get('driver')}  CUDA {state.gpu_status.get('cuda')}\n", style="dim")
+        for g in state.gpus:
+            header.append_text(gpu_line(g, state.gpu_history.get(g.get("index")), width=30))
+            header.append(f"  {g.get('name')}  {g.get('pstate') or ''}  SM {g.get('clock_sm') or 'N/A'} MHz\n")
+        status.update(header)
+        plt.subplots(1, 2)
+        for col, (field, label) in enumerate([(1, "utilisation %"), (2, "memory %")], start=1):
+            plt.subplot(1, col)
+            plt.title(label)
+            plt.ylim(0, 100)
+            for g in state.gpus:
+                history = list(state.gpu_history.get(g.get("index"), []))[-300:]
+                if not history:
+                    continue
+                t0 = history[-1][0]
+                xs = [h[0] - t0 for h in history if h[field] is not None]
+                if field == 2:
+                    total = g.get("mem_total") or 1
+                    ys = [h[2] / total * 100 for h in history if h[2] is not None]
+                else:
+                    ys = [h[1] for h in history if h[1] is not None]
+                if xs and ys:
+                    plt.plot(xs, ys, marker="braille", label=f"GPU{g.get('index')}")
+            plt.xlabel("seconds")
+        chart.refresh()
+        table = self.query_one("#gpu-procs", DataTable)
+        table.clear()
+        for p in state.gpu_processes:
+            used = "N/A" if p.get("used_mem") is None else f"{p['used_mem'] / 2**20:.0f} MiB"
+            run = p.get("run_id") or ("not on this host" if p.get("foreign") else "-")
+            table.add_row(str(p.get("gpu")), str(p.get("pid")), p.get("type", "C"), p.get("name") or "?", used,
+                          "-" if p.get("sm_util") is None else str(p["sm_util"]), run)

@@ -1,0 +1,155 @@
+"""The launch form: pick a recipe; one field per typed parameter (checkbox, select, or an input
+checked as you type with the reason beside it); batch size, mixed precision, gradient
+checkpointing and device first; the exact command line shown; Enter launches, Escape cancels;
+"save as defaults" writes config.toml keeping the rest of the file."""
+
+from __future__ import annotations
+
+import shlex
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+
+from engine.config import Config, Recipe, load_config, save_recipe_defaults
+from engine.errors import UserError
+from engine.params import Param, ParamError
+
+PROMINENT = ("batch_size", "amp", "grad_checkpoint", "device")
+
+
+def ordered(recipe: Recipe) -> list[Param]:
+    first = [p for name in PROMINENT for p in recipe.params if p.name == name]
+    return first + [p for p in recipe.params if p not in first]
+
+
+class LaunchForm(ModalScreen):
+    """Dismisses with {"recipe", "values"} or None."""
+
+    BINDINGS = [Binding("escape", "cancel", "cancel"), Binding("ctrl+s", "save_defaults", "save as defaults")]
+
+    def __init__(self, config: Config, recipe: str | None = None):
+        super().__init__()
+        self.config = config
+        self.recipe_name = recipe if recipe in config.recipes else next(iter(config.recipes), None)
+        self.errors: dict[str, str] = {}
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="launch-dialog"):
+            yield Label("Launch a run", id="launch-title")
+            yield Select([(n, n) for n in self.config.recipes], value=self.recipe_name, allow_blank=False,
+                         id="recipe")
+            yield Static(id="recipe-help")
+            fields = VerticalScroll(id="fields")
+            fields.can_focus = False  # Tab goes from the recipe straight to the first field
+            yield fields
+            yield Static(id="command")
+            with Horizontal(id="launch-buttons"):
+                yield Button("Launch  ⏎", variant="success", id="launch")
+                yield Button("Save as defaults  ^s", id="save")
+                yield Button("Cancel  esc", id="cancel")
+
+    async def on_mount(self) -> None:
+        await self._build_fields()
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.config.recipes[self.recipe_name]
+
+    async def _build_fields(self) -> None:
+        box = self.query_one("#fields", VerticalScroll)
+        await box.remove_children()
+        self.errors = {}
+        self.query_one("#recipe-help", Static).update(self.recipe.description)
+        rows = []
+        for p in ordered(self.recipe):
+            hint = f"{p.name}  ({p.describe()})" + (f" — {p.help}" if p.help else "")
+            default = p.default
+            if p.type == "bool":
+                widget = Checkbox(p.name, value=bool(default), id=f"f-{p.name}")
+            elif p.type == "choice":
+                widget = Select([(str(c), c) for c in p.choices], value=default if default is not None else p.choices[0],
+                                allow_blank=False, id=f"f-{p.name}")
+            else:
+                text = "" if default is None else " ".join(p.format(default))
+                widget = Input(value=text, placeholder="unset" if default is None else "", id=f"f-{p.name}")
+            rows.append(Vertical(Label(hint, classes="field-hint"), widget,
+                                 Label("", id=f"err-{p.name}", classes="field-error"), classes="field"))
+        await box.mount_all(rows)
+        self._update_command()
+
+    async def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "recipe" and event.value != self.recipe_name:
+            self.recipe_name = event.value
+            await self._build_fields()
+        else:
+            self._update_command()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._update_command()
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        self._update_command()
+
+    def values(self) -> dict:
+        """Typed values of every field; fields that do not parse are in self.errors instead."""
+        out, self.errors = {}, {}
+        for p in self.recipe.params:
+            widget = self.query_one(f"#f-{p.name}")
+            raw = widget.value
+            if isinstance(widget, Input) and not raw.strip() and p.default is not None and p.type != "string":
+                self.errors[p.name] = f"needs a value (default {' '.join(p.format(p.default))})"
+                continue
+            try:
+                out[p.name] = p.parse(raw) if not isinstance(widget, Checkbox) else bool(raw)
+            except ParamError as exc:
+                self.errors[p.name] = str(exc)
+        return out
+
+    def _update_command(self) -> None:
+        values = self.values()
+        for p in self.recipe.params:
+            label = self.query(f"#err-{p.name}")
+            if label:
+                label.first().update(f"✖ {self.errors[p.name]}" if p.name in self.errors else "")
+        command = self.query_one("#command", Static)
+        if self.errors:
+            command.update(f"fix {len(self.errors)} field(s) to launch")
+            return
+        argv = self.recipe.argv(values, self.config.context("runs/<new run>"))
+        command.update("$ " + shlex.join(argv))
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        {"launch": self.action_launch, "save": self.action_save_defaults, "cancel": self.action_cancel}[event.button.id]()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_launch()
+
+    def action_launch(self) -> None:
+        values = self.values()
+        if self.errors:
+            self._update_command()
+            self.notify(f"{len(self.errors)} field(s) need fixing before launch", severity="error")
+            return
+        self.dismiss({"recipe": self.recipe_name, "values": values})
+
+    def action_save_defaults(self) -> None:
+        values = self.values()
+        if self.errors:
+            self.notify("fix the fields first; nothing was saved", severity="error")
+            return
+        try:
+            path = save_recipe_defaults(self.config, self.recipe_name, values)
+            self.config = load_config(path)
+        except (UserError, OSError) as exc:
+            self.notify(str(exc), severity="error")
+            return
+        reload = getattr(self.app, "reload_config", None)
+        if reload:
+            reload()
+        self.notify(f"saved as the defaults of '{self.recipe_name}' in {path}")
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

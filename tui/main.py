@@ -1,0 +1,39 @@
+"""`urbanrun` with no command: the TUI on a live engine, or on a recorded session (--replay)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.config import Config
+from engine.engine import Engine
+from engine.errors import UserError
+from engine.replay import ReplaySource
+
+from .app import make_app
+from .summary import replay_summary
+
+HEADLESS_SIZE = (160, 45)
+
+
+def run_tui(config: Config, runs_dir: Path, *, demo: bool = False, replay: str | None = None, speed: float = 1.0,
+            headless: bool = False, screenshot: str | None = None) -> int:
+    if replay:
+        source = ReplaySource(replay, speed=speed, fast=headless)
+        app = make_app(source, config=config, headless_summary=headless, screenshot=screenshot)
+        if headless:
+            app.run(headless=True, size=HEADLESS_SIZE)
+            print(replay_summary(app.state, replay, len(source.events)), end="")
+        else:
+            app.run()
+        return 0
+    if headless or screenshot:
+        raise UserError("--headless and --screenshot need --replay SESSION.jsonl (a file from runs/sessions/).")
+    engine = Engine(config, runs_dir)
+    app = make_app(engine, demo=demo)
+    try:
+        app.run()
+    finally:
+        engine.close()
+    if app.quit_message:
+        print(app.quit_message)
+    return 0

@@ -1,0 +1,92 @@
+"""The runs table: status glyph, id, recipe, progress bar, ETA, last and best loss, GPU memory,
+runtime. Rows are updated in place (no flicker, the cursor stays put)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from engine.state import State, eta_seconds, loss_name
+
+from .formatting import GLYPHS, bar, duration, gib, num, status_of
+
+COLUMNS = [("mark", " "), ("status", "  "), ("id", "run"), ("recipe", "recipe"), ("progress", "progress"),
+           ("eta", "ETA"), ("loss", "loss"), ("best", "best"), ("gpu", "GPU mem"), ("time", "time")]
+
+
+class RunsTable(DataTable):
+    def __init__(self, **kwargs):
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.marked: set[str] = set()
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    @property
+    def selected(self) -> str | None:
+        if self.row_count == 0:
+            return None
+        try:
+            return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        except Exception:
+            return None
+
+    def toggle_mark(self) -> str | None:
+        run_id = self.selected
+        if run_id:
+            self.marked.symmetric_difference_update({run_id})
+        return run_id
+
+    def refresh_rows(self, state: State, now: float) -> None:
+        ids = sorted(state.runs, reverse=True)  # newest first
+        if list(self.rows) != ids:  # a run appeared: rebuild in order (RowKey compares equal to its str)
+            selected = self.selected
+            self.clear()
+            for run_id in ids:
+                self.add_row(*self._cells(state, run_id, now), key=run_id)
+            if selected in state.runs:
+                self.move_cursor(row=ids.index(selected), animate=False)
+            return
+        for run_id in ids:
+            for (key, _), value in zip(COLUMNS, self._cells(state, run_id, now)):
+                self.update_cell(run_id, key, value, update_width=True)
+
+    def _cells(self, state: State, run_id: str, now: float) -> list:
+        run = state.runs[run_id]
+        rec = run.record
+        status = status_of(rec)
+        glyph, colour = GLYPHS.get(status, ("·", "white"))
+        name = loss_name(run)
+        series = run.metrics.get(name) if name else None
+        progress = _progress(run)
+        started, ended = rec.get("started"), rec.get("ended")
+        runtime = (ended or now) - started if started else None
+        eta = eta_seconds(run, now) if status == "running" else None
+        peak = run.gpu_mem if status == "running" else (rec.get("gpu_mem_peak_mb") or 0) * 2 ** 20
+        return [
+            Text("●" if run_id in self.marked else " ", style="bold cyan"),
+            Text(glyph, style=f"bold {colour}"),
+            Text(run_id, style=colour if status in ("failed", "lost") else ""),
+            rec.get("recipe", "?"),
+            Text(f"{bar(progress[0], 8)} {progress[1]}"),
+            duration(eta) if eta is not None else "-",
+            num(series.last) if series else num(rec.get("loss_last")),
+            num(series.best) if series else num(rec.get("loss_best")),
+            gib(peak),
+            duration(runtime),
+        ]
+
+
+def _progress(run) -> tuple[float | None, str]:
+    for unit in ("epoch", "step"):
+        p = run.progress.get(unit)
+        if p and p.get("total"):
+            return p["n"] / p["total"], f"{p['n']}/{p['total']}"
+    p = run.progress.get("batch")
+    if p and p.get("epochs"):
+        done = (p["epoch"] - 1 + p["n"] / max(p["total"], 1)) / p["epochs"]
+        return done, f"{p['epoch']}/{p['epochs']}"
+    if run.record.get("status") == "exited":
+        return 1.0, "done"
+    return None, ""
