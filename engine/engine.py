@@ -45,6 +45,7 @@ class Engine:
         self.host = HostSampler() if host else None
         self._gpu_status: dict | None = None
         self._foreign_reported = False
+        self._seen_pids: set[int] = set()
 
     # -- commands --------------------------------------------------------------------------------
     def launch(self, recipe: str, overrides: dict[str, str] | None = None, values: dict | None = None) -> RunRecord:
@@ -107,7 +108,7 @@ class Engine:
             self._pending.append(GpuStatus(ts=now, status=dict(status)))
         if not status.get("available"):
             return
-        procs, foreign = annotate(procs, self.host.pids if self.host else {})
+        procs, foreign = annotate(procs, self.host.pids if self.host else {}, self._seen_pids)
         if foreign and not self._foreign_reported:
             self._foreign_reported = True
             self._pending.append(Notice(ts=now, level="warning", text=(

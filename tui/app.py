@@ -53,7 +53,7 @@ class UrbanrunApp(App):
     ]
 
     def __init__(self, source, *, config=None, scratchpad_dir: Path | None = None, demo: bool = False,
-                 headless_summary: bool = False, screenshot: str | None = None):
+                 headless_summary: bool = False, screenshot: str | None = None, today=None):
         super().__init__()
         self.source = source
         self.config = config or getattr(source, "config", None)
@@ -61,6 +61,7 @@ class UrbanrunApp(App):
         self.state = State()
         self.scratchpad_dir = scratchpad_dir or Path(".claude/scratchpad/training-runner")
         self.demo = demo
+        self.today = today  # a fixed date for tests; None: the real today
         self.headless_summary = headless_summary
         self.screenshot_path = screenshot
         self._polling = False
@@ -85,7 +86,7 @@ class UrbanrunApp(App):
             with TabPane("GPU", id="gpu"):
                 yield GpuView(id="gpu-view")
             with TabPane("Scratchpad", id="pad"):
-                yield ScratchpadPane(self.scratchpad_dir, id="scratchpad")
+                yield ScratchpadPane(self.scratchpad_dir, today=self.today, id="scratchpad")
             with TabPane("Diagnoses", id="diag"):
                 yield DiagnosesPane(id="diagnoses")
         yield Footer()

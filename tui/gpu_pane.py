@@ -5,7 +5,7 @@ Without GPUs they say why (no driver, version mismatch, permission), never show 
 from __future__ import annotations
 
 from rich.text import Text
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
@@ -72,7 +72,9 @@ class GpuView(Vertical):
 
     def compose(self):
         yield Static(id="gpu-status")
-        yield PlotextPlot(id="gpu-chart")
+        with Horizontal(id="gpu-charts"):
+            yield PlotextPlot(id="gpu-util")
+            yield PlotextPlot(id="gpu-mem")
         yield DataTable(id="gpu-procs", cursor_type="row")
 
     def on_mount(self) -> None:
@@ -83,40 +85,35 @@ class GpuView(Vertical):
     def show(self, state: State) -> None:
         reason = status_text(state)
         status = self.query_one("#gpu-status", Static)
-        chart = self.query_one("#gpu-chart", PlotextPlot)
-        plt = chart.plt
-        plt.clear_data()
-        plt.clear_figure()
+        charts = [(self.query_one("#gpu-util", PlotextPlot), 1, "utilisation %"),
+                  (self.query_one("#gpu-mem", PlotextPlot), 2, "memory used %")]
+        for chart, _, label in charts:
+            chart.plt.clear_data()
+            chart.plt.clear_figure()
+            chart.plt.title(label if not reason else "no GPU readings")
         if reason:
             status.update(Text(reason, style="bold yellow"))
-            plt.title("no GPU readings")
-            chart.refresh()
+            for chart, _, _ in charts:
+                chart.refresh()
             return
         header = Text(f"driver {state.gpu_status.get('driver')}  CUDA {state.gpu_status.get('cuda')}\n", style="dim")
         for g in state.gpus:
             header.append_text(gpu_line(g, state.gpu_history.get(g.get("index")), width=30))
             header.append(f"  {g.get('name')}  {g.get('pstate') or ''}  SM {g.get('clock_sm') or 'N/A'} MHz\n")
         status.update(header)
-        plt.subplots(1, 2)
-        for col, (field, label) in enumerate([(1, "utilisation %"), (2, "memory %")], start=1):
-            plt.subplot(1, col)
-            plt.title(label)
+        for chart, field, _ in charts:
+            plt = chart.plt
             plt.ylim(0, 100)
+            plt.xlabel("seconds")
             for g in state.gpus:
-                history = list(state.gpu_history.get(g.get("index"), []))[-300:]
+                history = [h for h in list(state.gpu_history.get(g.get("index"), []))[-300:] if h[field] is not None]
                 if not history:
                     continue
-                t0 = history[-1][0]
-                xs = [h[0] - t0 for h in history if h[field] is not None]
-                if field == 2:
-                    total = g.get("mem_total") or 1
-                    ys = [h[2] / total * 100 for h in history if h[2] is not None]
-                else:
-                    ys = [h[1] for h in history if h[1] is not None]
-                if xs and ys:
-                    plt.plot(xs, ys, marker="braille", label=f"GPU{g.get('index')}")
-            plt.xlabel("seconds")
-        chart.refresh()
+                t_end = history[-1][0]
+                total = g.get("mem_total") or 1
+                ys = [h[field] / total * 100 if field == 2 else h[field] for h in history]
+                plt.plot([h[0] - t_end for h in history], ys, marker="braille", label=f"GPU{g.get('index')}")
+            chart.refresh()
         table = self.query_one("#gpu-procs", DataTable)
         table.clear()
         for p in state.gpu_processes:

@@ -10,7 +10,7 @@ from engine.state import State, eta_seconds, loss_name
 
 from .formatting import GLYPHS, bar, duration, gib, num, status_of
 
-COLUMNS = [("mark", " "), ("status", "  "), ("id", "run"), ("recipe", "recipe"), ("progress", "progress"),
+COLUMNS = [("status", "  "), ("id", "run"), ("recipe", "recipe"), ("progress", "progress"),
            ("eta", "ETA"), ("loss", "loss"), ("best", "best"), ("gpu", "GPU mem"), ("time", "time")]
 
 
@@ -64,12 +64,12 @@ class RunsTable(DataTable):
         runtime = (ended or now) - started if started else None
         eta = eta_seconds(run, now) if status == "running" else None
         peak = run.gpu_mem if status == "running" else (rec.get("gpu_mem_peak_mb") or 0) * 2 ** 20
+        mark = Text("●" if run_id in self.marked else " ", style="bold cyan")
         return [
-            Text("●" if run_id in self.marked else " ", style="bold cyan"),
-            Text(glyph, style=f"bold {colour}"),
+            mark + Text(glyph, style=f"bold {colour}"),
             Text(run_id, style=colour if status in ("failed", "lost") else ""),
             rec.get("recipe", "?"),
-            Text(f"{bar(progress[0], 8)} {progress[1]}"),
+            Text(f"{bar(progress[0], 6)} {progress[1]}"),
             duration(eta) if eta is not None else "-",
             num(series.last) if series else num(rec.get("loss_last")),
             num(series.best) if series else num(rec.get("loss_best")),

@@ -1,0 +1,89 @@
+"""SVG snapshots (pytest-textual-snapshot) of the main screen, the GPU view, the launch form and
+the scratchpad, from replay fixtures: frozen clock (the replay's own), fixed size and date."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine.config import _build
+from engine.replay import ReplaySource
+from tui.app import make_app
+from tui.launch_form import LaunchForm
+
+FIX = Path(__file__).parent / "fixtures"
+SIZE = (160, 45)
+FORM_CONFIG = """
+[recipes.unet]
+description = "A recipe as a user writes one"
+command = ["python3", "train.py"]
+[recipes.unet.params.batch_size]
+type = "int"
+default = 16
+min = 1
+help = "Graphs per batch"
+[recipes.unet.params.amp]
+type = "bool"
+default = true
+help = "Mixed precision"
+[recipes.unet.params.device]
+type = "choice"
+choices = ["auto", "cpu", "cuda"]
+default = "cuda"
+[recipes.unet.params.lr]
+type = "float"
+default = 1e-3
+min = 0.0
+"""
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    shutil.copytree(FIX / "scratchpad", tmp_path / ".claude" / "scratchpad")
+    shutil.copytree(FIX / "sessions", tmp_path / "sessions")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def replay_app(name="cones_gpu.jsonl"):
+    return make_app(ReplaySource(Path("sessions") / name, fast=True),
+                    scratchpad_dir=Path(".claude/scratchpad/training-runner"), today=dt.date(2026, 1, 15))
+
+
+async def settle(pilot):
+    await pilot.pause(0.5)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause(0.5)
+
+
+def test_main_screen(here, snap_compare):
+    assert snap_compare(replay_app(), terminal_size=SIZE, run_before=settle)
+
+
+def test_gpu_view(here, snap_compare):
+    async def go(pilot):
+        await settle(pilot)
+        await pilot.press("g")
+        await pilot.pause(0.5)
+    assert snap_compare(replay_app(), terminal_size=SIZE, run_before=go)
+
+
+def test_scratchpad(here, snap_compare):
+    async def go(pilot):
+        await settle(pilot)
+        await pilot.press("s")
+        await pilot.pause(0.5)
+    assert snap_compare(replay_app("cones_cpu.jsonl"), terminal_size=SIZE, run_before=go)
+
+
+def test_launch_form(here, snap_compare):
+    config = _build(here / "config.toml", FORM_CONFIG, __import__("tomllib").loads(FORM_CONFIG))
+
+    async def go(pilot):
+        await settle(pilot)
+        pilot.app.push_screen(LaunchForm(config))
+        await pilot.pause(0.5)
+    assert snap_compare(replay_app("cones_cpu.jsonl"), terminal_size=SIZE, run_before=go)

@@ -1,0 +1,118 @@
+"""The real app, driven by Pilot: with a real engine on a temp runs dir (launch from the form,
+see the row progress, stop it, see it killed; invalid input refused with its reason), and with
+replay fixtures (headless replay is deterministic; its numbers match the recording)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from engine.config import load_config
+from engine.engine import Engine
+from engine.recorder import read_session
+from engine.replay import ReplaySource
+from engine.state import State
+from tui.app import make_app
+from tui.launch_form import LaunchForm
+from tui.runs_table import RunsTable
+
+from conftest import ROOT
+
+SESSIONS = ROOT / "tests" / "fixtures" / "sessions"
+
+
+async def wait_until(pilot, predicate, seconds=60.0):
+    for _ in range(int(seconds / 0.2)):
+        await pilot.pause(0.2)
+        if predicate():
+            return
+    raise AssertionError("the app never reached the expected state")
+
+
+async def test_launch_from_the_form_watch_and_stop(workspace):
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.press("l")
+        await wait_until(pilot, lambda: isinstance(app.screen, LaunchForm))
+        form = app.screen
+        await pilot.pause(0.3)
+        form.query_one("#f-batch_size").value = "abc"
+        await pilot.pause(0.2)
+        assert "must be a whole number" in str(form.query_one("#err-batch_size").render())
+        await pilot.press("enter")  # refused while a field is wrong
+        assert isinstance(app.screen, LaunchForm)
+        form.query_one("#f-batch_size").value = "4"
+        form.query_one("#f-epochs").value = "400"
+        await pilot.pause(0.2)
+        assert "--batch-size 4" in str(form.query_one("#command").render())
+        form.action_launch()
+        await wait_until(pilot, lambda: len(app.state.runs) == 1)
+        run_id = next(iter(app.state.runs))
+        await wait_until(pilot, lambda: app.state.runs[run_id].progress.get("epoch", {}).get("n", 0) >= 1)
+        table = app.query_one(RunsTable)
+        assert table.selected == run_id
+        await pilot.press("k")
+        await pilot.pause(0.3)
+        await pilot.press("y")
+        await wait_until(pilot, lambda: app.state.runs[run_id].status == "killed", seconds=30)
+        assert app.state.runs[run_id].record["changed"] == {"batch_size": 4, "epochs": 400}
+        await pilot.press("q")
+    engine.close()
+
+
+async def test_replay_drives_every_pane(workspace):
+    app = make_app(ReplaySource(SESSIONS / "cones_gpu.jsonl", fast=True), scratchpad_dir=workspace / "pad")
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_until(pilot, lambda: len(app.state.runs) == 2)
+        await pilot.press("space", "down", "space")  # in a replay, space pauses instead of marking
+        for key in ("g", "s", "d", "r", "m", "y", "x", "e", "question_mark", "escape"):
+            await pilot.press(key)
+            await pilot.pause(0.05)
+        await pilot.press("l")  # read-only: no form
+        assert not isinstance(app.screen, LaunchForm)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (250, 70)])
+async def test_resizes_cleanly(workspace, size):
+    app = make_app(ReplaySource(SESSIONS / "cones_cpu.jsonl", fast=True), scratchpad_dir=workspace / "pad")
+    async with app.run_test(size=size) as pilot:
+        await wait_until(pilot, lambda: len(app.state.runs) == 1)
+        await pilot.press("g")
+        await pilot.pause(0.2)
+
+
+def _headless(fixture, out):
+    return subprocess.run([sys.executable, "-m", "engine.cli", "--replay", str(fixture), "--headless",
+                           "--screenshot", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_headless_replay_is_deterministic_and_matches_the_recording(tmp_path):
+    first, second = _headless(SESSIONS / "cones_gpu.jsonl", tmp_path / "a.svg"), \
+        _headless(SESSIONS / "cones_gpu.jsonl", tmp_path / "b.svg")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
+    state = State()
+    events = read_session(SESSIONS / "cones_gpu.jsonl")
+    state.apply_all(events)
+    assert f"{len(events)} events" in first.stdout
+    for run in state.runs.values():
+        rec = run.record
+        assert f"{run.id}  cones  {rec['status']}" in first.stdout
+        assert f"GPU peak {rec['gpu_mem_peak_mb']:.0f} MiB" in first.stdout
+    assert "killed (signal 15)" in first.stdout and "exited (exit 0)" in first.stdout
+
+
+def test_bad_replay_file_is_one_sentence(tmp_path):
+    missing = subprocess.run([sys.executable, "-m", "engine.cli", "--replay", str(tmp_path / "nope.jsonl"),
+                              "--headless"], capture_output=True, text=True, cwd=ROOT)
+    assert missing.returncode == 2 and "cannot read the recording" in missing.stderr
+
+
+def test_tui_does_not_load_torch():
+    code = "import sys, tui.app, tui.main; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
