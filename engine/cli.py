@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--follow", "-f", action="store_true", help="print new points as they arrive")
     s.add_argument("--json", action="store_true")
 
+    s = sub.add_parser("import", help="add runs found on disk (lightning_logs, wandb, TensorBoard) as read-only runs")
+    s.add_argument("path")
+    s.add_argument("--name", help="a name for the imported run (default: the folder's name)")
+    s.add_argument("--json", action="store_true")
+
     s = sub.add_parser("gpus", help="GPUs and their processes (with runs), like nvidia-smi")
     s.add_argument("--query-gpu", metavar="FIELDS", help="nvidia-smi fields, e.g. index,memory.used,memory.total")
     s.add_argument("--format", metavar="csv[,noheader][,nounits]", help="output format for --query-gpu")
@@ -112,7 +117,8 @@ def _dispatch(args) -> int:
         return run_tui(config, store.root, demo=args.demo, replay=args.replay, speed=args.speed,
                        headless=args.headless, screenshot=args.screenshot)
     handler = {"launch": cmd_launch, "ls": cmd_ls, "show": cmd_show, "kill": cmd_kill,
-               "logs": cmd_logs, "metrics": cmd_metrics, "gpus": cmd_gpus, "recipes": cmd_recipes}[args.command]
+               "logs": cmd_logs, "metrics": cmd_metrics, "gpus": cmd_gpus, "import": cmd_import,
+               "recipes": cmd_recipes}[args.command]
     return handler(args, config, store, sup)
 
 
@@ -232,6 +238,17 @@ def cmd_metrics(args, config, store, sup) -> int:
         _print_json(summary)
     else:
         cli_metrics.print_summary(summary)
+    return 0
+
+
+def cmd_import(args, config, store, sup) -> int:
+    from .importer import import_path
+
+    record = import_path(store, args.path, args.name)
+    if args.json:
+        _print_json(record.to_json(store.run_dir(record.id)))
+    else:
+        print(f"imported {record.id}: {len(record.metrics_files)} metrics file(s) from {record.cwd}")
     return 0
 
 

@@ -58,6 +58,14 @@ class Engine:
         self._remember(record, self.clock())
         return record
 
+    def import_runs(self, path: str, name: str | None = None) -> RunRecord:
+        from .importer import import_path
+
+        record = import_path(self.store, path, name)
+        self._remember(record, self.clock())
+        self.follow(record.id)
+        return record
+
     def reload_config(self) -> Config:
         """Re-read config.toml (after the launch form saved new defaults)."""
         from .config import load_config

@@ -74,7 +74,7 @@ class RunSources:
             key = str(path)
             if key in self.sources:
                 continue
-            fmt = format_of(path)
+            fmt = format_of(path) or ("wandb" if path.is_dir() else None)
             try:
                 fresh = path.stat().st_mtime >= self.not_before
             except OSError:

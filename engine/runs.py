@@ -21,7 +21,7 @@ import tomli_w
 from .atomic import atomic_write_text
 from .errors import UserError
 
-STATUSES = ("starting", "running", "exited", "failed", "killed", "lost")
+STATUSES = ("starting", "running", "exited", "failed", "killed", "lost", "imported")
 ACTIVE = frozenset({"starting", "running"})
 RECORD_FILE = "run.toml"
 LOG_FILE = "output.log"

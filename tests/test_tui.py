@@ -116,3 +116,30 @@ def test_tui_does_not_load_torch():
     code = "import sys, tui.app, tui.main; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_import_and_compare_with_an_external_run(workspace):
+    from tui.compare import CompareScreen, comparison_rows
+
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    async with app.run_test(size=(160, 45)) as pilot:
+        app.source.launch("cones", {"epochs": "2"})
+        await wait_until(pilot, lambda: any(r.status == "exited" for r in app.state.runs.values()))
+        await pilot.press("i")
+        await pilot.pause(0.3)
+        app.screen.query_one("#prompt").value = str(ROOT / "tests/fixtures/metrics/lightning")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: any(r.status == "imported" for r in app.state.runs.values()))
+        imported = next(r for r in app.state.runs.values() if r.status == "imported")
+        table = app.query_one(RunsTable)
+        table.move_cursor(row=0)
+        await pilot.press("space", "down", "space")
+        await wait_until(pilot, lambda: "train_loss" in app.state.runs[imported.id].metrics)
+        await pilot.press("c")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, CompareScreen), (table.marked, list(app.state.runs), app.focused)
+        rows = {name: (cells, differ) for name, cells, differ in comparison_rows(app.state, sorted(table.marked))}
+        assert rows["recipe"] == (["cones", "import"], True) or rows["recipe"] == (["import", "cones"], True)
+        assert "best loss" in rows and "-" not in rows["best loss"][0]
+    engine.close()

@@ -21,7 +21,7 @@ from engine.events import Event, MetricPoints, Notice, RunChanged
 from engine.state import State
 
 from .compare import CompareScreen
-from .dialogs import ConfirmKill, HelpScreen
+from .dialogs import ConfirmKill, HelpScreen, PromptScreen
 from .diagnoses_pane import DiagnosesPane
 from .gpu_pane import GpuSummary, GpuView
 from .launch_form import LaunchForm
@@ -48,7 +48,7 @@ class UrbanrunApp(App):
         Binding("y", "log_y", "log y", show=False), Binding("x", "x_axis", "x axis", show=False),
         Binding("g", "tab('gpu')", "GPU"), Binding("s", "tab('pad')", "scratchpad"),
         Binding("d", "tab('diag')", "diagnoses"), Binding("r", "tab('main')", "runs", show=False),
-        Binding("ctrl+s", "save_pad", "save", show=False), Binding("question_mark", "help", "help"),
+        Binding("i", "import_runs", "import", show=False), Binding("ctrl+s", "save_pad", "save", show=False), Binding("question_mark", "help", "help"),
         Binding("q", "quit_app", "quit"),
     ]
 
@@ -240,6 +240,24 @@ class UrbanrunApp(App):
             self.call_from_thread(self.notify, f"{'killing' if force else 'stopping'} {run_id}")
         except Exception as exc:
             self.call_from_thread(self.notify, str(exc), severity="error")
+        self.call_from_thread(self._tick)
+
+    def action_import_runs(self) -> None:
+        if self._writable():
+            self.push_screen(PromptScreen("Import runs from a folder or file (lightning_logs, wandb, TensorBoard, CSV)",
+                                          "~/UrbanRepML/lightning_logs"), self._import_chosen)
+
+    def _import_chosen(self, path) -> None:
+        if path:
+            self._import(path)
+
+    @work(thread=True, group="commands")
+    def _import(self, path: str) -> None:
+        try:
+            record = self.source.import_runs(path)
+            self.call_from_thread(self.notify, f"imported {record.id} ({len(record.metrics_files)} file(s))")
+        except Exception as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
         self.call_from_thread(self._tick)
 
     def action_mark(self) -> None:

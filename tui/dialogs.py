@@ -50,3 +50,26 @@ class HelpScreen(ModalScreen):
     def compose(self) -> ComposeResult:
         with Vertical(id="help-dialog"):
             yield Static(HELP)
+
+
+class PromptScreen(ModalScreen):
+    """One line of input (a path to import); dismisses with the text or None."""
+
+    BINDINGS = [Binding("escape", "cancel", "cancel")]
+
+    def __init__(self, title: str, placeholder: str = ""):
+        super().__init__()
+        self.title_text, self.placeholder = title, placeholder
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import Input
+
+        with Vertical(id="confirm-dialog"):
+            yield Label(self.title_text)
+            yield Input(placeholder=self.placeholder, id="prompt")
+
+    def on_input_submitted(self, event) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

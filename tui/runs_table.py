@@ -4,6 +4,7 @@ runtime. Rows are updated in place (no flicker, the cursor stays put)."""
 from __future__ import annotations
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.widgets import DataTable
 
 from engine.state import State, eta_seconds, loss_name
@@ -15,6 +16,8 @@ COLUMNS = [("status", "  "), ("id", "run"), ("recipe", "recipe"), ("progress", "
 
 
 class RunsTable(DataTable):
+    BINDINGS = [Binding("space", "app.mark", "mark", show=False)]  # DataTable would take space itself
+
     def __init__(self, **kwargs):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.marked: set[str] = set()
