@@ -3,7 +3,6 @@
 of a one-hour recording (goal <= 2 s)."""
 
 import asyncio
-import json
 import os
 import subprocess
 import sys

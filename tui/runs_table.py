@@ -16,7 +16,7 @@ COLUMNS = [("status", "  "), ("id", "run"), ("recipe", "recipe"), ("progress", "
 
 
 class RunsTable(DataTable):
-    BINDINGS = [Binding("space", "app.mark", "mark", show=False)]  # DataTable would take space itself
+    BINDINGS = [Binding("space", "app.mark", "mark/pause")]  # here, or the DataTable would take space itself
 
     def __init__(self, **kwargs):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
