@@ -39,8 +39,7 @@ class Supervisor:
         recipe = self.config.recipe(recipe_name)
         chosen = recipe.values_from_text(overrides or {})
         for name, value in (values or {}).items():
-            chosen.update(recipe.values_from_text({name: value}) if isinstance(value, str)
-                          else {name: _checked(recipe, name, value)})
+            chosen[name] = _checked(recipe, name, value)
         now = self.clock()
         run_id = new_run_id(recipe.name, now)
         run_dir = self.store.run_dir(run_id).resolve()

@@ -82,3 +82,17 @@ def test_events_round_trip_through_json():
     event = MetricPoints(ts=1.5, run_id="r", source="m", points=({"step": 1, "loss": float("nan")},))
     back = decode(encode(event))
     assert back.run_id == "r" and back.points[0]["step"] == 1 and back.points[0]["loss"] != back.points[0]["loss"]
+
+
+def test_typed_values_from_the_form_all_reach_the_command(workspace):
+    from engine.config import DEFAULT_CONFIG
+
+    engine = Engine(load_config(DEFAULT_CONFIG), workspace / "runs", record_session=False, gpu_source=None)
+    record = engine.launch("cones", values={"epochs": 1, "batch_size": 2, "device": "cpu", "amp": True,
+                                            "dims": [8, 8, 8], "max_steps": 1})
+    assert record.changed == {"epochs": 1, "batch_size": 2, "device": "cpu", "amp": True, "dims": [8, 8, 8],
+                              "max_steps": 1}
+    argv = record.argv
+    assert argv[argv.index("--epochs") + 1] == "1" and argv[argv.index("--batch-size") + 1] == "2"
+    assert argv[argv.index("--device") + 1] == "cpu" and "--amp" in argv and "--max-steps" in argv
+    engine.kill(record.id, force=True)
