@@ -95,4 +95,4 @@ def test_typed_values_from_the_form_all_reach_the_command(workspace):
     argv = record.argv
     assert argv[argv.index("--epochs") + 1] == "1" and argv[argv.index("--batch-size") + 1] == "2"
     assert argv[argv.index("--device") + 1] == "cpu" and "--amp" in argv and "--max-steps" in argv
-    engine.kill(record.id, force=True)
+    _drive(engine, lambda e: e.state.runs[record.id].status != "running")
