@@ -210,6 +210,7 @@ class UrbanrunApp(App):
     def _launch(self, recipe: str, values: dict) -> None:
         try:
             record = self.source.launch(recipe, values=values)
+            self.query_one(RunsTable).wanted = record.id  # select it when its row appears
             self.call_from_thread(self.notify, f"launched {record.id}")
         except Exception as exc:  # UserError: one sentence; anything else: still a sentence
             self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)

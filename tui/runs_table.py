@@ -21,6 +21,7 @@ class RunsTable(DataTable):
     def __init__(self, **kwargs):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.marked: set[str] = set()
+        self.wanted: str | None = None  # a run to select once its row exists (one just launched)
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -50,10 +51,13 @@ class RunsTable(DataTable):
                 self.add_row(*self._cells(state, run_id, now), key=run_id)
             if selected in state.runs:
                 self.move_cursor(row=ids.index(selected), animate=False)
-            return
-        for run_id in ids:
-            for (key, _), value in zip(COLUMNS, self._cells(state, run_id, now)):
-                self.update_cell(run_id, key, value, update_width=True)
+        else:
+            for run_id in ids:
+                for (key, _), value in zip(COLUMNS, self._cells(state, run_id, now)):
+                    self.update_cell(run_id, key, value, update_width=True)
+        if self.wanted in state.runs:
+            self.move_cursor(row=ids.index(self.wanted), animate=False)
+            self.wanted = None
 
     def _cells(self, state: State, run_id: str, now: float) -> list:
         run = state.runs[run_id]
