@@ -77,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--follow", "-f", action="store_true", help="print new points as they arrive")
     s.add_argument("--json", action="store_true")
 
+    s = sub.add_parser("doctor", help="diagnose a run or any log file")
+    s.add_argument("target", metavar="RUN_OR_LOGFILE")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("advise", help="the largest batch size that fits a GPU")
+    s.add_argument("recipe")
+    s.add_argument("--gpu", type=int, default=None, help="GPU index (default 0)")
+    s.add_argument("--gpu-memory", type=float, default=None, metavar="GB", help="free memory to plan for, in GB")
+    s.add_argument("--json", action="store_true")
+
     s = sub.add_parser("import", help="add runs found on disk (lightning_logs, wandb, TensorBoard) as read-only runs")
     s.add_argument("path")
     s.add_argument("--name", help="a name for the imported run (default: the folder's name)")
@@ -117,7 +127,7 @@ def _dispatch(args) -> int:
         return run_tui(config, store.root, demo=args.demo, replay=args.replay, speed=args.speed,
                        headless=args.headless, screenshot=args.screenshot)
     handler = {"launch": cmd_launch, "ls": cmd_ls, "show": cmd_show, "kill": cmd_kill,
-               "logs": cmd_logs, "metrics": cmd_metrics, "gpus": cmd_gpus, "import": cmd_import,
+               "logs": cmd_logs, "metrics": cmd_metrics, "gpus": cmd_gpus, "import": cmd_import, "doctor": cmd_doctor, "advise": cmd_advise,
                "recipes": cmd_recipes}[args.command]
     return handler(args, config, store, sup)
 
@@ -239,6 +249,20 @@ def cmd_metrics(args, config, store, sup) -> int:
     else:
         cli_metrics.print_summary(summary)
     return 0
+
+
+def cmd_doctor(args, config, store, sup) -> int:
+    from .cli_doctor import doctor, print_diagnoses
+
+    what, found = doctor(args.target, store)
+    print_diagnoses(what, found, args.json)
+    return 0
+
+
+def cmd_advise(args, config, store, sup) -> int:
+    from .cli_doctor import cmd_advise as run
+
+    return run(args, config, store)
 
 
 def cmd_import(args, config, store, sup) -> int:

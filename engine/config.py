@@ -38,6 +38,8 @@ class Recipe:
     backend: str = "local"
     metrics_files: tuple[str, ...] = ()  # extra metrics files or globs; {run_dir} and {cwd} allowed
     log_patterns: tuple[str, ...] = ()  # regexes with named groups, applied to every output line
+    memory: dict = field(default_factory=dict)  # per_sample_gb, fixed_gb, batch_param: the advisor's estimate
+    oom_recovery: int = 0  # relaunch after a CUDA OOM with the next remedy, at most this many times
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -182,6 +184,13 @@ def _build(path: Path, text: str, data: dict) -> Config:
                 raise fail(where, "log_patterns", f"{pattern!r} is not a valid regular expression ({exc})") from None
             if not compiled.groupindex:
                 raise fail(where, "log_patterns", f"{pattern!r} needs named groups, e.g. (?P<loss>[0-9.eE+-]+)")
+        memory = table.get("memory", {})
+        if not isinstance(memory, dict) or any(
+                not isinstance(memory.get(k, 0), (int, float)) for k in ("per_sample_gb", "fixed_gb")):
+            raise fail(where, "memory", "must be a table like { per_sample_gb = 0.144, fixed_gb = 0.5 }")
+        recovery = table.get("oom_recovery", 0)
+        if not isinstance(recovery, int) or isinstance(recovery, bool) or recovery < 0:
+            raise fail(where, "oom_recovery", "must be a whole number of relaunches >= 0 (0 turns it off)")
         recipe = Recipe(
             name=name,
             description=str(table.get("description", "")),
@@ -192,6 +201,8 @@ def _build(path: Path, text: str, data: dict) -> Config:
             backend=backend,
             metrics_files=tuple(files),
             log_patterns=tuple(patterns),
+            memory=dict(memory),
+            oom_recovery=recovery,
         )
         recipes[name] = recipe
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 from .config import Config
-from .events import Event, GpuSample, GpuStatus, HostSample, Notice, RunChanged
+from .doctor import RunDoctor
+from .events import Diagnosed, Event, GpuSample, GpuStatus, HostSample, Notice, RunChanged
 from .gpu_sources import annotate, default_gpu_source
 from .host import HostSampler
 from .recorder import Recorder
@@ -33,6 +35,8 @@ class Engine:
         self.clock = clock
         self.store = RunStore(Path(runs_dir) if runs_dir else config.runs_dir)
         self.supervisor = Supervisor(config, self.store, clock)
+        self.doctor = RunDoctor(config, self.store)
+        self._lock = threading.RLock()
         self.state = State()
         self.recorder = Recorder(self.store.root / "sessions") if record_session else None
         self._records: dict[str, RunRecord] = {}
@@ -49,52 +53,67 @@ class Engine:
 
     # -- commands --------------------------------------------------------------------------------
     def launch(self, recipe: str, overrides: dict[str, str] | None = None, values: dict | None = None) -> RunRecord:
-        record = self.supervisor.launch(recipe, overrides, values)
-        self._remember(record, self.clock())
-        return record
+        with self._lock:  # commands come from UI worker threads while another thread polls
+            record = self.supervisor.launch(recipe, overrides, values)
+            self._remember(record, self.clock())
+            return record
 
     def kill(self, run_id: str, grace: float | None = None, force: bool = False) -> RunRecord:
-        record = self.supervisor.request_kill(run_id, grace, force)
-        self._remember(record, self.clock())
-        return record
+        with self._lock:
+            record = self.supervisor.request_kill(run_id, grace, force)
+            self._remember(record, self.clock())
+            return record
 
     def import_runs(self, path: str, name: str | None = None) -> RunRecord:
         from .importer import import_path
 
-        record = import_path(self.store, path, name)
-        self._remember(record, self.clock())
-        self.follow(record.id)
-        return record
+        with self._lock:
+            record = import_path(self.store, path, name)
+            self._remember(record, self.clock())
+            self.follow(record.id)
+            return record
 
     def reload_config(self) -> Config:
         """Re-read config.toml (after the launch form saved new defaults)."""
         from .config import load_config
 
-        self.config = self.supervisor.config = load_config(self.config.path)
+        self.config = self.supervisor.config = self.doctor.config = load_config(self.config.path)
         return self.config
 
     def follow(self, run_id: str) -> None:
         """Read a run's files (also a finished run's: the view asked for its log and metrics)."""
+        with self._lock:
+            self._follow(run_id)
+
+    def _follow(self, run_id: str) -> None:
         if run_id not in self._sources and run_id not in self._drained and run_id in self._records:
             self._sources[run_id] = RunSources(self.store.run_dir(run_id), self._records[run_id])
 
     # -- polling ---------------------------------------------------------------------------------
     def poll(self, now: float | None = None) -> list[Event]:
+        with self._lock:
+            return self._poll(now)
+
+    def _poll(self, now: float | None) -> list[Event]:
         now = self.clock() if now is None else now
         if now - self._last_scan >= RESCAN_SECONDS:
             self._scan(now)
             self._last_scan = now
+        ended = []
         for record in [r for r in self._records.values() if r.active]:
             record = self._refresh(record, now)
             if self.supervisor.reconcile(record):
                 self._note_saved(record)
                 self._pending.append(RunChanged(ts=now, run=record.to_dict()))
+                if not record.active:
+                    ended.append(record.id)
         for run_id in list(self._sources):
             self._read_files(run_id, now)
         self._sample_machine(now)
         events, self._pending = self._pending, []
         self.state.apply_all(events)
-        events += self._record_final_figures(events, now)
+        events += self._on_ended(ended, now)
+        events += self._live_diagnoses(now)
         if self.recorder is not None:
             self.recorder.write(events)
         return events
@@ -125,16 +144,13 @@ class Engine:
                 f"processes cannot be tied to runs; they are marked 'not on this host'.")))
         self._pending.append(GpuSample(ts=now, gpus=tuple(gpus), processes=tuple(procs)))
 
-    def _record_final_figures(self, events: list[Event], now: float) -> list[Event]:
-        """When a run ends, its loss summary and GPU figures go into its run record, so lists and
-        later sessions show them without reading the run's files again."""
-        extra = []
-        for event in events:
-            if not isinstance(event, RunChanged) or event.run.get("status") in ("starting", "running"):
-                continue
-            run = self.state.runs.get(event.run_id)
-            record = self._records.get(event.run_id)
-            if run is None or record is None or record.loss_name is not None or record.gpu_mem_peak_mb is not None:
+    def _on_ended(self, ended: list[str], now: float) -> list[Event]:
+        """Runs this engine saw end: loss summary and GPU figures into the record (so lists show them
+        without reading files again), the diagnosis, and an OOM relaunch where the recipe asks."""
+        extra: list[Event] = []
+        for run_id in ended:
+            run, record = self.state.runs.get(run_id), self._records.get(run_id)
+            if run is None or record is None:
                 continue
             name = loss_name(run)
             series = run.metrics.get(name) if name else None
@@ -145,11 +161,44 @@ class Engine:
             if run.gpu_mem_peak:
                 record.gpu_mem_peak_mb = round(run.gpu_mem_peak / 2 ** 20, 1)
                 record.gpu_util_mean = None if run.gpu_util_mean is None else round(run.gpu_util_mean, 1)
-            if record.loss_name is None and record.gpu_mem_peak_mb is None:
-                continue
-            self.store.save(record)
+            found, relaunch = self.doctor.on_end(record, run)  # saves the record
             self._note_saved(record)
+            extra.append(Diagnosed(ts=now, run_id=run_id, diagnoses=tuple(d.to_dict() for d in found)))
             extra.append(RunChanged(ts=now, run=record.to_dict()))
+            if relaunch:
+                extra += self._relaunch(relaunch, now)[1]
+        self.state.apply_all(extra)
+        return extra
+
+    def relaunch(self, run_id: str, change: dict, note: str) -> RunRecord:
+        """Launch a run again with `change` applied to its parameters (a remedy chosen in the TUI)."""
+        with self._lock:
+            record = self.store.load(run_id)
+            plan = {"recipe": record.recipe, "values": {**record.params, **change}, "parent": run_id, "recovery": note}
+            child, events = self._relaunch(plan, self.clock(), strict=True)
+            self._pending += events
+            return child
+
+    def _relaunch(self, plan: dict, now: float, strict: bool = False) -> tuple[RunRecord | None, list[Event]]:
+        try:
+            child = self.supervisor.launch(plan["recipe"], values=plan["values"])
+        except Exception as exc:  # a relaunch that cannot start is reported, never fatal
+            if strict:
+                raise
+            return None, [Notice(ts=now, level="error", run_id=plan["parent"], text=f"OOM relaunch failed: {exc}")]
+        child.parent, child.recovery = plan["parent"], plan["recovery"]
+        self.store.save(child)
+        self._records[child.id] = child
+        self._note_saved(child)
+        self._follow(child.id)
+        return child, [RunChanged(ts=now, run=child.to_dict()),
+                       Notice(ts=now, level="warning", run_id=child.id,
+                              text=f"{plan['parent']} relaunched as {child.id} with {plan['recovery']}")]
+
+    def _live_diagnoses(self, now: float) -> list[Event]:
+        active = [r for r in self._records.values() if r.active]
+        extra = [Diagnosed(ts=now, run_id=run_id, diagnoses=tuple(d.to_dict() for d in found))
+                 for run_id, found in self.doctor.live(active, self.state.runs, self.state.gpus, now)]
         self.state.apply_all(extra)
         return extra
 
@@ -204,7 +253,7 @@ class Engine:
         self._note_saved(record)
         self._pending.append(RunChanged(ts=now, run=record.to_dict()))
         if record.active:
-            self.follow(record.id)
+            self._follow(record.id)
 
     def _read_files(self, run_id: str, now: float) -> None:
         sources = self._sources[run_id]

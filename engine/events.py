@@ -100,6 +100,15 @@ class HostSample(Event):
     host: dict = field(default_factory=dict)
 
 
+@register
+@dataclass(frozen=True)
+class Diagnosed(Event):
+    """The run's current diagnoses (the whole list: it replaces the previous one)."""
+
+    run_id: str = ""
+    diagnoses: tuple[dict, ...] = ()
+
+
 def encode(event: Event) -> str:
     data: dict[str, Any] = {"type": type(event).__name__}
     for f in fields(event):
@@ -113,6 +122,6 @@ def decode(line: str) -> Event:
     if cls is None:
         raise ValueError("unknown event type")
     names = {f.name for f in fields(cls)}
-    kwargs = {k: (tuple(v) if isinstance(v, list) and k in ("lines", "points", "gpus", "processes") else v)
+    kwargs = {k: (tuple(v) if isinstance(v, list) and k in ("lines", "points", "gpus", "processes", "diagnoses") else v)
               for k, v in data.items() if k in names}
     return cls(**kwargs)

@@ -46,7 +46,10 @@ class RunRecord:
     pid_create_time: float | None = None
     exit_code: int | None = None
     signal: int | None = None
-    diagnosis: str | None = None
+    diagnosis: str | None = None  # the headline of `diagnoses`
+    diagnoses: list[dict] = field(default_factory=list)
+    parent: str | None = None  # the run this one relaunches (OOM recovery)
+    recovery: str | None = None  # what the relaunch changed, e.g. "batch_size 32 -> 16"
     created: float | None = None
     started: float | None = None
     ended: float | None = None

@@ -10,7 +10,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from .events import Event, GpuSample, GpuStatus, HostSample, LogLines, MetricPoints, Notice, Progress, RunChanged
+from .events import Diagnosed, Event, GpuSample, GpuStatus, HostSample, LogLines, MetricPoints, Notice, Progress, RunChanged
 from .series import Series
 
 LOG_LINES_KEPT = 5_000
@@ -35,6 +35,9 @@ class RunState:
     gpu_util_sum: float = 0.0
     gpu_util_samples: int = 0
     host: dict = field(default_factory=dict)  # cpu %, rss, procs of the run's tree
+    diagnoses: list = field(default_factory=list)
+    last_output_ts: float = 0.0  # when its log or metrics last grew
+    gpu_mem_history: Series = field(default_factory=lambda: Series(cap=4096))  # bytes over wall time
 
     @property
     def gpu_util_mean(self) -> float | None:
@@ -76,12 +79,17 @@ class State:
                 run.log.append("── log restarted (file truncated or replaced) ──")
             run.log.extend(event.lines)
             run.log_lines_total += len(event.lines)
+            run.last_output_ts = event.ts
         elif isinstance(event, MetricPoints):
-            self._add_points(self._run(event.run_id), event)
+            run = self._run(event.run_id)
+            self._add_points(run, event)
+            run.last_output_ts = event.ts
         elif isinstance(event, Progress):
             run = self._run(event.run_id)
             run.progress[event.progress.get("unit", "step")] = dict(event.progress)
             run.progress_ts = event.ts
+        elif isinstance(event, Diagnosed):
+            self._run(event.run_id).diagnoses = [dict(d) for d in event.diagnoses]
         elif isinstance(event, GpuStatus):
             self.gpu_status = dict(event.status)
         elif isinstance(event, GpuSample):
@@ -114,6 +122,7 @@ class State:
                 continue
             run.gpu_mem = float(sum(p.get("used_mem") or 0 for p in procs))
             run.gpu_mem_peak = max(run.gpu_mem_peak, run.gpu_mem)
+            run.gpu_mem_history.append(event.ts, event.ts, run.gpu_mem)
             utils = [p["sm_util"] if p.get("sm_util") is not None else by_index.get(p.get("gpu"), {}).get("util_gpu")
                      for p in procs]
             utils = [u for u in utils if u is not None]

@@ -68,6 +68,23 @@ default = 0.5
 command = ["{python}", "SCRIPTS/late_csv.py"]
 metrics_files = ["{run_dir}/history/*.csv"]
 
+[recipes.fake_oom]
+command = ["{python}", "SCRIPTS/fake_oom.py"]
+oom_recovery = 3
+[recipes.fake_oom.params.batch_size]
+type = "int"
+default = 32
+min = 1
+[recipes.fake_oom.params.amp]
+type = "bool"
+default = false
+[recipes.fake_oom.params.grad_checkpoint]
+type = "bool"
+default = false
+
+[recipes.swallow]
+command = ["{python}", "SCRIPTS/swallow.py"]
+
 [recipes.sleeper]
 command = ["{python}", "SCRIPTS/exit_after.py", "3", "4"]
 """.replace("SCRIPTS", str(SCRIPTS))

@@ -143,3 +143,55 @@ async def test_import_and_compare_with_an_external_run(workspace):
         assert rows["recipe"] == (["cones", "import"], True) or rows["recipe"] == (["import", "cones"], True)
         assert "best loss" in rows and "-" not in rows["best loss"][0]
     engine.close()
+
+
+async def test_diagnosis_on_the_row_and_relaunch_with_a_remedy(workspace):
+    from tui.dialogs import RemedyScreen
+
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    async with app.run_test(size=(200, 45)) as pilot:
+        record = app.source.launch("fake_oom", values={"batch_size": 4, "amp": False})
+        await wait_until(pilot, lambda: app.state.runs.get(record.id) and app.state.runs[record.id].status == "exited")
+        # this run did not OOM (4 <= 8): relaunch it with a remedy by hand
+        table = app.query_one(RunsTable)
+        table.move_cursor(row=list(table.rows).index(record.id))
+        await pilot.press("R")
+        await wait_until(pilot, lambda: isinstance(app.screen, RemedyScreen))
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: len(app.state.runs) == 2)
+        child = next(r for r in app.state.runs.values() if r.id != record.id)
+        assert child.record["parent"] == record.id and child.record["recovery"] == "batch_size 4 -> 2"
+        oom = app.source.launch("fake_oom", values={"batch_size": 9})
+        await wait_until(pilot, lambda: any(r.record.get("parent") == oom.id for r in app.state.runs.values()))
+        await wait_until(pilot, lambda: app.state.runs[oom.id].diagnoses)
+        cell = table.get_cell(oom.id, "why")
+        assert "✖" in str(cell) and "out of memory" in str(cell)
+        await pilot.press("d")
+        await pilot.pause(0.3)
+        from tui.diagnoses_pane import DiagnosesPane
+        assert "cuda_oom" in str(app.query_one(DiagnosesPane).render())
+    engine.close()
+
+
+async def test_launch_form_warns_when_a_run_will_not_fit(workspace):
+    from engine.config import DEFAULT_CONFIG
+    from engine.runs import RunStore
+
+    config = load_config(DEFAULT_CONFIG)
+    gpus = [{"index": 0, "name": "NVIDIA GeForce RTX 3090", "mem_total": 24 * 2**30, "mem_free": 24e9}]
+    app = make_app(ReplaySource(SESSIONS / "cones_cpu.jsonl", fast=True), scratchpad_dir=workspace / "pad")
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause(0.3)
+        form = LaunchForm(config, "full-area-unet", RunStore(workspace / "runs"), gpus)
+        app.push_screen(form)
+        await pilot.pause(0.5)
+        assert "will NOT fit" in str(form.query_one("#memory").render())
+        form.action_launch()
+        await pilot.pause(0.2)
+        assert app.screen is form  # the first Enter only warns
+        cones = LaunchForm(config, "cones", RunStore(workspace / "runs"), gpus)
+        await pilot.press("escape")
+        app.push_screen(cones)
+        await pilot.pause(0.5)
+        assert "fits" in str(cones.query_one("#memory").render())

@@ -21,7 +21,7 @@ from engine.events import Event, MetricPoints, Notice, RunChanged
 from engine.state import State
 
 from .compare import CompareScreen
-from .dialogs import ConfirmKill, HelpScreen, PromptScreen
+from .dialogs import ConfirmKill, HelpScreen, PromptScreen, RemedyScreen
 from .diagnoses_pane import DiagnosesPane
 from .gpu_pane import GpuSummary, GpuView
 from .launch_form import LaunchForm
@@ -48,7 +48,7 @@ class UrbanrunApp(App):
         Binding("y", "log_y", "log y", show=False), Binding("x", "x_axis", "x axis", show=False),
         Binding("g", "tab('gpu')", "GPU"), Binding("s", "tab('pad')", "scratchpad"),
         Binding("d", "tab('diag')", "diagnoses"), Binding("r", "tab('main')", "runs", show=False),
-        Binding("i", "import_runs", "import", show=False), Binding("ctrl+s", "save_pad", "save", show=False), Binding("question_mark", "help", "help"),
+        Binding("i", "import_runs", "import", show=False), Binding("R", "relaunch", "relaunch with remedy", show=False), Binding("ctrl+s", "save_pad", "save", show=False), Binding("question_mark", "help", "help"),
         Binding("q", "quit_app", "quit"),
     ]
 
@@ -200,7 +200,8 @@ class UrbanrunApp(App):
             return
         current = self.state.runs.get(self._selected() or "")
         recipe = current.record.get("recipe") if current else None
-        self.push_screen(LaunchForm(self.config, recipe), self._launch_chosen)
+        gpus = self.state.gpus if self.state.gpu_status.get("available") else []
+        self.push_screen(LaunchForm(self.config, recipe, getattr(self.source, "store", None), gpus), self._launch_chosen)
 
     def _launch_chosen(self, result) -> None:
         if result:
@@ -241,6 +242,32 @@ class UrbanrunApp(App):
             self.call_from_thread(self.notify, f"{'killing' if force else 'stopping'} {run_id}")
         except Exception as exc:
             self.call_from_thread(self.notify, str(exc), severity="error")
+        self.call_from_thread(self._tick)
+
+    def action_relaunch(self) -> None:
+        run_id = self._selected()
+        if not run_id or not self._writable():
+            return
+        from engine.doctor import remedy_options
+
+        record = self.state.runs[run_id].record
+        recipe = self.config.recipes.get(record.get("recipe")) if self.config else None
+        options = remedy_options(recipe, record.get("params", {})) if recipe else []
+        if not options:
+            self.notify("no remedy applies to this run's parameters (no batch_size, amp or grad_checkpoint to change)",
+                        severity="warning")
+            return
+        self.push_screen(RemedyScreen(run_id, options), lambda choice: choice and self._relaunch(run_id, choice))
+
+    @work(thread=True, group="commands")
+    def _relaunch(self, run_id: str, choice) -> None:
+        change, text = choice
+        try:
+            child = self.source.relaunch(run_id, change, text)
+            self.query_one(RunsTable).wanted = child.id
+            self.call_from_thread(self.notify, f"relaunched as {child.id} ({text})")
+        except Exception as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
         self.call_from_thread(self._tick)
 
     def action_import_runs(self) -> None:

@@ -1,6 +1,5 @@
-"""Diagnoses: what went wrong with which run. Until the diagnosis rules land (cause, evidence,
-remedy per failure kind), this pane lists failed and lost runs with their exit status and the
-last error lines of their logs, and every warning urbanrun raised (corrupt files, GPU issues)."""
+"""Diagnoses: for every run with one, the cause, the evidence lines and the remedies (R on a
+selected run relaunches it with a remedy applied); then urbanrun's own warnings."""
 
 from __future__ import annotations
 
@@ -9,29 +8,38 @@ from textual.widgets import Static
 
 from engine.state import State
 
-from .log_pane import ERROR_RE, last_frame
+STYLE = {"error": ("✖", "bold red"), "warning": ("⚠", "bold yellow"), "info": ("·", "bold")}
+
+
+def run_diagnoses(run) -> list[dict]:
+    return run.diagnoses or run.record.get("diagnoses") or []
 
 
 class DiagnosesPane(Static):
     def show(self, state: State) -> None:
         text = Text()
-        bad = [r for r in state.runs.values() if r.record.get("status") in ("failed", "lost")]
-        if not bad and not state.notices:
-            text.append("Nothing to diagnose: no run has failed and urbanrun has no warnings.\n", style="green")
-            text.append("When a run fails, its exit status and the lines that explain it show here.", style="dim")
-        for run in sorted(bad, key=lambda r: r.id, reverse=True):
+        runs = [r for r in state.runs.values() if run_diagnoses(r)]
+        if not runs and not state.notices:
+            text.append("Nothing to diagnose: no run has failed or looks sick, and urbanrun has no warnings.\n",
+                        style="green")
+            text.append("When a run fails (CUDA OOM, device mismatch, edge_index dtype, NCCL, host OOM, a swallowed "
+                        "error, …) or leaks memory, hangs or diverges, the cause, evidence and remedy show here.",
+                        style="dim")
+        for run in sorted(runs, key=lambda r: r.id, reverse=True):
             rec = run.record
             how = f"signal {rec['signal']}" if rec.get("signal") else f"exit code {rec.get('exit_code')}"
-            text.append(f"✖ {run.id}", style="bold red")
-            text.append(f"  {rec.get('status')} ({how})")
-            if rec.get("diagnosis"):
-                text.append(f"\n  {rec['diagnosis']}", style="yellow")
-            if rec.get("error"):
-                text.append(f"\n  {rec['error']}", style="yellow")
-            evidence = [last_frame(line) for line in list(run.log)[-200:] if ERROR_RE.search(line)][-4:]
-            for line in evidence:
-                text.append(f"\n    {line.strip()[:160]}", style="dim")
-            text.append("\n\n")
+            text.append(f"{run.id}", style="bold")
+            text.append(f"  {rec.get('status')} ({how})" + (f"  ← relaunch of {rec['parent']}: {rec.get('recovery')}"
+                                                             if rec.get("parent") else "") + "\n")
+            for d in run_diagnoses(run):
+                glyph, style = STYLE.get(d.get("severity"), ("-", ""))
+                text.append(f"  {glyph} {d.get('kind')}: ", style=style)
+                text.append(f"{d.get('summary')}\n")
+                for line in d.get("evidence", [])[:4]:
+                    text.append(f"      | {line[:200]}\n", style="dim")
+                for remedy in d.get("remedies", []):
+                    text.append(f"      → {remedy}\n", style="cyan")
+            text.append("  R: relaunch with a remedy applied\n\n", style="dim")
         if state.notices:
             text.append("Warnings\n", style="bold")
             for notice in list(state.notices)[-20:]:

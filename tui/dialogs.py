@@ -37,6 +37,7 @@ HELP = """[b]urbanrun keys[/b]
   /        search the log            n / N  next / previous match           f  follow the log
   g        GPU view        s  scratchpad (ctrl+s saves)        d  diagnoses        r  runs view
   i        import runs from a folder (lightning_logs, wandb, TensorBoard)
+  R        relaunch the selected run with a remedy (smaller batch, mixed precision, checkpointing)
   ctrl+p   command palette: every action by name          ?  this help
 
 In a replay: space pauses and resumes.
@@ -70,6 +71,29 @@ class PromptScreen(ModalScreen):
 
     def on_input_submitted(self, event) -> None:
         self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class RemedyScreen(ModalScreen):
+    """Pick a remedy to relaunch a run with; dismisses with (change, text) or None."""
+
+    BINDINGS = [Binding("escape", "cancel", "cancel")]
+
+    def __init__(self, run_id: str, options: list[tuple[dict, str]]):
+        super().__init__()
+        self.run_id, self.options = run_id, options
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import OptionList
+
+        with Vertical(id="confirm-dialog"):
+            yield Label(f"Relaunch {self.run_id} with:")
+            yield OptionList(*[text for _, text in self.options], id="remedies")
+
+    def on_option_list_option_selected(self, event) -> None:
+        self.dismiss(self.options[event.option_index])
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -13,6 +13,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
+from rich.text import Text
+
+from engine.advisor import MARGIN, estimate_gb
 from engine.config import Config, Recipe, load_config, save_recipe_defaults
 from engine.errors import UserError
 from engine.params import Param, ParamError
@@ -30,9 +33,12 @@ class LaunchForm(ModalScreen):
 
     BINDINGS = [Binding("escape", "cancel", "cancel"), Binding("ctrl+s", "save_defaults", "save as defaults")]
 
-    def __init__(self, config: Config, recipe: str | None = None):
+    def __init__(self, config: Config, recipe: str | None = None, store=None, gpus: list | None = None):
         super().__init__()
         self.config = config
+        self.store = store  # earlier runs, for the memory estimate
+        self.gpus = gpus or []
+        self._fit_warned = False
         self.recipe_name = recipe if recipe in config.recipes else next(iter(config.recipes), None)
         self.errors: dict[str, str] = {}
 
@@ -45,6 +51,7 @@ class LaunchForm(ModalScreen):
             fields = VerticalScroll(id="fields")
             fields.can_focus = False  # Tab goes from the recipe straight to the first field
             yield fields
+            yield Static(id="memory")
             yield Static(id="command")
             with Horizontal(id="launch-buttons"):
                 yield Button("Launch  ⏎", variant="success", id="launch")
@@ -114,12 +121,32 @@ class LaunchForm(ModalScreen):
             label = self.query(f"#err-{p.name}")
             if label:
                 label.first().update(f"✖ {self.errors[p.name]}" if p.name in self.errors else "")
+        self._update_memory(values)
         command = self.query_one("#command", Static)
         if self.errors:
             command.update(f"fix {len(self.errors)} field(s) to launch")
             return
         argv = self.recipe.argv(values, self.config.context("runs/<new run>"))
         command.update("$ " + shlex.join(argv))
+
+    def _update_memory(self, values: dict) -> bool:
+        """Show the memory estimate; True when it will not fit the GPU it would run on."""
+        box = self.query_one("#memory", Static)
+        estimate = estimate_gb(self.recipe, self.store, values) if self.store is not None else None
+        if estimate is None:
+            box.update("")
+            return False
+        need, basis = estimate
+        free = [((g.get("mem_free") or 0) / 1e9, g) for g in self.gpus if not g.get("lost")]
+        if not free:
+            box.update(f"GPU memory ≈ {need:.1f} GB ({basis}); no GPU here to check it against")
+            return False
+        best, gpu = max(free, key=lambda f: f[0])
+        too_big = need > best * (1 - MARGIN)
+        box.update(Text(f"GPU memory ≈ {need:.1f} GB ({basis}); {best:.1f} GB free on GPU {gpu.get('index')} "
+                        + ("— will NOT fit: smaller batch, mixed precision or checkpointing" if too_big else "— fits"),
+                        style="bold red" if too_big else "green"))
+        return too_big
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         {"launch": self.action_launch, "save": self.action_save_defaults, "cancel": self.action_cancel}[event.button.id]()
@@ -132,6 +159,11 @@ class LaunchForm(ModalScreen):
         if self.errors:
             self._update_command()
             self.notify(f"{len(self.errors)} field(s) need fixing before launch", severity="error")
+            return
+        if self._update_memory(values) and not self._fit_warned:
+            self._fit_warned = True
+            self.notify("this will not fit the GPU's free memory: press Enter again to launch anyway",
+                        severity="warning")
             return
         self.dismiss({"recipe": self.recipe_name, "values": values})
 

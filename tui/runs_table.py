@@ -12,7 +12,7 @@ from engine.state import State, eta_seconds, loss_name
 from .formatting import GLYPHS, bar, duration, gib, num, status_of
 
 COLUMNS = [("status", "  "), ("id", "run"), ("recipe", "recipe"), ("progress", "progress"),
-           ("eta", "ETA"), ("loss", "loss"), ("best", "best"), ("gpu", "GPU mem"), ("time", "time")]
+           ("eta", "ETA"), ("loss", "loss"), ("best", "best"), ("gpu", "GPU mem"), ("time", "time"), ("why", "diagnosis")]
 
 
 class RunsTable(DataTable):
@@ -82,6 +82,7 @@ class RunsTable(DataTable):
             num(series.best) if series else num(rec.get("loss_best")),
             gib(peak),
             duration(runtime),
+            _why(run),
         ]
 
 
@@ -97,3 +98,14 @@ def _progress(run) -> tuple[float | None, str]:
     if run.record.get("status") == "exited":
         return 1.0, "done"
     return None, ""
+
+
+def _why(run) -> Text:
+    """The diagnosis headline (a glyph and the one-line cause), or the live trend warning."""
+    diagnoses = run.diagnoses or run.record.get("diagnoses") or []
+    if not diagnoses:
+        return Text("")
+    first = sorted(diagnoses, key=lambda d: {"error": 0, "warning": 1}.get(d.get("severity"), 2))[0]
+    glyph, style = {"error": ("✖", "red"), "warning": ("⚠", "yellow")}.get(first.get("severity"), ("·", "dim"))
+    summary = first.get("summary", "")
+    return Text(f"{glyph} {summary[:60]}{'…' if len(summary) > 60 else ''}", style=style)

@@ -1,0 +1,176 @@
+"""Diagnoses on real and format fixtures (tests/fixtures/errors/README.md says which is which),
+no false alarm on clean logs, trends (leak), the memory advisor, the OOM relaunch chain end to
+end, a swallowed error marked failed, and the doctor/advise CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.advisor import fit, largest_batch
+from engine.config import DEFAULT_CONFIG, load_config
+from engine.diagnose import diagnose
+from engine.engine import Engine
+from engine import trends
+
+from conftest import cli, cli_json
+
+FIX = Path(__file__).parent / "fixtures"
+ERRORS = FIX / "errors"
+
+
+def _diagnose(name, params=None):
+    status = json.loads((ERRORS / f"{name}.json").read_text())
+    lines = (ERRORS / f"{name}.log").read_text(errors="replace").splitlines()
+    return diagnose(lines, status["exit_code"], status["signal"], params=params or {})
+
+
+@pytest.mark.parametrize("name, kind, remedy", [
+    ("cuda_oom_new", "cuda_oom", "expandable_segments:True"),
+    ("cuda_oom_old", "cuda_oom", "--set batch_size=16"),
+    ("cuda_oom_capacty", "cuda_oom", "Gradient checkpointing"),
+    ("device_mismatch", "device_mismatch", ".to(device)"),
+    ("device_mismatch_new", "device_mismatch", ".to(device)"),
+    ("pyg_edge_index_float", "edge_index_dtype", "edge_index.long()"),
+    ("scatter_int64_old", "edge_index_dtype", "edge_index.long()"),
+    ("pyg_edge_index_range", "edge_index_range", "data.validate"),
+    ("device_assert", "device_assert", "CUDA_LAUNCH_BLOCKING=1"),
+    ("nccl_timeout", "nccl", "NCCL_DEBUG=INFO"),
+    ("torchrun_child_failed", "torchrun_child_failed", "rank 1"),
+    ("nvml_mismatch", "nvml_mismatch", "reboot"),
+    ("driver_too_old", "driver_too_old", "driver"),
+    ("host_oom", "host_oom", "dmesg"),
+    ("nan_loss", "nan_loss", "clip"),
+    ("swallowed_error", "swallowed_error", "Re-raise"),
+    ("shape_mismatch", "traceback", "deepest frame in your code"),
+    ("interrupted", "interrupted", None),
+])
+def test_each_fixture_gets_its_kind_and_remedy(name, kind, remedy):
+    found = _diagnose(name, {"batch_size": 32})
+    assert found and found[0].kind == kind, [d.kind for d in found]
+    if remedy:
+        assert any(remedy in r for r in found[0].remedies), found[0].remedies
+
+
+def test_oom_facts_and_fragmentation():
+    new = _diagnose("cuda_oom_new")[0]
+    assert new.facts["tried"] == 2 * 2 ** 30 and new.facts["gpu"] == 0 and new.facts["fragmented"]
+    assert "1.12 GiB free of 23.57 GiB" in new.summary
+    old = _diagnose("cuda_oom_old")[0]
+    assert not old.facts["fragmented"] and "512.00 MiB" in old.summary
+
+
+def test_torchrun_names_the_root_cause_rank_and_its_error():
+    d = _diagnose("torchrun_child_failed")[0]
+    assert d.facts["rank"] == 1 and d.facts["exit_code"] == 1
+    assert "loss went NaN on rank 1" in d.evidence[0]
+
+
+def test_the_traceback_rule_points_at_the_users_frame():
+    d = _diagnose("shape_mismatch")[0]
+    assert "mat1 and mat2 shapes cannot be multiplied" in d.summary
+    assert "site-packages" not in d.facts["file"]
+
+
+@pytest.mark.parametrize("log, code", [(ERRORS / "clean_run.log", 0), (FIX / "logs" / "cones_demo_output.log", 0)])
+def test_no_false_alarm_on_clean_runs(log, code):
+    assert diagnose(log.read_text().splitlines(), code, None) == []
+
+
+def _series(path):
+    points = [json.loads(line) for line in path.read_text().splitlines()]
+    return [p["step"] for p in points], [p["mem_allocated_gb"] * 2 ** 30 for p in points]
+
+
+def test_leak_on_growing_memory_and_not_on_flat():
+    found = trends.leak(*_series(FIX / "trends" / "mem_growing.jsonl"), capacity=24 * 2 ** 30, steps_per_s=2.0)
+    assert found and found.kind == "leak"
+    assert found.facts["slope_mb_per_step"] == pytest.approx(0.002 * 1024, rel=0.05)
+    assert "runs out in" in found.summary
+    assert trends.leak(*_series(FIX / "trends" / "mem_flat.jsonl"), capacity=24 * 2 ** 30) is None
+
+
+def test_advisor_fit_and_largest_batch_within_one_step():
+    fixed, per = 1.5, 0.144
+    history = [(b, fixed + per * b) for b in (4, 8, 16, 32)]
+    f, p = fit(history)
+    assert f == pytest.approx(fixed) and p == pytest.approx(per)
+    for free in (6.0, 11.0, 24.0, 40.0):
+        suggested = largest_batch(f, p, free)
+        brute = max(b for b in range(1, 1000) if fixed + per * b <= free * 0.9)
+        assert abs(suggested - brute) <= 1
+    assert largest_batch(60.0, 0.0 + 1e-9, 24.0) is None
+
+
+def test_advise_cli_estimate_and_history(workspace):
+    config = workspace / "config.toml"
+    out = cli_json("advise", "cones", "--gpu-memory", "24", "--config", str(DEFAULT_CONFIG),
+                   "--runs-dir", str(workspace / "runs"), cwd=workspace)
+    assert out["basis"] == "estimate" and out["batch"] == int((24 * 0.9 - 0.3) // 0.144)
+    full = cli_json("advise", "full-area-unet", "--gpu-memory", "24", "--config", str(DEFAULT_CONFIG), cwd=workspace)
+    assert full["fits"] is False and "does not fit" in full["text"]
+    runs = workspace / "runs"
+    for i, (batch, peak_mb) in enumerate([(8, 3000), (16, 5000), (32, 9000)]):
+        run = runs / f"20260101-00000{i}-cones-000{i}"
+        run.mkdir(parents=True)
+        run.joinpath("run.toml").write_text(
+            f'id = "{run.name}"\nrecipe = "cones"\nargv = ["x"]\ncwd = "/"\nstatus = "exited"\n'
+            f'gpu_mem_peak_mb = {peak_mb}\n[params]\nbatch_size = {batch}\n')
+    hist = cli_json("advise", "cones", "--gpu-memory", "24", "--config", str(config), cwd=workspace)
+    assert hist["basis"] == "history" and len(hist["points"]) == 3
+    per = hist["per_sample_gb"]
+    assert per == pytest.approx(250 * 2 ** 20 / 1e9, rel=0.01)
+    assert hist["batch"] == int((24 * 0.9 - hist["fixed_gb"]) // per)
+
+
+def _drive_until(engine, done, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        engine.poll()
+        if done():
+            engine.poll()
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def test_oom_relaunch_chain_end_to_end(workspace):
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None, record_session=False)
+    first = engine.launch("fake_oom")
+
+    def finished():
+        runs = engine.state.runs
+        return any(r.status == "exited" for r in runs.values()) and len(runs) == 3
+
+    _drive_until(engine, finished)
+    runs = sorted((engine.store.load(r) for r in engine.state.runs), key=lambda r: r.created)
+    assert [r.params["batch_size"] for r in runs] == [32, 16, 8]
+    assert [r.status for r in runs] == ["failed", "failed", "exited"]
+    assert runs[0].id == first.id and runs[1].parent == first.id and runs[2].parent == runs[1].id
+    assert runs[1].recovery == "batch_size 32 -> 16" and runs[2].recovery == "batch_size 16 -> 8"
+    assert runs[0].diagnoses[0]["kind"] == "cuda_oom" and "out of memory" in runs[0].diagnosis
+    assert any("relaunched as" in n.text for n in engine.state.notices)
+
+
+def test_a_swallowed_error_marks_the_run_failed(workspace):
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None, record_session=False)
+    record = engine.launch("swallow")
+    _drive_until(engine, lambda: engine.state.runs[record.id].status not in ("starting", "running"))
+    saved = engine.store.load(record.id)
+    assert saved.exit_code == 0 and saved.status == "failed"
+    assert saved.diagnoses[0]["kind"] == "swallowed_error" and "batch_size (64)" in saved.diagnosis
+    out = cli_json("doctor", record.id, cwd=workspace)
+    assert out["diagnoses"][0]["kind"] == "swallowed_error"
+    assert set(out["diagnoses"][0]) >= {"kind", "severity", "summary", "evidence", "remedies"}
+
+
+def test_doctor_on_files_and_bad_targets(workspace):
+    text = cli("doctor", str(ERRORS / "cuda_oom_new.log"), cwd=workspace, check=True).stdout
+    assert "cuda_oom" in text and "expandable_segments" in text
+    clean = cli("doctor", str(ERRORS / "clean_run.log"), cwd=workspace, check=True).stdout
+    assert "no problem found" in clean
+    bad = cli("doctor", "nope", cwd=workspace)
+    assert bad.returncode == 2 and "neither a log file nor a run id" in bad.stderr
