@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gpu-memory", type=float, default=None, metavar="GB", help="free memory to plan for, in GB")
     s.add_argument("--json", action="store_true")
 
+    s = sub.add_parser("scratchpad", help="the dated notes: show, log TEXT, finish")
+    s.add_argument("action", choices=["show", "log", "finish"])
+    s.add_argument("text", nargs="*", help="for log: the entry's text")
+    s.add_argument("--yes", action="store_true", help="for finish: write the drafted summary")
+    s.add_argument("--json", action="store_true")
+
     s = sub.add_parser("import", help="add runs found on disk (lightning_logs, wandb, TensorBoard) as read-only runs")
     s.add_argument("path")
     s.add_argument("--name", help="a name for the imported run (default: the folder's name)")
@@ -128,6 +134,7 @@ def _dispatch(args) -> int:
                        headless=args.headless, screenshot=args.screenshot)
     handler = {"launch": cmd_launch, "ls": cmd_ls, "show": cmd_show, "kill": cmd_kill,
                "logs": cmd_logs, "metrics": cmd_metrics, "gpus": cmd_gpus, "import": cmd_import, "doctor": cmd_doctor, "advise": cmd_advise,
+               "scratchpad": cmd_scratchpad,
                "recipes": cmd_recipes}[args.command]
     return handler(args, config, store, sup)
 
@@ -141,6 +148,7 @@ def cmd_launch(args, config, store: RunStore, sup: Supervisor) -> int:
             raise UserError(f"--set expects NAME=VALUE (e.g. --set batch_size=16), not '{item}'.")
         overrides[name.strip()] = value
     record = sup.launch(args.recipe, overrides)
+    _autolog(config).launched(record)
     if args.json:
         _print_json(record.to_json(store.run_dir(record.id)))
     else:
@@ -202,9 +210,10 @@ def cmd_kill(args, config, store, sup: Supervisor) -> int:
     run_id = store.resolve(args.run)
     t0 = time.monotonic()
     record = sup.request_kill(run_id, args.grace, args.force)
+    _autolog(config).killed(record)
     deadline = (record.kill_deadline or time.time()) + 30
     while True:
-        sup.reconcile(record)
+        _reconcile(store, sup, record)
         survivors = sup.survivors(record)
         if not record.active and not survivors:
             break
@@ -249,6 +258,12 @@ def cmd_metrics(args, config, store, sup) -> int:
     else:
         cli_metrics.print_summary(summary)
     return 0
+
+
+def cmd_scratchpad(args, config, store, sup) -> int:
+    from .cli_scratchpad import cmd_scratchpad as run
+
+    return run(args, config, store)
 
 
 def cmd_doctor(args, config, store, sup) -> int:
@@ -307,14 +322,31 @@ def refreshed(store: RunStore, sup: Supervisor) -> tuple[list[RunRecord], list[s
     """All records, the active ones reconciled with their processes first."""
     records, problems = store.load_all()
     for record in records:
-        sup.reconcile(record)
+        _reconcile(store, sup, record)
     return records, problems
 
 
 def _refreshed_one(store: RunStore, sup: Supervisor, ref: str) -> RunRecord:
     record = store.load(store.resolve(ref))
-    sup.reconcile(record)
+    _reconcile(store, sup, record)
     return record
+
+
+def _reconcile(store: RunStore, sup: Supervisor, record: RunRecord) -> None:
+    """Reconcile; a run found ended here (no urbanrun watched it end) is finished here: its
+    summary, diagnosis and scratchpad entry, as the TUI would have done."""
+    if record.active and sup.reconcile(record) and not record.active:
+        from .doctor import RunDoctor
+        from .ending import finish, run_from_files
+
+        finish(record, run_from_files(store, record), RunDoctor(sup.config, store), _autolog(sup.config))
+
+
+def _autolog(config):
+    from .autolog import AutoLog
+    from .scratchpad import settings_from
+
+    return AutoLog(settings_from(config))
 
 
 def _follow(store: RunStore, sup: Supervisor, run_id: str, from_start: bool, last: int | None = None) -> int:
@@ -331,7 +363,7 @@ def _follow(store: RunStore, sup: Supervisor, run_id: str, from_start: bool, las
                 break
             time.sleep(FOLLOW_INTERVAL)
             record = store.load(run_id)
-            sup.reconcile(record)
+            _reconcile(store, sup, record)
     except KeyboardInterrupt:
         print(f"\nstopped following; run {run_id} goes on (`urbanrun kill {run_id}` stops it).", file=sys.stderr)
         return 130

@@ -4,7 +4,6 @@ back as events from the next poll."""
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -12,14 +11,17 @@ from pathlib import Path
 from typing import Callable
 
 from .config import Config
+from .autolog import AutoLog
 from .doctor import RunDoctor
+from .ending import finish
+from .scratchpad import settings_from
 from .events import Diagnosed, Event, GpuSample, GpuStatus, HostSample, Notice, RunChanged
 from .gpu_sources import annotate, default_gpu_source
 from .host import HostSampler
 from .recorder import Recorder
 from .run_sources import RunSources
 from .runs import RECORD_FILE, RunRecord, RunStore
-from .state import State, loss_name
+from .state import State
 from .supervisor import Supervisor
 
 RESCAN_SECONDS = 2.0  # how often the runs folder is listed for runs launched by another urbanrun
@@ -28,7 +30,7 @@ RESCAN_SECONDS = 2.0  # how often the runs folder is listed for runs launched by
 class Engine:
     def __init__(self, config: Config, runs_dir: str | os.PathLike | None = None, *,
                  record_session: bool = True, clock: Callable[[], float] = time.time,
-                 gpu_source="nvml", host: bool = True):
+                 gpu_source="nvml", host: bool = True, autolog: AutoLog | None | str = "config"):
         """gpu_source: "nvml" (real NVML, or the recording URBANRUN_GPU_RECORDING names), a
         source object (tests pass a RecordedGpuSource), or None for no GPU telemetry."""
         self.config = config
@@ -37,6 +39,7 @@ class Engine:
         self.supervisor = Supervisor(config, self.store, clock)
         self.doctor = RunDoctor(config, self.store)
         self._lock = threading.RLock()
+        self.autolog = AutoLog(settings_from(config)) if autolog == "config" else autolog
         self.state = State()
         self.recorder = Recorder(self.store.root / "sessions") if record_session else None
         self._records: dict[str, RunRecord] = {}
@@ -56,13 +59,24 @@ class Engine:
         with self._lock:  # commands come from UI worker threads while another thread polls
             record = self.supervisor.launch(recipe, overrides, values)
             self._remember(record, self.clock())
+            self._log("launched", record)
             return record
 
     def kill(self, run_id: str, grace: float | None = None, force: bool = False) -> RunRecord:
         with self._lock:
             record = self.supervisor.request_kill(run_id, grace, force)
             self._remember(record, self.clock())
+            self._log("killed", record)
             return record
+
+    def _log(self, what: str, record: RunRecord) -> None:
+        if self.autolog is None:
+            return
+        self.autolog.gpu_names = [f"{g.get('index')}: {g.get('name')}" for g in self.state.gpus]
+        try:
+            getattr(self.autolog, what)(record)
+        except OSError as exc:  # never let the scratchpad stop a launch or a kill
+            self._pending.append(Notice(ts=self.clock(), level="warning", text=f"scratchpad not written: {exc}"))
 
     def import_runs(self, path: str, name: str | None = None) -> RunRecord:
         from .importer import import_path
@@ -145,23 +159,14 @@ class Engine:
         self._pending.append(GpuSample(ts=now, gpus=tuple(gpus), processes=tuple(procs)))
 
     def _on_ended(self, ended: list[str], now: float) -> list[Event]:
-        """Runs this engine saw end: loss summary and GPU figures into the record (so lists show them
-        without reading files again), the diagnosis, and an OOM relaunch where the recipe asks."""
+        """Runs this engine saw end: summary figures into the record, the diagnosis, the scratchpad
+        entry, and an OOM relaunch where the recipe asks (engine/ending.py)."""
         extra: list[Event] = []
         for run_id in ended:
             run, record = self.state.runs.get(run_id), self._records.get(run_id)
             if run is None or record is None:
                 continue
-            name = loss_name(run)
-            series = run.metrics.get(name) if name else None
-            if series is not None and series.count:
-                record.loss_name, record.steps = name, series.last_step
-                record.loss_best = series.best
-                record.loss_last = series.last if math.isfinite(series.last) else None
-            if run.gpu_mem_peak:
-                record.gpu_mem_peak_mb = round(run.gpu_mem_peak / 2 ** 20, 1)
-                record.gpu_util_mean = None if run.gpu_util_mean is None else round(run.gpu_util_mean, 1)
-            found, relaunch = self.doctor.on_end(record, run)  # saves the record
+            found, relaunch = finish(record, run, self.doctor, self.autolog)
             self._note_saved(record)
             extra.append(Diagnosed(ts=now, run_id=run_id, diagnoses=tuple(d.to_dict() for d in found)))
             extra.append(RunChanged(ts=now, run=record.to_dict()))
@@ -191,6 +196,7 @@ class Engine:
         self._records[child.id] = child
         self._note_saved(child)
         self._follow(child.id)
+        self._log("launched", child)
         return child, [RunChanged(ts=now, run=child.to_dict()),
                        Notice(ts=now, level="warning", run_id=child.id,
                               text=f"{plan['parent']} relaunched as {child.id} with {plan['recovery']}")]

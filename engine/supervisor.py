@@ -30,6 +30,7 @@ class Supervisor:
         self.clock = clock
         self._popens: dict[str, subprocess.Popen] = {}  # babysitters this process started: reap them
         self._sigkilled: set[str] = set()
+        self._termed: dict[str, set[int]] = {}  # pids already sent SIGTERM, per run being stopped
 
     # -- launch --------------------------------------------------------------------------------
     def launch(self, recipe_name: str, overrides: dict[str, str] | None = None,
@@ -111,6 +112,7 @@ class Supervisor:
             proctree.send(members, proctree.SIGKILL)
         else:
             proctree.send(members, signal.SIGTERM)
+            self._termed[run_id] = {p.pid for p in members}
         return record
 
     def survivors(self, record: RunRecord) -> list:
@@ -157,6 +159,13 @@ class Supervisor:
 
     def _escalate(self, record: RunRecord, now: float) -> None:
         if now < record.kill_deadline:
+            # processes that appeared after the SIGTERM (a kill right after launch, before the
+            # babysitter started the command; a late fork) get theirs too
+            termed = self._termed.setdefault(record.id, set())
+            fresh = [p for p in self._tree(record) if p.pid not in termed]
+            if fresh and record.id not in self._sigkilled:
+                proctree.send(fresh, signal.SIGTERM)
+                termed.update(p.pid for p in fresh)
             return
         members = self._tree(record)
         if members:

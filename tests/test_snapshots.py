@@ -50,7 +50,7 @@ def here(tmp_path, monkeypatch):
 
 def replay_app(name="cones_gpu.jsonl"):
     return make_app(ReplaySource(Path("sessions") / name, fast=True),
-                    scratchpad_dir=Path(".claude/scratchpad/training-runner"), today=dt.date(2026, 1, 15))
+                    scratchpad_dir=Path(".claude/scratchpad"), today=dt.date(2026, 1, 15))
 
 
 async def settle(pilot):

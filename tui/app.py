@@ -18,10 +18,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
 from engine.events import Event, MetricPoints, Notice, RunChanged
+from engine import scratchpad
 from engine.state import State
 
 from .compare import CompareScreen
-from .dialogs import ConfirmKill, HelpScreen, PromptScreen, RemedyScreen
+from .dialogs import ConfirmKill, HelpScreen, PromptScreen, RemedyScreen, SummaryScreen
 from .diagnoses_pane import DiagnosesPane
 from .gpu_pane import GpuSummary, GpuView
 from .launch_form import LaunchForm
@@ -59,7 +60,9 @@ class UrbanrunApp(App):
         self.config = config or getattr(source, "config", None)
         self.read_only = getattr(source, "read_only", False)
         self.state = State()
-        self.scratchpad_dir = scratchpad_dir or Path(".claude/scratchpad/training-runner")
+        # the scratchpad root (role folders inside); default from config.toml's [scratchpad]
+        self.pad_settings = (scratchpad.Settings(root=Path(scratchpad_dir)) if scratchpad_dir
+                             else scratchpad.settings_from(self.config))
         self.demo = demo
         self.today = today  # a fixed date for tests; None: the real today
         self.headless_summary = headless_summary
@@ -86,7 +89,8 @@ class UrbanrunApp(App):
             with TabPane("GPU", id="gpu"):
                 yield GpuView(id="gpu-view")
             with TabPane("Scratchpad", id="pad"):
-                yield ScratchpadPane(self.scratchpad_dir, today=self.today, id="scratchpad")
+                yield ScratchpadPane(self.pad_settings, getattr(self.source, "store", None), today=self.today,
+                                     id="scratchpad")
             with TabPane("Diagnoses", id="diag"):
                 yield DiagnosesPane(id="diagnoses")
         yield Footer()
@@ -146,6 +150,10 @@ class UrbanrunApp(App):
             self.query_one(GpuView).show(self.state)
         elif tabs.active == "diag":
             self.query_one(DiagnosesPane).show(self.state)
+        elif tabs.active == "pad":
+            note = self.query_one(ScratchpadPane).refresh_from_disk()
+            if note:
+                self.notify(note, severity="warning")
         wall = time.monotonic()
         if force_plot or (self._plot_dirty and wall - self._last_plot >= PLOT_SECONDS):
             self._last_plot, self._plot_dirty = wall, False
@@ -356,6 +364,28 @@ class UrbanrunApp(App):
         if running and not self.read_only:
             self.quit_message = (f"{len(running)} run(s) keep going: " + ", ".join(r.id for r in running) +
                                  "\n`urbanrun` picks them up again; `urbanrun ls` lists them.")
+        store = getattr(self.source, "store", None)
+        if self.read_only or store is None or isinstance(self.screen, SummaryScreen):
+            self.exit()
+            return
+        from engine.autolog import draft_summary
+
+        records, _ = store.load_all()
+        draft = draft_summary(records)
+        if draft == "No training runs today.":
+            self.exit()
+            return
+        self.push_screen(SummaryScreen(draft), self._summary_written)
+
+    def _summary_written(self, text) -> None:
+        if text and text.strip():
+            from engine.autolog import write_summary
+
+            try:
+                path = write_summary(self.pad_settings, text.strip())
+                self.quit_message = (self.quit_message + "\n" if self.quit_message else "") + f"summary written to {path}"
+            except OSError as exc:
+                self.quit_message += f"\nsummary not written: {exc}"
         self.exit()
 
     def reload_config(self) -> None:

@@ -97,3 +97,29 @@ class RemedyScreen(ModalScreen):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class SummaryScreen(ModalScreen):
+    """The end-of-session summary, drafted from today's runs, editable; ctrl+s writes it to
+    today's scratchpad with its <!-- SUMMARY --> line, escape quits without writing."""
+
+    BINDINGS = [Binding("ctrl+s", "write", "write summary"), Binding("escape", "skip", "quit without")]
+
+    def __init__(self, draft: str):
+        super().__init__()
+        self.draft = draft
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import TextArea
+
+        with Vertical(id="summary-dialog"):
+            yield Label("Session summary for today's scratchpad — edit it; ctrl+s writes it, esc quits without")
+            yield TextArea(self.draft, id="summary-text", soft_wrap=True)
+
+    def action_write(self) -> None:
+        from textual.widgets import TextArea
+
+        self.dismiss(self.query_one("#summary-text", TextArea).text)
+
+    def action_skip(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,180 @@
+"""The scratchpad protocol: the right files at start (both naming patterns), auto-logged entries
+for launch, finish, failure (a diagnosed OOM) and kill without duplicates across a restart, no
+line lost when the engine, the editor and another process write at once, and a finish summary
+whose numbers match the day's runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import scratchpad
+from engine.autolog import AutoLog, draft_summary
+from engine.config import load_config
+from engine.engine import Engine
+from engine.runs import RunRecord, RunStore
+
+from conftest import ROOT, cli, cli_json
+
+FIX = Path(__file__).parent / "fixtures" / "scratchpad"
+
+
+@pytest.fixture
+def pad(workspace):
+    shutil.copytree(FIX, workspace / ".claude" / "scratchpad")
+    return workspace / ".claude" / "scratchpad"
+
+
+def test_show_picks_the_coordinators_latest_and_the_previous_day(pad, workspace):
+    store = RunStore(workspace / "runs")
+    store.root.mkdir()
+    store.create(RunRecord(id="20260114-224000-cones-cc03", recipe="cones", argv=["x"], cwd="/", status="failed"))
+    info = scratchpad.show(scratchpad.Settings(root=pad), store, today=dt.date(2026, 1, 15))
+    assert info["coordinator"]["path"].endswith("coordinator/2026-01-14-planning.md")
+    assert info["previous"]["path"].endswith("training-runner/2026-01-14-nightly.md")  # not 01-15, not by calendar
+    open_runs = {r["id"]: r["status"] for r in info["open_runs"]}
+    assert open_runs == {"20260114-221000-full-area-unet-bb02": "unknown here", "20260114-224000-cones-cc03": "failed"}
+    assert any("retry with 32" in line for line in info["unresolved"])
+    assert any("2023 target year" in line for line in info["unresolved"])
+
+
+def test_show_cli(pad, workspace):
+    out = cli_json("scratchpad", "show", cwd=workspace)
+    assert out["coordinator"]["path"].endswith("2026-01-14-planning.md")  # the latest, whatever today is
+    assert out["today"].endswith(f"training-runner/{dt.date.today().isoformat()}.md")
+
+
+def _today(pad) -> str:
+    return (pad / "training-runner" / f"{dt.date.today().isoformat()}.md").read_text()
+
+
+def _drive(engine, done, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        engine.poll()
+        if done():
+            engine.poll()
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def test_launch_finish_fail_and_kill_are_logged_once(pad, workspace):
+    config = load_config(workspace / "config.toml")
+    engine = Engine(config, gpu_source=None, record_session=False)
+    ok = engine.launch("cones")
+    oom = engine.launch("fake_oom", values={"batch_size": 16})
+    sleeper = engine.launch("sleeper")
+    engine.kill(sleeper.id, grace=1)
+    _drive(engine, lambda: all(engine.state.runs[r].status not in ("starting", "running")
+                               for r in engine.state.runs) and len(engine.state.runs) >= 4)
+    text = _today(pad)
+    assert f"launched {ok.id} (cones)" in text and "--epochs 2" in text and "- changed: recipe defaults" in text
+    assert re.search(rf"{ok.id} exited \(code 0\)\n- loss: best [\d.]+, last [\d.]+ after 4 steps", text)
+    assert f"{oom.id} failed (code 1)" in text
+    assert f"## " in text and f"{oom.id}: cuda_oom\n- cause: CUDA out of memory" in text
+    assert "- remedy: Smaller batch: --set batch_size=8" in text
+    assert f"stopped {sleeper.id} (sleeper) from urbanrun" in text and f"{sleeper.id} killed (signal 15)" in text
+    child = next(r for r in engine.state.runs.values() if r.record.get("parent") == oom.id)
+    assert f"relaunch of {oom.id}: batch_size 16 -> 8" in text and child.id in text
+    engine.close()
+    again = Engine(config, gpu_source=None, record_session=False)  # a restarted urbanrun reattaches
+    for _ in range(3):
+        again.poll()
+        time.sleep(0.1)
+    assert cli("ls", "--all", cwd=workspace).returncode == 0
+    after = _today(pad)
+    assert after == text
+    for marker in re.findall(r"<!-- urbanrun:([^ ]+) -->", after):
+        assert after.count(f"<!-- urbanrun:{marker} -->") == 1
+
+
+def test_three_writers_lose_nothing(pad, tmp_path):
+    path = pad / "training-runner" / f"{dt.date.today().isoformat()}.md"
+    path.write_text("# notes\n")
+    log = AutoLog(scratchpad.Settings(root=pad))
+    records = [RunRecord(id=f"20261125-000000-cones-{i:04x}", recipe="cones", argv=["python", "t.py"], cwd="/",
+                         started=time.time()) for i in range(1000)]
+    other = subprocess.Popen([sys.executable, "-c", (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from pathlib import Path\nfrom engine import scratchpad\n"
+        "for i in range(200):\n"
+        "    scratchpad.append(Path(%r), f'## other agent note {i}')\n") % (str(ROOT), str(path))])
+    edits: list[str] = []
+
+    def editor():
+        base = scratchpad.read(path)
+        for i in range(60):
+            line = f"editor line {i}"
+            text, _ = scratchpad.save(path, base.rstrip("\n") + f"\n{line}\n", base)
+            edits.append(line)
+            base = text
+
+    thread = threading.Thread(target=editor)
+    thread.start()
+    for record in records:
+        log.launched(record)
+    thread.join()
+    other.wait()
+    final = path.read_text()
+    for record in records:
+        assert f"launched {record.id}" in final
+    for i in range(200):
+        assert f"## other agent note {i}\n" in final
+    for line in edits:
+        assert line in final
+    assert not list(path.parent.glob("*.theirs-*"))  # appends merged, nothing set aside
+
+
+def test_editor_save_keeps_a_changed_file_beside_ours(pad):
+    path = pad / "training-runner" / "x.md"
+    path.write_text("base\n")
+    path.write_text("someone rewrote it\n")  # not an append
+    text, note = scratchpad.save(path, "base\nmine\n", "base\n")
+    assert path.read_text() == "base\nmine\n" and "kept as" in note
+    (kept,) = path.parent.glob("x.theirs-*.md")
+    assert kept.read_text() == "someone rewrote it\n"
+
+
+def test_finish_summary_matches_the_days_runs(pad, workspace):
+    now = time.time()
+    records = [
+        RunRecord(id="20261125-090000-cones-0001", recipe="cones", argv=[], cwd="/", status="exited", created=now,
+                  loss_name="loss", loss_best=0.0123, loss_last=0.013, gpu_mem_peak_mb=4608),
+        RunRecord(id="20261125-100000-cones-0002", recipe="cones", argv=[], cwd="/", status="failed", created=now,
+                  diagnosis="CUDA out of memory on GPU 0: tried to allocate 2.00 GiB"),
+        RunRecord(id="20261125-110000-cones-0003", recipe="cones", argv=[], cwd="/", status="running", created=now,
+                  loss_name="loss", loss_best=0.02),
+        RunRecord(id="20261124-110000-cones-0004", recipe="cones", argv=[], cwd="/", status="exited",
+                  created=now - 86400 * 2),
+    ]
+    draft = draft_summary(records)
+    lines = draft.splitlines()
+    assert 2 <= len(lines) <= 3
+    assert lines[0] == "Training: 3 run(s) launched today (1 exited, 1 failed, 1 running)."
+    assert "20261125-090000-cones-0001 loss 0.0123, GPU peak 4.5 GiB" in lines[1]
+    assert "CUDA out of memory" in lines[2] and "Still running: 20261125-110000-cones-0003" in lines[2]
+    store = RunStore(workspace / "runs")
+    store.root.mkdir()
+    for r in records:
+        store.create(r)
+    out = cli_json("scratchpad", "finish", "--yes", cwd=workspace)
+    assert out["written"] and out["draft"] == draft
+    text = _today(pad)
+    assert "session summary" in text and f"<!-- SUMMARY: {' '.join(lines)} -->" in text
+
+
+def test_log_cli_and_bad_input(pad, workspace):
+    out = cli("scratchpad", "log", "data loader fixed", cwd=workspace, check=True).stdout
+    assert "logged to" in out and "— data loader fixed" in _today(pad)
+    bad = cli("scratchpad", "log", cwd=workspace)
+    assert bad.returncode == 2 and "needs the text" in bad.stderr
