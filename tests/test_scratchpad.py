@@ -6,7 +6,6 @@ whose numbers match the day's runs."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import shutil
 import subprocess
@@ -81,7 +80,7 @@ def test_launch_finish_fail_and_kill_are_logged_once(pad, workspace):
     assert f"launched {ok.id} (cones)" in text and "--epochs 2" in text and "- changed: recipe defaults" in text
     assert re.search(rf"{ok.id} exited \(code 0\)\n- loss: best [\d.]+, last [\d.]+ after 4 steps", text)
     assert f"{oom.id} failed (code 1)" in text
-    assert f"## " in text and f"{oom.id}: cuda_oom\n- cause: CUDA out of memory" in text
+    assert "## " in text and f"{oom.id}: cuda_oom\n- cause: CUDA out of memory" in text
     assert "- remedy: Smaller batch: --set batch_size=8" in text
     assert f"stopped {sleeper.id} (sleeper) from urbanrun" in text and f"{sleeper.id} killed (signal 15)" in text
     child = next(r for r in engine.state.runs.values() if r.record.get("parent") == oom.id)
