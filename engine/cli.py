@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("recipe")
     s.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="set a recipe parameter")
     s.add_argument("--follow", "-f", action="store_true", help="stream its log until it ends")
+    s.add_argument("--backend", choices=["local", "torchrun", "slurm"], help="where to run (default: the recipe's)")
+    s.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="a backend option, e.g. nproc_per_node=2 (torchrun) or partition=gpu, gres=gpu:1 (slurm)")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("ls", help="list runs")
@@ -71,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run")
     s.add_argument("-f", "--follow", action="store_true", help="keep printing new output until the run ends")
     s.add_argument("-n", "--lines", type=int, default=None, help="only the last N lines")
+    s.add_argument("--rank", type=int, default=None, help="a torchrun run: that rank's own log")
 
     s = sub.add_parser("metrics", help="per-metric summary of a metrics file, folder or run")
     s.add_argument("target", metavar="PATH_OR_RUN")
@@ -147,7 +151,13 @@ def cmd_launch(args, config, store: RunStore, sup: Supervisor) -> int:
         if not eq or not name.strip():
             raise UserError(f"--set expects NAME=VALUE (e.g. --set batch_size=16), not '{item}'.")
         overrides[name.strip()] = value
-    record = sup.launch(args.recipe, overrides)
+    options = {}
+    for item in args.opt:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UserError(f"--opt expects KEY=VALUE (e.g. --opt nproc_per_node=2), not '{item}'.")
+        options[key.strip()] = value
+    record = sup.launch(args.recipe, overrides, backend=args.backend, options=options)
     _autolog(config).launched(record)
     if args.json:
         _print_json(record.to_json(store.run_dir(record.id)))
@@ -178,7 +188,8 @@ def cmd_ls(args, config, store, sup) -> int:
         return 0
     rows = [("ID", "RECIPE", "STATUS", "EXIT", "STARTED", "RUNTIME")]
     for r in records:
-        rows.append((r.id, r.recipe, r.status, exit_text(r), _clock(r.started), _runtime(r)))
+        status = f"{r.status} ({r.pending_reason})" if r.status == "pending" and r.pending_reason else r.status
+        rows.append((r.id, r.recipe, status, exit_text(r), _clock(r.started), _runtime(r)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -199,7 +210,7 @@ def cmd_show(args, config, store, sup) -> int:
     print(f"{'argv':<11} {' '.join(record.argv)}")
     if record.changed:
         print(f"{'changed':<11} " + ", ".join(f"{k}={v}" for k, v in record.changed.items()))
-    log = run_dir / LOG_FILE
+    log = store.log_path(record)
     if log.exists():
         print("── last lines of output.log ──")
         _write_lines(last_lines(log, 10))
@@ -232,7 +243,13 @@ def cmd_kill(args, config, store, sup: Supervisor) -> int:
 
 def cmd_logs(args, config, store, sup) -> int:
     run_id = store.resolve(args.run)
-    log = store.run_dir(run_id) / LOG_FILE
+    log = store.log_path(store.load(run_id))
+    if args.rank is not None:
+        from .backends.torchrun import rank_log
+
+        log = rank_log(store.run_dir(run_id), args.rank)
+        if log is None:
+            raise UserError(f"run {run_id} has no log for rank {args.rank} (only torchrun runs have per-rank logs).")
     if args.lines is not None and args.lines < 0:
         raise UserError(f"-n expects a number of lines >= 0, not {args.lines}.")
     if not args.follow:
@@ -241,7 +258,7 @@ def cmd_logs(args, config, store, sup) -> int:
                 encoding="utf-8", errors="replace").splitlines()
             _write_lines(lines)
         return 0
-    return _follow(store, sup, run_id, from_start=args.lines is None, last=args.lines)
+    return _follow(store, sup, run_id, from_start=args.lines is None, last=args.lines, log=log)
 
 
 def cmd_metrics(args, config, store, sup) -> int:
@@ -349,8 +366,9 @@ def _autolog(config):
     return AutoLog(settings_from(config))
 
 
-def _follow(store: RunStore, sup: Supervisor, run_id: str, from_start: bool, last: int | None = None) -> int:
-    log = store.run_dir(run_id) / LOG_FILE
+def _follow(store: RunStore, sup: Supervisor, run_id: str, from_start: bool, last: int | None = None,
+            log=None) -> int:
+    log = log or store.log_path(store.load(run_id))
     follower = FileFollower(log, start_at_end=not from_start)
     if last:
         _write_lines(last_lines(log, last) if log.exists() else [])

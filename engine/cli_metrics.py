@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .metric_sources import MetricSource, discover, expand_globs, format_of
-from .runs import LOG_FILE, METRICS_FILE, RunStore
+from .runs import METRICS_FILE, RunStore
 from .series import Series
 
 AXES = {"step", "epoch", "time", "timestamp", "_step", "_runtime", "_timestamp"}
@@ -31,7 +31,7 @@ def sources_for(target: str, store: RunStore) -> list[MetricSource]:
                         f"give a metrics file, a folder, or a run id from `urbanrun ls`.") from None
     record = store.load(run_id)
     run_dir = store.run_dir(run_id)
-    sources = [MetricSource(run_dir / METRICS_FILE, "jsonl"), MetricSource(run_dir / LOG_FILE, "log")]
+    sources = [MetricSource(run_dir / METRICS_FILE, "jsonl"), MetricSource(store.log_path(record), "log")]
     for extra in expand_globs(record.metrics_files):
         fmt = format_of(extra)
         if fmt:

@@ -24,7 +24,7 @@ from .params import Param, ParamError, param_from_table
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "config.toml"
 PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
-BACKENDS = ("local",)
+from .backends import BACKENDS
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class Recipe:
     metrics_files: tuple[str, ...] = ()  # extra metrics files or globs; {run_dir} and {cwd} allowed
     log_patterns: tuple[str, ...] = ()  # regexes with named groups, applied to every output line
     memory: dict = field(default_factory=dict)  # per_sample_gb, fixed_gb, batch_param: the advisor's estimate
+    backend_options: dict = field(default_factory=dict)  # {"slurm": {...}, "torchrun": {...}} overrides
     oom_recovery: int = 0  # relaunch after a CUDA OOM with the next remedy, at most this many times
 
     def param(self, name: str) -> Param:
@@ -81,6 +82,7 @@ class Config:
     paths: dict[str, str] = field(default_factory=dict)
     runs_dir: Path | None = None
     kill_grace: float = 10.0
+    backends: dict = field(default_factory=dict)  # [backends.slurm], [backends.torchrun]
 
     def recipe(self, name: str) -> Recipe:
         if name not in self.recipes:
@@ -191,6 +193,12 @@ def _build(path: Path, text: str, data: dict) -> Config:
         recovery = table.get("oom_recovery", 0)
         if not isinstance(recovery, int) or isinstance(recovery, bool) or recovery < 0:
             raise fail(where, "oom_recovery", "must be a whole number of relaunches >= 0 (0 turns it off)")
+        backend_options = {}
+        for backend_name in ("slurm", "torchrun"):
+            sub = table.get(backend_name, {})
+            if not isinstance(sub, dict):
+                raise fail(where, backend_name, f"must be a table of {backend_name} options")
+            backend_options[backend_name] = dict(sub)
         recipe = Recipe(
             name=name,
             description=str(table.get("description", "")),
@@ -202,11 +210,19 @@ def _build(path: Path, text: str, data: dict) -> Config:
             metrics_files=tuple(files),
             log_patterns=tuple(patterns),
             memory=dict(memory),
+            backend_options=backend_options,
             oom_recovery=recovery,
         )
         recipes[name] = recipe
 
-    config = Config(path=path, text=text, data=data, recipes=recipes, paths=dict(paths), kill_grace=float(grace))
+    backends = data.get("backends", {})
+    if not isinstance(backends, dict) or not all(isinstance(v, dict) for v in backends.values()):
+        raise fail("backends", None, "must hold tables such as [backends.slurm]")
+    unknown = set(backends) - set(BACKENDS)
+    if unknown:
+        raise fail("backends", None, f"has unknown backend(s) {', '.join(sorted(unknown))}; known: {', '.join(BACKENDS)}")
+    config = Config(path=path, text=text, data=data, recipes=recipes, paths=dict(paths), kill_grace=float(grace),
+                    backends=backends)
     runs = Path(os.path.expanduser(runs_dir))
     config.runs_dir = runs if runs.is_absolute() else (path.resolve().parent / runs)
     ctx = config.context()

@@ -199,7 +199,7 @@ def _nccl(lines, params) -> Diagnosis | None:
 
 
 CHILD_RE = re.compile(r"ChildFailedError")
-RANK_PREFIX = re.compile(r"^\[(?:default)?rank\d+\]:\s?")  # torchrun's per-rank line prefix
+RANK_PREFIX = re.compile(r"^(?:\[(?:default|rank)\d+\]:\s?)+")  # torchrun's per-rank line prefixes
 
 
 def _torchrun(lines, params) -> Diagnosis | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .config import Config, Recipe
 from .diagnose import Diagnosis, diagnose, headline
-from .runs import LOG_FILE, METRICS_FILE, RunRecord, RunStore
+from .runs import METRICS_FILE, RunRecord, RunStore
 from .state import RunState, loss_name
 from . import trends
 
@@ -37,7 +37,7 @@ def metric_values(run: RunState | None) -> dict[str, list[float]]:
 
 
 def diagnose_run(store: RunStore, record: RunRecord, run: RunState | None) -> list[Diagnosis]:
-    lines = read_log_tail(store.run_dir(record.id) / LOG_FILE)
+    lines = read_log_tail(store.log_path(record))
     found = diagnose(lines, record.exit_code, record.signal, params=record.params, metrics=metric_values(run),
                      killed_by_user=record.status == "killed")
     mem = _memory_series(store, record, run)

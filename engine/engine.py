@@ -55,9 +55,10 @@ class Engine:
         self._seen_pids: set[int] = set()
 
     # -- commands --------------------------------------------------------------------------------
-    def launch(self, recipe: str, overrides: dict[str, str] | None = None, values: dict | None = None) -> RunRecord:
+    def launch(self, recipe: str, overrides: dict[str, str] | None = None, values: dict | None = None,
+               backend: str | None = None, options: dict | None = None) -> RunRecord:
         with self._lock:  # commands come from UI worker threads while another thread polls
-            record = self.supervisor.launch(recipe, overrides, values)
+            record = self.supervisor.launch(recipe, overrides, values, backend=backend, options=options)
             self._remember(record, self.clock())
             self._log("launched", record)
             return record

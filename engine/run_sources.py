@@ -17,9 +17,10 @@ GLOB_SECONDS = 5.0  # how often a recipe's metrics_files globs are looked at aga
 class RunSources:
     def __init__(self, run_dir: Path, record: RunRecord):
         self.run_id = record.id
-        self.log = FileFollower(run_dir / LOG_FILE)
+        log = Path(record.log_path) if record.log_path else run_dir / LOG_FILE
+        self.log = FileFollower(log)
         patterns = tuple(re.compile(p) for p in record.log_patterns)
-        self.log_metrics = MetricSource(run_dir / LOG_FILE, "log", patterns)
+        self.log_metrics = MetricSource(log, "log", patterns)
         jsonl = run_dir / METRICS_FILE
         self.sources: dict[str, MetricSource] = {str(jsonl): MetricSource(jsonl, "jsonl")}
         self.globs = list(record.metrics_files)

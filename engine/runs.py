@@ -21,8 +21,8 @@ import tomli_w
 from .atomic import atomic_write_text
 from .errors import UserError
 
-STATUSES = ("starting", "running", "exited", "failed", "killed", "lost", "imported")
-ACTIVE = frozenset({"starting", "running"})
+STATUSES = ("starting", "pending", "running", "exited", "failed", "killed", "lost", "imported")
+ACTIVE = frozenset({"starting", "pending", "running"})
 RECORD_FILE = "run.toml"
 LOG_FILE = "output.log"
 METRICS_FILE = "metrics.jsonl"
@@ -65,6 +65,10 @@ class RunRecord:
     loss_best: float | None = None
     loss_last: float | None = None
     steps: float | None = None
+    job_id: str | None = None  # the scheduler's id (slurm backend)
+    pending_reason: str | None = None  # why the scheduler has not started it (Resources, Priority, …)
+    backend_options: dict = field(default_factory=dict)
+    log_path: str | None = None  # where the output goes when not the run folder's output.log
     metrics_files: list[str] = field(default_factory=list)  # expanded paths/globs to follow as well
     log_patterns: list[str] = field(default_factory=list)
 
@@ -162,6 +166,9 @@ class RunStore:
             raise UserError(f"no run '{ref}' in {self.root}; `urbanrun ls --all` lists the runs.")
         shown = ", ".join(matches[:5]) + (", …" if len(matches) > 5 else "")
         raise UserError(f"'{ref}' matches {len(matches)} runs ({shown}); give more of the id.")
+
+    def log_path(self, record: RunRecord) -> Path:
+        return Path(record.log_path) if record.log_path else self.run_dir(record.id) / LOG_FILE
 
     def read_exit_status(self, run_id: str) -> dict | None:
         """The babysitter's record of how the run's process ended, or None while it has not ended."""

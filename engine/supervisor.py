@@ -16,6 +16,7 @@ from typing import Any, Callable
 from . import proctree
 from .config import Config, Recipe, expand
 from .errors import UserError
+from .backends import BACKENDS, slurm, torchrun
 from .runs import EXIT_FILE, LOG_FILE, METRICS_FILE, RunRecord, RunStore, new_run_id, redact_env
 
 BABYSITTER = Path(__file__).resolve().parent / "babysitter.py"
@@ -31,13 +32,19 @@ class Supervisor:
         self._popens: dict[str, subprocess.Popen] = {}  # babysitters this process started: reap them
         self._sigkilled: set[str] = set()
         self._termed: dict[str, set[int]] = {}  # pids already sent SIGTERM, per run being stopped
+        self._slurm: slurm.SlurmClient | None = None
 
     # -- launch --------------------------------------------------------------------------------
     def launch(self, recipe_name: str, overrides: dict[str, str] | None = None,
-               values: dict[str, Any] | None = None) -> RunRecord:
-        """Start a run. `overrides` are texts (`--set name=value`); `values` are typed (the form).
+               values: dict[str, Any] | None = None, backend: str | None = None,
+               options: dict[str, str] | None = None) -> RunRecord:
+        """Start a run. `overrides` are texts (`--set name=value`); `values` are typed (the form);
+        `backend` local | torchrun | slurm (default: the recipe's) with its `options`.
         Everything is checked before anything is written."""
         recipe = self.config.recipe(recipe_name)
+        backend = backend or recipe.backend
+        if backend not in BACKENDS:
+            raise UserError(f"unknown backend '{backend}'; use one of {', '.join(BACKENDS)}.")
         chosen = recipe.values_from_text(overrides or {})
         for name, value in (values or {}).items():
             chosen[name] = _checked(recipe, name, value)
@@ -55,10 +62,25 @@ class Supervisor:
             raise UserError(f"recipe '{recipe.name}': program '{argv[0]}' was not found (cwd {cwd}); "
                             f"fix `command` in {self.config.path}.")
         env_overrides = {k: expand(v, ctx, where=f"recipes.{recipe.name}.env") for k, v in recipe.env.items()}
+        opts: dict = {}
+        if backend == "torchrun":
+            opts = torchrun.options(self.config.backends.get("torchrun", {}),
+                                    recipe.backend_options.get("torchrun", {}), options or {})
+            argv = torchrun.wrap(argv, run_dir, opts)
+            env_overrides.update(torchrun.env(opts))
+        elif backend == "slurm":
+            opts = slurm.options(self.config.backends.get("slurm", {}), recipe.backend_options.get("slurm", {}),
+                                 options or {})
+            if not slurm.available():
+                raise UserError("the slurm backend needs sbatch, squeue, scancel and scontrol on this machine "
+                                "(run urbanrun on the cluster's login node).")
+        elif options:
+            raise UserError(f"--opt is for the torchrun and slurm backends; '{recipe.name}' runs locally.")
         metrics_files = [expand(f, ctx, where=f"recipes.{recipe.name}.metrics_files") for f in recipe.metrics_files]
         defaults = recipe.defaults()
         record = RunRecord(
-            id=run_id, recipe=recipe.name, argv=argv, cwd=str(cwd), backend=recipe.backend,
+            id=run_id, recipe=recipe.name, argv=argv, cwd=str(cwd), backend=backend,
+            backend_options={k: v for k, v in opts.items() if v not in ("", [], None)},
             env=redact_env(env_overrides), params={k: v for k, v in chosen.items() if v is not None},
             changed={k: v for k, v in chosen.items() if v != defaults.get(k) and v is not None},
             created=now, host=socket.gethostname(), metrics_files=metrics_files,
@@ -66,7 +88,35 @@ class Supervisor:
         )
         self.store.root.mkdir(parents=True, exist_ok=True)
         self.store.create(record)
+        if backend == "slurm":
+            return self._submit(record, run_dir, env_overrides, opts)
         return self._spawn(record, run_dir, env_overrides)
+
+    def _submit(self, record: RunRecord, run_dir: Path, env_overrides: dict[str, str], opts: dict) -> RunRecord:
+        log = Path(opts["output_dir"]).expanduser() / f"{record.id}.log" if opts.get("output_dir") else run_dir / LOG_FILE
+        if opts.get("output_dir"):
+            log.parent.mkdir(parents=True, exist_ok=True)
+            record.log_path = str(log)
+        env = {**env_overrides, "URBANRUN_RUN_ID": record.id, "URBANRUN_RUN_DIR": str(run_dir),
+               "URBANRUN_METRICS": str(run_dir / METRICS_FILE), "PYTHONUNBUFFERED": "1"}
+        script = run_dir / "job.sbatch"
+        script.write_text(slurm.batch_script(record.id, record.recipe, record.argv, record.cwd, env, log, opts))
+        try:
+            record.job_id = slurm.submit(script)
+        except UserError as exc:
+            record.status, record.error, record.ended = "failed", str(exc), self.clock()
+            self.store.save(record)
+            return record
+        record.status = "pending"
+        self.slurm.nudge()
+        self.store.save(record)
+        return record
+
+    @property
+    def slurm(self) -> slurm.SlurmClient:
+        if self._slurm is None:
+            self._slurm = slurm.SlurmClient()
+        return self._slurm
 
     def _spawn(self, record: RunRecord, run_dir: Path, env_overrides: dict[str, str]) -> RunRecord:
         env = {**os.environ, **env_overrides,
@@ -106,6 +156,10 @@ class Supervisor:
         record.kill_requested = record.kill_requested or now
         record.kill_deadline = min(record.kill_deadline or float("inf"), now if force else now + grace)
         self.store.save(record)
+        if record.backend == "slurm":
+            slurm.cancel(record.job_id, kill=force)  # SIGTERM, SLURM's KillWait, SIGKILL; KILL at once if forced
+            self.slurm.nudge()
+            return record
         members = self._tree(record)
         if force:
             self._sigkilled.add(run_id)
@@ -116,8 +170,9 @@ class Supervisor:
         return record
 
     def survivors(self, record: RunRecord) -> list:
-        """Processes of a run's tree still alive (for kill verification)."""
-        return self._tree(record)
+        """Processes of a run's tree still alive (for kill verification; a SLURM job's processes are
+        the scheduler's to end: its state says when they are gone)."""
+        return [] if record.backend == "slurm" else self._tree(record)
 
     def _tree(self, record: RunRecord) -> list:
         root = proctree.process_if_same(record.pid, record.pid_create_time)
@@ -128,6 +183,8 @@ class Supervisor:
         """Bring an active record up to date with its processes; True if it changed (and was saved)."""
         if not record.active:
             return False
+        if record.backend == "slurm":
+            return self._reconcile_slurm(record)
         popen = self._popens.get(record.id)
         if popen is not None and popen.poll() is not None:
             del self._popens[record.id]
@@ -153,6 +210,41 @@ class Supervisor:
             record.status, record.ended = "lost", now
             record.error = "it never started (urbanrun stopped while launching it)"
         else:
+            return False
+        self.store.save(record)
+        return True
+
+    def _reconcile_slurm(self, record: RunRecord) -> bool:
+        now = self.clock()
+        if not record.job_id:
+            return False
+        job = self.slurm.state(record.job_id)
+        before = (record.status, record.pending_reason, record.exit_code, record.signal)
+        if job is None:
+            if now - (record.created or now) > 60:
+                record.status, record.ended = "lost", now
+                record.error = f"SLURM no longer knows job {record.job_id} (purged, and no accounting to ask)"
+        elif job.state in slurm.PENDING:
+            record.status, record.pending_reason = "pending", job.reason
+        elif not job.finished:
+            record.status, record.pending_reason = "running", None
+            record.started = record.started or job.started or now
+            if record.kill_requested and now >= (record.kill_deadline or now) and record.id not in self._sigkilled:
+                slurm.cancel(record.job_id, kill=True)
+                self._sigkilled.add(record.id)
+        else:
+            record.exit_code, record.signal = job.exit_code, job.signal
+            record.ended, record.pending_reason = job.ended or now, None
+            record.started = record.started or job.started or record.ended
+            if job.state == "CANCELLED":
+                record.status = "killed"
+            elif job.state == "COMPLETED" and not job.exit_code:
+                record.status = "exited"
+            else:
+                record.status = "failed"
+                if job.state not in ("FAILED", "COMPLETED"):
+                    record.error = f"SLURM ended the job: {job.state}"
+        if (record.status, record.pending_reason, record.exit_code, record.signal) == before:
             return False
         self.store.save(record)
         return True

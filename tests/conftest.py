@@ -85,6 +85,24 @@ default = false
 [recipes.swallow]
 command = ["{python}", "SCRIPTS/swallow.py"]
 
+[recipes.ddp]
+command = ["{python}", "SCRIPTS/ddp_train.py"]
+backend = "torchrun"
+env = { OMP_NUM_THREADS = "1" }
+torchrun = { nproc_per_node = 2 }
+[recipes.ddp.params.steps]
+type = "int"
+default = 5
+[recipes.ddp.params.sleep]
+type = "float"
+default = 0.1
+[recipes.ddp.params.fail_rank]
+type = "int"
+default = -1
+
+[recipes.long_sleep]
+command = ["{python}", "-c", "import time; print('started', flush=True); time.sleep(120)"]
+
 [recipes.sleeper]
 command = ["{python}", "SCRIPTS/exit_after.py", "3", "4"]
 """.replace("SCRIPTS", str(SCRIPTS))

@@ -213,12 +213,12 @@ class UrbanrunApp(App):
 
     def _launch_chosen(self, result) -> None:
         if result:
-            self._launch(result["recipe"], result["values"])
+            self._launch(result["recipe"], result["values"], result.get("backend"), result.get("options"))
 
     @work(thread=True, group="commands")
-    def _launch(self, recipe: str, values: dict) -> None:
+    def _launch(self, recipe: str, values: dict, backend: str | None = None, options: dict | None = None) -> None:
         try:
-            record = self.source.launch(recipe, values=values)
+            record = self.source.launch(recipe, values=values, backend=backend, options=options or None)
             self.query_one(RunsTable).wanted = record.id  # select it when its row appears
             self.call_from_thread(self.notify, f"launched {record.id}")
         except Exception as exc:  # UserError: one sentence; anything else: still a sentence

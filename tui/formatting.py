@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-GLYPHS = {"starting": ("◌", "yellow"), "running": ("▶", "green"), "stopping": ("■", "yellow"),
+GLYPHS = {"starting": ("◌", "yellow"), "pending": ("◷", "yellow"), "running": ("▶", "green"), "stopping": ("■", "yellow"),
           "exited": ("✔", "green"), "failed": ("✖", "red"), "killed": ("■", "magenta"),
           "lost": ("?", "yellow"), "imported": ("⇣", "cyan")}
 

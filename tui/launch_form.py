@@ -16,6 +16,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from rich.text import Text
 
 from engine.advisor import MARGIN, estimate_gb
+from engine.backends import BACKENDS
 from engine.config import Config, Recipe, load_config, save_recipe_defaults
 from engine.errors import UserError
 from engine.params import Param, ParamError
@@ -48,6 +49,11 @@ class LaunchForm(ModalScreen):
             yield Select([(n, n) for n in self.config.recipes], value=self.recipe_name, allow_blank=False,
                          id="recipe")
             yield Static(id="recipe-help")
+            with Horizontal(id="backend-row"):
+                yield Select([(b, b) for b in BACKENDS], value=self.config.recipes[self.recipe_name].backend
+                             if self.recipe_name else "local", allow_blank=False, id="backend")
+                yield Input(placeholder="backend options: nproc_per_node=2 | partition=gpu, gres=gpu:1, time=4:00:00",
+                            id="backend-opts")
             fields = VerticalScroll(id="fields")
             fields.can_focus = False  # Tab goes from the recipe straight to the first field
             yield fields
@@ -90,6 +96,7 @@ class LaunchForm(ModalScreen):
     async def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "recipe" and event.value != self.recipe_name:
             self.recipe_name = event.value
+            self.query_one("#backend", Select).value = self.recipe.backend
             await self._build_fields()
         else:
             self._update_command()
@@ -99,6 +106,15 @@ class LaunchForm(ModalScreen):
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         self._update_command()
+
+    def backend(self) -> tuple[str, dict]:
+        """The chosen backend and its options (`key=value` pairs separated by commas)."""
+        options = {}
+        for item in self.query_one("#backend-opts", Input).value.split(","):
+            key, eq, value = item.partition("=")
+            if eq and key.strip():
+                options[key.strip()] = value.strip()
+        return self.query_one("#backend", Select).value, options
 
     def values(self) -> dict:
         """Typed values of every field; fields that do not parse are in self.errors instead."""
@@ -127,7 +143,10 @@ class LaunchForm(ModalScreen):
             command.update(f"fix {len(self.errors)} field(s) to launch")
             return
         argv = self.recipe.argv(values, self.config.context("runs/<new run>"))
-        command.update("$ " + shlex.join(argv))
+        backend, options = self.backend()
+        prefix = {"torchrun": f"torchrun --nproc-per-node={options.get('nproc_per_node', '…')} … ",
+                  "slurm": "sbatch runs/<new run>/job.sbatch  →  exec "}.get(backend, "")
+        command.update("$ " + prefix + shlex.join(argv))
 
     def _update_memory(self, values: dict) -> bool:
         """Show the memory estimate; True when it will not fit the GPU it would run on."""
@@ -165,7 +184,8 @@ class LaunchForm(ModalScreen):
             self.notify("this will not fit the GPU's free memory: press Enter again to launch anyway",
                         severity="warning")
             return
-        self.dismiss({"recipe": self.recipe_name, "values": values})
+        backend, options = self.backend()
+        self.dismiss({"recipe": self.recipe_name, "values": values, "backend": backend, "options": options})
 
     def action_save_defaults(self) -> None:
         values = self.values()

@@ -103,6 +103,9 @@ def _progress(run) -> tuple[float | None, str]:
 def _why(run) -> Text:
     """The diagnosis headline (a glyph and the one-line cause), or the live trend warning."""
     diagnoses = run.diagnoses or run.record.get("diagnoses") or []
+    if run.record.get("status") == "pending":
+        return Text(f"◷ pending: {run.record.get('pending_reason') or 'queued'} (job {run.record.get('job_id')})",
+                    style="yellow")
     if not diagnoses:
         return Text("")
     first = sorted(diagnoses, key=lambda d: {"error": 0, "warning": 1}.get(d.get("severity"), 2))[0]

@@ -20,7 +20,7 @@ def top_bar_text(app, state: State) -> Text:
     elif app.config is not None:
         text.append(f" {app.config.path} ", style="dim")
     counts = Counter(status_of(r.record) for r in state.runs.values())
-    for status in ("running", "stopping", "exited", "failed", "killed", "lost", "imported"):
+    for status in ("pending", "running", "stopping", "exited", "failed", "killed", "lost", "imported"):
         if counts.get(status):
             glyph, colour = GLYPHS[status]
             text.append(f" {glyph} {counts[status]} {status} ", style=colour)

@@ -17,6 +17,7 @@ import re
 
 NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?)"
 _END = r"(?=$|[\s;|)\]}]|,\s|,$)"
+TORCHRUN_PREFIX = re.compile(r"^\[default(\d+)\]:(?:\[rank\d+\]:\s?)?")
 CANDIDATE = re.compile(r"[=:]\s*[-+]?(?:\d|\.\d|nan|inf)|\d\s*/\s*\d|%\|", re.I)
 PREFIX = re.compile(
     r"^(?:\[?\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?\]?\s*(?:[-|]\s*)?"
@@ -84,6 +85,12 @@ class LogLineParser:
         return points, progress or None
 
     def parse_line(self, line: str) -> tuple[dict | None, dict | None]:
+        if line.startswith("[default"):  # torchrun --tee: metrics come from rank 0's lines only
+            m = TORCHRUN_PREFIX.match(line)
+            if m:
+                if m.group(1) != "0":
+                    return None, None
+                line = line[m.end():]
         point: dict = {}
         progress = None
         for pattern in self.patterns:
