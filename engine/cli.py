@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .config import load_config
 from .errors import UserError
-from .runs import LOG_FILE, RunRecord, RunStore
+from .runs import RunRecord, RunStore
 from .supervisor import Supervisor
 from .tail import FileFollower, last_lines
 
