@@ -10,10 +10,8 @@ from .config import Config
 from .diagnose import Diagnosis, diagnose
 from .doctor import diagnose_run, read_log_tail
 from .errors import UserError
-from .metric_sources import MetricSource
-from .runs import METRICS_FILE, RunStore
-from .state import RunState
-from .series import Series
+from .ending import run_from_files
+from .runs import RunStore
 
 MARKS = {"error": "✖", "warning": "!", "info": "·"}
 
@@ -29,23 +27,7 @@ def doctor(target: str, store: RunStore) -> tuple[str, list[Diagnosis]]:
     except UserError:
         raise UserError(f"'{target}' is neither a log file nor a run id.") from None
     record = store.load(run_id)
-    return run_id, diagnose_run(store, record, _metrics_state(store, record))
-
-
-def _metrics_state(store: RunStore, record) -> RunState:
-    """The run's metrics.jsonl as series, so NaN losses and memory leaks are seen."""
-    run = RunState(record=record.to_dict())
-    source = MetricSource(store.run_dir(record.id) / METRICS_FILE, "jsonl")
-    while True:
-        points, _ = source.poll()
-        if not points:
-            return run
-        for i, p in enumerate(points):
-            for name, value in p.items():
-                if name in ("step", "epoch", "time") or not isinstance(value, (int, float)) or isinstance(value, bool):
-                    continue
-                run.metrics.setdefault(name, Series()).append(float(p.get("step", i)), float(p.get("time", 0)),
-                                                             float(value))
+    return run_id, diagnose_run(store, record, run_from_files(store, record))
 
 
 def print_diagnoses(what: str, found: list[Diagnosis], as_json: bool) -> None:

@@ -219,8 +219,11 @@ def _torchrun(lines, params) -> Diagnosis | None:
         evidence = [_clip(line) for line in lines[start:start + 8] if line.strip()]
     except StopIteration:
         evidence = [_clip(lines[hits[-1]])]
-    root = next((line.strip() for line in lines if EXCEPTION_RE.match(RANK_PREFIX.sub("", line).strip())
-                 and "ChildFailedError" not in line), None)  # a rank's own exception, when its output is here
+    # the root-cause rank's own exception when its output is here (tee'd lines carry its prefix)
+    exceptions = [line.strip() for line in lines if EXCEPTION_RE.match(RANK_PREFIX.sub("", line).strip())
+                  and "ChildFailedError" not in line]
+    mine = [line for line in exceptions if re.match(rf"\[(?:default|rank){facts.get('rank')}\]:", line)]
+    root = (mine or exceptions or [None])[0]
     if root:
         evidence.insert(0, _clip(root))
         facts["exception"] = root

@@ -142,3 +142,14 @@ def wait_for(predicate, timeout: float = 90, interval: float = 0.1, what: str = 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def drive(engine, done, timeout: float = 90, interval: float = 0.1) -> list:
+    """Poll a real engine until done() (one more poll after), returning every event it gave."""
+    events, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events += engine.poll()
+        if done():
+            return events + engine.poll()
+        time.sleep(interval)
+    raise AssertionError(f"the engine never got there in {timeout}s")

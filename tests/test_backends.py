@@ -5,7 +5,6 @@ URBANRUN_REQUIRE_SLURM=1, which CI sets, turns a missing SLURM into a failure)."
 from __future__ import annotations
 
 import os
-import time
 
 import psutil
 import pytest
@@ -15,7 +14,7 @@ from engine.config import load_config
 from engine.engine import Engine
 from engine.events import LogLines, MetricPoints
 
-from conftest import cli, cli_json, wait_for
+from conftest import cli, cli_json, drive, wait_for
 
 needs_slurm = pytest.mark.skipif(not slurm.available() and not os.environ.get("URBANRUN_REQUIRE_SLURM"),
                                  reason="no SLURM client here (CI starts a real single-node SLURM)")
@@ -25,15 +24,6 @@ def _engine(workspace):
     return Engine(load_config(workspace / "config.toml"), gpu_source=None, record_session=False)
 
 
-def _drive(engine, done, timeout=90):
-    events, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events += engine.poll()
-        if done():
-            events += engine.poll()
-            return events
-        time.sleep(0.2)
-    raise AssertionError("timed out")
 
 
 def _processes_of(run_id: str) -> list[int]:
@@ -77,7 +67,7 @@ def test_slurm_demo_streams_and_completes(workspace):
     engine = _engine(workspace)
     record = engine.launch("cones", {"epochs": "6"}, backend="slurm")
     assert record.job_id and record.status == "pending"
-    events = _drive(engine, lambda: engine.state.runs[record.id].status not in ("pending", "running", "starting"))
+    events = drive(engine, lambda: engine.state.runs[record.id].status not in ("pending", "running", "starting"))
     running = {e.run_id for e in events if isinstance(e, (LogLines, MetricPoints))}
     assert record.id in running
     statuses = [e.run.get("status") for e in events if getattr(e, "run", {}).get("id") == record.id]
@@ -92,10 +82,10 @@ def test_slurm_demo_streams_and_completes(workspace):
 def test_slurm_exit_code_and_reattach_after_a_restart(workspace):
     first = _engine(workspace)
     record = first.launch("sleeper", backend="slurm")  # exits 3 after 4 s
-    _drive(first, lambda: first.state.runs[record.id].status == "running")
+    drive(first, lambda: first.state.runs[record.id].status == "running")
     first.close()
     again = _engine(workspace)  # a new urbanrun on the login node reattaches by job id
-    _drive(again, lambda: record.id in again.state.runs and again.state.runs[record.id].status
+    drive(again, lambda: record.id in again.state.runs and again.state.runs[record.id].status
            not in ("pending", "running"))
     final = again.store.load(record.id)
     assert final.status == "failed" and final.exit_code == 3
@@ -105,9 +95,9 @@ def test_slurm_exit_code_and_reattach_after_a_restart(workspace):
 def test_slurm_kill_cancels_and_leaves_no_process(workspace):
     engine = _engine(workspace)
     record = engine.launch("long_sleep", backend="slurm")
-    _drive(engine, lambda: engine.state.runs[record.id].status == "running" and _processes_of(record.id))
+    drive(engine, lambda: engine.state.runs[record.id].status == "running" and _processes_of(record.id))
     engine.kill(record.id, grace=10)
-    _drive(engine, lambda: engine.state.runs[record.id].status not in ("running", "pending"))
+    drive(engine, lambda: engine.state.runs[record.id].status not in ("running", "pending"))
     final = engine.store.load(record.id)
     assert final.status == "killed"
     assert slurm.SlurmClient().state(record.job_id).state == "CANCELLED"

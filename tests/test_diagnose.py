@@ -5,7 +5,6 @@ end, a swallowed error marked failed, and the doctor/advise CLI."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from engine.diagnose import diagnose
 from engine.engine import Engine
 from engine import trends
 
-from conftest import cli, cli_json
+from conftest import cli, cli_json, drive
 
 FIX = Path(__file__).parent / "fixtures"
 ERRORS = FIX / "errors"
@@ -126,15 +125,6 @@ def test_advise_cli_estimate_and_history(workspace):
     assert hist["batch"] == int((24 * 0.9 - hist["fixed_gb"]) // per)
 
 
-def _drive_until(engine, done, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        engine.poll()
-        if done():
-            engine.poll()
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def test_oom_relaunch_chain_end_to_end(workspace):
@@ -145,7 +135,7 @@ def test_oom_relaunch_chain_end_to_end(workspace):
         runs = engine.state.runs
         return any(r.status == "exited" for r in runs.values()) and len(runs) == 3
 
-    _drive_until(engine, finished)
+    drive(engine, finished)
     runs = sorted((engine.store.load(r) for r in engine.state.runs), key=lambda r: r.created)
     assert [r.params["batch_size"] for r in runs] == [32, 16, 8]
     assert [r.status for r in runs] == ["failed", "failed", "exited"]
@@ -158,7 +148,7 @@ def test_oom_relaunch_chain_end_to_end(workspace):
 def test_a_swallowed_error_marks_the_run_failed(workspace):
     engine = Engine(load_config(workspace / "config.toml"), gpu_source=None, record_session=False)
     record = engine.launch("swallow")
-    _drive_until(engine, lambda: engine.state.runs[record.id].status not in ("starting", "running"))
+    drive(engine, lambda: engine.state.runs[record.id].status not in ("starting", "running"))
     saved = engine.store.load(record.id)
     assert saved.exit_code == 0 and saved.status == "failed"
     assert saved.diagnoses[0]["kind"] == "swallowed_error" and "batch_size (64)" in saved.diagnosis

@@ -3,7 +3,6 @@ writes every event, and replaying the recording rebuilds the same state."""
 
 from __future__ import annotations
 
-import time
 
 from engine.config import load_config
 from engine.engine import Engine
@@ -11,25 +10,15 @@ from engine.events import LogLines, MetricPoints, Notice, RunChanged, decode, en
 from engine.recorder import read_session
 from engine.state import State, loss_name
 
-from conftest import wait_for
+from conftest import drive, wait_for
 
 
-def _drive(engine, until, timeout=90):
-    events = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events += engine.poll()
-        if until(engine):
-            events += engine.poll()
-            return events
-        time.sleep(0.1)
-    raise AssertionError("engine never reached the expected state")
 
 
 def test_poll_follows_a_real_run_and_replay_rebuilds_the_state(workspace):
     engine = Engine(load_config(workspace / "config.toml"))
     record = engine.launch("cones", {"epochs": "2"})
-    events = _drive(engine, lambda e: e.state.runs[record.id].status == "exited"
+    events = drive(engine, lambda e=engine: e.state.runs[record.id].status == "exited"
                     and e.state.runs[record.id].log_lines_total > 0)
     engine.poll()
     engine.close()
@@ -61,7 +50,7 @@ def test_runs_launched_elsewhere_and_killed_elsewhere_are_seen(workspace):
     record = actor.launch("sleeper")
     wait_for(lambda: watcher.poll() is not None and record.id in watcher.state.runs, timeout=10)
     actor.kill(record.id, grace=5)
-    _drive(watcher, lambda e: e.state.runs[record.id].status == "killed", timeout=20)
+    drive(watcher, lambda e=watcher: e.state.runs[record.id].status == "killed", timeout=20)
     assert watcher.state.runs[record.id].record["signal"] == 15
 
 
@@ -71,7 +60,7 @@ def test_corrupt_metrics_lines_are_counted_and_the_rest_flows(workspace):
     record = engine.launch("exit_after", {"seconds": "0.1"})
     metrics = engine.store.run_dir(record.id) / "metrics.jsonl"
     metrics.write_text('{"step": 1, "loss": 1.0}\n{not json\n{"step": 2, "loss": NaN, "nested": {"acc": 0.5}}\n')
-    _drive(engine, lambda e: e.state.runs[record.id].status == "exited")
+    drive(engine, lambda e=engine: e.state.runs[record.id].status == "exited")
     run = engine.state.runs[record.id]
     assert run.metrics["loss"].count == 2 and run.metrics["nested/acc"].last == 0.5
     notices = [n.text for n in engine.state.notices if isinstance(n, Notice)]
@@ -95,4 +84,4 @@ def test_typed_values_from_the_form_all_reach_the_command(workspace):
     argv = record.argv
     assert argv[argv.index("--epochs") + 1] == "1" and argv[argv.index("--batch-size") + 1] == "2"
     assert argv[argv.index("--device") + 1] == "cpu" and "--amp" in argv and "--max-steps" in argv
-    _drive(engine, lambda e: e.state.runs[record.id].status != "running")
+    drive(engine, lambda e=engine: e.state.runs[record.id].status != "running")

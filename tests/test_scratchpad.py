@@ -22,7 +22,7 @@ from engine.config import load_config
 from engine.engine import Engine
 from engine.runs import RunRecord, RunStore
 
-from conftest import ROOT, cli, cli_json
+from conftest import ROOT, cli, cli_json, drive
 
 FIX = Path(__file__).parent / "fixtures" / "scratchpad"
 
@@ -56,15 +56,6 @@ def _today(pad) -> str:
     return (pad / "training-runner" / f"{dt.date.today().isoformat()}.md").read_text()
 
 
-def _drive(engine, done, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        engine.poll()
-        if done():
-            engine.poll()
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def test_launch_finish_fail_and_kill_are_logged_once(pad, workspace):
@@ -74,7 +65,7 @@ def test_launch_finish_fail_and_kill_are_logged_once(pad, workspace):
     oom = engine.launch("fake_oom", values={"batch_size": 16})
     sleeper = engine.launch("sleeper")
     engine.kill(sleeper.id, grace=1)
-    _drive(engine, lambda: all(engine.state.runs[r].status not in ("starting", "running")
+    drive(engine, lambda: all(engine.state.runs[r].status not in ("starting", "running")
                                for r in engine.state.runs) and len(engine.state.runs) >= 4)
     text = _today(pad)
     assert f"launched {ok.id} (cones)" in text and "--epochs 2" in text and "- changed: recipe defaults" in text
