@@ -96,23 +96,19 @@ def largest_batch(fixed: float, per_sample: float, available: float, margin: flo
 
 
 def advise(recipe: Recipe, store: RunStore, available_gb: float | None, margin: float = MARGIN) -> Advice:
-    spec = memory_spec(recipe)
-    param = spec.get("batch_param")
-    points = history(store, recipe, param)
+    model = memory_model(recipe, store)
+    param = memory_spec(recipe).get("batch_param")
+    if model is None:
+        return Advice(recipe.name, "none", None, None, available_gb, param, None, None,
+                      text=f"no memory history or estimate for '{recipe.name}': run it once (urbanrun records its "
+                           f"GPU peak) or declare [recipes.{recipe.name}.memory] per_sample_gb / fixed_gb.")
+    fixed, per_sample, source, _ = model
+    basis = "history" if source == "from earlier runs" else "estimate"
+    points = history(store, recipe, param) if basis == "history" else []
     upper = None
     if param:
         p = next((p for p in recipe.params if p.name == param), None)
         upper = int(p.max) if p is not None and p.max is not None else None
-    if points:
-        fixed, per_sample = fit(points)
-        basis = "history"
-    elif "per_sample_gb" in spec or "fixed_gb" in spec:
-        fixed, per_sample = float(spec.get("fixed_gb", 0.0)), spec.get("per_sample_gb")
-        basis = "estimate"
-    else:
-        return Advice(recipe.name, "none", None, None, available_gb, param, None, None,
-                      text=f"no memory history or estimate for '{recipe.name}': run it once (urbanrun records its "
-                           f"GPU peak) or declare [recipes.{recipe.name}.memory] per_sample_gb / fixed_gb.")
     advice = Advice(recipe.name, basis, fixed, per_sample, available_gb, param, None, None, points=points)
     what = ("measured in " + f"{len(points)} earlier run(s)" if basis == "history" else "the recipe's declared estimate")
     law = f"{fixed:.2f} GB" + (f" + {per_sample:.3f} GB × {param}" if per_sample and param else "")
@@ -135,18 +131,24 @@ def advise(recipe: Recipe, store: RunStore, available_gb: float | None, margin: 
     return advice
 
 
-def estimate_gb(recipe: Recipe, store: RunStore, values: dict) -> tuple[float, str] | None:
-    """Memory for these form values (GB) and where the figure comes from, or None if unknown."""
+def memory_model(recipe: Recipe, store: RunStore) -> tuple[float, float, str, str | None] | None:
+    """(fixed GB, per-sample GB, where the figures come from, batch parameter), or None if unknown.
+    Reads the run records once: callers evaluating many values keep the result."""
     spec = memory_spec(recipe)
     param = spec.get("batch_param")
     points = history(store, recipe, param)
     if points:
         fixed, per_sample = fit(points)
-        basis = "from earlier runs"
-    elif "per_sample_gb" in spec or "fixed_gb" in spec:
-        fixed, per_sample = float(spec.get("fixed_gb", 0.0)), float(spec.get("per_sample_gb", 0.0))
-        basis = "estimate"
-    else:
+        return fixed, per_sample, "from earlier runs", param
+    if "per_sample_gb" in spec or "fixed_gb" in spec:
+        return float(spec.get("fixed_gb", 0.0)), float(spec.get("per_sample_gb", 0.0)), "estimate", param
+    return None
+
+
+def estimate_gb(model: tuple[float, float, str, str | None] | None, values: dict) -> tuple[float, str] | None:
+    """Memory for these form values (GB) and where the figure comes from."""
+    if model is None:
         return None
+    fixed, per_sample, basis, param = model
     batch = values.get(param) if param else None
     return fixed + per_sample * (batch if isinstance(batch, (int, float)) else 0), basis

@@ -68,6 +68,7 @@ class UrbanrunApp(App):
         self.headless_summary = headless_summary
         self.screenshot_path = screenshot
         self._polling = False
+        self._follow_wanted: str | None = None
         self._last_plot = 0.0
         self._plot_dirty = True
         self.quit_message = ""
@@ -115,6 +116,9 @@ class UrbanrunApp(App):
     @work(thread=True, exclusive=True, group="poll")
     def _poll_worker(self) -> None:
         try:
+            wanted = self._follow_wanted
+            if wanted and hasattr(self.source, "follow"):
+                self.source.follow(wanted)  # here, not on the UI thread: it may wait for the engine's lock
             events = self.source.poll()
         except Exception as exc:  # a source failure must not kill the UI: show it and keep polling
             events = [Notice(ts=time.time(), level="error", text=f"polling failed: {exc}")]
@@ -138,8 +142,8 @@ class UrbanrunApp(App):
         table = self.query_one(RunsTable)
         table.refresh_rows(self.state, self.now())
         selected = table.selected
-        if selected and not self.read_only and hasattr(self.source, "follow"):
-            self.source.follow(selected)  # a finished run's log and metrics are read when asked for
+        if selected and not self.read_only:
+            self._follow_wanted = selected  # a finished run's files are read when it is selected
         run = self.state.runs.get(selected) if selected else None
         self.query_one(LogPane).show(run)
         self._log_status(run)

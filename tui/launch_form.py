@@ -15,7 +15,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from rich.text import Text
 
-from engine.advisor import MARGIN, estimate_gb
+from engine.advisor import MARGIN, estimate_gb, memory_model
 from engine.backends import BACKENDS
 from engine.config import Config, Recipe, load_config, save_recipe_defaults
 from engine.errors import UserError
@@ -40,6 +40,7 @@ class LaunchForm(ModalScreen):
         self.store = store  # earlier runs, for the memory estimate
         self.gpus = gpus or []
         self._fit_warned = False
+        self._models: dict[str, tuple | None] = {}
         self.recipe_name = recipe if recipe in config.recipes else next(iter(config.recipes), None)
         self.errors: dict[str, str] = {}
 
@@ -151,7 +152,9 @@ class LaunchForm(ModalScreen):
     def _update_memory(self, values: dict) -> bool:
         """Show the memory estimate; True when it will not fit the GPU it would run on."""
         box = self.query_one("#memory", Static)
-        estimate = estimate_gb(self.recipe, self.store, values) if self.store is not None else None
+        if self.recipe_name not in self._models:  # earlier runs are read once per recipe, not per keystroke
+            self._models[self.recipe_name] = memory_model(self.recipe, self.store) if self.store is not None else None
+        estimate = estimate_gb(self._models[self.recipe_name], values)
         if estimate is None:
             box.update("")
             return False

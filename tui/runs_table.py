@@ -22,6 +22,7 @@ class RunsTable(DataTable):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.marked: set[str] = set()
         self.wanted: str | None = None  # a run to select once its row exists (one just launched)
+        self._shown: dict[str, list] = {}  # the cells last drawn per run: only changes are sent
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -47,14 +48,20 @@ class RunsTable(DataTable):
         if list(self.rows) != ids:  # a run appeared: rebuild in order (RowKey compares equal to its str)
             selected = self.selected
             self.clear()
+            self._shown = {}
             for run_id in ids:
-                self.add_row(*self._cells(state, run_id, now), key=run_id)
+                cells = self._cells(state, run_id, now)
+                self._shown[run_id] = cells
+                self.add_row(*cells, key=run_id)
             if selected in state.runs:
                 self.move_cursor(row=ids.index(selected), animate=False)
         else:
             for run_id in ids:
-                for (key, _), value in zip(COLUMNS, self._cells(state, run_id, now)):
-                    self.update_cell(run_id, key, value, update_width=True)
+                cells, before = self._cells(state, run_id, now), self._shown.get(run_id, [])
+                for i, ((key, _), value) in enumerate(zip(COLUMNS, cells)):
+                    if i >= len(before) or value != before[i]:
+                        self.update_cell(run_id, key, value, update_width=True)
+                self._shown[run_id] = cells
         if self.wanted in state.runs:
             self.move_cursor(row=ids.index(self.wanted), animate=False)
             self.wanted = None
