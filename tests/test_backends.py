@@ -162,3 +162,27 @@ async def test_the_launch_form_offers_the_backend_and_its_options(workspace):
         assert run.record["backend"] == "torchrun" and run.record["backend_options"]["nproc_per_node"] == 2
         assert run.status == "exited"
     engine.close()
+
+
+@needs_slurm
+def test_one_squeue_for_all_jobs_and_backoff(workspace):
+    engine = _engine(workspace)
+    runs = [engine.launch("long_sleep", backend="slurm") for _ in range(2)]
+    try:
+        client = slurm.SlurmClient(clock=lambda: now[0])
+        now = [0.0]
+        states = [client.state(r.job_id) for r in runs]
+        assert all(states) and client.calls == 1  # both jobs from one squeue --json
+        now[0] = 1.0
+        client.state(runs[0].job_id)
+        assert client.calls == 1  # inside the interval: no new call
+        intervals = []
+        for _ in range(4):
+            now[0] += 60
+            client.state(runs[0].job_id)
+            intervals.append(client._next - now[0])
+        assert intervals[-1] >= intervals[0] and intervals[-1] <= slurm.POLL_MAX  # backs off while nothing changes
+    finally:
+        for r in runs:
+            engine.kill(r.id, grace=1)
+        drive(engine, lambda: all(engine.state.runs[r.id].status not in ("pending", "running") for r in runs))
