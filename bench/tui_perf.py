@@ -140,7 +140,7 @@ def one_hour_replay(tmp: Path) -> None:
 if __name__ == "__main__":
     tmp = Path(tempfile.mkdtemp())
     os.environ.setdefault("URBANRUN_CONE_CACHE", str(tmp / "cache"))
+    watching(tmp)  # first: the others leave big series in this process's memory
     first_frame(tmp)
     loss_frame()
     one_hour_replay(tmp)
-    watching(tmp)
