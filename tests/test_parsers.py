@@ -210,3 +210,25 @@ def test_wandb_corrupt_chunk_is_counted_and_the_rest_flows(tmp_path):
     points = reader.poll()
     assert reader.bad_records >= 1 and len(points) >= len(clean) - 1
     assert all(p in clean for p in points)
+
+
+def test_tensorboard_huge_corrupt_length_is_reported_not_waited_for(tmp_path):
+    (full,) = (METRICS / "tensorboard" / "run1").glob("events.out.tfevents.*")
+    data = bytearray(full.read_bytes())
+    data[7] ^= 0x40  # the first record's length becomes enormous
+    path = tmp_path / "events.out.tfevents.huge"
+    path.write_bytes(bytes(data))
+    reader = TensorBoardReader(path)
+    assert reader.poll() == [] and "corrupt record length at byte 0" in reader.broken
+
+
+def test_vectorised_crc32c_matches_google_crc32c():
+    import os
+
+    import google_crc32c
+    import numpy as np
+
+    from engine.parsers.tensorboard import crc32c_rows
+
+    rows = np.frombuffer(os.urandom(53 * 64), dtype=np.uint8).reshape(64, 53)
+    assert [int(c) for c in crc32c_rows(rows)] == [google_crc32c.value(bytes(r)) for r in rows]

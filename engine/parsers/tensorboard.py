@@ -15,12 +15,14 @@ import struct
 from pathlib import Path
 
 import google_crc32c
+import numpy as np
 
 from ..tail import read_new_bytes
 from .protowire import (FIXED32, FIXED64, LEN, WireError, as_double, as_float, as_signed, fields,
                         packed_doubles, packed_floats, packed_varints)
 
 _HEADER = struct.Struct("<QI")
+_U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 _HALF = struct.Struct("<e")
 _F32 = struct.Struct("<f")
@@ -65,36 +67,147 @@ class TensorBoardReader:
         return points
 
     def parse(self, buf: bytes) -> tuple[list[dict], int]:
-        points, pos, end = [], 0, len(buf)
-        check = self.check_crc
-        header, u32, crc32c, fast = _HEADER.unpack_from, _U32.unpack_from, google_crc32c.value, _simple_scalar_event
-        append = points.append
+        """Points of the complete records in buf, and how many bytes they took.
+
+        Framing first (a walk over the lengths), then the CRCs and the decoding of many records at
+        once with numpy — CRC32C by table over records grouped by length; records of odd sizes
+        take the one-by-one path."""
+        starts, lengths, pos, end = [], [], 0, len(buf)
+        unpack = _U64.unpack_from
         while pos + 12 <= end:
-            length, length_crc = header(buf, pos)
-            if check:
-                c = crc32c(buf[pos:pos + 8])
-                if (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF != length_crc:
-                    self.broken = f"{self.path}: corrupt record length at byte {self.offset + pos}; the rest is unreadable"
-                    break
-            stop = pos + 12 + length
-            if stop + 4 > end:
-                break  # partial record: wait for the rest
-            data = buf[pos + 12:stop]
-            pos = stop + 4
-            self.records += 1
-            if check:
-                c = crc32c(data)
-                if (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF != u32(buf, stop)[0]:
-                    self.bad_records += 1
-                    continue
-            try:
-                point = fast(data) or decode_event(data)
-            except (WireError, struct.error, UnicodeDecodeError, IndexError):
-                self.bad_records += 1
-                continue
-            if point is not None:
-                append(point)
+            length = unpack(buf, pos)[0]
+            if pos + 16 + length > end:  # a partial record: wait for the rest, unless its length is corrupt
+                if self.check_crc and masked_crc(buf[pos:pos + 8]) != _U32.unpack_from(buf, pos + 8)[0]:
+                    starts.append(pos)  # its length CRC fails below and marks the file broken
+                    lengths.append(0)
+                break
+            starts.append(pos)
+            lengths.append(length)
+            pos += 16 + length
+        if not starts:
+            return [], pos
+        data = np.frombuffer(buf, dtype=np.uint8)
+        st = np.array(starts, dtype=np.int64)
+        ln = np.array(lengths, dtype=np.int64)
+        if self.check_crc:
+            stored = _u32_at(data, st + 8)
+            good = _masked(crc32c_rows(data[st[:, None] + np.arange(8)])) == stored
+            if not good.all():
+                first = int(np.argmin(good))
+                self.broken = f"{self.path}: corrupt record length at byte {self.offset + starts[first]}; " \
+                              f"the rest is unreadable"
+                st, ln, pos = st[:first], ln[:first], starts[first]
+        self.records += len(st)
+        keep = np.ones(len(st), dtype=bool)
+        if self.check_crc:
+            keep = self._data_crcs_ok(buf, data, st, ln)
+            self.bad_records += int((~keep).sum())
+        points, bad = decode_records(buf, (st + 12)[keep].tolist(), (st + 12 + ln)[keep].tolist())
+        self.bad_records += bad
         return points, pos
+
+    @staticmethod
+    def _data_crcs_ok(buf: bytes, data, st, ln):
+        keep = np.ones(len(st), dtype=bool)
+        stored = _u32_at(data, st + 12 + ln)
+        for length in set(ln.tolist()):
+            idx = np.nonzero(ln == length)[0]
+            if length <= VECTOR_CRC_MAX and len(idx) >= 16:
+                rows = data[(st[idx] + 12)[:, None] + np.arange(length)]
+                keep[idx] = _masked(crc32c_rows(rows)) == stored[idx]
+            else:
+                for i in idx.tolist():
+                    s = int(st[i]) + 12
+                    keep[i] = masked_crc(buf[s:s + length]) == int(stored[i])
+        return keep
+
+
+def _make_table() -> np.ndarray:
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1  # CRC32C (Castagnoli), reflected
+        table.append(c)
+    return np.array(table, dtype=np.uint32)
+
+
+_CRC_TABLE = _make_table()
+VECTOR_CRC_MAX = 4096  # longer records (images, histograms) are checked one by one
+
+
+def crc32c_rows(rows) -> "np.ndarray":
+    """CRC32C of each row of a 2-D uint8 array, all rows at once."""
+    crc = np.full(rows.shape[0], 0xFFFFFFFF, dtype=np.uint32)
+    for j in range(rows.shape[1]):
+        crc = _CRC_TABLE[(crc ^ rows[:, j]) & 0xFF] ^ (crc >> 8)
+    return crc ^ np.uint32(0xFFFFFFFF)
+
+
+def _masked(crc) -> "np.ndarray":
+    return (((crc >> 15) | (crc << 17)) + np.uint32(0xA282EAD8)).astype(np.uint32)
+
+
+def _u32_at(data, offsets) -> "np.ndarray":
+    return np.ascontiguousarray(data[offsets[:, None] + np.arange(4)]).view("<u4").ravel()
+
+
+def decode_records(buf: bytes, starts: list[int], stops: list[int]) -> tuple[list[dict], int]:
+    """Decode records in file order: those laid out as SummaryWriter's simple scalars are decoded
+    together with numpy (grouped by length and step-varint size: a fixed layout), the rest one by
+    one. Returns the points and how many records could not be decoded."""
+    decoded: list[dict | None] = [None] * len(starts)
+    done = np.zeros(len(starts), dtype=bool)
+    if len(starts) >= 64:
+        _decode_simple_scalars(buf, np.array(starts, dtype=np.int64), np.array(stops, dtype=np.int64), decoded, done)
+    bad = 0
+    for i in np.nonzero(~done)[0].tolist():
+        try:
+            decoded[i] = decode_event(buf[starts[i]:stops[i]])
+        except (WireError, struct.error, UnicodeDecodeError, IndexError):
+            bad += 1
+    return [p for p in decoded if p is not None], bad
+
+
+def _decode_simple_scalars(buf: bytes, starts, stops, decoded: list, done) -> None:
+    """Fill `decoded` (and mark `done`) for every record with the simple-scalar layout of
+    _simple_scalar_event."""
+    data = np.frombuffer(buf, dtype=np.uint8)
+    lengths = stops - starts
+    for length in set(lengths.tolist()):
+        if length < 20 or length > 255:
+            continue
+        idx = np.nonzero(lengths == length)[0]
+        rows = data[starts[idx][:, None] + np.arange(length)]
+        cont = rows[:, 10:min(length, 20)] >= 0x80  # the step varint's continuation bits
+        ok = (rows[:, 0] == 0x09) & (rows[:, 9] == 0x10) & ~cont.all(axis=1)
+        width = np.argmin(cont, axis=1) + 1
+        for k in set(width[ok].tolist()):
+            pos, tag_len = 10 + k, length - 10 - k - 11
+            sel = ok & (width == k)
+            if tag_len <= 0 or tag_len + 9 >= 0x80:
+                continue
+            r = rows[sel]
+            good = ((r[:, pos] == 0x2A) & (r[:, pos + 1] == tag_len + 9) & (r[:, pos + 2] == 0x0A)
+                    & (r[:, pos + 3] == tag_len + 7) & (r[:, pos + 4] == 0x0A) & (r[:, pos + 5] == tag_len)
+                    & (r[:, pos + 6 + tag_len] == 0x15))
+            r, where = r[good], idx[sel][good]
+            if len(r) == 0:
+                continue
+            times = np.ascontiguousarray(r[:, 1:9]).view("<f8").ravel().tolist()
+            steps = np.zeros(len(r), dtype=np.int64)
+            for i in range(k):
+                steps |= (r[:, 10 + i].astype(np.int64) & 0x7F) << (7 * i)
+            values = np.ascontiguousarray(r[:, pos + 7 + tag_len:pos + 11 + tag_len]).view("<f4").ravel().tolist()
+            tags = r[:, pos + 6:pos + 6 + tag_len]
+            if (tags == tags[0]).all():  # the usual case: one tag for the whole group
+                names, which = [bytes(tags[0]).decode("utf-8", errors="replace")], [0] * len(r)
+            else:
+                unique, inverse = np.unique(tags, axis=0, return_inverse=True)
+                names, which = [bytes(t).decode("utf-8", errors="replace") for t in unique], inverse.tolist()
+            for i, step, when, value, w in zip(where.tolist(), steps.tolist(), times, values, which):
+                decoded[i] = {"step": step, "time": when, names[w]: value}
+            done[where] = True
 
 
 def decode_event(data: bytes) -> dict | None:
