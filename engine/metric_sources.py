@@ -65,10 +65,10 @@ class MetricSource:
         if self.reader is not None:
             return self.reader.poll(), None
         if lines is None and self.format == "jsonl":
-            block = self.follower.poll_block()
+            blocks = self.follower.poll_blocks()
             if self.follower.restarted:
                 self.parser.lines_seen = 0
-            return self.parser.feed_block(block), None
+            return self.parser.feed_blocks(blocks), None
         if lines is None:
             lines = self.follower.poll()
             if self.follower.restarted and hasattr(self.parser, "reset"):

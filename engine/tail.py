@@ -46,9 +46,9 @@ class FileFollower:
         """Complete lines appended since the last poll."""
         return [line for block in self._poll_blocks() for line in block.decode("utf-8", errors="replace").split("\n")[:-1]]
 
-    def poll_block(self) -> bytes:
-        """The same lines as poll(), as one bytes block of newline-terminated lines (fast path)."""
-        return b"".join(self._poll_blocks())
+    def poll_blocks(self) -> list[bytes]:
+        """The same lines as poll(), as bytes blocks of newline-terminated lines (fast path)."""
+        return self._poll_blocks()
 
     def _poll_blocks(self) -> list[bytes]:
         self.restarted = False

@@ -35,6 +35,12 @@ class JsonlParser:
             objects = [self._one(line, no) for no, line in numbered]
         return [p for p in map(_point, objects) if p]
 
+    def feed_blocks(self, blocks: list[bytes]) -> list[dict]:
+        points: list[dict] = []
+        for block in blocks:
+            points += self.feed_block(block)
+        return points
+
     def feed_block(self, block: bytes) -> list[dict]:
         """Points from a block of newline-terminated lines, parsed by one orjson call per ~64 KiB."""
         points: list[dict] = []
@@ -60,8 +66,8 @@ class JsonlParser:
         except orjson.JSONDecodeError:  # NaN tokens, blank or corrupt lines: line by line
             return self.feed(block.decode("utf-8", errors="replace").split("\n")[:-1])
         self.lines_seen += len(objects)
-        if block.count(b"{") == len(objects):  # one '{' a line: flat objects, nothing to flatten
-            return [o for o in objects if type(o) is dict]
+        if block.count(b"{") == len(objects) and b"[" not in block:
+            return objects  # one '{' a line and no '[' anywhere: flat objects only, nothing to filter
         return [p for p in map(_point, objects) if p]
 
     def _one(self, line: str, line_no: int):
