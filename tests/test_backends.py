@@ -5,6 +5,7 @@ URBANRUN_REQUIRE_SLURM=1, which CI sets, turns a missing SLURM into a failure)."
 from __future__ import annotations
 
 import os
+import subprocess
 
 import psutil
 import pytest
@@ -16,8 +17,18 @@ from engine.events import LogLines, MetricPoints
 
 from conftest import cli, cli_json, drive, wait_for
 
-needs_slurm = pytest.mark.skipif(not slurm.available() and not os.environ.get("URBANRUN_REQUIRE_SLURM"),
-                                 reason="no SLURM client here (CI starts a real single-node SLURM)")
+def _slurm_up() -> bool:
+    if not slurm.available():
+        return False
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and any(state in out.stdout for state in ("idle", "mix", "alloc"))
+
+
+needs_slurm = pytest.mark.skipif(not os.environ.get("URBANRUN_REQUIRE_SLURM") and not _slurm_up(),
+                                 reason="no SLURM controller answering here (CI starts a real single-node SLURM)")
 
 
 def _engine(workspace):

@@ -78,10 +78,9 @@ class UrbanrunApp(App):
         yield Static(id="top-bar")
         with TabbedContent(initial="main", id="tabs"):
             with TabPane("Runs", id="main"):
-                with Horizontal():
-                    with Vertical(id="left"):
-                        yield RunsTable(id="runs")
-                        yield LossPane(id="loss")
+                yield RunsTable(id="runs")  # full width: every column, the diagnosis included
+                with Horizontal(id="lower"):
+                    yield LossPane(id="loss")
                     with Vertical(id="right"):
                         yield GpuSummary(id="gpu-summary")
                         yield LogPane(id="log")
