@@ -9,12 +9,8 @@ import time
 from pathlib import Path
 
 from .errors import UserError
-from .metric_sources import MetricSource, discover, expand_globs, format_of
+from .metric_sources import MetricSource, discover, expand_globs, format_of, read_to_end
 from .runs import METRICS_FILE, RunStore
-from .series import Series
-
-AXES = {"step", "epoch", "time", "timestamp", "_step", "_runtime", "_timestamp"}
-
 
 def sources_for(target: str, store: RunStore) -> list[MetricSource]:
     path = Path(target)
@@ -42,18 +38,7 @@ def sources_for(target: str, store: RunStore) -> list[MetricSource]:
 def summarise(sources: list[MetricSource]) -> dict:
     out = []
     for source in sources:
-        series: dict[str, Series] = {}
-        while True:  # a big file may take several polls (each is bounded)
-            points, _ = source.poll()
-            if not points:
-                break
-            for i, point in enumerate(points):
-                step = point.get("step", point.get("epoch", i))
-                for name, value in point.items():
-                    if name in AXES or isinstance(value, bool) or not isinstance(value, (int, float)):
-                        continue
-                    s = series.get(name) or series.setdefault(name, Series())
-                    s.append(float(step), 0.0, float(value))
+        series = read_to_end(source).metrics
         if not series and source.format == "log":
             continue  # a log without metrics is not worth a row
         if not series and not source.path.exists():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .config import Config, Recipe
 from .diagnose import Diagnosis, diagnose, headline
-from .runs import METRICS_FILE, RunRecord, RunStore
+from .runs import RunRecord, RunStore
 from .state import RunState, loss_name
 from . import trends
 
@@ -40,7 +40,7 @@ def diagnose_run(store: RunStore, record: RunRecord, run: RunState | None) -> li
     lines = read_log_tail(store.log_path(record))
     found = diagnose(lines, record.exit_code, record.signal, params=record.params, metrics=metric_values(run),
                      killed_by_user=record.status == "killed")
-    mem = _memory_series(store, record, run)
+    mem = _memory_series(run)
     if mem is not None:
         leak = trends.leak(*mem)
         if leak:
@@ -48,7 +48,7 @@ def diagnose_run(store: RunStore, record: RunRecord, run: RunState | None) -> li
     return found
 
 
-def _memory_series(store: RunStore, record: RunRecord, run: RunState | None):
+def _memory_series(run: RunState | None):
     """(steps, bytes, capacity) from the trainer's torch memory, else from NVML's per-run memory."""
     if run is not None and "mem_allocated_gb" in run.metrics:
         s = run.metrics["mem_allocated_gb"]
@@ -147,7 +147,7 @@ class RunDoctor:
         last = run.last_output_ts or record.started or now
         name = loss_name(run)
         capacity = max((g.get("mem_total") or 0 for g in gpus), default=None) or None
-        mem = _memory_series(self.store, record, run)
+        mem = _memory_series(run)
         rate = _steps_per_second(run)
         return [trends.leak(*mem[:2], capacity=capacity, steps_per_s=rate) if mem else None,
                 trends.hang(now - last, util),
@@ -171,5 +171,3 @@ def _steps_per_second(run: RunState) -> float | None:
     span = times[-1] - times[0]
     return (steps[-1] - steps[0]) / span if span > 0 else None
 
-
-__all__ = ["RunDoctor", "diagnose_run", "next_remedy", "METRICS_FILE"]

@@ -8,28 +8,14 @@ import math
 
 from .autolog import AutoLog
 from .doctor import RunDoctor
-from .metric_sources import MetricSource
+from .metric_sources import MetricSource, read_to_end
 from .runs import METRICS_FILE, RunRecord, RunStore
-from .series import Series
 from .state import RunState, loss_name
-
-AXES = ("step", "epoch", "time")
-
 
 def run_from_files(store: RunStore, record: RunRecord) -> RunState:
     """A RunState with the run's metrics.jsonl read into series (for commands without an engine)."""
-    run = RunState(record=record.to_dict())
-    source = MetricSource(store.run_dir(record.id) / METRICS_FILE, "jsonl")
-    while True:
-        points, _ = source.poll()
-        if not points:
-            return run
-        for i, p in enumerate(points):
-            for name, value in p.items():
-                if name in AXES or not isinstance(value, (int, float)) or isinstance(value, bool):
-                    continue
-                run.metrics.setdefault(name, Series()).append(float(p.get("step", i)), float(p.get("time", 0)),
-                                                             float(value))
+    return read_to_end(MetricSource(store.run_dir(record.id) / METRICS_FILE, "jsonl"),
+                       RunState(record=record.to_dict()))
 
 
 def finish(record: RunRecord, run: RunState | None, doctor: RunDoctor, autolog: AutoLog | None):

@@ -88,7 +88,7 @@ def table(status: dict, gpus: list[dict], processes: list[dict]) -> str:
     bar = "+" + "+".join("-" * n for n in w) + "+"
     full = sum(w) + 2
     title = f" urbanrun gpus   Driver Version: {status.get('driver') or NA}   CUDA Version: {status.get('cuda') or NA}"
-    out = ["+" + "-" * full + "+", "|" + title.ljust(full) + "|", bar.replace("-", "-"),
+    out = ["+" + "-" * full + "+", "|" + title.ljust(full) + "|", bar,
            "| GPU  Name" + " " * 31 + "|" + "Memory-Usage".rjust(23) + " | GPU-Util  Mem-Util   |",
            "| Fan  Temp   Perf          Pwr:Usage/Cap |" + "Bus-Id".rjust(23) + " | Uncorr. ECC          |",
            bar.replace("-", "=")]

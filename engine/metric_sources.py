@@ -13,9 +13,9 @@ from .parsers.jsonl import JsonlParser
 from .parsers.loglines import LogLineParser
 from .parsers.tensorboard import TensorBoardReader
 from .parsers.wandb_offline import WandbRunReader
+from .state import RunState, add_points
 from .tail import FileFollower
 
-FORMATS = ("jsonl", "csv", "tensorboard", "wandb", "log")
 SKIP_DIRS = {".git", "node_modules", "__pycache__", ".venv", "venv", "site-packages", ".mypy_cache",
              ".pytest_cache", "checkpoints", "cone_cache"}
 MAX_ENTRIES = 50_000
@@ -151,3 +151,13 @@ def _metrics_csv(path: Path) -> bool:
 def expand_globs(patterns: list[str]) -> list[Path]:
     """Existing files for `metrics_files` patterns (placeholders already expanded; ** allowed)."""
     return sorted({Path(p) for pattern in patterns for p in glob.glob(os.path.expanduser(pattern), recursive=True)})
+
+
+def read_to_end(source: MetricSource, run: RunState | None = None) -> RunState:
+    """Every point a source holds now, as series of a RunState (for commands without an engine)."""
+    run = run if run is not None else RunState(record={"id": str(source.path)})
+    while True:  # a big file takes several polls (each is bounded)
+        points, _ = source.poll()
+        if not points:
+            return run
+        add_points(run, points, source.format)

@@ -98,8 +98,4 @@ def send(procs: list[psutil.Process], sig: int) -> int:
     return sent
 
 
-def alive(procs: list[psutil.Process]) -> list[psutil.Process]:
-    return [p for p in procs if _alive(p)]
-
-
 SIGKILL = getattr(signal, "SIGKILL", signal.SIGTERM)

@@ -26,7 +26,6 @@ class RunState:
     log_lines_total: int = 0
     metrics: dict[str, Series] = field(default_factory=dict)
     metric_formats: dict[str, str] = field(default_factory=dict)  # which source feeds each series
-    last_point: dict = field(default_factory=dict)
     points_total: int = 0
     progress: dict = field(default_factory=dict)  # latest Progress, per unit
     progress_ts: float = 0.0
@@ -57,7 +56,6 @@ class State:
     runs: dict[str, RunState] = field(default_factory=dict)
     notices: deque = field(default_factory=lambda: deque(maxlen=NOTICES_KEPT))
     last_ts: float = 0.0
-    events_applied: int = 0
     gpu_status: dict = field(default_factory=dict)
     gpus: list = field(default_factory=list)
     gpu_processes: list = field(default_factory=list)
@@ -66,7 +64,6 @@ class State:
 
     def apply(self, event: Event) -> None:
         self.last_ts = max(self.last_ts, event.ts)
-        self.events_applied += 1
         if isinstance(event, RunChanged):
             run = self.runs.get(event.run_id)
             if run is None:
@@ -82,7 +79,7 @@ class State:
             run.last_output_ts = event.ts
         elif isinstance(event, MetricPoints):
             run = self._run(event.run_id)
-            self._add_points(run, event)
+            add_points(run, event.points, event.format, event.ts)
             run.last_output_ts = event.ts
         elif isinstance(event, Progress):
             run = self._run(event.run_id)
@@ -140,25 +137,28 @@ class State:
             run = self.runs[run_id] = RunState(record={"id": run_id, "status": "running"})
         return run
 
-    @staticmethod
-    def _add_points(run: RunState, event: MetricPoints) -> None:
-        for point in event.points:
-            run.points_total += 1
-            step = point.get("step", point.get("epoch"))
-            step = run.points_total - 1 if not isinstance(step, (int, float)) else step
-            when = point.get("time")
-            when = event.ts if not isinstance(when, (int, float)) else when
-            for name, value in point.items():
-                if name in AXIS_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
-                    continue
-                fed_by = run.metric_formats.get(name)
-                if fed_by is None or (fed_by == "log" and event.format != "log"):
-                    run.metrics[name] = Series()  # first source, or a structured one replacing log lines
-                    run.metric_formats[name] = event.format
-                elif event.format == "log" and fed_by != "log":
-                    continue  # a structured source already feeds this name: the log line repeats it
-                run.metrics[name].append(float(step), float(when), float(value))
-            run.last_point = point
+
+
+def add_points(run: RunState, points, fmt: str = "jsonl", ts: float = 0.0) -> None:
+    """Metric points into a run's series (the reducer's step; also used by commands that read
+    files without an engine). A point's step is its step, else its epoch, else a running count;
+    log-line metrics yield to a structured source of the same name."""
+    for point in points:
+        run.points_total += 1
+        step = point.get("step", point.get("epoch"))
+        step = run.points_total - 1 if not isinstance(step, (int, float)) else step
+        when = point.get("time")
+        when = ts if not isinstance(when, (int, float)) else when
+        for name, value in point.items():
+            if name in AXIS_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            fed_by = run.metric_formats.get(name)
+            if fed_by is None or (fed_by == "log" and fmt != "log"):
+                run.metrics[name] = Series()  # first source, or a structured one replacing log lines
+                run.metric_formats[name] = fmt
+            elif fmt == "log" and fed_by != "log":
+                continue  # a structured source already feeds this name: the log line repeats it
+            run.metrics[name].append(float(step), float(when), float(value))
 
 
 def eta_seconds(run: RunState, now: float) -> float | None:

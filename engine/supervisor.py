@@ -17,7 +17,7 @@ from . import proctree
 from .config import Config, Recipe, expand
 from .errors import UserError
 from .backends import BACKENDS, slurm, torchrun
-from .runs import EXIT_FILE, LOG_FILE, METRICS_FILE, RunRecord, RunStore, new_run_id, redact_env
+from .runs import LOG_FILE, METRICS_FILE, RunRecord, RunStore, new_run_id, redact_env
 
 BABYSITTER = Path(__file__).resolve().parent / "babysitter.py"
 BABYSITTER_LINGER = 5.0  # seconds a babysitter may outlive its tree after a kill before it is killed too
@@ -320,5 +320,3 @@ def _read_json(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
 
-
-__all__ = ["Supervisor", "EXIT_FILE"]

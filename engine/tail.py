@@ -29,7 +29,6 @@ class FileFollower:
         self.start_at_end = start_at_end
         self.restarted = False  # set by poll() when the lines it returns start a new file content
         self.skipped_lines = 0  # lines over max_line, dropped
-        self.restarts = 0
         self._fh = None
         self._id: tuple[int, int] | None = None
         self._offset = 0
@@ -72,12 +71,12 @@ class FileFollower:
             self._offset = st.st_size if self.start_at_end else 0
             self._guard = b""
             if self._opened:
-                self._mark_restart()
+                self.restarted = True
             self._opened = True
             self.start_at_end = False
         elif st.st_size < self._offset or not self._guard_intact(st.st_size):
             self._offset, self._guard, self._pending, self._skipping = 0, b"", b"", False
-            self._mark_restart()
+            self.restarted = True
         if st.st_size > self._offset:
             self._read_into(out)
         return out
@@ -93,10 +92,6 @@ class FileFollower:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-
-    def _mark_restart(self) -> None:
-        self.restarted = True
-        self.restarts += 1
 
     def _guard_intact(self, size: int) -> bool:
         if not self._guard or size == self._offset:

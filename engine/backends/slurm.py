@@ -24,8 +24,6 @@ DEFAULTS = {"partition": "", "account": "", "time": "", "gres": "", "cpus_per_ta
 POLL_MIN, POLL_MAX = 2.0, 15.0  # squeue at most every 2 s, backing off to 15 s while nothing changes
 RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SUSPENDED", "RESIZING", "SIGNALING"}
 PENDING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}
-FAILED = {"FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "TIMEOUT", "BOOT_FAIL", "DEADLINE", "PREEMPTED",
-          "SPECIAL_EXIT", "REVOKED"}
 
 
 @dataclass

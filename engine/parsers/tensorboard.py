@@ -170,8 +170,9 @@ def decode_records(buf: bytes, starts: list[int], stops: list[int]) -> tuple[lis
 
 
 def _decode_simple_scalars(buf: bytes, starts, stops, decoded: list, done) -> None:
-    """Fill `decoded` (and mark `done`) for every record with the simple-scalar layout of
-    _simple_scalar_event."""
+    """Fill `decoded` (and mark `done`) for every record laid out as torch's SummaryWriter writes a
+    simple scalar: wall_time(1), step(2) varint, summary(5){ value(1){ tag(1), simple_value(2) } },
+    every length below 128 bytes (one varint byte each). Anything else is left for decode_event."""
     data = np.frombuffer(buf, dtype=np.uint8)
     lengths = stops - starts
     for length in set(lengths.tolist()):
@@ -231,40 +232,6 @@ def decode_event(data: bytes) -> dict | None:
                 point = {"step": step, "time": wall_time}
             point[scalar[0]] = scalar[1]
     return point
-
-
-_D = struct.Struct("<d")
-
-
-def _simple_scalar_event(data: bytes) -> dict | None:
-    """Fast path for the commonest record, one simple_value scalar as torch's SummaryWriter
-    writes it: wall_time(1), step(2), summary(5){ value(1){ tag(1), simple_value(2) } }.
-    Anything else returns None and takes the general decoder."""
-    n = len(data)
-    if n < 20 or data[0] != 0x09 or data[9] != 0x10:
-        return None
-    pos, step, shift = 10, 0, 0
-    while True:
-        b = data[pos]
-        step |= (b & 0x7F) << shift
-        pos += 1
-        if b < 0x80:
-            break
-        shift += 7
-        if pos >= n:
-            return None
-    # summary, value and tag lengths below 128 bytes take one varint byte each
-    if pos + 6 > n or data[pos] != 0x2A or data[pos + 2] != 0x0A or data[pos + 4] != 0x0A:
-        return None
-    summary_len, value_len, tag_len = data[pos + 1], data[pos + 3], data[pos + 5]
-    tag_end = pos + 6 + tag_len
-    if (summary_len != value_len + 2 or value_len != tag_len + 7 or tag_end + 5 != n
-            or summary_len >= 0x80 or data[tag_end] != 0x15):
-        return None
-    if step >= 1 << 63:
-        step -= 1 << 64
-    return {"step": step, "time": _D.unpack_from(data, 1)[0],
-            data[pos + 6:tag_end].decode("utf-8"): _F32.unpack_from(data, tag_end + 1)[0]}
 
 
 def decode_value(data: bytes) -> tuple[str, float] | None:

@@ -159,17 +159,3 @@ def _item(data: bytes):
     if nested:
         key = "/".join(nested)
     return key, value
-
-
-def read_config_yaml(run_dir: Path) -> dict:
-    """files/config.yaml of an online-synced or older offline run: `key: {value: …}` entries."""
-    path = run_dir / "files" / "config.yaml"
-    if not path.exists():
-        return {}
-    config, key = {}, None
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if line and not line.startswith((" ", "#")) and line.endswith(":"):
-            key = line[:-1].strip()
-        elif key and line.strip().startswith("value:"):
-            config[key] = line.split(":", 1)[1].strip()
-    return config
