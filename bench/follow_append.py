@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from engine.metric_sources import MetricSource  # noqa: E402
+from urbanrun.engine.metrics.sources import MetricSource  # noqa: E402
 
 FILES, RATE = 10, 10_000
 SECONDS = float(os.environ.get("SECONDS_", os.environ.get("BENCH_SECONDS", 30)))

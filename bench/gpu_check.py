@@ -20,9 +20,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from engine.config import load_config  # noqa: E402
-from engine.engine import Engine  # noqa: E402
-from engine.events import GpuSample, GpuStatus  # noqa: E402
+from urbanrun.engine.core.config import load_config  # noqa: E402
+from urbanrun.engine.session.loop import Engine  # noqa: E402
+from urbanrun.engine.core.events import GpuSample, GpuStatus  # noqa: E402
 
 FIELDS = "index,memory.used,memory.total,utilization.gpu,temperature.gpu,power.draw"
 
@@ -32,7 +32,7 @@ def smi(args):
 
 
 def compare(failures):
-    ours = smi([sys.executable, "-m", "engine.cli", "gpus", f"--query-gpu={FIELDS}", "--format=csv,noheader,nounits"])
+    ours = smi([sys.executable, "-m", "urbanrun.engine.cli", "gpus", f"--query-gpu={FIELDS}", "--format=csv,noheader,nounits"])
     theirs = smi(["nvidia-smi", f"--query-gpu={FIELDS}", "--format=csv,noheader,nounits"])
     print("urbanrun  :", ours.stdout.strip().replace("\n", " | "))
     print("nvidia-smi:", theirs.stdout.strip().replace("\n", " | "))

@@ -11,11 +11,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from engine.gpu_recorded import RecordedGpuSource  # noqa: E402
-from engine.gpu_sources import annotate  # noqa: E402
-from engine.host import HostSampler  # noqa: E402
-from engine.proctree import create_time_of  # noqa: E402
-from engine.telemetry import NvmlSource  # noqa: E402
+from urbanrun.engine.gpu.recorded import RecordedGpuSource  # noqa: E402
+from urbanrun.engine.gpu.sources import annotate  # noqa: E402
+from urbanrun.engine.gpu.host import HostSampler  # noqa: E402
+from urbanrun.engine.runs.proctree import create_time_of  # noqa: E402
+from urbanrun.engine.gpu.nvml import NvmlSource  # noqa: E402
 
 SAMPLES = int(os.environ.get("SAMPLES", 200))
 QUERY = "index,memory.used,memory.total,utilization.gpu,temperature.gpu,power.draw"

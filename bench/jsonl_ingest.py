@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from engine.metric_sources import MetricSource  # noqa: E402
+from urbanrun.engine.metrics.sources import MetricSource  # noqa: E402
 
 LINES = int(os.environ.get("LINES", 1_000_000))
 

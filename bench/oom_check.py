@@ -16,8 +16,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from engine.config import load_config  # noqa: E402
-from engine.engine import Engine  # noqa: E402
+from urbanrun.engine.core.config import load_config  # noqa: E402
+from urbanrun.engine.session.loop import Engine  # noqa: E402
 
 
 def main():

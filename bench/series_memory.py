@@ -10,7 +10,7 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from engine.series import Series  # noqa: E402
+from urbanrun.engine.core.series import Series  # noqa: E402
 
 RUNS, POINTS = 10, int(os.environ.get("POINTS", 1_000_000))
 
@@ -32,7 +32,7 @@ def main():
 
     x = np.arange(POINTS, dtype=float)
     y = np.sin(x / 1e4) + np.random.default_rng(0).normal(0, 0.1, POINTS)
-    from engine.series import downsample
+    from urbanrun.engine.core.series import downsample
 
     reps = 20
     t = time.perf_counter()

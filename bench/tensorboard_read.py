@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from engine.parsers.tensorboard import TensorBoardReader  # noqa: E402
+from urbanrun.engine.metrics.parsers.tensorboard import TensorBoardReader  # noqa: E402
 
 SCALARS = int(os.environ.get("SCALARS", 100_000))
 

@@ -23,7 +23,7 @@ async def main():
         print(time.perf_counter() - t0)
 asyncio.run(main())
 """
-OURS = ("from engine.config import load_config\nfrom engine.engine import Engine\nfrom tui.app import make_app\n"
+OURS = ("from urbanrun.engine.core.config import load_config\nfrom urbanrun.engine.session.loop import Engine\nfrom urbanrun.tui.app import make_app\n"
         "app = make_app(Engine(load_config(%r), %r, record_session=False))")
 BARE = "from textual.app import App\nfrom textual.widgets import Static\nclass A(App):\n" \
        "    def compose(self):\n        yield Static('hello')\napp = A()"
@@ -42,9 +42,9 @@ def watching(tmp: Path) -> None:
     import psutil
 
     sys.path.insert(0, str(ROOT))
-    from engine.config import _build
-    from engine.engine import Engine
-    from tui.app import make_app
+    from urbanrun.engine.core.config import _build
+    from urbanrun.engine.session.loop import Engine
+    from urbanrun.tui.app import make_app
 
     text = '[recipes.sleep]\ncommand = ["{python}", "-c", "import time; time.sleep(120)"]\n'
     config = _build(tmp / "config.toml", text, __import__("tomllib").loads(text))
@@ -79,9 +79,9 @@ def loss_frame() -> None:
     import plotext as plt
 
     sys.path.insert(0, str(ROOT))
-    from engine.series import Series
-    from engine.state import RunState, State
-    from tui.loss_pane import LossPane
+    from urbanrun.engine.core.series import Series
+    from urbanrun.engine.core.state import RunState, State
+    from urbanrun.tui.loss_pane import LossPane
 
     state = State()
     run = state.runs["r"] = RunState(record={"id": "r", "status": "running"})
@@ -109,7 +109,7 @@ def loss_frame() -> None:
 
 def one_hour_replay(tmp: Path) -> None:
     sys.path.insert(0, str(ROOT))
-    from engine.events import GpuSample, GpuStatus, HostSample, LogLines, MetricPoints, RunChanged, encode
+    from urbanrun.engine.core.events import GpuSample, GpuStatus, HostSample, LogLines, MetricPoints, RunChanged, encode
 
     t0, run = 1.8e9, "20261125-090000-cones-abcd"
     events = [RunChanged(ts=t0, run={"id": run, "recipe": "cones", "status": "running", "started": t0,
@@ -130,7 +130,7 @@ def one_hour_replay(tmp: Path) -> None:
     path = tmp / "hour.jsonl"
     path.write_text("".join(encode(e) + "\n" for e in events))
     t = time.perf_counter()
-    out = subprocess.run([PY, "-m", "engine.cli", "--replay", str(path), "--headless"], cwd=ROOT,
+    out = subprocess.run([PY, "-m", "urbanrun.engine.cli", "--replay", str(path), "--headless"], cwd=ROOT,
                          capture_output=True, text=True)
     took = time.perf_counter() - t
     print(f"headless replay of a one-hour recording ({len(events):,} events, {path.stat().st_size / 1e6:.1f} MB): "

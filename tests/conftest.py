@@ -22,7 +22,7 @@ kill_grace_seconds = 2
 
 [recipes.cones]
 description = "demo, tiny"
-command = ["{python}", "-m", "trainers.cones_unet"]
+command = ["{python}", "-m", "urbanrun.trainers.cones_unet"]
 cwd = "{urbanrun}"
 env = { OMP_NUM_THREADS = "1" }
 [recipes.cones.params.epochs]
@@ -123,8 +123,8 @@ def workspace(tmp_path, monkeypatch):
 
 def cli(*args: str, cwd: Path, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
     """Run the real urbanrun CLI in a subprocess."""
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run([sys.executable, "-m", "urbanrun.engine.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"urbanrun {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
     return proc

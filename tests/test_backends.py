@@ -10,10 +10,10 @@ import subprocess
 import psutil
 import pytest
 
-from engine.backends import slurm
-from engine.config import load_config
-from engine.engine import Engine
-from engine.events import LogLines, MetricPoints
+from urbanrun.engine.runs.backends import slurm
+from urbanrun.engine.core.config import load_config
+from urbanrun.engine.session.loop import Engine
+from urbanrun.engine.core.events import LogLines, MetricPoints
 
 from conftest import cli, cli_json, drive, wait_for
 
@@ -150,8 +150,8 @@ def test_squeue_json_shapes_of_22_05_and_23_02(job, state, code, signal):
 
 
 async def test_the_launch_form_offers_the_backend_and_its_options(workspace):
-    from tui.app import make_app
-    from tui.launch_form import LaunchForm
+    from urbanrun.tui.app import make_app
+    from urbanrun.tui.launch_form import LaunchForm
 
     engine = _engine(workspace)
     app = make_app(engine, scratchpad_dir=workspace / "pad")

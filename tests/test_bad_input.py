@@ -48,7 +48,7 @@ def test_invalid_recipe_value_names_line_and_key(workspace):
 
 
 def test_missing_working_directory_is_a_clear_error_at_launch(workspace):
-    proc = cli("launch", "full-area-unet", "--config", str(__import__("engine.config").config.DEFAULT_CONFIG),
+    proc = cli("launch", "full-area-unet", "--config", str(__import__("urbanrun.engine.core.config").engine.core.config.DEFAULT_CONFIG),
                "--runs-dir", str(workspace / "runs"), cwd=workspace)
     assert proc.returncode == 2
     assert "working directory" in proc.stderr and "does not exist" in proc.stderr and "[paths]" in proc.stderr

@@ -23,7 +23,7 @@ def test_demo_trainer_runs_to_exit_0_with_falling_loss(workspace):
     run = cli_json("launch", "cones", "--set", "epochs=3", cwd=workspace)
     run_id = run["id"]
     assert run["status"] == "running" and run["pid"] > 0
-    assert run["argv"][:3] == [sys.executable, "-m", "trainers.cones_unet"] and "--epochs" in run["argv"]
+    assert run["argv"][:3] == [sys.executable, "-m", "urbanrun.trainers.cones_unet"] and "--epochs" in run["argv"]
     assert run["changed"] == {"epochs": 3}
     listed = cli_json("ls", cwd=workspace)
     assert [r["id"] for r in listed] == [run_id]
@@ -56,9 +56,9 @@ def test_follow_streams_the_log_and_returns_the_runs_outcome(workspace):
 def test_reattach_after_the_supervisor_is_killed(workspace):
     """A urbanrun following a run is SIGKILLed; the run goes on; a new urbanrun shows it running,
     then its real exit code once it ends (the babysitter recorded it)."""
-    follower = subprocess.Popen([sys.executable, "-m", "engine.cli", "launch", "sleeper", "--follow"],
+    follower = subprocess.Popen([sys.executable, "-m", "urbanrun.engine.cli", "launch", "sleeper", "--follow"],
                                 cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                )
     runs = wait_for(lambda: cli_json("ls", cwd=workspace), what="the run to appear")
     run_id = runs[0]["id"]
     follower.send_signal(signal.SIGKILL)

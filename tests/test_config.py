@@ -6,9 +6,9 @@ import tomllib
 
 import pytest
 
-from engine.config import DEFAULT_CONFIG, load_config, save_recipe_defaults
-from engine.errors import UserError
-from engine.params import ParamError, param_from_table
+from urbanrun.engine.core.config import DEFAULT_CONFIG, load_config, save_recipe_defaults
+from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.core.params import ParamError, param_from_table
 
 
 def test_shipped_config_has_both_recipes_with_bounds():
@@ -16,7 +16,7 @@ def test_shipped_config_has_both_recipes_with_bounds():
     cones = config.recipe("cones")
     assert cones.param("epochs").min == 1 and cones.param("batch_size").min == 1
     argv = cones.argv(cones.values_from_text({"amp": "true", "dims": "8, 16,32"}), config.context("/r"))
-    assert argv[1:3] == ["-m", "trainers.cones_unet"]
+    assert argv[1:3] == ["-m", "urbanrun.trainers.cones_unet"]
     assert "--amp" in argv and "--grad-checkpoint" not in argv
     assert argv[argv.index("--dims") + 1] == "8,16,32"
     assert "--max-steps" not in argv  # unset: omitted

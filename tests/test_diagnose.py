@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.advisor import fit, largest_batch
-from engine.config import DEFAULT_CONFIG, load_config
-from engine.diagnose import diagnose
-from engine.engine import Engine
-from engine import trends
+from urbanrun.engine.diagnosis.advisor import fit, largest_batch
+from urbanrun.engine.core.config import DEFAULT_CONFIG, load_config
+from urbanrun.engine.diagnosis.rules import diagnose
+from urbanrun.engine.session.loop import Engine
+from urbanrun.engine.diagnosis import trends
 
 from conftest import cli, cli_json, drive
 

@@ -4,11 +4,11 @@ writes every event, and replaying the recording rebuilds the same state."""
 from __future__ import annotations
 
 
-from engine.config import load_config
-from engine.engine import Engine
-from engine.events import LogLines, MetricPoints, Notice, RunChanged, decode, encode
-from engine.recorder import read_session
-from engine.state import State, loss_name
+from urbanrun.engine.core.config import load_config
+from urbanrun.engine.session.loop import Engine
+from urbanrun.engine.core.events import LogLines, MetricPoints, Notice, RunChanged, decode, encode
+from urbanrun.engine.session.recorder import read_session
+from urbanrun.engine.core.state import State, loss_name
 
 from conftest import drive, wait_for
 
@@ -74,7 +74,7 @@ def test_events_round_trip_through_json():
 
 
 def test_typed_values_from_the_form_all_reach_the_command(workspace):
-    from engine.config import DEFAULT_CONFIG
+    from urbanrun.engine.core.config import DEFAULT_CONFIG
 
     engine = Engine(load_config(DEFAULT_CONFIG), workspace / "runs", record_session=False, gpu_source=None)
     record = engine.launch("cones", values={"epochs": 1, "batch_size": 2, "device": "cpu", "amp": True,

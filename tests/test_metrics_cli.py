@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import load_config
-from engine.engine import Engine
-from engine.events import MetricPoints
+from urbanrun.engine.core.config import load_config
+from urbanrun.engine.session.loop import Engine
+from urbanrun.engine.core.events import MetricPoints
 
 from conftest import cli, cli_json, wait_for
 
@@ -87,8 +87,8 @@ def test_metrics_follow_streams_new_points(workspace):
 
     path = workspace / "live.jsonl"
     path.write_text('{"step": 0, "loss": 1.0}\n')
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "metrics", str(path), "--follow", "--json"],
-                            cwd=workspace, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen([sys.executable, "-m", "urbanrun.engine.cli", "metrics", str(path), "--follow", "--json"],
+                            cwd=workspace, stdout=subprocess.PIPE, text=True)
     try:
         time.sleep(1.0)
         with open(path, "a") as fh:
@@ -101,8 +101,8 @@ def test_metrics_follow_streams_new_points(workspace):
 
 
 def test_progress_and_eta_from_events():
-    from engine.events import Progress, RunChanged
-    from engine.state import State, eta_seconds
+    from urbanrun.engine.core.events import Progress, RunChanged
+    from urbanrun.engine.core.state import State, eta_seconds
 
     state = State()
     state.apply(RunChanged(ts=100.0, run={"id": "r", "status": "running", "started": 100.0}))

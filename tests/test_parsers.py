@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.metric_sources import MetricSource, discover
-from engine.parsers.loglines import LogLineParser
-from engine.parsers.tensorboard import TensorBoardReader
-from engine.parsers.wandb_offline import WandbRunReader
+from urbanrun.engine.metrics.sources import MetricSource, discover
+from urbanrun.engine.metrics.parsers.loglines import LogLineParser
+from urbanrun.engine.metrics.parsers.tensorboard import TensorBoardReader
+from urbanrun.engine.metrics.parsers.wandb_offline import WandbRunReader
 
 FIX = Path(__file__).parent / "fixtures"
 METRICS = FIX / "metrics"
@@ -228,7 +228,7 @@ def test_vectorised_crc32c_matches_google_crc32c():
     import google_crc32c
     import numpy as np
 
-    from engine.parsers.tensorboard import crc32c_rows
+    from urbanrun.engine.metrics.parsers.tensorboard import crc32c_rows
 
     rows = np.frombuffer(os.urandom(53 * 64), dtype=np.uint8).reshape(64, 53)
     assert [int(c) for c in crc32c_rows(rows)] == [google_crc32c.value(bytes(r)) for r in rows]

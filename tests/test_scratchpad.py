@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from engine import scratchpad
-from engine.autolog import AutoLog, draft_summary
-from engine.config import load_config
-from engine.engine import Engine
-from engine.runs import RunRecord, RunStore
+from urbanrun.engine.notes import scratchpad
+from urbanrun.engine.notes.autolog import AutoLog, draft_summary
+from urbanrun.engine.core.config import load_config
+from urbanrun.engine.session.loop import Engine
+from urbanrun.engine.runs.store import RunRecord, RunStore
 
 from conftest import ROOT, cli, cli_json, drive
 
@@ -96,7 +96,7 @@ def test_three_writers_lose_nothing(pad, tmp_path):
                          started=time.time()) for i in range(1000)]
     other = subprocess.Popen([sys.executable, "-c", (
         "import sys; sys.path.insert(0, %r)\n"
-        "from pathlib import Path\nfrom engine import scratchpad\n"
+        "from pathlib import Path\nfrom urbanrun.engine.notes import scratchpad\n"
         "for i in range(200):\n"
         "    scratchpad.append(Path(%r), f'## other agent note {i}')\n") % (str(ROOT), str(path))])
     edits: list[str] = []

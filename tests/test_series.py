@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from engine.series import Series, downsample, ema, robust_range
+from urbanrun.engine.core.series import Series, downsample, ema, robust_range
 
 
 def test_bounded_memory_keeps_spikes_and_recent_points():

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import _build
-from engine.replay import ReplaySource
-from tui.app import make_app
-from tui.launch_form import LaunchForm
+from urbanrun.engine.core.config import _build
+from urbanrun.engine.session.replay import ReplaySource
+from urbanrun.tui.app import make_app
+from urbanrun.tui.launch_form import LaunchForm
 
 FIX = Path(__file__).parent / "fixtures"
 SIZE = (160, 45)

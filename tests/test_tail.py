@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from engine.tail import FileFollower, last_lines
+from urbanrun.engine.metrics.follower import FileFollower, last_lines
 
 
 def test_partial_writes_byte_by_byte(tmp_path):

@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import pynvml
 import pytest
 
-from engine.config import load_config
-from engine.engine import Engine
-from engine.gpu_format import query_csv
-from engine.gpu_recorded import RecordedGpuSource
-from engine.telemetry import NvmlSource, describe_init_error
+from urbanrun.engine.core.config import load_config
+from urbanrun.engine.session.loop import Engine
+from urbanrun.engine.gpu.smi_format import query_csv
+from urbanrun.engine.gpu.recorded import RecordedGpuSource
+from urbanrun.engine.gpu.nvml import NvmlSource, describe_init_error
 
 from conftest import ROOT, cli
 

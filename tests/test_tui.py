@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from engine.config import load_config
-from engine.engine import Engine
-from engine.recorder import read_session
-from engine.replay import ReplaySource
-from engine.state import State
-from tui.app import make_app
-from tui.launch_form import LaunchForm
-from tui.runs_table import RunsTable
+from urbanrun.engine.core.config import load_config
+from urbanrun.engine.session.loop import Engine
+from urbanrun.engine.session.recorder import read_session
+from urbanrun.engine.session.replay import ReplaySource
+from urbanrun.engine.core.state import State
+from urbanrun.tui.app import make_app
+from urbanrun.tui.launch_form import LaunchForm
+from urbanrun.tui.runs_table import RunsTable
 
 from conftest import ROOT
 
@@ -85,7 +85,7 @@ async def test_resizes_cleanly(workspace, size):
 
 
 def _headless(fixture, out):
-    return subprocess.run([sys.executable, "-m", "engine.cli", "--replay", str(fixture), "--headless",
+    return subprocess.run([sys.executable, "-m", "urbanrun.engine.cli", "--replay", str(fixture), "--headless",
                            "--screenshot", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
@@ -107,7 +107,7 @@ def test_headless_replay_is_deterministic_and_matches_the_recording(tmp_path):
 
 
 def test_bad_replay_file_is_one_sentence(tmp_path):
-    missing = subprocess.run([sys.executable, "-m", "engine.cli", "--replay", str(tmp_path / "nope.jsonl"),
+    missing = subprocess.run([sys.executable, "-m", "urbanrun.engine.cli", "--replay", str(tmp_path / "nope.jsonl"),
                               "--headless"], capture_output=True, text=True, cwd=ROOT)
     assert missing.returncode == 2 and "cannot read the recording" in missing.stderr
 
@@ -119,7 +119,7 @@ def test_tui_does_not_load_torch():
 
 
 async def test_import_and_compare_with_an_external_run(workspace):
-    from tui.compare import CompareScreen, comparison_rows
+    from urbanrun.tui.compare import CompareScreen, comparison_rows
 
     engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
     app = make_app(engine, scratchpad_dir=workspace / "pad")
@@ -146,7 +146,7 @@ async def test_import_and_compare_with_an_external_run(workspace):
 
 
 async def test_diagnosis_on_the_row_and_relaunch_with_a_remedy(workspace):
-    from tui.dialogs import RemedyScreen
+    from urbanrun.tui.dialogs import RemedyScreen
 
     engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
     app = make_app(engine, scratchpad_dir=workspace / "pad")
@@ -169,14 +169,14 @@ async def test_diagnosis_on_the_row_and_relaunch_with_a_remedy(workspace):
         assert "✖" in str(cell) and "out of memory" in str(cell)
         await pilot.press("d")
         await pilot.pause(0.3)
-        from tui.diagnoses_pane import DiagnosesPane
+        from urbanrun.tui.diagnoses_pane import DiagnosesPane
         assert "cuda_oom" in str(app.query_one(DiagnosesPane).render())
     engine.close()
 
 
 async def test_launch_form_warns_when_a_run_will_not_fit(workspace):
-    from engine.config import DEFAULT_CONFIG
-    from engine.runs import RunStore
+    from urbanrun.engine.core.config import DEFAULT_CONFIG
+    from urbanrun.engine.runs.store import RunStore
 
     config = load_config(DEFAULT_CONFIG)
     gpus = [{"index": 0, "name": "NVIDIA GeForce RTX 3090", "mem_total": 24 * 2**30, "mem_free": 24e9}]

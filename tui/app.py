@@ -17,9 +17,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
-from engine.events import Event, MetricPoints, Notice, RunChanged
-from engine import scratchpad
-from engine.state import State
+from urbanrun.engine.core.events import Event, MetricPoints, Notice, RunChanged
+from urbanrun.engine.notes import scratchpad
+from urbanrun.engine.core.state import State
 
 from .compare import CompareScreen
 from .dialogs import ConfirmKill, HelpScreen, PromptScreen, RemedyScreen, SummaryScreen
@@ -259,7 +259,7 @@ class UrbanrunApp(App):
         run_id = self._selected()
         if not run_id or not self._writable():
             return
-        from engine.doctor import remedy_options
+        from urbanrun.engine.diagnosis.run_doctor import remedy_options
 
         record = self.state.runs[run_id].record
         recipe = self.config.recipes.get(record.get("recipe")) if self.config else None
@@ -371,7 +371,7 @@ class UrbanrunApp(App):
         if self.read_only or store is None or isinstance(self.screen, SummaryScreen):
             self.exit()
             return
-        from engine.autolog import draft_summary
+        from urbanrun.engine.notes.autolog import draft_summary
 
         records, _ = store.load_all()
         draft = draft_summary(records)
@@ -382,7 +382,7 @@ class UrbanrunApp(App):
 
     def _summary_written(self, text) -> None:
         if text and text.strip():
-            from engine.autolog import write_summary
+            from urbanrun.engine.notes.autolog import write_summary
 
             try:
                 path = write_summary(self.pad_settings, text.strip())

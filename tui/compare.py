@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
 
-from engine.state import State, loss_name
+from urbanrun.engine.core.state import State, loss_name
 
 from .formatting import duration, num
 from .loss_pane import LossPane

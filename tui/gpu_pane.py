@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
-from engine.state import State
+from urbanrun.engine.core.state import State
 
 from .formatting import bar
 

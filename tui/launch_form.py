@@ -15,11 +15,11 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from rich.text import Text
 
-from engine.advisor import MARGIN, estimate_gb, memory_model
-from engine.backends import BACKENDS
-from engine.config import Config, Recipe, load_config, save_recipe_defaults
-from engine.errors import UserError
-from engine.params import Param, ParamError
+from urbanrun.engine.diagnosis.advisor import MARGIN, estimate_gb, memory_model
+from urbanrun.engine.runs.backends import BACKENDS
+from urbanrun.engine.core.config import Config, Recipe, load_config, save_recipe_defaults
+from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.core.params import Param, ParamError
 
 PROMINENT = ("batch_size", "amp", "grad_checkpoint", "device")
 

@@ -8,7 +8,7 @@ import re
 from rich.text import Text
 from textual.widgets import RichLog
 
-from engine.state import RunState
+from urbanrun.engine.core.state import RunState
 
 ERROR_RE = re.compile(r"Traceback \(most recent call last\)|^\s*File \"|Error\b|Exception\b|^\s*raise\b|CUDA error|"
                       r"Killed|out of memory", re.I)

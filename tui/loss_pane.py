@@ -9,8 +9,8 @@ import math
 import numpy as np
 from textual_plotext import PlotextPlot
 
-from engine.series import ema, robust_range
-from engine.state import State, loss_name
+from urbanrun.engine.core.series import ema, robust_range
+from urbanrun.engine.core.state import State, loss_name
 
 COLOURS = ["cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white"]
 SMOOTHING_STEPS = [0.0, 0.3, 0.6, 0.8, 0.9, 0.95, 0.99]

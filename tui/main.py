@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.config import Config
-from engine.engine import Engine
-from engine.errors import UserError
-from engine.replay import ReplaySource
+from urbanrun.engine.core.config import Config
+from urbanrun.engine.session.loop import Engine
+from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.session.replay import ReplaySource
 
 from .app import make_app
 from .summary import replay_summary

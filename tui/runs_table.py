@@ -7,7 +7,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from engine.state import State, eta_seconds, loss_name
+from urbanrun.engine.core.state import State, eta_seconds, loss_name
 
 from .formatting import GLYPHS, bar, duration, gib, num, status_of
 

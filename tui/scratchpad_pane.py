@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, TextArea
 
-from engine import scratchpad
+from urbanrun.engine.notes import scratchpad
 
 
 class ScratchpadPane(Horizontal):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.state import State, loss_name
+from urbanrun.engine.core.state import State, loss_name
 
 from .formatting import duration, num
 

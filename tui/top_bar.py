@@ -6,7 +6,7 @@ from collections import Counter
 
 from rich.text import Text
 
-from engine.state import State
+from urbanrun.engine.core.state import State
 
 from .formatting import GLYPHS, status_of
 

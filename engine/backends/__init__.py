@@ -1,4 +1,0 @@
-"""Where a run executes: `local` (a babysat process tree here), `torchrun` (the same, under
-torchrun with one worker per GPU/CPU slot), `slurm` (a batch job, through the SLURM CLI)."""
-
-BACKENDS = ("local", "torchrun", "slurm")

@@ -1,0 +1,189 @@
+"""The urbanrun command line: the interface for scripts and coding agents.
+
+Exit codes: 0 ok, 2 bad input (one sentence on stderr), 1 a failure. `--json` everywhere.
+With no command, urbanrun opens the TUI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from urbanrun.engine.core.config import load_config
+from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.runs.store import RunStore
+from urbanrun.engine.runs.supervisor import Supervisor
+from urbanrun.engine.cli.runs import (cmd_import, cmd_kill, cmd_launch, cmd_logs, cmd_ls, cmd_recipes, cmd_show,
+                                      print_json)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own errors: one sentence, exit 2
+        self.exit(2, f"urbanrun: {message} (see `{self.prog} --help`).\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="urbanrun", description="Launch, watch, diagnose and kill GPU training runs.")
+    config_help = "config file (default: ./config.toml, else the packaged default)"
+    runs_help = "runs folder (default: the config's runs_dir; env URBANRUN_RUNS_DIR)"
+    p.add_argument("--config", help=config_help)
+    p.add_argument("--runs-dir", help=runs_help)
+    p.add_argument("--demo", action="store_true", help="open the TUI and launch the demo recipe at once")
+    p.add_argument("--replay", metavar="SESSION.jsonl", help="play a recorded session in the TUI")
+    p.add_argument("--speed", type=float, default=1.0, help="replay speed (default 1: real pace)")
+    p.add_argument("--headless", action="store_true", help="with --replay: no terminal; print a summary")
+    p.add_argument("--screenshot", metavar="OUT.svg", help="with --replay --headless: save the final screen")
+    # the same options after the command too (`urbanrun ls --runs-dir X`); SUPPRESS keeps the
+    # value given before the command when they are not repeated after it
+    common = _Parser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
+    common.add_argument("--runs-dir", default=argparse.SUPPRESS, help=runs_help)
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    _add = sub.add_parser
+    sub.add_parser = lambda *a, **kw: _add(*a, parents=[common], **kw)
+
+    s = sub.add_parser("launch", help="launch a run from a recipe")
+    s.add_argument("recipe")
+    s.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="set a recipe parameter")
+    s.add_argument("--follow", "-f", action="store_true", help="stream its log until it ends")
+    s.add_argument("--backend", choices=["local", "torchrun", "slurm"], help="where to run (default: the recipe's)")
+    s.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="a backend option, e.g. nproc_per_node=2 (torchrun) or partition=gpu, gres=gpu:1 (slurm)")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("ls", help="list runs")
+    s.add_argument("--all", action="store_true", help="every run, not only active and recent ones")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("show", help="one run's record and log tail")
+    s.add_argument("run")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("kill", help="stop a run's whole process tree")
+    s.add_argument("run")
+    s.add_argument("--force", action="store_true", help="SIGKILL at once instead of SIGTERM first")
+    s.add_argument("--grace", type=float, default=None, help="seconds between SIGTERM and SIGKILL")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("logs", help="print a run's output")
+    s.add_argument("run")
+    s.add_argument("-f", "--follow", action="store_true", help="keep printing new output until the run ends")
+    s.add_argument("-n", "--lines", type=int, default=None, help="only the last N lines")
+    s.add_argument("--rank", type=int, default=None, help="a torchrun run: that rank's own log")
+
+    s = sub.add_parser("metrics", help="per-metric summary of a metrics file, folder or run")
+    s.add_argument("target", metavar="PATH_OR_RUN")
+    s.add_argument("--follow", "-f", action="store_true", help="print new points as they arrive")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("doctor", help="diagnose a run or any log file")
+    s.add_argument("target", metavar="RUN_OR_LOGFILE")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("advise", help="the largest batch size that fits a GPU")
+    s.add_argument("recipe")
+    s.add_argument("--gpu", type=int, default=None, help="GPU index (default 0)")
+    s.add_argument("--gpu-memory", type=float, default=None, metavar="GB", help="free memory to plan for, in GB")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("scratchpad", help="the dated notes: show, log TEXT, finish")
+    s.add_argument("action", choices=["show", "log", "finish"])
+    s.add_argument("text", nargs="*", help="for log: the entry's text")
+    s.add_argument("--yes", action="store_true", help="for finish: write the drafted summary")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("import", help="add runs found on disk (lightning_logs, wandb, TensorBoard) as read-only runs")
+    s.add_argument("path")
+    s.add_argument("--name", help="a name for the imported run (default: the folder's name)")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("gpus", help="GPUs and their processes (with runs), like nvidia-smi")
+    s.add_argument("--query-gpu", metavar="FIELDS", help="nvidia-smi fields, e.g. index,memory.used,memory.total")
+    s.add_argument("--format", metavar="csv[,noheader][,nounits]", help="output format for --query-gpu")
+    s.add_argument("-l", "--loop", type=float, metavar="SECONDS", help="repeat every SECONDS")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("recipes", help="list recipes and their parameters")
+    s.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except UserError as exc:
+        print(f"urbanrun: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `urbanrun logs X | head`
+        return 0
+
+
+def _dispatch(args) -> int:
+    config = load_config(args.config)
+    runs_dir = args.runs_dir or os.environ.get("URBANRUN_RUNS_DIR")
+    store = RunStore(Path(runs_dir) if runs_dir else config.runs_dir)
+    sup = Supervisor(config, store)
+    if args.command is None:
+        from urbanrun.tui.main import run_tui  # the TUI is imported only when it is asked for
+
+        return run_tui(config, store.root, demo=args.demo, replay=args.replay, speed=args.speed,
+                       headless=args.headless, screenshot=args.screenshot)
+    handler = {"launch": cmd_launch, "ls": cmd_ls, "show": cmd_show, "kill": cmd_kill,
+               "logs": cmd_logs, "metrics": cmd_metrics, "gpus": cmd_gpus, "import": cmd_import, "doctor": cmd_doctor, "advise": cmd_advise,
+               "scratchpad": cmd_scratchpad,
+               "recipes": cmd_recipes}[args.command]
+    return handler(args, config, store, sup)
+
+
+# -- commands ------------------------------------------------------------------------------------
+def cmd_metrics(args, config, store, sup) -> int:
+    from urbanrun.engine.cli import metrics as cli_metrics
+
+    sources = cli_metrics.sources_for(args.target, store)
+    summary = cli_metrics.summarise(sources)
+    if args.follow:
+        if not args.json:
+            cli_metrics.print_summary(summary)
+        return cli_metrics.follow(sources, args.json)
+    if args.json:
+        print_json(summary)
+    else:
+        cli_metrics.print_summary(summary)
+    return 0
+
+
+def cmd_scratchpad(args, config, store, sup) -> int:
+    from urbanrun.engine.cli.scratchpad import cmd_scratchpad as run
+
+    return run(args, config, store)
+
+
+def cmd_doctor(args, config, store, sup) -> int:
+    from urbanrun.engine.cli.doctor import doctor, print_diagnoses
+
+    what, found = doctor(args.target, store)
+    print_diagnoses(what, found, args.json)
+    return 0
+
+
+def cmd_advise(args, config, store, sup) -> int:
+    from urbanrun.engine.cli.doctor import cmd_advise as run
+
+    return run(args, config, store)
+
+
+def cmd_gpus(args, config, store, sup) -> int:
+    from urbanrun.engine.cli.gpus import cmd_gpus as run
+
+    if args.loop is not None and args.loop <= 0:
+        raise UserError(f"-l expects a number of seconds > 0, not {args.loop}.")
+    return run(args, store)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""`urbanrun metrics PATH_OR_RUN`: what a metrics file, folder or run holds, per metric."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.metrics.sources import MetricSource, discover, expand_globs, format_of, read_to_end
+from urbanrun.engine.runs.store import METRICS_FILE, RunStore
+
+def sources_for(target: str, store: RunStore) -> list[MetricSource]:
+    path = Path(target)
+    if path.exists():
+        found = discover(path, include_logs=path.is_file())
+        if not found:
+            raise UserError(f"no metrics files found under {path} (looked for JSONL, CSV with a loss column, "
+                            f"TensorBoard event files, W&B offline runs).")
+        return [MetricSource(p, fmt) for p, fmt in found]
+    try:
+        run_id = store.resolve(target)
+    except UserError:
+        raise UserError(f"'{target}' is neither a file or folder nor a run id; "
+                        f"give a metrics file, a folder, or a run id from `urbanrun ls`.") from None
+    record = store.load(run_id)
+    run_dir = store.run_dir(run_id)
+    sources = [MetricSource(run_dir / METRICS_FILE, "jsonl"), MetricSource(store.log_path(record), "log")]
+    for extra in expand_globs(record.metrics_files):
+        fmt = format_of(extra)
+        if fmt:
+            sources.append(MetricSource(extra, fmt))
+    return sources
+
+
+def summarise(sources: list[MetricSource]) -> dict:
+    out = []
+    for source in sources:
+        series = read_to_end(source).metrics
+        if not series and source.format == "log":
+            continue  # a log without metrics is not worth a row
+        if not series and not source.path.exists():
+            continue
+        entry = {"path": str(source.path), "format": source.format, "metrics": {
+            name: {"count": s.count, "first_step": _num(s.first_step), "last_step": _num(s.last_step),
+                   "last": _num(s.last), "min": _num(s.best), "min_step": _num(s.best_step), "max": _num(s.worst)}
+            for name, s in series.items()}}
+        if source.bad:
+            entry["bad_records"] = source.bad
+        if source.broken:
+            entry["error"] = source.broken
+        out.append(entry)
+    return {"sources": out}
+
+
+def _num(v):
+    """JSON-safe numbers: whole floats as ints, NaN and infinities as strings."""
+    if v is None:
+        return None
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, float) and v.is_integer() and abs(v) < 2 ** 53:
+        return int(v)
+    return v
+
+
+def print_summary(summary: dict) -> None:
+    if not summary["sources"]:
+        print("no metrics yet.")
+    for source in summary["sources"]:
+        extra = f", {source['bad_records']} bad record(s) skipped" if source.get("bad_records") else ""
+        print(f"{source['path']} ({source['format']}{extra})")
+        if source.get("error"):
+            print(f"  ! {source['error']}")
+        rows = [("metric", "count", "steps", "last", "min (step)", "max")]
+        for name, m in source["metrics"].items():
+            rows.append((name, str(m["count"]), f"{_fmt(m['first_step'])}..{_fmt(m['last_step'])}", _fmt(m["last"]),
+                         f"{_fmt(m['min'])} ({_fmt(m['min_step'])})", _fmt(m["max"])))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.6g}" if math.isfinite(v) else str(v)
+    return str(v)
+
+
+def follow(sources: list[MetricSource], as_json: bool, interval: float = 0.5) -> int:
+    try:
+        while True:
+            for source in sources:
+                points, _ = source.poll()
+                for point in points:
+                    if as_json:
+                        safe = {k: _num(v) if isinstance(v, float) else v for k, v in point.items()}
+                        print(json.dumps({"source": str(source.path), "point": safe}))
+                    else:
+                        values = " ".join(f"{k}={_fmt(v)}" for k, v in point.items() if k != "time")
+                        print(f"[{source.path.name}] {values}")
+            sys.stdout.flush()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return 0

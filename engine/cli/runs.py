@@ -1,0 +1,256 @@
+"""The run commands: launch, ls, show, kill, logs, import, recipes, and following a run's log."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.runs.store import RunRecord, RunStore
+from urbanrun.engine.runs.supervisor import Supervisor
+from urbanrun.engine.metrics.follower import FileFollower, last_lines
+
+FOLLOW_INTERVAL = 0.2
+
+def cmd_launch(args, config, store: RunStore, sup: Supervisor) -> int:
+    overrides = {}
+    for item in args.set:
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip():
+            raise UserError(f"--set expects NAME=VALUE (e.g. --set batch_size=16), not '{item}'.")
+        overrides[name.strip()] = value
+    options = {}
+    for item in args.opt:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UserError(f"--opt expects KEY=VALUE (e.g. --opt nproc_per_node=2), not '{item}'.")
+        options[key.strip()] = value
+    record = sup.launch(args.recipe, overrides, backend=args.backend, options=options)
+    _autolog(config).launched(record)
+    if args.json:
+        print_json(record.to_json(store.run_dir(record.id)))
+    else:
+        print(f"launched {record.id} (pid {record.pid}): {' '.join(record.argv)}", file=sys.stderr)
+        if not args.follow:
+            print(record.id)
+    if record.status == "failed":
+        return 1
+    if args.follow:
+        return _follow(store, sup, record.id, from_start=True)
+    return 0
+
+
+def cmd_ls(args, config, store, sup) -> int:
+    records, problems = refreshed(store, sup)
+    if not args.all:
+        active = [r for r in records if r.active]
+        recent = [r for r in records if not r.active][-20:]
+        records = sorted(active + recent, key=lambda r: r.id)
+    for problem in problems:
+        print(f"urbanrun: {problem}", file=sys.stderr)
+    if args.json:
+        print_json([r.to_json(store.run_dir(r.id)) for r in records])
+        return 0
+    if not records:
+        print(f"no runs in {store.root} yet; start one with `urbanrun launch cones`.")
+        return 0
+    rows = [("ID", "RECIPE", "STATUS", "EXIT", "STARTED", "RUNTIME")]
+    for r in records:
+        status = f"{r.status} ({r.pending_reason})" if r.status == "pending" and r.pending_reason else r.status
+        rows.append((r.id, r.recipe, status, exit_text(r), _clock(r.started), _runtime(r)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def cmd_show(args, config, store, sup) -> int:
+    record = _refreshed_one(store, sup, args.run)
+    run_dir = store.run_dir(record.id)
+    if args.json:
+        print_json(record.to_json(run_dir))
+        return 0
+    data = record.to_json(run_dir)
+    for key in ("id", "recipe", "status", "exit_code", "signal", "error", "pid", "started", "ended",
+                "cwd", "git_commit", "run_dir"):
+        if data.get(key) is not None:
+            print(f"{key:<11} {data[key]}")
+    print(f"{'argv':<11} {' '.join(record.argv)}")
+    if record.changed:
+        print(f"{'changed':<11} " + ", ".join(f"{k}={v}" for k, v in record.changed.items()))
+    log = store.log_path(record)
+    if log.exists():
+        print("── last lines of output.log ──")
+        _write_lines(last_lines(log, 10))
+    return 0
+
+
+def cmd_kill(args, config, store, sup: Supervisor) -> int:
+    run_id = store.resolve(args.run)
+    t0 = time.monotonic()
+    record = sup.request_kill(run_id, args.grace, args.force)
+    _autolog(config).killed(record)
+    deadline = (record.kill_deadline or time.time()) + 30
+    while True:
+        _reconcile(store, sup, record)
+        survivors = sup.survivors(record)
+        if not record.active and not survivors:
+            break
+        if time.time() > deadline:
+            pids = ", ".join(str(p.pid) for p in survivors) or "the babysitter"
+            print(f"urbanrun: run {run_id} did not stop: still alive: {pids}.", file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+    took = time.monotonic() - t0
+    if args.json:
+        print_json(record.to_json(store.run_dir(run_id)))
+    else:
+        print(f"killed {run_id} ({exit_text(record)}) in {took:.1f}s; no process of its tree is left.")
+    return 0
+
+
+def cmd_logs(args, config, store, sup) -> int:
+    run_id = store.resolve(args.run)
+    log = store.log_path(store.load(run_id))
+    if args.rank is not None:
+        from urbanrun.engine.runs.backends.torchrun import rank_log
+
+        log = rank_log(store.run_dir(run_id), args.rank)
+        if log is None:
+            raise UserError(f"run {run_id} has no log for rank {args.rank} (only torchrun runs have per-rank logs).")
+    if args.lines is not None and args.lines < 0:
+        raise UserError(f"-n expects a number of lines >= 0, not {args.lines}.")
+    if not args.follow:
+        if log.exists():
+            lines = last_lines(log, args.lines) if args.lines is not None else log.read_text(
+                encoding="utf-8", errors="replace").splitlines()
+            _write_lines(lines)
+        return 0
+    return _follow(store, sup, run_id, from_start=args.lines is None, last=args.lines, log=log)
+
+
+def cmd_import(args, config, store, sup) -> int:
+    from urbanrun.engine.session.importer import import_path
+
+    record = import_path(store, args.path, args.name)
+    if args.json:
+        print_json(record.to_json(store.run_dir(record.id)))
+    else:
+        print(f"imported {record.id}: {len(record.metrics_files)} metrics file(s) from {record.cwd}")
+    return 0
+
+
+def cmd_recipes(args, config, store, sup) -> int:
+    if args.json:
+        print_json({name: {"description": r.description, "command": list(r.command), "cwd": r.cwd,
+                            "params": {p.name: {"type": p.type, "flag": p.flag, "default": p.default,
+                                                "help": p.help, "min": p.min, "max": p.max,
+                                                "choices": list(p.choices) or None}
+                                       for p in r.params}}
+                     for name, r in config.recipes.items()})
+        return 0
+    print(f"recipes in {config.path}:")
+    for name, r in config.recipes.items():
+        print(f"\n{name}: {r.description}")
+        for p in r.params:
+            default = "unset" if p.default is None else " ".join(p.format(p.default))
+            print(f"  {p.name:<20} {p.describe():<28} default {default:<14} {p.help}")
+    return 0
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def refreshed(store: RunStore, sup: Supervisor) -> tuple[list[RunRecord], list[str]]:
+    """All records, the active ones reconciled with their processes first."""
+    records, problems = store.load_all()
+    for record in records:
+        _reconcile(store, sup, record)
+    return records, problems
+
+
+def _refreshed_one(store: RunStore, sup: Supervisor, ref: str) -> RunRecord:
+    record = store.load(store.resolve(ref))
+    _reconcile(store, sup, record)
+    return record
+
+
+def _reconcile(store: RunStore, sup: Supervisor, record: RunRecord) -> None:
+    """Reconcile; a run found ended here (no urbanrun watched it end) is finished here: its
+    summary, diagnosis and scratchpad entry, as the TUI would have done."""
+    if record.active and sup.reconcile(record) and not record.active:
+        from urbanrun.engine.diagnosis.run_doctor import RunDoctor
+        from urbanrun.engine.session.run_end import finish_run, run_from_files
+
+        finish_run(record, run_from_files(store, record), RunDoctor(sup.config, store), _autolog(sup.config))
+
+
+def _autolog(config):
+    from urbanrun.engine.notes.autolog import AutoLog
+    from urbanrun.engine.notes.scratchpad import settings_from
+
+    return AutoLog(settings_from(config))
+
+
+def _follow(store: RunStore, sup: Supervisor, run_id: str, from_start: bool, last: int | None = None,
+            log=None) -> int:
+    log = log or store.log_path(store.load(run_id))
+    follower = FileFollower(log, start_at_end=not from_start)
+    if last:
+        _write_lines(last_lines(log, last) if log.exists() else [])
+    record = store.load(run_id)
+    try:
+        while True:
+            _write_lines(follower.poll())
+            if not record.active:
+                _write_lines(follower.poll())
+                break
+            time.sleep(FOLLOW_INTERVAL)
+            record = store.load(run_id)
+            _reconcile(store, sup, record)
+    except KeyboardInterrupt:
+        print(f"\nstopped following; run {run_id} goes on (`urbanrun kill {run_id}` stops it).", file=sys.stderr)
+        return 130
+    print(f"run {run_id} {record.status} ({exit_text(record)}) after {_runtime(record)}.", file=sys.stderr)
+    return 0 if record.status == "exited" else 1
+
+
+def exit_text(r: RunRecord) -> str:
+    if r.signal:
+        import signal as _signal
+
+        try:
+            return f"signal {r.signal} ({_signal.Signals(r.signal).name})"
+        except ValueError:
+            return f"signal {r.signal}"
+    if r.exit_code is not None:
+        return f"code {r.exit_code}"
+    return "-"
+
+
+def _clock(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def _runtime(r: RunRecord) -> str:
+    if not r.started:
+        return "-"
+    seconds = int((r.ended or time.time()) - r.started)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _last_frame(line: str) -> str:
+    """A tqdm line holds many frames separated by carriage returns: show the last non-empty one."""
+    frames = [f for f in line.split("\r") if f.strip()]
+    return frames[-1] if frames else ""
+
+
+def _write_lines(lines: list[str]) -> None:
+    if lines:
+        sys.stdout.write("".join(_last_frame(line) + "\n" for line in lines))
+        sys.stdout.flush()
+
+
+def print_json(data) -> None:
+    print(json.dumps(data, indent=2, default=str))

@@ -1,0 +1,51 @@
+"""`urbanrun scratchpad show|log TEXT|finish`: the training role's dated notes."""
+
+from __future__ import annotations
+
+import json
+
+from urbanrun.engine.notes import scratchpad
+from urbanrun.engine.notes.autolog import draft_summary, write_summary
+from urbanrun.engine.core.errors import UserError
+
+
+def cmd_scratchpad(args, config, store) -> int:
+    settings = scratchpad.settings_from(config)
+    if args.action == "show":
+        info = scratchpad.show(settings, store)
+        if args.json:
+            print(json.dumps(info, indent=2))
+            return 0
+        print(f"today's notes: {info['today']}")
+        for key, label in (("coordinator", "coordinator's latest"), ("previous", "your previous notes")):
+            part = info[key]
+            print(f"\n── {label}: {part['path'] or 'none found under ' + str(settings.root)} ──")
+            if part["text"]:
+                print(part["text"].rstrip())
+        if info["open_runs"]:
+            print("\n── runs mentioned there that are not finished ──")
+            for run in info["open_runs"]:
+                print(f"  {run['id']}  {run['status']}  (in {run['mentioned_in']})")
+        if info["unresolved"]:
+            print("\n── unresolved ──")
+            for line in info["unresolved"]:
+                print(f"  {line}")
+        return 0
+    if args.action == "log":
+        text = " ".join(args.text).strip()
+        if not text:
+            raise UserError('scratchpad log needs the text to write, e.g. urbanrun scratchpad log "data loader fixed".')
+        heading, _, body = text.partition("\n")
+        path = scratchpad.today_path(settings)
+        scratchpad.append(path, scratchpad.entry(heading, body), title=f"{settings.role} — {path.stem[:10]}")
+        print(json.dumps({"path": str(path)}) if args.json else f"logged to {path}")
+        return 0
+    records, _ = store.load_all()
+    draft = draft_summary(records)
+    if not args.yes:
+        print(json.dumps({"draft": draft, "written": False}) if args.json else
+              f"{draft}\n\n(not written: run `urbanrun scratchpad finish --yes` to append it, or edit it in the TUI)")
+        return 0
+    path = write_summary(settings, draft)
+    print(json.dumps({"draft": draft, "written": True, "path": str(path)}) if args.json else f"{draft}\n\nwritten to {path}")
+    return 0

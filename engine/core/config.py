@@ -1,0 +1,315 @@
+"""config.toml: settings, user paths and recipes. Read with tomllib, written back with tomli-w.
+
+Every mistake becomes a UserError naming the file, the line where we can find it, the key, and
+what is expected. Placeholders in commands and cwd: {python} (the interpreter running urbanrun),
+{urbanrun} (this checkout), {home}, {run_dir}, and {paths.NAME} from the [paths] table.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from urbanrun.engine.core.atomic import atomic_write_text
+from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.core.params import Param, ParamError, param_from_table
+
+# the installed urbanrun package (the checkout's root in a development install): config.toml lies there
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = ROOT / "config.toml"
+PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
+BACKENDS = ("local", "torchrun", "slurm")  # where a run executes: see engine/runs/backends
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    command: tuple[str, ...]
+    cwd: str
+    env: dict[str, str]
+    params: tuple[Param, ...]
+    backend: str = "local"
+    metrics_files: tuple[str, ...] = ()  # extra metrics files or globs; {run_dir} and {cwd} allowed
+    log_patterns: tuple[str, ...] = ()  # regexes with named groups, applied to every output line
+    memory: dict = field(default_factory=dict)  # per_sample_gb, fixed_gb, batch_param: the advisor's estimate
+    backend_options: dict = field(default_factory=dict)  # {"slurm": {...}, "torchrun": {...}} overrides
+    oom_recovery: int = 0  # relaunch after a CUDA OOM with the next remedy, at most this many times
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.params) or "none"
+        raise UserError(f"recipe '{self.name}' has no parameter '{name}' (it has: {known}).")
+
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+    def values_from_text(self, overrides: dict[str, str]) -> dict[str, Any]:
+        """Defaults with `name=value` overrides parsed and checked; raises naming the field."""
+        values = self.defaults()
+        for name, text in overrides.items():
+            param = self.param(name)
+            try:
+                values[name] = param.parse(text)
+            except ParamError as exc:
+                raise UserError(f"recipe '{self.name}', parameter '{name}': {exc}.") from None
+        return values
+
+    def argv(self, values: dict[str, Any], context: dict[str, str]) -> list[str]:
+        argv = [expand(part, context, where=f"recipes.{self.name}.command") for part in self.command]
+        for p in self.params:
+            argv += p.to_argv(values.get(p.name))
+        return argv
+
+    def resolved_cwd(self, context: dict[str, str]) -> Path:
+        return Path(os.path.expanduser(expand(self.cwd, context, where=f"recipes.{self.name}.cwd")))
+
+
+@dataclass
+class Config:
+    path: Path
+    text: str
+    data: dict
+    recipes: dict[str, Recipe]
+    paths: dict[str, str] = field(default_factory=dict)
+    runs_dir: Path | None = None
+    kill_grace: float = 10.0
+    backends: dict = field(default_factory=dict)  # [backends.slurm], [backends.torchrun]
+
+    def recipe(self, name: str) -> Recipe:
+        if name not in self.recipes:
+            known = ", ".join(sorted(self.recipes)) or "none"
+            raise UserError(f"unknown recipe '{name}' in {self.path} (recipes: {known}).")
+        return self.recipes[name]
+
+    def context(self, run_dir: Path | str = "{run_dir}") -> dict[str, str]:
+        ctx = {"python": sys.executable, "urbanrun": str(ROOT), "home": str(Path.home()), "run_dir": str(run_dir),
+               "cwd": "{cwd}"}
+        ctx.update({f"paths.{k}": os.path.expanduser(v) for k, v in self.paths.items()})
+        return ctx
+
+
+def expand(template: str, context: dict[str, str], where: str) -> str:
+    def sub(match: re.Match) -> str:
+        key = match.group(1)
+        if key not in context:
+            known = ", ".join("{" + k + "}" for k in context)
+            raise UserError(f"{where}: unknown placeholder {{{key}}} (known: {known}).")
+        return context[key]
+
+    return PLACEHOLDER_RE.sub(sub, template)
+
+
+def find_config(explicit: str | os.PathLike | None = None) -> Path:
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise UserError(f"config file {path} does not exist; pass an existing file to --config.")
+        return path
+    local = Path("config.toml")
+    return local if local.is_file() else DEFAULT_CONFIG
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    path = find_config(path)
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path} is not valid TOML: {exc}; fix that line and try again.") from None
+    return _build(path, text, data)
+
+
+def _build(path: Path, text: str, data: dict) -> Config:
+    def fail(table: str, key: str | None, message: str) -> UserError:
+        line = locate(text, table, key)
+        where = f"{path}" + (f" line {line}" if line else "")
+        dotted = table + (f".{key}" if key else "")
+        return UserError(f"{where}: {dotted}: {message}.")
+
+    settings = data.get("urbanrun", {})
+    if not isinstance(settings, dict):
+        raise fail("urbanrun", None, "must be a table")
+    grace = settings.get("kill_grace_seconds", 10)
+    if not isinstance(grace, (int, float)) or isinstance(grace, bool) or grace < 0:
+        raise fail("urbanrun", "kill_grace_seconds", "must be a number of seconds >= 0")
+    runs_dir = settings.get("runs_dir", "runs")
+    if not isinstance(runs_dir, str):
+        raise fail("urbanrun", "runs_dir", "must be a path string")
+    paths = data.get("paths", {})
+    if not isinstance(paths, dict) or not all(isinstance(v, str) for v in paths.values()):
+        raise fail("paths", None, "must be a table of path strings")
+
+    recipes: dict[str, Recipe] = {}
+    tables = data.get("recipes", {})
+    if not isinstance(tables, dict):
+        raise fail("recipes", None, "must be a table of recipes")
+    for name, table in tables.items():
+        where = f"recipes.{name}"
+        if not isinstance(table, dict):
+            raise fail(where, None, "must be a table")
+        command = table.get("command")
+        if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
+            raise fail(where, "command", 'must be a non-empty list of strings, e.g. ["{python}", "train.py"]')
+        env = table.get("env", {})
+        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+            raise fail(where, "env", "must be a table of string values")
+        backend = table.get("backend", "local")
+        if backend not in BACKENDS:
+            raise fail(where, "backend", f"must be one of {', '.join(BACKENDS)}")
+        params = []
+        for pname, ptable in table.get("params", {}).items():
+            if not isinstance(ptable, dict):
+                raise fail(f"{where}.params", pname, "must be a table with at least 'type'")
+            try:
+                params.append(param_from_table(pname, ptable))
+            except ParamError as exc:
+                raise fail(f"{where}.params.{pname}", None, str(exc)) from None
+        files = table.get("metrics_files", [])
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise fail(where, "metrics_files", 'must be a list of paths or globs, e.g. ["{cwd}/lightning_logs/*/metrics.csv"]')
+        patterns = table.get("log_patterns", [])
+        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+            raise fail(where, "log_patterns", "must be a list of regular expressions with named groups")
+        for pattern in patterns:
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise fail(where, "log_patterns", f"{pattern!r} is not a valid regular expression ({exc})") from None
+            if not compiled.groupindex:
+                raise fail(where, "log_patterns", f"{pattern!r} needs named groups, e.g. (?P<loss>[0-9.eE+-]+)")
+        memory = table.get("memory", {})
+        if not isinstance(memory, dict) or any(
+                not isinstance(memory.get(k, 0), (int, float)) for k in ("per_sample_gb", "fixed_gb")):
+            raise fail(where, "memory", "must be a table like { per_sample_gb = 0.144, fixed_gb = 0.5 }")
+        recovery = table.get("oom_recovery", 0)
+        if not isinstance(recovery, int) or isinstance(recovery, bool) or recovery < 0:
+            raise fail(where, "oom_recovery", "must be a whole number of relaunches >= 0 (0 turns it off)")
+        backend_options = {}
+        for backend_name in ("slurm", "torchrun"):
+            sub = table.get(backend_name, {})
+            if not isinstance(sub, dict):
+                raise fail(where, backend_name, f"must be a table of {backend_name} options")
+            backend_options[backend_name] = dict(sub)
+        recipe = Recipe(
+            name=name,
+            description=str(table.get("description", "")),
+            command=tuple(command),
+            cwd=str(table.get("cwd", ".")),
+            env=dict(env),
+            params=tuple(params),
+            backend=backend,
+            metrics_files=tuple(files),
+            log_patterns=tuple(patterns),
+            memory=dict(memory),
+            backend_options=backend_options,
+            oom_recovery=recovery,
+        )
+        recipes[name] = recipe
+
+    backends = data.get("backends", {})
+    if not isinstance(backends, dict) or not all(isinstance(v, dict) for v in backends.values()):
+        raise fail("backends", None, "must hold tables such as [backends.slurm]")
+    unknown = set(backends) - set(BACKENDS)
+    if unknown:
+        raise fail("backends", None, f"has unknown backend(s) {', '.join(sorted(unknown))}; known: {', '.join(BACKENDS)}")
+    config = Config(path=path, text=text, data=data, recipes=recipes, paths=dict(paths), kill_grace=float(grace),
+                    backends=backends)
+    runs = Path(os.path.expanduser(runs_dir))
+    config.runs_dir = runs if runs.is_absolute() else (path.resolve().parent / runs)
+    ctx = config.context()
+    for recipe in recipes.values():  # unknown placeholders are config mistakes: catch them at load
+        for part in (*recipe.command, recipe.cwd, *recipe.env.values(), *recipe.metrics_files):
+            try:
+                expand(part, ctx, where="")
+            except UserError as exc:
+                key = ("cwd" if part == recipe.cwd else "env" if part in recipe.env.values()
+                       else "metrics_files" if part in recipe.metrics_files else "command")
+                raise fail(f"recipes.{recipe.name}", key, str(exc).lstrip(": ").rstrip(".")) from None
+    return config
+
+
+def locate(text: str, table: str, key: str | None = None) -> int | None:
+    """The 1-based line of `[table]` (or of `key` inside it) in the TOML text, when we can find it."""
+    header = re.compile(r"^\s*\[+\s*" + r"\s*\.\s*".join(map(re.escape, table.split("."))) + r"\s*\]+")
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if header.match(line):
+            if key is None:
+                return i + 1
+            for j in range(i + 1, len(lines)):
+                if re.match(r"^\s*\[", lines[j]):
+                    break
+                if re.match(r"^\s*" + re.escape(key) + r"\s*=", lines[j]):
+                    return j + 1
+            return i + 1
+    return None
+
+
+def save_recipe_defaults(config: Config, recipe_name: str, values: dict[str, Any]) -> Path:
+    """Write values as the recipe's parameter defaults, keeping the rest of the file.
+
+    Each `default = …` line is edited in place when it can be found, so the user's comments and
+    layout survive; the result is re-read with tomllib and must equal the intended data, else the
+    whole file is written with tomli-w (content kept, comments lost). Written atomically."""
+    recipe = config.recipe(recipe_name)
+    for name, value in values.items():
+        recipe.param(name)  # unknown names are an error before anything is written
+    current = tomllib.loads(config.path.read_text(encoding="utf-8"))
+    wanted = _with_defaults(current, recipe_name, values)
+    text = config.path.read_text(encoding="utf-8")
+    edited = text
+    for name, value in values.items():
+        edited = _set_default_line(edited, f"recipes.{recipe_name}.params.{name}", value)
+    try:
+        ok = tomllib.loads(edited) == wanted
+    except tomllib.TOMLDecodeError:
+        ok = False
+    atomic_write_text(config.path, edited if ok else tomli_w.dumps(wanted))
+    return config.path
+
+
+def _with_defaults(data: dict, recipe_name: str, values: dict[str, Any]) -> dict:
+    import copy
+
+    data = copy.deepcopy(data)
+    params = data["recipes"][recipe_name].setdefault("params", {})
+    for name, value in values.items():
+        if value is None:
+            params[name].pop("default", None)
+        else:
+            params[name]["default"] = value
+    return data
+
+
+def _set_default_line(text: str, table: str, value: Any) -> str:
+    lines = text.splitlines(keepends=True)
+    start = locate(text, table)
+    if start is None:
+        return text
+    end = len(lines)
+    for j in range(start, len(lines)):
+        if re.match(r"^\s*\[", lines[j]):
+            end = j
+            break
+    rendered = None if value is None else tomli_w.dumps({"default": value}).strip()
+    for j in range(start, end):
+        m = re.match(r"^(\s*)default\s*=\s*[^#\n]*?(\s*#.*)?(\r?\n)?$", lines[j])
+        if m:
+            if rendered is None:
+                lines[j] = ""
+            else:
+                lines[j] = f"{m.group(1)}{rendered}{m.group(2) or ''}{m.group(3) or ''}"
+            return "".join(lines)
+    if rendered is not None:  # no default yet: add one right under the header
+        lines.insert(start, rendered + "\n")
+    return "".join(lines)

@@ -1,0 +1,188 @@
+"""The state: a function of the event sequence. `State.apply(event)` is the reducer.
+
+It updates in place for speed, but reads nothing but the event: the same events in the same
+order give the same state, which is what makes --replay exact.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from urbanrun.engine.core.events import Diagnosed, Event, GpuSample, GpuStatus, HostSample, LogLines, MetricPoints, Notice, Progress, RunChanged
+from urbanrun.engine.core.series import Series
+
+LOG_LINES_KEPT = 5_000
+NOTICES_KEPT = 200
+GPU_HISTORY = 3600  # samples per GPU kept for charts (an hour at 1 s)
+AXIS_KEYS = {"step", "epoch", "time", "timestamp", "_step", "_runtime", "_timestamp"}
+
+
+@dataclass
+class RunState:
+    record: dict
+    log: deque = field(default_factory=lambda: deque(maxlen=LOG_LINES_KEPT))
+    log_lines_total: int = 0
+    metrics: dict[str, Series] = field(default_factory=dict)
+    metric_formats: dict[str, str] = field(default_factory=dict)  # which source feeds each series
+    points_total: int = 0
+    progress: dict = field(default_factory=dict)  # latest Progress, per unit
+    progress_ts: float = 0.0
+    gpu_mem: float = 0.0  # bytes on GPUs now, summed over the run's processes
+    gpu_mem_peak: float = 0.0
+    gpu_util_sum: float = 0.0
+    gpu_util_samples: int = 0
+    host: dict = field(default_factory=dict)  # cpu %, rss, procs of the run's tree
+    diagnoses: list = field(default_factory=list)
+    last_output_ts: float = 0.0  # when its log or metrics last grew
+    gpu_mem_history: Series = field(default_factory=lambda: Series(cap=4096))  # bytes over wall time
+
+    @property
+    def gpu_util_mean(self) -> float | None:
+        return self.gpu_util_sum / self.gpu_util_samples if self.gpu_util_samples else None
+
+    @property
+    def id(self) -> str:
+        return self.record["id"]
+
+    @property
+    def status(self) -> str:
+        return self.record.get("status", "starting")
+
+
+@dataclass
+class State:
+    runs: dict[str, RunState] = field(default_factory=dict)
+    notices: deque = field(default_factory=lambda: deque(maxlen=NOTICES_KEPT))
+    last_ts: float = 0.0
+    gpu_status: dict = field(default_factory=dict)
+    gpus: list = field(default_factory=list)
+    gpu_processes: list = field(default_factory=list)
+    gpu_history: dict = field(default_factory=dict)  # index -> deque of (ts, util %, mem used, temp, power W)
+    host: dict = field(default_factory=dict)
+
+    def apply(self, event: Event) -> None:
+        self.last_ts = max(self.last_ts, event.ts)
+        if isinstance(event, RunChanged):
+            run = self.runs.get(event.run_id)
+            if run is None:
+                self.runs[event.run_id] = RunState(record=dict(event.run))
+            else:
+                run.record = dict(event.run)
+        elif isinstance(event, LogLines):
+            run = self._run(event.run_id)
+            if event.restarted:
+                run.log.append("── log restarted (file truncated or replaced) ──")
+            run.log.extend(event.lines)
+            run.log_lines_total += len(event.lines)
+            run.last_output_ts = event.ts
+        elif isinstance(event, MetricPoints):
+            run = self._run(event.run_id)
+            add_points(run, event.points, event.format, event.ts)
+            run.last_output_ts = event.ts
+        elif isinstance(event, Progress):
+            run = self._run(event.run_id)
+            run.progress[event.progress.get("unit", "step")] = dict(event.progress)
+            run.progress_ts = event.ts
+        elif isinstance(event, Diagnosed):
+            self._run(event.run_id).diagnoses = [dict(d) for d in event.diagnoses]
+        elif isinstance(event, GpuStatus):
+            self.gpu_status = dict(event.status)
+        elif isinstance(event, GpuSample):
+            self._gpu_sample(event)
+        elif isinstance(event, HostSample):
+            self.host = dict(event.host)
+            for run_id, figures in event.host.get("runs", {}).items():
+                if run_id in self.runs:
+                    self.runs[run_id].host = figures
+        elif isinstance(event, Notice):
+            self.notices.append(event)
+
+    def _gpu_sample(self, event: GpuSample) -> None:
+        self.gpus = [dict(g) for g in event.gpus]
+        by_index = {g.get("index"): g for g in self.gpus}
+        for g in self.gpus:
+            history = self.gpu_history.get(g.get("index"))
+            if history is None:
+                history = self.gpu_history[g.get("index")] = deque(maxlen=GPU_HISTORY)
+            history.append((event.ts, g.get("util_gpu"), g.get("mem_used"), g.get("temp"), g.get("power_w")))
+        self.gpu_processes = [dict(p) for p in event.processes]
+        per_run: dict[str, list[dict]] = {}
+        for p in self.gpu_processes:
+            if p.get("run_id"):
+                per_run.setdefault(p["run_id"], []).append(p)
+        for run in self.runs.values():
+            procs = per_run.get(run.id)
+            if not procs:
+                run.gpu_mem = 0.0
+                continue
+            run.gpu_mem = float(sum(p.get("used_mem") or 0 for p in procs))
+            run.gpu_mem_peak = max(run.gpu_mem_peak, run.gpu_mem)
+            run.gpu_mem_history.append(event.ts, event.ts, run.gpu_mem)
+            utils = [p["sm_util"] if p.get("sm_util") is not None else by_index.get(p.get("gpu"), {}).get("util_gpu")
+                     for p in procs]
+            utils = [u for u in utils if u is not None]
+            if utils:
+                run.gpu_util_sum += sum(utils) / len(utils)
+                run.gpu_util_samples += 1
+
+    def apply_all(self, events) -> None:
+        for event in events:
+            self.apply(event)
+
+    def _run(self, run_id: str) -> RunState:
+        run = self.runs.get(run_id)
+        if run is None:  # output before its record (a replay cut short): keep it anyway
+            run = self.runs[run_id] = RunState(record={"id": run_id, "status": "running"})
+        return run
+
+
+
+def add_points(run: RunState, points, fmt: str = "jsonl", ts: float = 0.0) -> None:
+    """Metric points into a run's series (the reducer's step; also used by commands that read
+    files without an engine). A point's step is its step, else its epoch, else a running count;
+    log-line metrics yield to a structured source of the same name."""
+    for point in points:
+        run.points_total += 1
+        step = point.get("step", point.get("epoch"))
+        step = run.points_total - 1 if not isinstance(step, (int, float)) else step
+        when = point.get("time")
+        when = ts if not isinstance(when, (int, float)) else when
+        for name, value in point.items():
+            if name in AXIS_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            fed_by = run.metric_formats.get(name)
+            if fed_by is None or (fed_by == "log" and fmt != "log"):
+                run.metrics[name] = Series()  # first source, or a structured one replacing log lines
+                run.metric_formats[name] = fmt
+            elif fmt == "log" and fed_by != "log":
+                continue  # a structured source already feeds this name: the log line repeats it
+            run.metrics[name].append(float(step), float(when), float(value))
+
+
+def eta_seconds(run: RunState, now: float) -> float | None:
+    """Seconds left: by epochs when the run reports epochs, else by its finest progress unit."""
+    for unit in ("epoch", "step", "batch"):
+        p = run.progress.get(unit)
+        if not p or not p.get("total"):
+            continue
+        if p.get("eta") is not None and unit == "batch" and "epochs" not in p:
+            return p["eta"]
+        started = run.record.get("started")
+        done = p["n"] / p["total"]
+        if started and done > 0:
+            elapsed = max(0.0, run.progress_ts - started)
+            return max(0.0, elapsed / done - elapsed - (now - run.progress_ts))
+    return None
+
+
+def loss_name(run: RunState) -> str | None:
+    """The series to show as 'loss': train loss if present, else the first loss-like name."""
+    for name in ("loss", "train_loss", "train/loss", "Train Loss"):
+        if name in run.metrics:
+            return name
+    for name in run.metrics:
+        if "loss" in name.lower() and not math.isnan(run.metrics[name].last or 0.0):
+            return name
+    return None

@@ -1,0 +1,173 @@
+"""Diagnosis wired to runs: when a run ends, diagnose its whole log and exit status, keep the
+result in its record (a swallowed error turns `exited` into `failed`), and — where the recipe
+opts in — relaunch after a CUDA OOM with the next remedy. While a run lives, look at its
+trends (memory leak, hang, data-loading bound, divergence) every few seconds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from urbanrun.engine.core.config import Config, Recipe
+from urbanrun.engine.diagnosis.rules import Diagnosis, diagnose, headline
+from urbanrun.engine.runs.store import RunRecord, RunStore
+from urbanrun.engine.core.state import RunState, loss_name
+from urbanrun.engine.diagnosis import trends
+
+LOG_TAIL_BYTES = 4 << 20  # what is read of a finished run's log for its diagnosis
+LIVE_SECONDS = 10.0
+
+
+def read_log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> list[str]:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - limit))
+            data = fh.read()
+    except OSError:
+        return []
+    return data.decode("utf-8", errors="replace").splitlines()
+
+
+def metric_values(run: RunState | None) -> dict[str, list[float]]:
+    if run is None:
+        return {}
+    return {name: list(series.values) for name, series in run.metrics.items() if "loss" in name.lower()}
+
+
+def diagnose_run(store: RunStore, record: RunRecord, run: RunState | None) -> list[Diagnosis]:
+    lines = read_log_tail(store.log_path(record))
+    found = diagnose(lines, record.exit_code, record.signal, params=record.params, metrics=metric_values(run),
+                     killed_by_user=record.status == "killed")
+    mem = _memory_series(run)
+    if mem is not None:
+        leak = trends.leak(*mem)
+        if leak:
+            found.append(leak)
+    return found
+
+
+def _memory_series(run: RunState | None):
+    """(steps, bytes, capacity) from the trainer's torch memory, else from NVML's per-run memory."""
+    if run is not None and "mem_allocated_gb" in run.metrics:
+        s = run.metrics["mem_allocated_gb"]
+        return list(s.steps), [v * 2 ** 30 for v in s.values], None
+    if run is not None and len(run.gpu_mem_history) > 20:
+        s = run.gpu_mem_history
+        return list(s.steps), list(s.values), None
+    return None
+
+
+# -- OOM recovery -------------------------------------------------------------------------------------
+def next_remedy(recipe: Recipe, params: dict) -> tuple[dict, str] | None:
+    """The next change after an OOM: halve the batch, then mixed precision, then checkpointing."""
+    names = {p.name for p in recipe.params}
+    batch = params.get("batch_size")
+    if "batch_size" in names and isinstance(batch, int) and batch > 1:
+        return {"batch_size": batch // 2}, f"batch_size {batch} -> {batch // 2}"
+    if "amp" in names and not params.get("amp"):
+        return {"amp": True}, "amp off -> on"
+    if "grad_checkpoint" in names and not params.get("grad_checkpoint"):
+        return {"grad_checkpoint": True}, "grad_checkpoint off -> on"
+    return None
+
+
+def remedy_options(recipe: Recipe, params: dict) -> list[tuple[dict, str]]:
+    """Every remedy that applies to this run's parameters, in the order OOM recovery tries them."""
+    options, params = [], dict(params)
+    while (remedy := next_remedy(recipe, params)) is not None:
+        options.append(remedy)
+        params.update(remedy[0])
+        if "batch_size" in remedy[0]:  # one batch step is enough to offer
+            params["batch_size"] = 1
+    return options
+
+
+def recovery_depth(store: RunStore, record: RunRecord) -> int:
+    depth, parent = 0, record.parent
+    while parent and depth < 100:
+        depth += 1
+        try:
+            parent = store.load(parent).parent
+        except Exception:
+            break
+    return depth
+
+
+class RunDoctor:
+    def __init__(self, config: Config, store: RunStore):
+        self.config = config
+        self.store = store
+        self._next_live = 0.0
+        self._live_kinds: dict[str, tuple] = {}
+
+    def on_end(self, record: RunRecord, run: RunState | None) -> tuple[list[Diagnosis], dict | None]:
+        """Diagnose a run that just ended (and save its record); returns the diagnoses and, when
+        OOM recovery applies, the relaunch to make: {"recipe", "values", "parent", "recovery"}."""
+        found = diagnose_run(self.store, record, run)
+        record.diagnoses = [d.to_dict() for d in found]
+        record.diagnosis = headline(found)
+        if any(d.kind == "swallowed_error" for d in found) and record.status == "exited":
+            record.status = "failed"
+        self.store.save(record)
+        return found, self._relaunch(record, found)
+
+    def _relaunch(self, record: RunRecord, found: list[Diagnosis]) -> dict | None:
+        recipe = self.config.recipes.get(record.recipe)
+        if recipe is None or not recipe.oom_recovery or not any(d.kind == "cuda_oom" for d in found):
+            return None
+        if recovery_depth(self.store, record) >= recipe.oom_recovery:
+            return None
+        remedy = next_remedy(recipe, record.params)
+        if remedy is None:
+            return None
+        change, text = remedy
+        return {"recipe": recipe.name, "values": {**record.params, **change}, "parent": record.id, "recovery": text}
+
+    def live(self, records: list[RunRecord], runs: dict[str, RunState], gpus: list[dict], now: float):
+        """(run id, diagnoses) for live runs whose trend diagnoses changed since the last look."""
+        if now < self._next_live:
+            return []
+        self._next_live = now + LIVE_SECONDS
+        changed = []
+        for record in records:
+            run = runs.get(record.id)
+            if run is None or not record.active:
+                continue
+            found = [d for d in self._trends(record, run, gpus, now) if d]
+            kinds = tuple(sorted(d.kind for d in found))
+            if kinds != self._live_kinds.get(record.id, ()):
+                self._live_kinds[record.id] = kinds
+                changed.append((record.id, found))
+        return changed
+
+    def _trends(self, record: RunRecord, run: RunState, gpus: list[dict], now: float):
+        util = _run_gpu_util(run, gpus)
+        last = run.last_output_ts or record.started or now
+        name = loss_name(run)
+        capacity = max((g.get("mem_total") or 0 for g in gpus), default=None) or None
+        mem = _memory_series(run)
+        rate = _steps_per_second(run)
+        return [trends.leak(*mem[:2], capacity=capacity, steps_per_s=rate) if mem else None,
+                trends.hang(now - last, util),
+                trends.input_bound(util, run.host.get("cpu")),
+                trends.diverging(list(run.metrics[name].values)) if name else None]
+
+
+def _run_gpu_util(run: RunState, gpus: list[dict]) -> float | None:
+    if not run.gpu_mem:
+        return None
+    utils = [g.get("util_gpu") for g in gpus if g.get("util_gpu") is not None]
+    return sum(utils) / len(utils) if utils else None
+
+
+def _steps_per_second(run: RunState) -> float | None:
+    name = loss_name(run)
+    series = run.metrics.get(name) if name else None
+    if series is None or len(series) < 2:
+        return None
+    steps, times = series.steps, series.times
+    span = times[-1] - times[0]
+    return (steps[-1] - steps[0]) / span if span > 0 else None
+

@@ -1,0 +1,302 @@
+"""TensorBoard event files (`events.out.tfevents.*`), read incrementally.
+
+TFRecord framing: u64 length, masked CRC32C of the length, the data, masked CRC32C of the data.
+Each record is an `Event` protobuf; we decode scalars only: the old `simple_value` form
+(torch's SummaryWriter) and the new tensor form (plugin "scalars", a rank-0 float tensor).
+Other values (images, histograms, text) are skipped. A partial record at the end is held until
+complete; a record whose data CRC fails is counted and skipped; a corrupt length stops the file
+(as TensorBoard's own reader does) and is reported.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import google_crc32c
+import numpy as np
+
+from urbanrun.engine.metrics.follower import read_new_bytes
+from urbanrun.engine.metrics.parsers.protowire import (FIXED32, FIXED64, LEN, WireError, as_double, as_float, as_signed, fields,
+                        packed_doubles, packed_floats, packed_varints)
+
+_HEADER = struct.Struct("<QI")
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+_HALF = struct.Struct("<e")
+_F32 = struct.Struct("<f")
+MAX_READ = 64 << 20
+
+# Event fields
+EV_WALL_TIME, EV_STEP, EV_SUMMARY = 1, 2, 5
+# Summary.Value fields
+V_TAG, V_SIMPLE, V_TENSOR, V_METADATA = 1, 2, 8, 9
+# TensorProto
+T_DTYPE, T_SHAPE, T_CONTENT, T_FLOAT, T_DOUBLE, T_INT, T_INT64, T_HALF = 1, 2, 4, 5, 6, 7, 10, 13
+DT_FLOAT, DT_DOUBLE, DT_INT32, DT_INT64, DT_BFLOAT16, DT_HALF = 1, 2, 3, 9, 14, 19
+
+
+def masked_crc(data: bytes) -> int:
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+class TensorBoardReader:
+    format = "tensorboard"
+
+    def __init__(self, path: str | os.PathLike, check_crc: bool = True):
+        self.path = Path(path)
+        self.check_crc = check_crc
+        self.offset = 0
+        self.records = 0
+        self.bad_records = 0  # data CRC mismatch or undecodable protobuf
+        self.broken: str | None = None  # a corrupt length: nothing after it can be trusted
+
+    def poll(self) -> list[dict]:
+        if self.broken:
+            return []
+        buf, size = read_new_bytes(self.path, self.offset, MAX_READ)
+        if size < self.offset:  # replaced by a shorter file: start again
+            self.offset = 0
+            buf, size = read_new_bytes(self.path, 0, MAX_READ)
+        if not buf:
+            return []
+        points, used = self.parse(buf)
+        self.offset += used
+        return points
+
+    def parse(self, buf: bytes) -> tuple[list[dict], int]:
+        """Points of the complete records in buf, and how many bytes they took.
+
+        Framing first (a walk over the lengths), then the CRCs and the decoding of many records at
+        once with numpy — CRC32C by table over records grouped by length; records of odd sizes
+        take the one-by-one path."""
+        starts, lengths, pos, end = [], [], 0, len(buf)
+        unpack = _U64.unpack_from
+        while pos + 12 <= end:
+            length = unpack(buf, pos)[0]
+            if pos + 16 + length > end:  # a partial record: wait for the rest, unless its length is corrupt
+                if self.check_crc and masked_crc(buf[pos:pos + 8]) != _U32.unpack_from(buf, pos + 8)[0]:
+                    starts.append(pos)  # its length CRC fails below and marks the file broken
+                    lengths.append(0)
+                break
+            starts.append(pos)
+            lengths.append(length)
+            pos += 16 + length
+        if not starts:
+            return [], pos
+        data = np.frombuffer(buf, dtype=np.uint8)
+        st = np.array(starts, dtype=np.int64)
+        ln = np.array(lengths, dtype=np.int64)
+        if self.check_crc:
+            stored = _u32_at(data, st + 8)
+            good = _masked(crc32c_rows(data[st[:, None] + np.arange(8)])) == stored
+            if not good.all():
+                first = int(np.argmin(good))
+                self.broken = f"{self.path}: corrupt record length at byte {self.offset + starts[first]}; " \
+                              f"the rest is unreadable"
+                st, ln, pos = st[:first], ln[:first], starts[first]
+        self.records += len(st)
+        keep = np.ones(len(st), dtype=bool)
+        if self.check_crc:
+            keep = self._data_crcs_ok(buf, data, st, ln)
+            self.bad_records += int((~keep).sum())
+        points, bad = decode_records(buf, (st + 12)[keep].tolist(), (st + 12 + ln)[keep].tolist())
+        self.bad_records += bad
+        return points, pos
+
+    @staticmethod
+    def _data_crcs_ok(buf: bytes, data, st, ln):
+        keep = np.ones(len(st), dtype=bool)
+        stored = _u32_at(data, st + 12 + ln)
+        for length in set(ln.tolist()):
+            idx = np.nonzero(ln == length)[0]
+            if length <= VECTOR_CRC_MAX and len(idx) >= 16:
+                rows = data[(st[idx] + 12)[:, None] + np.arange(length)]
+                keep[idx] = _masked(crc32c_rows(rows)) == stored[idx]
+            else:
+                for i in idx.tolist():
+                    s = int(st[i]) + 12
+                    keep[i] = masked_crc(buf[s:s + length]) == int(stored[i])
+        return keep
+
+
+def _make_table() -> np.ndarray:
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1  # CRC32C (Castagnoli), reflected
+        table.append(c)
+    return np.array(table, dtype=np.uint32)
+
+
+_CRC_TABLE = _make_table()
+VECTOR_CRC_MAX = 4096  # longer records (images, histograms) are checked one by one
+
+
+def crc32c_rows(rows) -> "np.ndarray":
+    """CRC32C of each row of a 2-D uint8 array, all rows at once."""
+    crc = np.full(rows.shape[0], 0xFFFFFFFF, dtype=np.uint32)
+    for j in range(rows.shape[1]):
+        crc = _CRC_TABLE[(crc ^ rows[:, j]) & 0xFF] ^ (crc >> 8)
+    return crc ^ np.uint32(0xFFFFFFFF)
+
+
+def _masked(crc) -> "np.ndarray":
+    return (((crc >> 15) | (crc << 17)) + np.uint32(0xA282EAD8)).astype(np.uint32)
+
+
+def _u32_at(data, offsets) -> "np.ndarray":
+    return np.ascontiguousarray(data[offsets[:, None] + np.arange(4)]).view("<u4").ravel()
+
+
+def decode_records(buf: bytes, starts: list[int], stops: list[int]) -> tuple[list[dict], int]:
+    """Decode records in file order: those laid out as SummaryWriter's simple scalars are decoded
+    together with numpy (grouped by length and step-varint size: a fixed layout), the rest one by
+    one. Returns the points and how many records could not be decoded."""
+    decoded: list[dict | None] = [None] * len(starts)
+    done = np.zeros(len(starts), dtype=bool)
+    if len(starts) >= 64:
+        _decode_simple_scalars(buf, np.array(starts, dtype=np.int64), np.array(stops, dtype=np.int64), decoded, done)
+    bad = 0
+    for i in np.nonzero(~done)[0].tolist():
+        try:
+            decoded[i] = decode_event(buf[starts[i]:stops[i]])
+        except (WireError, struct.error, UnicodeDecodeError, IndexError):
+            bad += 1
+    return [p for p in decoded if p is not None], bad
+
+
+def _decode_simple_scalars(buf: bytes, starts, stops, decoded: list, done) -> None:
+    """Fill `decoded` (and mark `done`) for every record laid out as torch's SummaryWriter writes a
+    simple scalar: wall_time(1), step(2) varint, summary(5){ value(1){ tag(1), simple_value(2) } },
+    every length below 128 bytes (one varint byte each). Anything else is left for decode_event."""
+    data = np.frombuffer(buf, dtype=np.uint8)
+    lengths = stops - starts
+    for length in set(lengths.tolist()):
+        if length < 20 or length > 255:
+            continue
+        idx = np.nonzero(lengths == length)[0]
+        rows = data[starts[idx][:, None] + np.arange(length)]
+        cont = rows[:, 10:min(length, 20)] >= 0x80  # the step varint's continuation bits
+        ok = (rows[:, 0] == 0x09) & (rows[:, 9] == 0x10) & ~cont.all(axis=1)
+        width = np.argmin(cont, axis=1) + 1
+        for k in set(width[ok].tolist()):
+            pos, tag_len = 10 + k, length - 10 - k - 11
+            sel = ok & (width == k)
+            if tag_len <= 0 or tag_len + 9 >= 0x80:
+                continue
+            r = rows[sel]
+            good = ((r[:, pos] == 0x2A) & (r[:, pos + 1] == tag_len + 9) & (r[:, pos + 2] == 0x0A)
+                    & (r[:, pos + 3] == tag_len + 7) & (r[:, pos + 4] == 0x0A) & (r[:, pos + 5] == tag_len)
+                    & (r[:, pos + 6 + tag_len] == 0x15))
+            r, where = r[good], idx[sel][good]
+            if len(r) == 0:
+                continue
+            times = np.ascontiguousarray(r[:, 1:9]).view("<f8").ravel().tolist()
+            steps = np.zeros(len(r), dtype=np.int64)
+            for i in range(k):
+                steps |= (r[:, 10 + i].astype(np.int64) & 0x7F) << (7 * i)
+            values = np.ascontiguousarray(r[:, pos + 7 + tag_len:pos + 11 + tag_len]).view("<f4").ravel().tolist()
+            tags = r[:, pos + 6:pos + 6 + tag_len]
+            if (tags == tags[0]).all():  # the usual case: one tag for the whole group
+                names, which = [bytes(tags[0]).decode("utf-8", errors="replace")], [0] * len(r)
+            else:
+                unique, inverse = np.unique(tags, axis=0, return_inverse=True)
+                names, which = [bytes(t).decode("utf-8", errors="replace") for t in unique], inverse.tolist()
+            for i, step, when, value, w in zip(where.tolist(), steps.tolist(), times, values, which):
+                decoded[i] = {"step": step, "time": when, names[w]: value}
+            done[where] = True
+
+
+def decode_event(data: bytes) -> dict | None:
+    wall_time, step, summary = None, 0, None
+    for number, wire, value in fields(data):
+        if number == EV_WALL_TIME and wire == FIXED64:
+            wall_time = as_double(value)
+        elif number == EV_STEP:
+            step = as_signed(value)
+        elif number == EV_SUMMARY and wire == LEN:
+            summary = value
+    if summary is None:
+        return None
+    point = None
+    for number, wire, value in fields(summary):
+        if number != 1 or wire != LEN:
+            continue
+        scalar = decode_value(value)
+        if scalar is not None:
+            if point is None:
+                point = {"step": step, "time": wall_time}
+            point[scalar[0]] = scalar[1]
+    return point
+
+
+def decode_value(data: bytes) -> tuple[str, float] | None:
+    tag, simple, tensor, plugin = None, None, None, None
+    for number, wire, value in fields(data):
+        if number == V_TAG:
+            tag = value.decode("utf-8")
+        elif number == V_SIMPLE and wire == FIXED32:
+            simple = as_float(value)
+        elif number == V_TENSOR and wire == LEN:
+            tensor = value
+        elif number == V_METADATA and wire == LEN:
+            plugin = _plugin_name(value)
+    if tag is None:
+        return None
+    if simple is not None:
+        return tag, simple
+    if tensor is not None and plugin in ("scalars", None):
+        value = _scalar_tensor(tensor)
+        if value is not None:
+            return tag, value
+    return None
+
+
+def _plugin_name(metadata: bytes) -> str | None:
+    for number, wire, value in fields(metadata):
+        if number == 1 and wire == LEN:  # plugin_data
+            for n2, w2, v2 in fields(value):
+                if n2 == 1 and w2 == LEN:
+                    return v2.decode("utf-8")
+    return None
+
+
+def _scalar_tensor(data: bytes) -> float | None:
+    dtype, shape, content, values = 0, b"", None, None
+    for number, wire, value in fields(data):
+        if number == T_DTYPE:
+            dtype = value
+        elif number == T_SHAPE:
+            shape = value
+        elif number == T_CONTENT:
+            content = value
+        elif number == T_FLOAT and wire == LEN:
+            values = packed_floats(value)
+        elif number == T_FLOAT and wire == FIXED32:
+            values = (as_float(value),)
+        elif number == T_DOUBLE and wire == LEN:
+            values = packed_doubles(value)
+        elif number in (T_INT, T_INT64, T_HALF) and wire == LEN:
+            values = packed_varints(value)
+    if shape and any(number == 2 for number, _, _ in fields(shape)):  # has dims: not a scalar
+        return None
+    if content:
+        fmt = {DT_FLOAT: "<f", DT_DOUBLE: "<d", DT_INT32: "<i", DT_INT64: "<q", DT_HALF: "<e"}.get(dtype)
+        if dtype == DT_BFLOAT16 and len(content) == 2:
+            return struct.unpack("<f", b"\x00\x00" + content)[0]
+        if fmt is None or struct.calcsize(fmt) != len(content):
+            return None
+        return float(struct.unpack(fmt, content)[0])
+    if values:
+        if dtype == DT_HALF:
+            return _HALF.unpack(struct.pack("<H", values[0] & 0xFFFF))[0]
+        if dtype == DT_BFLOAT16:
+            return struct.unpack("<f", struct.pack("<I", (values[0] & 0xFFFF) << 16))[0]
+        if dtype == DT_INT64:
+            return float(as_signed(values[0]))
+        return float(values[0])
+    return None

@@ -1,0 +1,95 @@
+"""What the engine reads from one run's folder: output.log (lines, and the metrics and progress
+they print), metrics.jsonl, and the extra metrics files its recipe names (which may appear late)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from urbanrun.engine.core.events import Event, LogLines, MetricPoints, Notice, Progress
+from urbanrun.engine.metrics.sources import MetricSource, expand_globs, format_of
+from urbanrun.engine.runs.store import LOG_FILE, METRICS_FILE, RunRecord
+from urbanrun.engine.metrics.follower import FileFollower
+
+GLOB_SECONDS = 5.0  # how often a recipe's metrics_files globs are looked at again
+
+
+class RunSources:
+    def __init__(self, run_dir: Path, record: RunRecord):
+        self.run_id = record.id
+        log = Path(record.log_path) if record.log_path else run_dir / LOG_FILE
+        self.log = FileFollower(log)
+        patterns = tuple(re.compile(p) for p in record.log_patterns)
+        self.log_metrics = MetricSource(log, "log", patterns)
+        jsonl = run_dir / METRICS_FILE
+        self.sources: dict[str, MetricSource] = {str(jsonl): MetricSource(jsonl, "jsonl")}
+        self.globs = list(record.metrics_files)
+        self.not_before = (record.started or record.created or 0) - 5
+        self.next_glob = float("-inf")
+        self.reported: dict[str, tuple] = {}
+        self.last_progress: dict[str, dict] = {}
+
+    def close(self) -> None:
+        self.log.close()
+        for source in self.sources.values():
+            source.close()
+
+    def read(self, now: float, final: bool = False) -> list[Event]:
+        """New events from every file of the run (empty when nothing changed). `final`: the run
+        has ended, so look for late metrics files now rather than at the next glob time."""
+        events: list[Event] = []
+        lines = self.log.poll()
+        if lines or self.log.restarted:
+            events.append(LogLines(ts=now, run_id=self.run_id, lines=tuple(lines), restarted=self.log.restarted))
+        points, progress = self.log_metrics.poll(lines) if lines else ([], None)
+        progress = dict(progress or {})
+        frame = self.log.partial_frame()  # a tqdm bar still being drawn
+        live = self.log_metrics.parser.parse_line(frame)[1] if frame else None
+        if live:
+            progress[live["unit"]] = live
+        if points:
+            events.append(MetricPoints(ts=now, run_id=self.run_id, source=str(self.log.path),
+                                       points=tuple(points), format="log"))
+        for unit, p in progress.items():
+            if p != self.last_progress.get(unit):
+                self.last_progress[unit] = p
+                events.append(Progress(ts=now, run_id=self.run_id, progress=p))
+        if self.globs and (now >= self.next_glob or final):
+            self._add_globbed()
+            self.next_glob = now + GLOB_SECONDS
+        for key, source in self.sources.items():
+            points, _ = source.poll()
+            if points:
+                events.append(MetricPoints(ts=now, run_id=self.run_id, source=key, points=tuple(points),
+                                           format=source.format))
+            events += self._problems(key, source, now)
+        skipped = self.log.skipped_lines
+        if skipped and self.reported.get("log-skipped") != skipped:
+            self.reported["log-skipped"] = skipped
+            events.append(Notice(ts=now, level="warning", run_id=self.run_id,
+                                 text=f"{self.log.path}: {skipped} over-long line(s) skipped."))
+        return events
+
+    def _add_globbed(self) -> None:
+        for path in expand_globs(self.globs):
+            key = str(path)
+            if key in self.sources:
+                continue
+            fmt = format_of(path) or ("wandb" if path.is_dir() else None)
+            try:
+                fresh = path.stat().st_mtime >= self.not_before
+            except OSError:
+                continue
+            if fmt and fresh:  # files older than the run belong to earlier runs
+                self.sources[key] = MetricSource(path, fmt)
+
+    def _problems(self, key: str, source: MetricSource, now: float) -> list[Event]:
+        state = (source.bad, source.broken)
+        if state == self.reported.get(key, (0, None)):
+            return []
+        self.reported[key] = state
+        if source.broken:
+            return [Notice(ts=now, level="error", run_id=self.run_id, text=source.broken)]
+        detail = f" (first: {source.first_error})" if source.first_error else ""
+        return [Notice(ts=now, level="warning", run_id=self.run_id,
+                       text=f"{key}: {source.bad} bad record(s) skipped{detail}; the rest is read.")]

@@ -1,0 +1,163 @@
+"""Metric sources: one per file (or W&B run folder), each polled for new points, and discovery
+of the files real training scripts write under a folder."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from pathlib import Path
+
+from urbanrun.engine.metrics.parsers.csvmetrics import CsvParser
+from urbanrun.engine.metrics.parsers.jsonl import JsonlParser
+from urbanrun.engine.metrics.parsers.loglines import LogLineParser
+from urbanrun.engine.metrics.parsers.tensorboard import TensorBoardReader
+from urbanrun.engine.metrics.parsers.wandb_offline import WandbRunReader
+from urbanrun.engine.core.state import RunState, add_points
+from urbanrun.engine.metrics.follower import FileFollower
+
+SKIP_DIRS = {".git", "node_modules", "__pycache__", ".venv", "venv", "site-packages", ".mypy_cache",
+             ".pytest_cache", "checkpoints", "cone_cache"}
+MAX_ENTRIES = 50_000
+READ_PER_POLL = 4 << 20  # discovery visits at most this many paths under one root
+
+
+class MetricSource:
+    """poll() -> (points, progress or None). Counters say what was skipped and why."""
+
+    def __init__(self, path: str | os.PathLike, fmt: str, patterns: tuple[re.Pattern, ...] = ()):
+        self.path = Path(path)
+        self.format = fmt
+        self.progress = None
+        self._lines_read = 0
+        if fmt in ("jsonl", "csv", "log"):
+            # a bounded read per poll keeps each batch of points small (and the UI responsive)
+            self.follower = FileFollower(self.path, max_read=READ_PER_POLL)
+            self.parser = {"jsonl": JsonlParser, "csv": CsvParser}[fmt]() if fmt != "log" else LogLineParser(patterns)
+            self.reader = None
+        elif fmt == "tensorboard":
+            self.follower, self.parser, self.reader = None, None, TensorBoardReader(self.path)
+        elif fmt == "wandb":
+            self.follower, self.parser, self.reader = None, None, None  # the .wandb file may come later
+        else:
+            raise ValueError(f"unknown metrics format {fmt!r}")
+
+    @property
+    def bad(self) -> int:
+        source = self.reader or self.parser
+        return getattr(source, "bad_lines", 0) + getattr(source, "bad_records", 0)
+
+    @property
+    def broken(self) -> str | None:
+        return getattr(self.reader, "broken", None)
+
+    @property
+    def first_error(self) -> str | None:
+        return getattr(self.parser, "first_error", None)
+
+    def poll(self, lines: list[str] | None = None) -> tuple[list[dict], dict | None]:
+        """New points. `lines` lets a caller that already follows the file (output.log) share them."""
+        if self.format == "wandb" and self.reader is None:
+            found = sorted(self.path.glob("run-*.wandb")) if self.path.is_dir() else [self.path]
+            if not found:
+                return [], None
+            self.reader = WandbRunReader(found[0])
+        if self.reader is not None:
+            return self.reader.poll(), None
+        if lines is None and self.format == "jsonl":
+            blocks = self.follower.poll_blocks()
+            if self.follower.restarted:
+                self.parser.lines_seen = 0
+            return self.parser.feed_blocks(blocks), None
+        if lines is None:
+            lines = self.follower.poll()
+            if self.follower.restarted and hasattr(self.parser, "reset"):
+                self.parser.reset()
+        if not lines:
+            return [], None
+        if self.format == "log":
+            return self.parser.feed(lines)
+        if self.format == "csv":
+            self._lines_read = 0 if self.follower.restarted else self._lines_read
+            points = self.parser.feed(lines, self._lines_read)
+            self._lines_read += len(lines)
+            return points, None
+        return self.parser.feed(lines), None
+
+    def close(self) -> None:
+        if self.follower is not None:
+            self.follower.close()
+
+
+def format_of(path: Path) -> str | None:
+    name = path.name
+    if path.is_dir():
+        return "wandb" if name.startswith(("offline-run-", "run-")) and any(path.glob("run-*.wandb")) else None
+    if name.startswith("events.out.tfevents."):
+        return "tensorboard"
+    if name.endswith(".wandb"):
+        return "wandb"
+    if name.endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith((".log", ".txt", ".out", ".err")):
+        return "log"
+    return None
+
+
+def discover(root: str | os.PathLike, include_logs: bool = False) -> list[tuple[Path, str]]:
+    """Metrics files under a folder (or the file itself): Lightning CSVs, TensorBoard events,
+    W&B offline runs, JSONL, loss-history CSVs; plain logs only when asked."""
+    root = Path(root)
+    if not root.is_dir():
+        fmt = format_of(root) if root.exists() else None
+        return [(root, fmt or "log")] if root.exists() else []
+    found: list[tuple[Path, str]] = []
+    seen = 0
+    for folder, dirs, files in os.walk(root):
+        seen += len(dirs) + len(files)
+        here = Path(folder)
+        wandb_runs = [d for d in dirs if d.startswith("offline-run-") or (here.name == "wandb" and d.startswith("run-"))]
+        for d in wandb_runs:
+            found.append((here / d, "wandb"))
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and d not in wandb_runs and not d.startswith("."))
+        for name in sorted(files):
+            path = here / name
+            fmt = format_of(path)
+            if fmt == "csv" and not _metrics_csv(path):
+                continue
+            if fmt == "log" and not include_logs:
+                continue
+            if fmt is not None and fmt != "wandb":
+                found.append((path, fmt))
+        if seen > MAX_ENTRIES:
+            break
+    return found
+
+
+def _metrics_csv(path: Path) -> bool:
+    """A CSV with a header naming a loss/metric and a step/epoch column (not any data table)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            header = fh.readline().lower()
+    except OSError:
+        return False
+    cols = [c.strip() for c in header.split(",")]
+    has_axis = any(c in ("step", "epoch", "global_step", "iteration") for c in cols)
+    return has_axis and any("loss" in c or "acc" in c or "metric" in c or c.startswith(("train", "val")) for c in cols)
+
+
+def expand_globs(patterns: list[str]) -> list[Path]:
+    """Existing files for `metrics_files` patterns (placeholders already expanded; ** allowed)."""
+    return sorted({Path(p) for pattern in patterns for p in glob.glob(os.path.expanduser(pattern), recursive=True)})
+
+
+def read_to_end(source: MetricSource, run: RunState | None = None) -> RunState:
+    """Every point a source holds now, as series of a RunState (for commands without an engine)."""
+    run = run if run is not None else RunState(record={"id": str(source.path)})
+    while True:  # a big file takes several polls (each is bounded)
+        points, _ = source.poll()
+        if not points:
+            return run
+        add_points(run, points, source.format)

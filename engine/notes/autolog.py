@@ -1,0 +1,114 @@
+"""What urbanrun writes into today's scratchpad by itself: launches (id, recipe, the full command,
+changed parameters, git commit, GPU), run ends (status, steps, best and last loss, time, GPU peak
+and mean utilisation), every diagnosis (cause and remedy), kills. One marker per entry, so an
+urbanrun that restarts and reattaches never writes the same entry twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shlex
+from pathlib import Path
+
+from urbanrun.engine.notes import scratchpad
+from urbanrun.engine.runs.store import RunRecord
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _duration(record: RunRecord) -> str:
+    if not record.started or not record.ended:
+        return "-"
+    seconds = int(record.ended - record.started)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class AutoLog:
+    def __init__(self, settings: scratchpad.Settings | None, gpu_names: list[str] | None = None):
+        self.settings = settings
+        self.gpu_names = gpu_names or []
+
+    def _write(self, kind: str, run_id: str, heading: str, body: str = "", when: float | None = None) -> bool:
+        if self.settings is None or kind not in self.settings.log:
+            return False
+        stamp = dt.datetime.fromtimestamp(when) if when else None
+        path = scratchpad.today_path(self.settings)
+        title = f"{self.settings.role} — {dt.date.today().isoformat()}"
+        return scratchpad.append(path, scratchpad.entry(heading, body, stamp), f"{kind}:{run_id}", title)
+
+    def launched(self, record: RunRecord) -> bool:
+        changed = ", ".join(f"{k}={_fmt(v)}" for k, v in record.changed.items()) or "recipe defaults"
+        lines = [f"`{shlex.join(record.argv)}`", f"- changed: {changed}"]
+        if record.git_commit:
+            lines.append(f"- code: {record.git_commit[:10]}{' (uncommitted changes)' if record.git_dirty else ''}"
+                         f" in {record.cwd}")
+        device = record.params.get("device")
+        gpus = ", ".join(self.gpu_names) if self.gpu_names else "no GPU on this machine"
+        lines.append(f"- device: {device or 'as the script chooses'}; GPUs: {gpus}")
+        if record.parent:
+            lines.append(f"- relaunch of {record.parent}: {record.recovery}")
+        return self._write("launch", record.id, f"launched {record.id} ({record.recipe})", "\n".join(lines),
+                           record.started or record.created)
+
+    def ended(self, record: RunRecord) -> bool:
+        how = f"signal {record.signal}" if record.signal else f"code {record.exit_code}"
+        lines = []
+        if record.loss_name:
+            lines.append(f"- {record.loss_name}: best {_fmt(record.loss_best)}, last {_fmt(record.loss_last)} "
+                         f"after {_fmt(record.steps)} steps; time {_duration(record)}")
+        else:
+            lines.append(f"- time {_duration(record)}; no loss metric seen")
+        if record.gpu_mem_peak_mb:
+            util = f", mean utilisation {record.gpu_util_mean:.0f}%" if record.gpu_util_mean is not None else ""
+            lines.append(f"- GPU: peak {record.gpu_mem_peak_mb / 1024:.1f} GiB{util}")
+        wrote = self._write("end", record.id, f"{record.id} {record.status} ({how})", "\n".join(lines),
+                            record.ended)
+        for i, d in enumerate(record.diagnoses):
+            if d.get("severity") == "info":
+                continue
+            remedy = d.get("remedies", [""])[0] if d.get("remedies") else ""
+            body = f"- cause: {d.get('summary')}" + (f"\n- remedy: {remedy}" if remedy else "")
+            self._write("diagnosis", f"{record.id}:{d.get('kind')}", f"{record.id}: {d.get('kind')}", body,
+                        record.ended)
+        return wrote
+
+    def killed(self, record: RunRecord) -> bool:
+        return self._write("kill", record.id, f"stopped {record.id} ({record.recipe}) from urbanrun",
+                           "", record.kill_requested)
+
+
+def draft_summary(records: list[RunRecord], today: dt.date | None = None) -> str:
+    """2–3 lines on today's runs: status counts, best losses, issues."""
+    day = (today or dt.date.today())
+    todays = [r for r in records if r.created and dt.date.fromtimestamp(r.created) == day and r.recipe != "import"]
+    if not todays:
+        return "No training runs today."
+    counts: dict[str, int] = {}
+    for r in todays:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    line1 = f"Training: {len(todays)} run(s) launched today ({status})."
+    best = sorted((r for r in todays if r.loss_best is not None), key=lambda r: r.loss_best)[:2]
+    line2 = ("Best: " + "; ".join(f"{r.id} {r.loss_name} {_fmt(r.loss_best)}" + (
+        f", GPU peak {r.gpu_mem_peak_mb / 1024:.1f} GiB" if r.gpu_mem_peak_mb else "") for r in best) + ".") if best \
+        else "No loss recorded yet."
+    issues = [f"{r.id}: {r.diagnosis}" for r in todays if r.diagnosis and r.status in ("failed", "lost")]
+    running = [r.id for r in todays if r.status in ("starting", "running")]
+    bits = []
+    if issues:
+        bits.append("Issues: " + "; ".join(issues[:3]) + ".")
+    if running:
+        bits.append(f"Still running: {', '.join(running)}.")
+    return "\n".join([line1, line2] + ([" ".join(bits)] if bits else []))
+
+
+def write_summary(settings: scratchpad.Settings, text: str) -> Path:
+    path = scratchpad.today_path(settings)
+    one_line = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    scratchpad.append(path, scratchpad.entry("session summary", text) + f"\n<!-- SUMMARY: {one_line} -->",
+                      title=f"{settings.role} — {dt.date.today().isoformat()}")
+    return path
+

@@ -1,0 +1,322 @@
+"""Run supervisor: launch a recipe under a babysitter, kill a whole process tree without
+blocking, and reconcile a record with reality (exit status written, process gone, pid reused)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from urbanrun.engine.runs import proctree
+from urbanrun.engine.core.config import Config, Recipe, expand
+from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.runs.backends import BACKENDS, slurm, torchrun
+from urbanrun.engine.runs.store import LOG_FILE, METRICS_FILE, RunRecord, RunStore, new_run_id, redact_env
+
+BABYSITTER = Path(__file__).resolve().parent / "babysitter.py"
+BABYSITTER_LINGER = 5.0  # seconds a babysitter may outlive its tree after a kill before it is killed too
+IS_WINDOWS = os.name == "nt"
+
+
+class Supervisor:
+    def __init__(self, config: Config, store: RunStore, clock: Callable[[], float] = time.time):
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self._popens: dict[str, subprocess.Popen] = {}  # babysitters this process started: reap them
+        self._sigkilled: set[str] = set()
+        self._termed: dict[str, set[int]] = {}  # pids already sent SIGTERM, per run being stopped
+        self._slurm: slurm.SlurmClient | None = None
+
+    # -- launch --------------------------------------------------------------------------------
+    def launch(self, recipe_name: str, overrides: dict[str, str] | None = None,
+               values: dict[str, Any] | None = None, backend: str | None = None,
+               options: dict[str, str] | None = None) -> RunRecord:
+        """Start a run. `overrides` are texts (`--set name=value`); `values` are typed (the form);
+        `backend` local | torchrun | slurm (default: the recipe's) with its `options`.
+        Everything is checked before anything is written."""
+        recipe = self.config.recipe(recipe_name)
+        backend = backend or recipe.backend
+        if backend not in BACKENDS:
+            raise UserError(f"unknown backend '{backend}'; use one of {', '.join(BACKENDS)}.")
+        chosen = recipe.values_from_text(overrides or {})
+        for name, value in (values or {}).items():
+            chosen[name] = _checked(recipe, name, value)
+        now = self.clock()
+        run_id = new_run_id(recipe.name, now)
+        run_dir = self.store.run_dir(run_id).resolve()
+        ctx = self.config.context(run_dir)
+        cwd = recipe.resolved_cwd(ctx)
+        if not cwd.is_dir():
+            raise UserError(f"recipe '{recipe.name}': working directory {cwd} does not exist; set `cwd` "
+                            f"(or the [paths] entry it uses) in {self.config.path} to an existing folder.")
+        ctx["cwd"] = str(cwd)
+        argv = recipe.argv(chosen, ctx)
+        if _find_executable(argv[0], cwd) is None:
+            raise UserError(f"recipe '{recipe.name}': program '{argv[0]}' was not found (cwd {cwd}); "
+                            f"fix `command` in {self.config.path}.")
+        env_overrides = {k: expand(v, ctx, where=f"recipes.{recipe.name}.env") for k, v in recipe.env.items()}
+        opts: dict = {}
+        if backend == "torchrun":
+            opts = torchrun.options(self.config.backends.get("torchrun", {}),
+                                    recipe.backend_options.get("torchrun", {}), options or {})
+            argv = torchrun.wrap(argv, run_dir, opts)
+            env_overrides.update(torchrun.env(opts))
+        elif backend == "slurm":
+            opts = slurm.options(self.config.backends.get("slurm", {}), recipe.backend_options.get("slurm", {}),
+                                 options or {})
+            if not slurm.available():
+                raise UserError("the slurm backend needs sbatch, squeue, scancel and scontrol on this machine "
+                                "(run urbanrun on the cluster's login node).")
+        elif options:
+            raise UserError(f"--opt is for the torchrun and slurm backends; '{recipe.name}' runs locally.")
+        metrics_files = [expand(f, ctx, where=f"recipes.{recipe.name}.metrics_files") for f in recipe.metrics_files]
+        defaults = recipe.defaults()
+        record = RunRecord(
+            id=run_id, recipe=recipe.name, argv=argv, cwd=str(cwd), backend=backend,
+            backend_options={k: v for k, v in opts.items() if v not in ("", [], None)},
+            env=redact_env(env_overrides), params={k: v for k, v in chosen.items() if v is not None},
+            changed={k: v for k, v in chosen.items() if v != defaults.get(k) and v is not None},
+            created=now, host=socket.gethostname(), metrics_files=metrics_files,
+            log_patterns=list(recipe.log_patterns), **_git_state(cwd),
+        )
+        self.store.root.mkdir(parents=True, exist_ok=True)
+        self.store.create(record)
+        if backend == "slurm":
+            return self._submit(record, run_dir, env_overrides, opts)
+        return self._spawn(record, run_dir, env_overrides)
+
+    def _submit(self, record: RunRecord, run_dir: Path, env_overrides: dict[str, str], opts: dict) -> RunRecord:
+        log = Path(opts["output_dir"]).expanduser() / f"{record.id}.log" if opts.get("output_dir") else run_dir / LOG_FILE
+        if opts.get("output_dir"):
+            log.parent.mkdir(parents=True, exist_ok=True)
+            record.log_path = str(log)
+        env = {**env_overrides, "URBANRUN_RUN_ID": record.id, "URBANRUN_RUN_DIR": str(run_dir),
+               "URBANRUN_METRICS": str(run_dir / METRICS_FILE), "PYTHONUNBUFFERED": "1"}
+        script = run_dir / "job.sbatch"
+        script.write_text(slurm.batch_script(record.id, record.recipe, record.argv, record.cwd, env, log, opts))
+        try:
+            record.job_id = slurm.submit(script)
+        except UserError as exc:
+            record.status, record.error, record.ended = "failed", str(exc), self.clock()
+            self.store.save(record)
+            return record
+        record.status = "pending"
+        self.slurm.nudge()
+        self.store.save(record)
+        return record
+
+    @property
+    def slurm(self) -> slurm.SlurmClient:
+        if self._slurm is None:
+            self._slurm = slurm.SlurmClient()
+        return self._slurm
+
+    def _spawn(self, record: RunRecord, run_dir: Path, env_overrides: dict[str, str]) -> RunRecord:
+        env = {**os.environ, **env_overrides,
+               "URBANRUN_RUN_ID": record.id, "URBANRUN_RUN_DIR": str(run_dir),
+               "URBANRUN_METRICS": str(run_dir / METRICS_FILE), "PYTHONUNBUFFERED": "1"}
+        group = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if IS_WINDOWS
+                 else {"start_new_session": True})
+        try:
+            with open(run_dir / LOG_FILE, "ab") as log:
+                popen = subprocess.Popen(
+                    [sys.executable, str(BABYSITTER), str(run_dir), "--", *record.argv],
+                    cwd=record.cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    close_fds=True, **group)
+        except OSError as exc:
+            record.status, record.error, record.ended = "failed", f"could not start: {exc}", self.clock()
+            self.store.save(record)
+            return record
+        self._popens[record.id] = popen
+        record.pid = popen.pid
+        record.pid_create_time = proctree.create_time_of(popen.pid)
+        record.status = "running"
+        record.started = self.clock()
+        self.store.save(record)
+        return record
+
+    # -- kill ----------------------------------------------------------------------------------
+    def request_kill(self, run_id: str, grace: float | None = None, force: bool = False) -> RunRecord:
+        """Signal the run's tree (SIGTERM, or SIGKILL when forced) and set the deadline after which
+        `reconcile` sends SIGKILL to whatever is left. Returns at once."""
+        record = self.store.load(run_id)
+        if not record.active:
+            raise UserError(f"run {run_id} is not running (it is {record.status}); there is nothing to kill.")
+        grace = self.config.kill_grace if grace is None else grace
+        if grace < 0:
+            raise UserError(f"--grace must be a number of seconds >= 0, not {grace}.")
+        now = self.clock()
+        record.kill_requested = record.kill_requested or now
+        record.kill_deadline = min(record.kill_deadline or float("inf"), now if force else now + grace)
+        self.store.save(record)
+        if record.backend == "slurm":
+            slurm.cancel(record.job_id, kill=force)  # SIGTERM, SLURM's KillWait, SIGKILL; KILL at once if forced
+            self.slurm.nudge()
+            return record
+        members = self._tree(record)
+        if force:
+            self._sigkilled.add(run_id)
+            proctree.send(members, proctree.SIGKILL)
+        else:
+            proctree.send(members, signal.SIGTERM)
+            self._termed[run_id] = {p.pid for p in members}
+        return record
+
+    def survivors(self, record: RunRecord) -> list:
+        """Processes of a run's tree still alive (for kill verification; a SLURM job's processes are
+        the scheduler's to end: its state says when they are gone)."""
+        return [] if record.backend == "slurm" else self._tree(record)
+
+    def _tree(self, record: RunRecord) -> list:
+        root = proctree.process_if_same(record.pid, record.pid_create_time)
+        return proctree.tree_members(root) if root else proctree.session_members(record.pid, record.started)
+
+    # -- reconcile -----------------------------------------------------------------------------
+    def reconcile(self, record: RunRecord) -> bool:
+        """Bring an active record up to date with its processes; True if it changed (and was saved)."""
+        if not record.active:
+            return False
+        if record.backend == "slurm":
+            return self._reconcile_slurm(record)
+        popen = self._popens.get(record.id)
+        if popen is not None and popen.poll() is not None:
+            del self._popens[record.id]
+        now = self.clock()
+        if record.kill_requested and record.kill_deadline is not None:
+            self._escalate(record, now)
+        root = proctree.process_if_same(record.pid, record.pid_create_time)
+        status = self.store.read_exit_status(record.id)
+        if status is not None:
+            record.exit_code = status.get("exit_code")
+            record.signal = status.get("signal")
+            record.ended = status.get("ended") or now
+            if status.get("error"):
+                record.error = status["error"]
+            if record.kill_requested:
+                record.status = "killed"
+            else:
+                record.status = "exited" if record.exit_code == 0 else "failed"
+        elif root is None and record.pid is not None and not self._child_alive(record):
+            record.status, record.ended = "lost", now
+            record.error = "its process ended while no exit status was recorded (babysitter killed, or reboot)"
+        elif record.pid is None and now - (record.created or now) > 30:
+            record.status, record.ended = "lost", now
+            record.error = "it never started (urbanrun stopped while launching it)"
+        else:
+            return False
+        self.store.save(record)
+        return True
+
+    def _reconcile_slurm(self, record: RunRecord) -> bool:
+        now = self.clock()
+        if not record.job_id:
+            return False
+        job = self.slurm.state(record.job_id)
+        before = (record.status, record.pending_reason, record.exit_code, record.signal)
+        if job is None:
+            if now - (record.created or now) > 60:
+                record.status, record.ended = "lost", now
+                record.error = f"SLURM no longer knows job {record.job_id} (purged, and no accounting to ask)"
+        elif job.state in slurm.PENDING:
+            record.status, record.pending_reason = "pending", job.reason
+        elif not job.finished:
+            record.status, record.pending_reason = "running", None
+            record.started = record.started or job.started or now
+            if record.kill_requested and now >= (record.kill_deadline or now) and record.id not in self._sigkilled:
+                slurm.cancel(record.job_id, kill=True)
+                self._sigkilled.add(record.id)
+        else:
+            record.exit_code, record.signal = job.exit_code, job.signal
+            record.ended, record.pending_reason = job.ended or now, None
+            record.started = record.started or job.started or record.ended
+            if job.state == "CANCELLED":
+                record.status = "killed"
+            elif job.state == "COMPLETED" and not job.exit_code:
+                record.status = "exited"
+            else:
+                record.status = "failed"
+                if job.state not in ("FAILED", "COMPLETED"):
+                    record.error = f"SLURM ended the job: {job.state}"
+        if (record.status, record.pending_reason, record.exit_code, record.signal) == before:
+            return False
+        self.store.save(record)
+        return True
+
+    def _escalate(self, record: RunRecord, now: float) -> None:
+        if now < record.kill_deadline:
+            # processes that appeared after the SIGTERM (a kill right after launch, before the
+            # babysitter started the command; a late fork) get theirs too
+            termed = self._termed.setdefault(record.id, set())
+            fresh = [p for p in self._tree(record) if p.pid not in termed]
+            if fresh and record.id not in self._sigkilled:
+                proctree.send(fresh, signal.SIGTERM)
+                termed.update(p.pid for p in fresh)
+            return
+        members = self._tree(record)
+        if members:
+            proctree.send(members, proctree.SIGKILL)
+            self._sigkilled.add(record.id)
+            return
+        root = proctree.process_if_same(record.pid, record.pid_create_time)
+        if root is not None and now > record.kill_deadline + BABYSITTER_LINGER \
+                and self.store.read_exit_status(record.id) is None:
+            proctree.send([root], proctree.SIGKILL)  # a babysitter that cannot finish: end it too
+
+    def _child_alive(self, record: RunRecord) -> bool:
+        """A babysitter killed from outside leaves its child running; the run is not lost yet."""
+        child = _read_json(self.store.run_dir(record.id) / "child.json")
+        if not child:
+            return False
+        proc = proctree.process_if_same(child.get("pid"), None)
+        try:
+            return proc is not None and proc.create_time() >= child.get("started", 0) - 1
+        except Exception:
+            return False
+
+
+def _checked(recipe: Recipe, name: str, value: Any) -> Any:
+    from urbanrun.engine.core.params import ParamError
+
+    try:
+        return recipe.param(name).parse(value)
+    except ParamError as exc:
+        raise UserError(f"recipe '{recipe.name}', parameter '{name}': {exc}.") from None
+
+
+def _find_executable(program: str, cwd: Path) -> str | None:
+    if os.sep in program or (os.altsep and os.altsep in program):
+        path = Path(program) if Path(program).is_absolute() else cwd / program
+        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+    return shutil.which(program)
+
+
+def _git_state(cwd: Path) -> dict:
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, timeout=3)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {}
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit.strip(), "git_dirty": bool(dirty and dirty.strip())}
+
+
+def _read_json(path: Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+

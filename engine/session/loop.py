@@ -1,0 +1,273 @@
+"""The engine: `poll(now)` does the non-blocking work and returns new events, which it also
+applies to its state and records. Commands (launch, kill) are method calls whose effects come
+back as events from the next poll."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from urbanrun.engine.core.config import Config
+from urbanrun.engine.notes.autolog import AutoLog
+from urbanrun.engine.diagnosis.run_doctor import RunDoctor
+from urbanrun.engine.session.run_end import finish_run
+from urbanrun.engine.notes.scratchpad import settings_from
+from urbanrun.engine.core.events import Diagnosed, Event, GpuSample, GpuStatus, HostSample, Notice, RunChanged
+from urbanrun.engine.gpu.sources import annotate, default_gpu_source
+from urbanrun.engine.gpu.host import HostSampler
+from urbanrun.engine.session.recorder import Recorder
+from urbanrun.engine.metrics.run_files import RunSources
+from urbanrun.engine.runs.store import RECORD_FILE, RunRecord, RunStore
+from urbanrun.engine.core.state import State
+from urbanrun.engine.runs.supervisor import Supervisor
+
+RESCAN_SECONDS = 2.0  # how often the runs folder is listed for runs launched by another urbanrun
+
+
+class Engine:
+    def __init__(self, config: Config, runs_dir: str | os.PathLike | None = None, *,
+                 record_session: bool = True, clock: Callable[[], float] = time.time,
+                 gpu_source="nvml", host: bool = True, autolog: AutoLog | None | str = "config"):
+        """gpu_source: "nvml" (real NVML, or the recording URBANRUN_GPU_RECORDING names), a
+        source object (tests pass a RecordedGpuSource), or None for no GPU telemetry."""
+        self.config = config
+        self.clock = clock
+        self.store = RunStore(Path(runs_dir) if runs_dir else config.runs_dir)
+        self.supervisor = Supervisor(config, self.store, clock)
+        self.doctor = RunDoctor(config, self.store)
+        self._lock = threading.RLock()
+        self.autolog = AutoLog(settings_from(config)) if autolog == "config" else autolog
+        self.state = State()
+        self.recorder = Recorder(self.store.root / "sessions") if record_session else None
+        self._records: dict[str, RunRecord] = {}
+        self._sources: dict[str, RunSources] = {}
+        self._drained: set[str] = set()  # finished runs whose files were read to the end
+        self._mtimes: dict[str, int] = {}
+        self._pending: list[Event] = []
+        self._last_scan = float("-inf")
+        self.gpu = default_gpu_source() if gpu_source == "nvml" else gpu_source
+        self.host = HostSampler() if host else None
+        self._gpu_status: dict | None = None
+        self._foreign_reported = False
+        self._seen_pids: set[int] = set()
+
+    # -- commands --------------------------------------------------------------------------------
+    def launch(self, recipe: str, overrides: dict[str, str] | None = None, values: dict | None = None,
+               backend: str | None = None, options: dict | None = None) -> RunRecord:
+        with self._lock:  # commands come from UI worker threads while another thread polls
+            record = self.supervisor.launch(recipe, overrides, values, backend=backend, options=options)
+            self._remember(record, self.clock())
+            self._log("launched", record)
+            return record
+
+    def kill(self, run_id: str, grace: float | None = None, force: bool = False) -> RunRecord:
+        with self._lock:
+            record = self.supervisor.request_kill(run_id, grace, force)
+            self._remember(record, self.clock())
+            self._log("killed", record)
+            return record
+
+    def _log(self, what: str, record: RunRecord) -> None:
+        if self.autolog is None:
+            return
+        self.autolog.gpu_names = [f"{g.get('index')}: {g.get('name')}" for g in self.state.gpus]
+        try:
+            getattr(self.autolog, what)(record)
+        except OSError as exc:  # never let the scratchpad stop a launch or a kill
+            self._pending.append(Notice(ts=self.clock(), level="warning", text=f"scratchpad not written: {exc}"))
+
+    def import_runs(self, path: str, name: str | None = None) -> RunRecord:
+        from urbanrun.engine.session.importer import import_path
+
+        with self._lock:
+            record = import_path(self.store, path, name)
+            self._remember(record, self.clock())
+            self.follow(record.id)
+            return record
+
+    def reload_config(self) -> Config:
+        """Re-read config.toml (after the launch form saved new defaults)."""
+        from urbanrun.engine.core.config import load_config
+
+        self.config = self.supervisor.config = self.doctor.config = load_config(self.config.path)
+        return self.config
+
+    def follow(self, run_id: str) -> None:
+        """Read a run's files (also a finished run's: the view asked for its log and metrics)."""
+        with self._lock:
+            self._follow(run_id)
+
+    def _follow(self, run_id: str) -> None:
+        if run_id not in self._sources and run_id not in self._drained and run_id in self._records:
+            self._sources[run_id] = RunSources(self.store.run_dir(run_id), self._records[run_id])
+
+    # -- polling ---------------------------------------------------------------------------------
+    def poll(self, now: float | None = None) -> list[Event]:
+        with self._lock:
+            return self._poll(now)
+
+    def _poll(self, now: float | None) -> list[Event]:
+        now = self.clock() if now is None else now
+        if now - self._last_scan >= RESCAN_SECONDS:
+            self._scan(now)
+            self._last_scan = now
+        ended = []
+        for record in [r for r in self._records.values() if r.active]:
+            record = self._refresh(record, now)
+            if self.supervisor.reconcile(record):
+                self._note_saved(record)
+                self._pending.append(RunChanged(ts=now, run=record.to_dict()))
+                if not record.active:
+                    ended.append(record.id)
+        for run_id in list(self._sources):
+            self._read_files(run_id, now)
+        self._sample_machine(now)
+        events, self._pending = self._pending, []
+        self.state.apply_all(events)
+        events += self._on_ended(ended, now)
+        events += self._live_diagnoses(now)
+        if self.recorder is not None:
+            self.recorder.write(events)
+        return events
+
+    def _sample_machine(self, now: float) -> None:
+        if self.host is not None:
+            live = {r.id: (r.pid, r.pid_create_time) for r in self._records.values() if r.active and r.pid}
+            host = self.host.sample(now, live)
+            if host is not None:
+                self._pending.append(HostSample(ts=now, host=host))
+        if self.gpu is None:
+            return
+        reading = self.gpu.sample(now)
+        if reading is None:
+            return
+        status, gpus, procs = reading
+        if status != self._gpu_status:
+            self._gpu_status = dict(status)
+            self._pending.append(GpuStatus(ts=now, status=dict(status)))
+        if not status.get("available"):
+            return
+        procs, foreign = annotate(procs, self.host.pids if self.host else {}, self._seen_pids)
+        if foreign and not self._foreign_reported:
+            self._foreign_reported = True
+            self._pending.append(Notice(ts=now, level="warning", text=(
+                f"NVML reports GPU processes whose pids exist on no local process ({', '.join(map(str, foreign[:5]))}"
+                f"{', …' if len(foreign) > 5 else ''}): inside a container NVML sees the host's pids, so these "
+                f"processes cannot be tied to runs; they are marked 'not on this host'.")))
+        self._pending.append(GpuSample(ts=now, gpus=tuple(gpus), processes=tuple(procs)))
+
+    def _on_ended(self, ended: list[str], now: float) -> list[Event]:
+        """Runs this engine saw end: summary figures into the record, the diagnosis, the scratchpad
+        entry, and an OOM relaunch where the recipe asks (engine/ending.py)."""
+        extra: list[Event] = []
+        for run_id in ended:
+            run, record = self.state.runs.get(run_id), self._records.get(run_id)
+            if run is None or record is None:
+                continue
+            found, relaunch = finish_run(record, run, self.doctor, self.autolog)
+            self._note_saved(record)
+            extra.append(Diagnosed(ts=now, run_id=run_id, diagnoses=tuple(d.to_dict() for d in found)))
+            extra.append(RunChanged(ts=now, run=record.to_dict()))
+            if relaunch:
+                extra += self._relaunch(relaunch, now)[1]
+        self.state.apply_all(extra)
+        return extra
+
+    def relaunch(self, run_id: str, change: dict, note: str) -> RunRecord:
+        """Launch a run again with `change` applied to its parameters (a remedy chosen in the TUI)."""
+        with self._lock:
+            record = self.store.load(run_id)
+            plan = {"recipe": record.recipe, "values": {**record.params, **change}, "parent": run_id, "recovery": note}
+            child, events = self._relaunch(plan, self.clock(), strict=True)
+            self._pending += events
+            return child
+
+    def _relaunch(self, plan: dict, now: float, strict: bool = False) -> tuple[RunRecord | None, list[Event]]:
+        try:
+            child = self.supervisor.launch(plan["recipe"], values=plan["values"])
+        except Exception as exc:  # a relaunch that cannot start is reported, never fatal
+            if strict:
+                raise
+            return None, [Notice(ts=now, level="error", run_id=plan["parent"], text=f"OOM relaunch failed: {exc}")]
+        child.parent, child.recovery = plan["parent"], plan["recovery"]
+        self.store.save(child)
+        self._records[child.id] = child
+        self._note_saved(child)
+        self._follow(child.id)
+        self._log("launched", child)
+        return child, [RunChanged(ts=now, run=child.to_dict()),
+                       Notice(ts=now, level="warning", run_id=child.id,
+                              text=f"{plan['parent']} relaunched as {child.id} with {plan['recovery']}")]
+
+    def _live_diagnoses(self, now: float) -> list[Event]:
+        active = [r for r in self._records.values() if r.active]
+        extra = [Diagnosed(ts=now, run_id=run_id, diagnoses=tuple(d.to_dict() for d in found))
+                 for run_id, found in self.doctor.live(active, self.state.runs, self.state.gpus, now)]
+        self.state.apply_all(extra)
+        return extra
+
+    def close(self) -> None:
+        for sources in self._sources.values():
+            sources.close()
+        if self.recorder is not None:
+            self.recorder.close()
+
+    def _scan(self, now: float) -> None:
+        """Pick up runs this engine has not seen: history at start, runs other urbanruns launch,
+        and runs left running by an earlier urbanrun (reattach: reconcile checks pid + create time)."""
+        known = set(self._records)
+        for run_id in self.store.ids():
+            if run_id in known:
+                continue
+            try:
+                record = self.store.load(run_id)
+            except Exception as exc:  # a corrupt record: say so once, keep the rest going
+                self._records[run_id] = RunRecord(id=run_id, recipe="?", argv=[], cwd="", status="lost",
+                                                  error=str(exc))
+                self._pending.append(Notice(ts=now, level="warning", text=str(exc), run_id=run_id))
+                continue
+            self._remember(record, now)
+
+    def _refresh(self, record: RunRecord, now: float) -> RunRecord:
+        """Re-read a record another urbanrun changed (a kill from the CLI while the TUI watches)."""
+        try:
+            mtime = (self.store.run_dir(record.id) / RECORD_FILE).stat().st_mtime_ns
+        except OSError:
+            return record
+        if mtime == self._mtimes.get(record.id):
+            return record
+        self._mtimes[record.id] = mtime
+        try:
+            fresh = self.store.load(record.id)
+        except Exception:
+            return record
+        if fresh != record:
+            self._records[record.id] = fresh
+            self._pending.append(RunChanged(ts=now, run=fresh.to_dict()))
+        return fresh
+
+    def _note_saved(self, record: RunRecord) -> None:
+        try:
+            self._mtimes[record.id] = (self.store.run_dir(record.id) / RECORD_FILE).stat().st_mtime_ns
+        except OSError:
+            pass
+
+    def _remember(self, record: RunRecord, now: float) -> None:
+        self._records[record.id] = record
+        self._note_saved(record)
+        self._pending.append(RunChanged(ts=now, run=record.to_dict()))
+        if record.active:
+            self._follow(record.id)
+
+    def _read_files(self, run_id: str, now: float) -> None:
+        sources = self._sources[run_id]
+        record = self._records.get(run_id)
+        events = sources.read(now, final=record is not None and not record.active)
+        self._pending += events
+        if record is not None and not record.active and not events:
+            sources.close()  # the run ended and its files are drained
+            del self._sources[run_id]
+            self._drained.add(run_id)

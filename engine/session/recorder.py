@@ -1,0 +1,46 @@
+"""Records every event of a supervisor session to runs/sessions/<timestamp>.jsonl (append-only)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from urbanrun.engine.core.events import Event, decode, encode
+
+
+class Recorder:
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.path: Path | None = None  # created with the first events, so idle CLIs leave no files
+        self._fh = None
+
+    def write(self, events: list[Event]) -> None:
+        if not events:
+            return
+        if self._fh is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            self.path = self.folder / f"{stamp}-{os.getpid()}.jsonl"
+            self._fh = open(self.path, "a", encoding="utf-8")
+        self._fh.write("".join(encode(e) + "\n" for e in events))
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def read_session(path: str | os.PathLike) -> list[Event]:
+    """The events of a recording; a torn last line (a session killed mid-write) is ignored."""
+    events = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                break
+            try:
+                events.append(decode(line))
+            except ValueError:
+                continue
+    return events

@@ -1,0 +1,70 @@
+"""Replay a recorded session: the same events, on a virtual clock, through the same reducer.
+
+`poll(now)` returns the events whose recorded offset has been reached at `speed` times real
+pace (pauses excluded); `fast=True` returns everything at once (headless replays)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.core.events import Event
+from urbanrun.engine.session.recorder import read_session
+
+
+class ReplaySource:
+    read_only = True
+
+    def __init__(self, path: str | os.PathLike, speed: float = 1.0, fast: bool = False,
+                 clock: Callable[[], float] = time.monotonic):
+        try:
+            self.events: list[Event] = read_session(path)
+        except OSError as exc:
+            raise UserError(f"cannot read the recording {path}: {exc.strerror or exc}.") from None
+        if not self.events:
+            raise UserError(f"{path} holds no events; give a session file from runs/sessions/.")
+        if speed <= 0:
+            raise UserError(f"--speed must be > 0, not {speed}.")
+        self.path = path
+        self.speed = speed
+        self.fast = fast
+        self.clock = clock
+        self.t0 = self.events[0].ts
+        self._i = 0
+        self._start: float | None = None
+        self._paused_at: float | None = None
+        self._paused_total = 0.0
+
+    @property
+    def done(self) -> bool:
+        return self._i >= len(self.events)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_at is not None
+
+    def toggle_pause(self) -> bool:
+        now = self.clock()
+        if self._paused_at is None:
+            self._paused_at = now
+        else:
+            self._paused_total += now - self._paused_at
+            self._paused_at = None
+        return self.paused
+
+    def poll(self, now: float | None = None) -> list[Event]:
+        if self.fast:
+            out, self._i = self.events[self._i:], len(self.events)
+            return out
+        now = self.clock() if now is None else now
+        if self._start is None:
+            self._start = now
+        if self._paused_at is not None:
+            return []
+        reached = self.t0 + (now - self._start - self._paused_total) * self.speed
+        start = self._i
+        while self._i < len(self.events) and self.events[self._i].ts <= reached:
+            self._i += 1
+        return self.events[start:self._i]

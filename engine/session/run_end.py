@@ -1,0 +1,38 @@
+"""What happens when a run ends, whoever notices it (the TUI's engine, or a CLI command that
+reconciles): its loss summary and GPU figures go into its record, it is diagnosed, and the
+scratchpad gets its end entry. Returns the diagnoses and an OOM relaunch plan, if any."""
+
+from __future__ import annotations
+
+import math
+
+from urbanrun.engine.notes.autolog import AutoLog
+from urbanrun.engine.diagnosis.run_doctor import RunDoctor
+from urbanrun.engine.metrics.sources import MetricSource, read_to_end
+from urbanrun.engine.runs.store import METRICS_FILE, RunRecord, RunStore
+from urbanrun.engine.core.state import RunState, loss_name
+
+def run_from_files(store: RunStore, record: RunRecord) -> RunState:
+    """A RunState with the run's metrics.jsonl read into series (for commands without an engine)."""
+    return read_to_end(MetricSource(store.run_dir(record.id) / METRICS_FILE, "jsonl"),
+                       RunState(record=record.to_dict()))
+
+
+def finish_run(record: RunRecord, run: RunState | None, doctor: RunDoctor, autolog: AutoLog | None):
+    if run is not None:
+        name = loss_name(run)
+        series = run.metrics.get(name) if name else None
+        if series is not None and series.count:
+            record.loss_name, record.steps = name, series.last_step
+            record.loss_best = series.best
+            record.loss_last = series.last if math.isfinite(series.last) else None
+        if run.gpu_mem_peak:
+            record.gpu_mem_peak_mb = round(run.gpu_mem_peak / 2 ** 20, 1)
+            record.gpu_util_mean = None if run.gpu_util_mean is None else round(run.gpu_util_mean, 1)
+    found, relaunch = doctor.on_end(record, run)  # saves the record
+    if autolog is not None:
+        try:
+            autolog.ended(record)
+        except OSError:
+            pass  # a scratchpad that cannot be written must not stop supervision
+    return found, relaunch
