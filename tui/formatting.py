@@ -6,7 +6,8 @@ import math
 
 GLYPHS = {"starting": ("◌", "yellow"), "pending": ("◷", "yellow"), "running": ("▶", "green"), "stopping": ("■", "yellow"),
           "exited": ("✔", "green"), "failed": ("✖", "red"), "killed": ("■", "magenta"),
-          "lost": ("?", "yellow"), "imported": ("⇣", "cyan")}
+          "lost": ("?", "yellow"), "imported": ("⇣", "cyan"),
+          "unreadable": ("!", "red")}
 
 
 def duration(seconds: float | None) -> str:

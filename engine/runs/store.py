@@ -2,31 +2,43 @@
 
 Contract (shared/DESIGN.md): runs/<run_id>/run.toml written atomically, output.log, metrics.jsonl,
 and exit_status.json written by the babysitter when the run's process ends.
+
+One writer per record: every change to run.toml goes through `RunStore.update`, which holds the
+run's lock (a lock file beside the record) while it reads the record from disk, applies the change
+and writes it back, so the TUI, a CLI kill and a reconcile in another process never overwrite each
+other's fields. Reading is tolerant: a record that cannot be read becomes that run's `unreadable`
+state with the reason; it never stops the other runs from being listed.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import secrets
 import time
 import tomllib
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import filelock
 import tomli_w
 
 from urbanrun.engine.core.atomic import atomic_write_text
 from urbanrun.engine.core.errors import UserError
 
-STATUSES = ("starting", "pending", "running", "exited", "failed", "killed", "lost", "imported")
+STATUSES = ("starting", "pending", "running", "exited", "failed", "killed", "lost", "imported", "unreadable")
 ACTIVE = frozenset({"starting", "pending", "running"})
 RECORD_FILE = "run.toml"
 LOG_FILE = "output.log"
 METRICS_FILE = "metrics.jsonl"
 EXIT_FILE = "exit_status.json"
+LOCK_FILE = ".run.toml.lock"
+LOCK_TIMEOUT = 30.0  # seconds; a writer holds the lock for one read and one write
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SECRET_RE = re.compile(r"TOKEN|SECRET|PASSW|API_?KEY|ACCESS_?KEY|CREDENTIAL", re.I)
 
@@ -71,10 +83,34 @@ class RunRecord:
     log_path: str | None = None  # where the output goes when not the run folder's output.log
     metrics_files: list[str] = field(default_factory=list)  # expanded paths/globs to follow as well
     log_patterns: list[str] = field(default_factory=list)
+    cgroup: str | None = None  # the run's own cgroup v2 (Linux, where one could be created)
+    # processes of the run, as {pid, created, name, state}: taken when a kill begins (the set to
+    # stop), and those alive after its main process ended (leftovers) or that outlived a kill
+    kill_targets: list[dict] = field(default_factory=list)
+    leftovers: list[dict] = field(default_factory=list)
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE
+
+    @property
+    def watched(self) -> bool:
+        """Still to be reconciled: running, or ended with processes of it left alive."""
+        return self.active or bool(self.leftovers)
+
+    def changes(self) -> dict[str, Any]:
+        """The fields changed since this copy was read or written."""
+        base = getattr(self, "_base", {})
+        return {k: v for k, v in asdict(self).items() if k not in base or base[k] != v}
+
+    def mark_saved(self) -> None:
+        self._base = copy.deepcopy(asdict(self))
+
+    def adopt(self, other: RunRecord) -> None:
+        """Take every field of `other` (the record as written): this copy then sees others' changes too."""
+        for f in fields(self):
+            setattr(self, f.name, copy.deepcopy(getattr(other, f.name)))
+        self.mark_saved()
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -84,6 +120,11 @@ class RunRecord:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
+    @classmethod
+    def unreadable(cls, run_id: str, reason: str) -> RunRecord:
+        """What a run whose record cannot be read is shown as: its id, and why."""
+        return cls(id=run_id, recipe="?", argv=[], cwd="", status="unreadable", error=reason)
+
     def to_json(self, run_dir: Path) -> dict[str, Any]:
         """The run object of the CLI's --json output: every field, None as null, times as ISO text."""
         out = asdict(self)
@@ -91,7 +132,54 @@ class RunRecord:
         for key in ("created", "started", "ended", "kill_requested"):
             out[key] = iso(out[key])
         out.pop("kill_deadline")
+        out.pop("kill_targets")
         return out
+
+
+class RecordError(UserError):
+    """A run's record or exit status that cannot be read: that run's problem, never the tool's."""
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a value read from TOML/JSON has the type a record field declares."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        return isinstance(value, list) and all(_matches(v, args[0]) for v in value) if args else isinstance(value, list)
+    if origin is dict:
+        return isinstance(value, dict) and (not args or all(_matches(v, args[1]) for v in value.values()))
+    return isinstance(value, origin or hint)
+
+
+def check_fields(data: dict, where: Path) -> None:
+    """Raise RecordError naming the first field whose value has the wrong type."""
+    hints = typing.get_type_hints(RunRecord)
+    for name, value in data.items():
+        hint = hints.get(name)
+        if hint is not None and not _matches(value, hint):
+            raise RecordError(f"{where}: field '{name}' = {value!r} is not {_describe(hint)}; fix or remove that "
+                              f"line (the run's other files are untouched).")
+
+
+def _describe(hint: Any) -> str:
+    text = {int: "a whole number", float: "a number", str: "a text", bool: "true or false"}
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    first = [a for a in typing.get_args(hint) if a is not type(None)][0] if union else hint
+    origin = typing.get_origin(first)
+    if origin is list:
+        return "a list" + (" of tables" if typing.get_args(first) == (dict,) else "")
+    if origin is dict:
+        return "a table"
+    return text.get(first, getattr(first, "__name__", str(first)))
 
 
 def iso(ts: float | None) -> str | None:
@@ -113,29 +201,78 @@ class RunStore:
         self.root = Path(root)
 
     def run_dir(self, run_id: str) -> Path:
+        """The run's folder; an id that could name anything outside the runs folder is refused."""
+        if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+            raise UserError(f"'{run_id}' is not a run id (ids look like 20261125-174100-cones-1a2b; no '/' or '..').")
         return self.root / run_id
 
     def create(self, record: RunRecord) -> Path:
         path = self.run_dir(record.id)
         path.mkdir(parents=True, exist_ok=False)
-        self.save(record)
+        self._write(record)
         return path
 
+    def update(self, run_id: str, change: Callable[[RunRecord], Any] | dict[str, Any]) -> RunRecord:
+        """The one way a record changes: under the run's lock, read it from disk, apply `change`
+        (a function that edits the record, or field values), write it back atomically. Returns
+        the record as written. An unreadable record is never overwritten (RecordError)."""
+        try:
+            with filelock.FileLock(self.run_dir(run_id) / LOCK_FILE, timeout=LOCK_TIMEOUT):
+                record = self.load(run_id)
+                if callable(change):
+                    change(record)
+                else:
+                    for name, value in change.items():
+                        setattr(record, name, value)
+                if record.id != run_id:
+                    raise RecordError(f"a change to run {run_id} tried to rename it to '{record.id}'.")
+                if record.changes():
+                    self._write(record)
+                return record
+        except filelock.Timeout:
+            raise UserError(f"run {run_id}'s record stays locked ({self.run_dir(run_id) / LOCK_FILE}) for over "
+                            f"{LOCK_TIMEOUT:.0f} s; is another urbanrun stuck? Try again.") from None
+
     def save(self, record: RunRecord) -> None:
+        """Write the fields this copy changed since it was read (through `update`, so fields others
+        changed meanwhile are kept); the copy then holds the record as written."""
+        changes = record.changes()
+        if changes:
+            record.adopt(self.update(record.id, changes))
+
+    def _write(self, record: RunRecord) -> None:
         atomic_write_text(self.run_dir(record.id) / RECORD_FILE, tomli_w.dumps(record.to_dict()))
+        record.mark_saved()
 
     def load(self, run_id: str) -> RunRecord:
+        """The record, checked field by field; RecordError (a UserError) says what is wrong."""
         path = self.run_dir(run_id) / RECORD_FILE
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise UserError(f"run '{run_id}' has no record ({path} is missing).") from None
+            raise RecordError(f"run '{run_id}' has no record ({path} is missing).") from None
+        except IsADirectoryError:
+            raise RecordError(f"{path} is a folder, not a run record; the run's other files are untouched.") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{path} is not a valid run record ({exc}); the run's other files are untouched.") from None
+            raise RecordError(f"{path} is not a valid run record ({exc}); the run's other files are untouched.") from None
+        except OSError as exc:
+            raise RecordError(f"{path} cannot be read ({exc.strerror or exc}).") from None
+        if data.get("id") != run_id:
+            raise RecordError(f"{path}: its id {data.get('id')!r} is not its folder's name '{run_id}'; "
+                              f"the record is not used until they agree.")
+        check_fields(data, path)
         try:
-            return RunRecord.from_dict(data)
+            record = RunRecord.from_dict(data)
         except TypeError as exc:
-            raise UserError(f"{path} is missing fields a run record needs ({exc}).") from None
+            raise RecordError(f"{path} is missing fields a run record needs ({exc}).") from None
+        record.mark_saved()
+        return record
+
+    def load_or_unreadable(self, run_id: str) -> RunRecord:
+        try:
+            return self.load(run_id)
+        except UserError as exc:
+            return RunRecord.unreadable(run_id, str(exc))
 
     def ids(self) -> list[str]:
         if not self.root.is_dir():
@@ -143,14 +280,10 @@ class RunStore:
         return sorted(p.parent.name for p in self.root.glob(f"*/{RECORD_FILE}"))
 
     def load_all(self) -> tuple[list[RunRecord], list[str]]:
-        """All readable records, oldest first, and one sentence per record that could not be read."""
-        records, problems = [], []
-        for run_id in self.ids():
-            try:
-                records.append(self.load(run_id))
-            except UserError as exc:
-                problems.append(str(exc))
-        return records, problems
+        """Every record, oldest first (one that cannot be read as an `unreadable` record with the
+        reason), and one sentence per record that could not be read."""
+        records = [self.load_or_unreadable(run_id) for run_id in self.ids()]
+        return records, [r.error for r in records if r.status == "unreadable"]
 
     def resolve(self, ref: str) -> str:
         """A full run id from a full id or a unique prefix; bad or unknown refs are UserErrors."""
@@ -171,9 +304,20 @@ class RunStore:
         return Path(record.log_path) if record.log_path else self.run_dir(record.id) / LOG_FILE
 
     def read_exit_status(self, run_id: str) -> dict | None:
-        """The babysitter's record of how the run's process ended, or None while it has not ended."""
+        """The babysitter's record of how the run's process ended, or None while it has not ended.
+        One that is not what the babysitter writes is a RecordError."""
         path = self.run_dir(run_id) / EXIT_FILE
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
+            status = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
             return None
+        except (OSError, ValueError) as exc:  # written atomically: a bad one is not a partial write
+            raise RecordError(f"{path} cannot be read as the run's exit status ({exc}).") from None
+        if not isinstance(status, dict):
+            raise RecordError(f"{path} holds {type(status).__name__} {status!r:.40}, not the exit status object "
+                              f"the babysitter writes.")
+        for key, kind in (("exit_code", int), ("signal", int), ("ended", float), ("started", float),
+                          ("error", str)):
+            if key in status and not _matches(status[key], kind | None):
+                raise RecordError(f"{path}: '{key}' = {status[key]!r} is not {_describe(kind)}.")
+        return status

@@ -17,7 +17,8 @@ from urbanrun.engine.runs import proctree
 from urbanrun.engine.core.config import Config, Recipe, expand
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.runs.backends import BACKENDS, slurm, torchrun
-from urbanrun.engine.runs.store import LOG_FILE, METRICS_FILE, RunRecord, RunStore, new_run_id, redact_env
+from urbanrun.engine.runs.store import (LOG_FILE, METRICS_FILE, RecordError, RunRecord, RunStore, new_run_id,
+                                        redact_env)
 
 BABYSITTER = Path(__file__).resolve().parent / "babysitter.py"
 BABYSITTER_LINGER = 5.0  # seconds a babysitter may outlive its tree after a kill before it is killed too
@@ -192,7 +193,12 @@ class Supervisor:
         if record.kill_requested and record.kill_deadline is not None:
             self._escalate(record, now)
         root = proctree.process_if_same(record.pid, record.pid_create_time)
-        status = self.store.read_exit_status(record.id)
+        try:
+            status = self.store.read_exit_status(record.id)
+        except RecordError as exc:  # the run ended, but how cannot be told: say why, keep the file
+            record.status, record.error, record.ended = "unreadable", str(exc), now
+            self.store.save(record)
+            return True
         if status is not None:
             record.exit_code = status.get("exit_code")
             record.signal = status.get("signal")

@@ -222,13 +222,9 @@ class Engine:
         for run_id in self.store.ids():
             if run_id in known:
                 continue
-            try:
-                record = self.store.load(run_id)
-            except Exception as exc:  # a corrupt record: say so once, keep the rest going
-                self._records[run_id] = RunRecord(id=run_id, recipe="?", argv=[], cwd="", status="lost",
-                                                  error=str(exc))
-                self._pending.append(Notice(ts=now, level="warning", text=str(exc), run_id=run_id))
-                continue
+            record = self.store.load_or_unreadable(run_id)
+            if record.status == "unreadable":  # that run's problem: say so once, keep the rest going
+                self._pending.append(Notice(ts=now, level="warning", text=record.error, run_id=run_id))
             self._remember(record, now)
 
     def _refresh(self, record: RunRecord, now: float) -> RunRecord:
@@ -240,10 +236,7 @@ class Engine:
         if mtime == self._mtimes.get(record.id):
             return record
         self._mtimes[record.id] = mtime
-        try:
-            fresh = self.store.load(record.id)
-        except Exception:
-            return record
+        fresh = self.store.load_or_unreadable(record.id)
         if fresh != record:
             self._records[record.id] = fresh
             self._pending.append(RunChanged(ts=now, run=fresh.to_dict()))
