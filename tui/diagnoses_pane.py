@@ -39,6 +39,16 @@ class DiagnosesPane(Static):
                     text.append(f"      | {line[:200]}\n", style="dim")
                 for remedy in d.get("remedies", []):
                     text.append(f"      → {remedy}\n", style="cyan")
+            changes = rec.get("changes_since_good")
+            if changes:
+                text.append("  what changed: ", style="bold magenta")
+                text.append(f"{changes.get('headline')}\n")
+                for c in changes.get("commits", [])[:5]:
+                    text.append(f"      {c['commit']} {c['date'][:10]} {c['subject'][:70]} ({c['author']})\n", style="dim")
+                for area, paths in changes.get("files", {}).items():
+                    text.append(f"      {area}: {', '.join(paths[:5])}\n", style="dim")
+                for name, (old, new) in changes.get("params", {}).items():
+                    text.append(f"      {name}: {old} → {new}\n", style="dim")
             text.append("  R: relaunch with a remedy applied\n\n", style="dim")
         if state.notices:
             text.append("Warnings\n", style="bold")

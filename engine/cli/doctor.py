@@ -30,10 +30,23 @@ def doctor(target: str, store: RunStore) -> tuple[str, list[Diagnosis]]:
     return run_id, diagnose_run(store, record, run_from_files(store, record))
 
 
-def print_diagnoses(what: str, found: list[Diagnosis], as_json: bool) -> None:
+def changes_of(what: str, store: RunStore) -> dict | None:
+    """A run's cross-agent observation (what changed since its recipe's last good run), if it has one."""
+    if Path(what).is_file():
+        return None
+    try:
+        return store.load(what).changes_since_good
+    except UserError:
+        return None
+
+
+def print_diagnoses(what: str, found: list[Diagnosis], as_json: bool, changes: dict | None = None) -> None:
     if as_json:
-        print(json.dumps({"target": what, "diagnoses": [d.to_dict() for d in found]}, indent=2, default=str))
+        print(json.dumps({"target": what, "diagnoses": [d.to_dict() for d in found], "changes_since_good": changes},
+                         indent=2, default=str))
         return
+    if changes:
+        print(f"what changed: {changes.get('headline')}\n")
     if not found:
         print(f"{what}: no problem found.")
         return

@@ -88,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gpu-memory", type=float, default=None, metavar="GB", help="free memory to plan for, in GB")
     s.add_argument("--json", action="store_true")
 
-    s = sub.add_parser("scratchpad", help="the dated notes: show, log TEXT, finish")
-    s.add_argument("action", choices=["show", "log", "finish"])
+    s = sub.add_parser("scratchpad", help="the dated notes: show, log TEXT, observe TEXT, finish")
+    s.add_argument("action", choices=["show", "log", "observe", "finish"])
     s.add_argument("text", nargs="*", help="for log: the entry's text")
     s.add_argument("--yes", action="store_true", help="for finish: write the drafted summary")
     s.add_argument("--json", action="store_true")
@@ -164,10 +164,10 @@ def cmd_scratchpad(args, config, store, sup) -> int:
 
 
 def cmd_doctor(args, config, store, sup) -> int:
-    from urbanrun.engine.cli.doctor import doctor, print_diagnoses
+    from urbanrun.engine.cli.doctor import changes_of, doctor, print_diagnoses
 
     what, found = doctor(args.target, store)
-    print_diagnoses(what, found, args.json)
+    print_diagnoses(what, found, args.json, changes_of(what, store))
     return 0
 
 

@@ -40,6 +40,8 @@ def cmd_scratchpad(args, config, store) -> int:
         scratchpad.append(path, scratchpad.entry(heading, body), title=f"{settings.role} — {path.stem[:10]}")
         print(json.dumps({"path": str(path)}) if args.json else f"logged to {path}")
         return 0
+    if args.action == "observe":
+        return _observe(args, settings, store)
     records, _ = store.load_all()
     draft = draft_summary(records)
     if not args.yes:
@@ -48,4 +50,25 @@ def cmd_scratchpad(args, config, store) -> int:
         return 0
     path = write_summary(settings, draft)
     print(json.dumps({"draft": draft, "written": True, "path": str(path)}) if args.json else f"{draft}\n\nwritten to {path}")
+    return 0
+
+
+def _observe(args, settings, store) -> int:
+    """A cross-agent observation by hand (e.g. a disagreement with the coordinator's priorities), under
+    the scratchpad's `### Cross-agent observations` heading, with the runs it names linked."""
+    from urbanrun.engine.notes.autolog import AutoLog
+
+    text = " ".join(args.text).strip()
+    if not text:
+        raise UserError('scratchpad observe needs the observation, e.g. urbanrun scratchpad observe '
+                        '"the architect\'s GATConv change doubles memory; cones batch 8 no longer fits".')
+    runs = []
+    for run_id in scratchpad.mentioned_runs(text):
+        try:
+            runs.append((store.load(run_id), store.run_dir(run_id).resolve()))
+        except UserError:
+            pass  # a run of another machine: the id stays in the text
+    AutoLog(settings).note(text, runs)
+    path = scratchpad.today_path(settings)
+    print(json.dumps({"path": str(path), "runs": [r.id for r, _ in runs]}) if args.json else f"observed in {path}")
     return 0

@@ -42,6 +42,7 @@ class Recipe:
     memory: dict = field(default_factory=dict)  # per_sample_gb, fixed_gb, batch_param: the advisor's estimate
     backend_options: dict = field(default_factory=dict)  # {"slurm": {...}, "torchrun": {...}} overrides
     oom_recovery: int = 0  # relaunch after a CUDA OOM with the next remedy, at most this many times
+    observe: dict = field(default_factory=dict)  # margin, areas, data_dirs: what-changed observations
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -149,6 +150,7 @@ def _build(path: Path, text: str, data: dict) -> Config:
     if not isinstance(paths, dict) or not all(isinstance(v, str) for v in paths.values()):
         raise fail("paths", None, "must be a table of path strings")
 
+    observe_defaults = _observe_table(fail, "observe", data.get("observe", {}))
     recipes: dict[str, Recipe] = {}
     tables = data.get("recipes", {})
     if not isinstance(tables, dict):
@@ -213,6 +215,7 @@ def _build(path: Path, text: str, data: dict) -> Config:
             memory=dict(memory),
             backend_options=backend_options,
             oom_recovery=recovery,
+            observe={**observe_defaults, **_observe_table(fail, f"{where}.observe", table.get("observe", {}))},
         )
         recipes[name] = recipe
 
@@ -313,3 +316,26 @@ def _set_default_line(text: str, table: str, value: Any) -> str:
     if rendered is not None:  # no default yet: add one right under the header
         lines.insert(start, rendered + "\n")
     return "".join(lines)
+
+
+def _observe_table(fail, where: str, table) -> dict:
+    """[observe] (or a recipe's `observe`): margin (how much worse the best metric may be than the
+    last good run's before it is an observation), areas (name -> path globs), data_dirs."""
+    if not isinstance(table, dict):
+        raise fail(where, None, 'must be a table like { margin = 0.1, areas = { "model code" = ["**/models/**"] } }')
+    margin = table.get("margin", None)
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))
+                               or not margin >= 0 or margin == float("inf")):
+        raise fail(where, "margin", "must be a fraction >= 0, e.g. 0.1 for 10% worse than the last good run")
+    areas = table.get("areas", None)
+    if areas is not None and (not isinstance(areas, dict) or not all(
+            isinstance(v, list) and all(isinstance(g, str) for g in v) for v in areas.values())):
+        raise fail(where, "areas", 'must be a table of path-glob lists, e.g. { "model code" = ["**/models/**"] }')
+    dirs = table.get("data_dirs", None)
+    if dirs is not None and (not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs)):
+        raise fail(where, "data_dirs", 'must be a list of folder names or paths, e.g. ["data"]')
+    unknown = set(table) - {"margin", "areas", "data_dirs"}
+    if unknown:
+        raise fail(where, sorted(unknown)[0], "is not a setting of observe (known: margin, areas, data_dirs)")
+    return {k: v for k, v in (("margin", margin), ("areas", areas), ("data_dirs", dirs)) if v is not None}
+

@@ -13,6 +13,9 @@ from urbanrun.engine.notes import scratchpad
 from urbanrun.engine.runs.store import RunRecord
 
 
+OBSERVATIONS_HEADING = "### Cross-agent observations"
+
+
 def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -75,6 +78,33 @@ class AutoLog:
                         record.ended)
         return wrote
 
+    def observed(self, record: RunRecord) -> bool:
+        """The run's cross-agent observation (what changed since the last good run), once."""
+        obs = record.changes_since_good
+        if not obs:
+            return False
+        return self._write_observation(f"observation:{record.id}", f"{record.id} ({record.recipe})",
+                                       observation_markdown(obs), record.ended)
+
+    def note(self, text: str, runs: list[tuple[RunRecord, Path]]) -> bool:
+        """An observation written by hand (`urbanrun scratchpad observe`), with the runs it mentions
+        linked to their folders."""
+        lines = [f"- {line}" if i == 0 else f"  {line}" for i, line in enumerate(text.strip().splitlines())]
+        for r, folder in runs:
+            lines.append(f"- run [{r.id}]({folder.as_uri()}): {r.recipe}, {r.status}"
+                         + (f", {r.diagnosis}" if r.diagnosis else ""))
+        return self._write_observation(None, "by hand", "\n".join(lines), None, force=True)
+
+    def _write_observation(self, marker: str | None, who: str, body: str, when: float | None,
+                           force: bool = False) -> bool:
+        if self.settings is None or (not force and "observation" not in self.settings.log):
+            return False
+        stamp = (dt.datetime.fromtimestamp(when) if when else dt.datetime.now()).strftime("%H:%M")
+        path = scratchpad.today_path(self.settings)
+        title = f"{self.settings.role} — {dt.date.today().isoformat()}"
+        text = f"{OBSERVATIONS_HEADING}\n**{stamp} — {who}**\n{body}"
+        return scratchpad.append(path, text, marker, title)
+
     def killed(self, record: RunRecord) -> bool:
         return self._write("kill", record.id, f"stopped {record.id} ({record.recipe}) from urbanrun",
                            "", record.kill_requested)
@@ -96,12 +126,16 @@ def draft_summary(records: list[RunRecord], today: dt.date | None = None) -> str
         f", GPU peak {r.gpu_mem_peak_mb / 1024:.1f} GiB" if r.gpu_mem_peak_mb else "") for r in best) + ".") if best \
         else "No loss recorded yet."
     issues = [f"{r.id}: {r.diagnosis}" for r in todays if r.diagnosis and r.status in ("failed", "lost")]
+    observed = [r for r in todays if r.changes_since_good]
     running = [r.id for r in todays if r.status in ("starting", "running")]
     bits = []
     if issues:
         bits.append("Issues: " + "; ".join(issues[:3]) + ".")
     if running:
         bits.append(f"Still running: {', '.join(running)}.")
+    if observed:
+        bits.append(f"Cross-agent observations: {len(observed)} (latest, {observed[-1].id}: "
+                    f"{observed[-1].changes_since_good.get('headline')}).")
     return "\n".join([line1, line2] + ([" ".join(bits)] if bits else []))
 
 
@@ -112,3 +146,23 @@ def write_summary(settings: scratchpad.Settings, text: str) -> Path:
                       title=f"{settings.role} — {dt.date.today().isoformat()}")
     return path
 
+
+def observation_markdown(obs: dict) -> str:
+    """The scratchpad body of an observation (under the `### Cross-agent observations` heading)."""
+    lines = [f"- {obs['headline']}"]
+    if obs.get("last_good"):
+        lines.append(f"- run {obs['run']} ({obs['reason']}); last good run {obs['last_good']}")
+    else:
+        lines.append(f"- run {obs['run']} ({obs['reason']})")
+    for c in obs.get("commits", [])[:8]:
+        lines.append(f"  - {c['commit']} {c['date'][:10]} \"{c['subject']}\" ({c['author']})")
+    for area, paths in obs.get("files", {}).items():
+        lines.append(f"- {area}: {', '.join(paths[:8])}" + (" …" if len(paths) > 8 else ""))
+    if obs.get("uncommitted"):
+        lines.append(f"- uncommitted at launch: {', '.join(obs['uncommitted']['files'][:8])} "
+                     f"(diff in {obs['uncommitted']['diff']})")
+    if obs.get("params"):
+        lines.append("- parameters: " + ", ".join(f"{k} {a} → {b}" for k, (a, b) in obs["params"].items()))
+    for d in obs.get("data_loading", []):
+        lines.append(f"- data loading: {d['summary']}")
+    return "\n".join(lines)

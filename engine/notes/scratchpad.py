@@ -20,7 +20,7 @@ from urbanrun.engine.core.atomic import atomic_write_text
 
 DATE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 RUN_ID_RE = re.compile(r"\b\d{8}-\d{6}-[A-Za-z0-9_-]+?-[0-9a-f]{4}\b")
-EVENTS = ("launch", "end", "diagnosis", "kill")
+EVENTS = ("launch", "end", "diagnosis", "kill", "observation")
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,9 @@ class RunRecord:
     ended: float | None = None
     git_commit: str | None = None
     git_dirty: bool | None = None
+    git_root: str | None = None  # the repository the run's cwd is in
+    git_diff_sha: str | None = None  # sha256 of the uncommitted diff at launch (kept as code.diff)
+    changes_since_good: dict | None = None  # what changed since the recipe's last good run (diagnosis)
     host: str | None = None
     kill_requested: float | None = None
     kill_deadline: float | None = None

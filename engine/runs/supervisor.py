@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from urbanrun.engine.runs import proctree
+from urbanrun.engine.runs import code_state, proctree
 from urbanrun.engine.core.config import Config, Recipe, expand
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.runs.backends import BACKENDS, slurm, torchrun
@@ -78,6 +78,7 @@ class Supervisor:
         elif options:
             raise UserError(f"--opt is for the torchrun and slurm backends; '{recipe.name}' runs locally.")
         metrics_files = [expand(f, ctx, where=f"recipes.{recipe.name}.metrics_files") for f in recipe.metrics_files]
+        code = code_state.capture(cwd)
         defaults = recipe.defaults()
         record = RunRecord(
             id=run_id, recipe=recipe.name, argv=argv, cwd=str(cwd), backend=backend,
@@ -85,10 +86,11 @@ class Supervisor:
             env=redact_env(env_overrides), params={k: v for k, v in chosen.items() if v is not None},
             changed={k: v for k, v in chosen.items() if v != defaults.get(k) and v is not None},
             created=now, host=socket.gethostname(), metrics_files=metrics_files,
-            log_patterns=list(recipe.log_patterns), **_git_state(cwd),
+            log_patterns=list(recipe.log_patterns), **(code.record_fields() if code else {}),
         )
         self.store.root.mkdir(parents=True, exist_ok=True)
         self.store.create(record)
+        code_state.keep_diff(run_dir, code)
         if backend == "slurm":
             return self._submit(record, run_dir, env_overrides, opts)
         return self._spawn(record, run_dir, env_overrides)
@@ -301,21 +303,6 @@ def _find_executable(program: str, cwd: Path) -> str | None:
         path = Path(program) if Path(program).is_absolute() else cwd / program
         return str(path) if path.is_file() and os.access(path, os.X_OK) else None
     return shutil.which(program)
-
-
-def _git_state(cwd: Path) -> dict:
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, timeout=3)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout if out.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    if commit is None:
-        return {}
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return {"git_commit": commit.strip(), "git_dirty": bool(dirty and dirty.strip())}
 
 
 def _read_json(path: Path) -> dict | None:

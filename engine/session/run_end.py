@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 
 from urbanrun.engine.notes.autolog import AutoLog
-from urbanrun.engine.diagnosis.run_doctor import RunDoctor
+from urbanrun.engine.diagnosis import changes
+from urbanrun.engine.diagnosis.run_doctor import RunDoctor, read_log_tail
 from urbanrun.engine.metrics.sources import MetricSource, read_to_end
 from urbanrun.engine.runs.store import METRICS_FILE, RunRecord, RunStore
 from urbanrun.engine.core.state import RunState, loss_name
@@ -30,9 +31,28 @@ def finish_run(record: RunRecord, run: RunState | None, doctor: RunDoctor, autol
             record.gpu_mem_peak_mb = round(run.gpu_mem_peak / 2 ** 20, 1)
             record.gpu_util_mean = None if run.gpu_util_mean is None else round(run.gpu_util_mean, 1)
     found, relaunch = doctor.on_end(record, run)  # saves the record
+    observed = observe_changes(doctor, record)
     if autolog is not None:
         try:
             autolog.ended(record)
+            if observed:
+                autolog.observed(record)
         except OSError:
             pass  # a scratchpad that cannot be written must not stop supervision
     return found, relaunch
+
+
+def observe_changes(doctor: RunDoctor, record: RunRecord) -> dict | None:
+    """What changed since the recipe's last good run, when this run failed, was diagnosed or ended
+    clearly worse; kept in the record as `changes_since_good`."""
+    recipe = doctor.config.recipes.get(record.recipe)
+    try:
+        obs = changes.observe(doctor.store, record, recipe.observe if recipe else None,
+                              read_log_tail(doctor.store.log_path(record)))
+    except (OSError, ValueError) as exc:  # a repository or record we cannot read is no reason to stop
+        obs = {"headline": f"could not compare with the last good run: {exc}", "reason": "error", "run": record.id,
+               "commits": [], "files": {}, "params": {}, "data_loading": []}
+    if obs is not None:
+        record.changes_since_good = obs
+        doctor.store.save(record)
+    return obs
