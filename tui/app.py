@@ -1,9 +1,12 @@
 """The urbanrun app: one screen to supervise every run by keyboard.
 
 The data source is passed in (an Engine, or a ReplaySource): `make_app(source)` serves both
-`urbanrun` and the tests. Polling runs in one non-overlapping thread worker; its events are
-applied on the UI thread as one batch to the app's own State (the reducer), then the panes
-redraw — the loss pane at most once a second.
+`urbanrun` and the tests. Polling runs in one non-overlapping thread worker; the poll reduces its
+events into the source's state (the session's one State: the app keeps no copy) and posts them
+as one message; the UI thread then redraws what changed — the loss pane at most once a second.
+The UI thread reads the state only between polls and never waits for it (see `with_state`),
+and touches no file: commands, the scratchpad and the quit summary run in thread workers whose
+results come back as messages.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .gpu_pane import GpuSummary, GpuView
 from .launch_form import LaunchForm
 from .log_pane import LogPane
 from .loss_pane import LossPane
+from .messages import CommandDone, Polled, SummaryDrafted
 from .runs_table import RunsTable
 from .scratchpad_pane import ScratchpadPane
 from .top_bar import top_bar_text
@@ -59,7 +63,6 @@ class UrbanrunApp(App):
         self.source = source
         self.config = config or getattr(source, "config", None)
         self.read_only = getattr(source, "read_only", False)
-        self.state = State()
         # the scratchpad root (role folders inside); default from config.toml's [scratchpad]
         self.pad_settings = (scratchpad.Settings(root=Path(scratchpad_dir)) if scratchpad_dir
                              else scratchpad.settings_from(self.config))
@@ -67,7 +70,12 @@ class UrbanrunApp(App):
         self.today = today  # a fixed date for tests; None: the real today
         self.headless_summary = headless_summary
         self.screenshot_path = screenshot
-        self._polling = False
+        self._polling = False  # a poll worker is in flight (only the UI thread sets this)
+        self._stopping = False  # exit asked: no new polls; exit once the one in flight is back
+        self._exit_args, self._exit_kwargs = (), {}
+        self._poll_timer = None
+        self._after_poll: list = []  # UI work that needs the state, deferred while a poll holds it
+        self._plot_forced = False
         self._follow_wanted: str | None = None
         self._last_plot = 0.0
         self._plot_dirty = True
@@ -101,14 +109,19 @@ class UrbanrunApp(App):
         if self.headless_summary:
             self.call_after_refresh(self._replay_to_end)
             return
-        self.set_interval(POLL_SECONDS, self._tick)
+        self._poll_timer = self.set_interval(POLL_SECONDS, self._tick)
         self._tick()
         if self.demo and not self.read_only:
             self._launch("cones", {})
 
+    @property
+    def state(self) -> State:
+        """The source's state: the one the poll reduces into (an Engine's or a replay's)."""
+        return self.source.state
+
     # -- polling -----------------------------------------------------------------------------------
     def _tick(self) -> None:
-        if not self._polling:
+        if not self._polling and not self._stopping:
             self._polling = True
             self._poll_worker()
 
@@ -121,23 +134,66 @@ class UrbanrunApp(App):
             events = self.source.poll()
         except Exception as exc:  # a source failure must not kill the UI: show it and keep polling
             events = [Notice(ts=time.time(), level="error", text=f"polling failed: {exc}")]
-        self.call_from_thread(self.apply_events, events)
+        self.post_message(Polled(events))  # a message, not call_from_thread: dropped if the app is gone
 
-    def apply_events(self, events: list[Event]) -> None:
+    def on_polled(self, message: Polled) -> None:
         self._polling = False
-        self.state.apply_all(events)
-        selected = self.query_one(RunsTable).selected
+        if self._stopping:
+            super().exit(*self._exit_args, **self._exit_kwargs)
+            return
+        self._show_events(message.events)
+        deferred, self._after_poll = self._after_poll, []
+        for action in deferred:
+            self.with_state(action)
+
+    def _show_events(self, events: list[Event]) -> None:
+        table = self.query_one(RunsTable)
+        shown = {table.selected, *table.marked}
         for e in events:
-            if isinstance(e, MetricPoints) or (isinstance(e, RunChanged) and e.run_id == selected):
+            if isinstance(e, (MetricPoints, RunChanged)) and e.run_id in shown:
                 self._plot_dirty = True
             if isinstance(e, Notice) and e.level in ("warning", "error"):
                 self.notify(e.text, severity="error" if e.level == "error" else "warning", timeout=8)
-        self.redraw(force_plot=False)
+        self.redraw(force_plot=self._plot_forced)
+
+    def with_state(self, action) -> None:
+        """Run `action` (UI work that reads the state) now if no poll holds the state, else right
+        after the poll's message: the UI thread never waits for the poll."""
+        if not self.state.guard.acquire(blocking=False):
+            self._after_poll.append(action)
+            return
+        try:
+            action()
+        finally:
+            self.state.guard.release()
+
+    def exit(self, *args, **kwargs) -> None:
+        """Stop polling before the screens go: a poll in flight is let finish (its message then
+        exits), so no poll result ever lands on a torn-down screen."""
+        self._stopping = True
+        self._exit_args, self._exit_kwargs = args, kwargs
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+        if not self._polling:
+            super().exit(*args, **kwargs)
 
     def now(self) -> float:
         return self.state.last_ts if self.read_only else time.time()
 
     def redraw(self, force_plot: bool = True) -> None:
+        """Redraw from the state, or, while a poll holds it, when the poll's events arrive."""
+        if self._stopping:
+            return
+        if not self.state.guard.acquire(blocking=False):
+            self._plot_forced = self._plot_forced or force_plot
+            return
+        try:
+            self._plot_forced = False
+            self._redraw(force_plot)
+        finally:
+            self.state.guard.release()
+
+    def _redraw(self, force_plot: bool) -> None:
         table = self.query_one(RunsTable)
         table.refresh_rows(self.state, self.now())
         selected = table.selected
@@ -185,7 +241,7 @@ class UrbanrunApp(App):
 
     # -- headless replay ---------------------------------------------------------------------------
     def _replay_to_end(self) -> None:
-        self.apply_events(self.source.poll())
+        self._show_events(self.source.poll())
         self.redraw(force_plot=True)
         if self.screenshot_path:
             self.call_after_refresh(self._save_and_exit)
@@ -207,8 +263,10 @@ class UrbanrunApp(App):
         return not self.read_only
 
     def action_launch(self) -> None:
-        if not self._writable():
-            return
+        if self._writable():
+            self.with_state(self._open_launch_form)
+
+    def _open_launch_form(self) -> None:
         current = self.state.runs.get(self._selected() or "")
         recipe = current.record.get("recipe") if current else None
         gpus = self.state.gpus if self.state.gpu_status.get("available") else []
@@ -222,22 +280,33 @@ class UrbanrunApp(App):
     def _launch(self, recipe: str, values: dict, backend: str | None = None, options: dict | None = None) -> None:
         try:
             record = self.source.launch(recipe, values=values, backend=backend, options=options or None)
-            self.query_one(RunsTable).wanted = record.id  # select it when its row appears
-            self.call_from_thread(self.notify, f"launched {record.id}")
+            self.post_message(CommandDone(f"launched {record.id}", select=record.id))
         except Exception as exc:  # UserError: one sentence; anything else: still a sentence
-            self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
-        self.call_from_thread(self._tick)
+            self.post_message(CommandDone(str(exc), "error"))
+
+    def on_command_done(self, message: CommandDone) -> None:
+        if self._stopping:
+            return
+        if message.text:
+            self.notify(message.text, severity=message.severity, timeout=10 if message.severity == "error" else 5)
+        if message.select:
+            self.query_one(RunsTable).wanted = message.select  # selected when its row appears
+        if message.then_exit:
+            self.exit()
+        else:
+            self._tick()
 
     def action_kill(self) -> None:
         run_id = self._selected()
-        if run_id and self._writable() and self._is_active(run_id):
-            grace = getattr(self.config, "kill_grace", 10.0)
-            self.push_screen(ConfirmKill(run_id, grace), lambda yes: yes and self._kill(run_id, False))
+        if run_id and self._writable():
+            self.with_state(lambda: self._is_active(run_id) and self.push_screen(
+                ConfirmKill(run_id, getattr(self.config, "kill_grace", 10.0)),
+                lambda yes: yes and self._kill(run_id, False)))
 
     def action_kill_now(self) -> None:
         run_id = self._selected()
-        if run_id and self._writable() and self._is_active(run_id):
-            self._kill(run_id, True)
+        if run_id and self._writable():
+            self.with_state(lambda: self._is_active(run_id) and self._kill(run_id, True))
 
     def _is_active(self, run_id: str) -> bool:
         status = self.state.runs[run_id].record.get("status")
@@ -250,15 +319,16 @@ class UrbanrunApp(App):
     def _kill(self, run_id: str, force: bool) -> None:
         try:
             self.source.kill(run_id, force=force)  # returns at once; escalation happens in poll
-            self.call_from_thread(self.notify, f"{'killing' if force else 'stopping'} {run_id}")
+            self.post_message(CommandDone(f"{'killing' if force else 'stopping'} {run_id}"))
         except Exception as exc:
-            self.call_from_thread(self.notify, str(exc), severity="error")
-        self.call_from_thread(self._tick)
+            self.post_message(CommandDone(str(exc), "error"))
 
     def action_relaunch(self) -> None:
         run_id = self._selected()
-        if not run_id or not self._writable():
-            return
+        if run_id and self._writable():
+            self.with_state(lambda: self._offer_remedies(run_id))
+
+    def _offer_remedies(self, run_id: str) -> None:
         from urbanrun.engine.diagnosis.run_doctor import remedy_options
 
         record = self.state.runs[run_id].record
@@ -275,11 +345,9 @@ class UrbanrunApp(App):
         change, text = choice
         try:
             child = self.source.relaunch(run_id, change, text)
-            self.query_one(RunsTable).wanted = child.id
-            self.call_from_thread(self.notify, f"relaunched as {child.id} ({text})")
+            self.post_message(CommandDone(f"relaunched as {child.id} ({text})", select=child.id))
         except Exception as exc:
-            self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
-        self.call_from_thread(self._tick)
+            self.post_message(CommandDone(str(exc), "error"))
 
     def action_import_runs(self) -> None:
         if self._writable():
@@ -294,10 +362,9 @@ class UrbanrunApp(App):
     def _import(self, path: str) -> None:
         try:
             record = self.source.import_runs(path)
-            self.call_from_thread(self.notify, f"imported {record.id} ({len(record.metrics_files)} file(s))")
+            self.post_message(CommandDone(f"imported {record.id} ({len(record.metrics_files)} file(s))"))
         except Exception as exc:
-            self.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
-        self.call_from_thread(self._tick)
+            self.post_message(CommandDone(str(exc), "error"))
 
     def action_mark(self) -> None:
         if self.read_only and hasattr(self.source, "toggle_pause"):
@@ -333,9 +400,8 @@ class UrbanrunApp(App):
         self.query_one(LogPane).follow()
 
     def action_metric(self, step: int) -> None:
-        name = self.query_one(LossPane).cycle_metric(self.state, self._selected(), step)
-        if name:
-            self.redraw()
+        self.with_state(lambda: self.query_one(LossPane).cycle_metric(self.state, self._selected(), step)
+                         and self.redraw())
 
     def action_smoothing(self, direction: int) -> None:
         self.notify(f"smoothing {self.query_one(LossPane).change_smoothing(direction):g}", timeout=2)
@@ -363,33 +429,49 @@ class UrbanrunApp(App):
         self.push_screen(HelpScreen())
 
     def action_quit_app(self) -> None:
-        running = [r for r in self.state.runs.values() if r.record.get("status") in ("starting", "running")]
+        self.with_state(self._quit)
+
+    def _quit(self) -> None:
+        running = [r.id for r in self.state.runs.values() if r.record.get("status") in ("starting", "running")]
         if running and not self.read_only:
-            self.quit_message = (f"{len(running)} run(s) keep going: " + ", ".join(r.id for r in running) +
+            self.quit_message = (f"{len(running)} run(s) keep going: " + ", ".join(running) +
                                  "\n`urbanrun` picks them up again; `urbanrun ls` lists them.")
         store = getattr(self.source, "store", None)
         if self.read_only or store is None or isinstance(self.screen, SummaryScreen):
             self.exit()
             return
+        self._draft_summary(store)
+
+    @work(thread=True, group="commands")
+    def _draft_summary(self, store) -> None:
         from urbanrun.engine.notes.autolog import draft_summary
 
-        records, _ = store.load_all()
-        draft = draft_summary(records)
-        if draft == "No training runs today.":
+        records, _ = store.load_all()  # every record, fresh from disk: here, not on the UI thread
+        self.post_message(SummaryDrafted(draft_summary(records)))
+
+    def on_summary_drafted(self, message: SummaryDrafted) -> None:
+        if message.draft == "No training runs today." or self._stopping:
             self.exit()
-            return
-        self.push_screen(SummaryScreen(draft), self._summary_written)
+        else:
+            self.push_screen(SummaryScreen(message.draft), self._summary_written)
 
     def _summary_written(self, text) -> None:
         if text and text.strip():
-            from urbanrun.engine.notes.autolog import write_summary
+            self._write_summary(text.strip())
+        else:
+            self.exit()
 
-            try:
-                path = write_summary(self.pad_settings, text.strip())
-                self.quit_message = (self.quit_message + "\n" if self.quit_message else "") + f"summary written to {path}"
-            except OSError as exc:
-                self.quit_message += f"\nsummary not written: {exc}"
-        self.exit()
+    @work(thread=True, group="commands")
+    def _write_summary(self, text: str) -> None:
+        from urbanrun.engine.notes.autolog import write_summary
+
+        try:  # takes the scratchpad folder's lock: a worker may wait for it, the UI may not
+            path = write_summary(self.pad_settings, text)
+            note = f"summary written to {path}"
+        except OSError as exc:
+            note = f"summary not written: {exc}"
+        self.quit_message = (self.quit_message + "\n" if self.quit_message else "") + note
+        self.post_message(CommandDone("", then_exit=True))
 
     def reload_config(self) -> None:
         if hasattr(self.source, "reload_config"):

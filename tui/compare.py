@@ -58,6 +58,9 @@ class CompareScreen(ModalScreen):
             yield LossPane(id="compare-plot")
 
     def on_mount(self) -> None:
+        self.app.with_state(self._fill)  # reads the state: only between polls
+
+    def _fill(self) -> None:
         table = self.query_one(DataTable)
         table.add_column("", key="name")
         for run_id in self.run_ids:

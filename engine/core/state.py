@@ -2,11 +2,17 @@
 
 It updates in place for speed, but reads nothing but the event: the same events in the same
 order give the same state, which is what makes --replay exact.
+
+There is one State per session, owned by the source that reduces (the Engine, or the
+ReplaySource): views read that one, never a copy. `State.guard` is held by the reducer for a
+whole poll; a view reads between polls and takes the guard without waiting (a UI thread that
+finds it held draws when the poll's events arrive instead).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -61,6 +67,7 @@ class State:
     gpu_processes: list = field(default_factory=list)
     gpu_history: dict = field(default_factory=dict)  # index -> deque of (ts, util %, mem used, temp, power W)
     host: dict = field(default_factory=dict)
+    guard: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def apply(self, event: Event) -> None:
         self.last_ts = max(self.last_ts, event.ts)

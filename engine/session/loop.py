@@ -1,5 +1,7 @@
 """The engine: `poll(now)` does the non-blocking work and returns new events, which it also
-applies to its state and records. Commands (launch, kill) are method calls whose effects come
+applies to its state and records. Its `state` is the session's one State (the TUI reads it, never
+a copy): the engine itself needs the reduced state inside a poll (a run's end summary, live
+diagnoses), and the CLI has no UI to hold one, so the reducer lives here. Commands (launch, kill) are method calls whose effects come
 back as events from the next poll."""
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ class Engine:
 
     # -- polling ---------------------------------------------------------------------------------
     def poll(self, now: float | None = None) -> list[Event]:
-        with self._lock:
+        with self._lock, self.state.guard:  # views read the state between polls, never during one
             return self._poll(now)
 
     def _poll(self, now: float | None) -> list[Event]:

@@ -1,7 +1,8 @@
 """Replay a recorded session: the same events, on a virtual clock, through the same reducer.
 
 `poll(now)` returns the events whose recorded offset has been reached at `speed` times real
-pace (pauses excluded); `fast=True` returns everything at once (headless replays)."""
+pace (pauses excluded); `fast=True` returns everything at once (headless replays). Like the
+Engine, it applies what it returns to its `state`, the replay's one State."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Callable
 
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.core.events import Event
+from urbanrun.engine.core.state import State
 from urbanrun.engine.session.recorder import read_session
 
 
@@ -36,6 +38,7 @@ class ReplaySource:
         self._start: float | None = None
         self._paused_at: float | None = None
         self._paused_total = 0.0
+        self.state = State()
 
     @property
     def done(self) -> bool:
@@ -55,6 +58,12 @@ class ReplaySource:
         return self.paused
 
     def poll(self, now: float | None = None) -> list[Event]:
+        with self.state.guard:
+            events = self._due(now)
+            self.state.apply_all(events)
+        return events
+
+    def _due(self, now: float | None) -> list[Event]:
         if self.fast:
             out, self._i = self.events[self._i:], len(self.events)
             return out

@@ -1,0 +1,79 @@
+"""The boundary between the poll thread and the UI thread, with a real engine and the real app:
+one State for the session (the engine's; the app keeps no copy), the UI never waits while a
+poll holds the state (it draws, and runs key actions, when the poll's events arrive), and
+quitting while a poll is in flight lets that poll finish before the screens go."""
+
+from __future__ import annotations
+
+import gc
+
+from urbanrun.engine.core.config import load_config
+from urbanrun.engine.core.state import State
+from urbanrun.engine.session.loop import Engine
+from urbanrun.tui.app import make_app
+from urbanrun.tui.runs_table import RunsTable
+
+from test_tui import wait_until
+
+
+def _states() -> list[State]:
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, State)]
+
+
+async def test_one_state_for_the_session(workspace):
+    before = _states()
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    async with app.run_test(size=(160, 45)) as pilot:
+        record = engine.launch("exit_after", values={"code": 0, "seconds": 0.2})
+        await wait_until(pilot, lambda: app.query_one(RunsTable).row_count == 1)
+        await wait_until(pilot, lambda: engine.state.runs[record.id].status == "exited")
+        assert app.state is engine.state
+        assert [s for s in _states() if not any(s is b for b in before)] == [engine.state]
+        assert engine.state.runs[record.id].log_lines_total >= 1  # the engine's state saw the run's output
+        await pilot.press("q")
+    engine.close()
+
+
+async def test_the_ui_never_waits_for_a_poll_and_catches_up_after_it(workspace):
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_until(pilot, lambda: not app._polling)
+        engine.state.guard.acquire()  # as a long poll would hold it (the next poll blocks on it)
+        try:
+            record = engine.launch("exit_after", values={"code": 0, "seconds": 0.2})
+            await wait_until(pilot, lambda: app._polling)  # a poll worker is in flight, blocked
+            app.redraw()  # returns at once instead of waiting: the table shows nothing new yet
+            await pilot.press("m")  # a key action that reads the state is deferred, not run blind
+            await pilot.pause(0.3)
+            assert app.query_one(RunsTable).row_count == 0
+            assert app.is_running and app._after_poll
+        finally:
+            engine.state.guard.release()
+        await wait_until(pilot, lambda: app.query_one(RunsTable).row_count == 1)
+        assert not app._after_poll  # the deferred action ran after the poll's message
+        await wait_until(pilot, lambda: engine.state.runs[record.id].status == "exited")
+    engine.close()
+
+
+async def test_quitting_during_a_poll_lets_it_finish_before_the_screens_go(workspace):
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_until(pilot, lambda: not app._polling)
+        engine.state.guard.acquire()
+        try:
+            engine.launch("exit_after", values={"code": 0, "seconds": 0.2})
+            await wait_until(pilot, lambda: app._polling)
+            app.exit()
+            await pilot.pause(0.5)
+            assert app.is_running  # waits for the poll in flight; no new poll starts
+            assert app.query_one(RunsTable) is not None
+        finally:
+            engine.state.guard.release()
+        await wait_until(pilot, lambda: not app.is_running, seconds=20)
+    assert app.return_code == 0  # an exception on a torn-down screen would have made it 1
+    assert len(engine.state.runs) == 1  # the last poll's events were reduced, not lost
+    engine.close()
