@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", choices=["local", "torchrun", "slurm"], help="where to run (default: the recipe's)")
     s.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="a backend option, e.g. nproc_per_node=2 (torchrun) or partition=gpu, gres=gpu:1 (slurm)")
+    s.add_argument("--queue", action=argparse.BooleanOptionalAction, default=None,
+                   help="wait until GPUs have the memory it needs, then start (default: the recipe's `queue`)")
+    s.add_argument("--mem", type=float, metavar="GB", help="with --queue: GPU memory it needs per GPU (default: "
+                   "the advisor's estimate)")
+    s.add_argument("--gpus", type=int, metavar="N", help="with --queue: how many GPUs (default 1)")
+    s.add_argument("--priority", type=int, default=0, help="with --queue: higher starts first (default 0)")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("ls", help="list runs")

@@ -26,12 +26,23 @@ def cmd_launch(args, config, store: RunStore, sup: Supervisor) -> int:
         if not eq or not key.strip():
             raise UserError(f"--opt expects KEY=VALUE (e.g. --opt nproc_per_node=2), not '{item}'.")
         options[key.strip()] = value
-    record = sup.launch(args.recipe, overrides, backend=args.backend, options=options)
+    queued = config.recipe(args.recipe).queue if args.queue is None else args.queue
+    if not queued and (args.mem is not None or args.gpus is not None or args.priority):
+        raise UserError("--mem, --gpus and --priority are for queued launches: add --queue.")
+    request = None
+    if queued:
+        from urbanrun.engine.session.queue_request import queue_request
+
+        values = config.recipe(args.recipe).values_from_text(overrides)
+        request = queue_request(config, store, args.recipe, values, args.mem, args.gpus, args.priority)
+    record = sup.launch(args.recipe, overrides, backend=args.backend, options=options, queue_request=request)
     _autolog(config).launched(record)
     if args.json:
         print_json(record.to_json(store.run_dir(record.id)))
     else:
-        print(f"launched {record.id} (pid {record.pid}): {' '.join(record.argv)}", file=sys.stderr)
+        what = (f"queued {record.id} (#{record.queue_position}, needs {record.queue_mem_gb:g} GB)"
+                if record.status == "queued" else f"launched {record.id} (pid {record.pid})")
+        print(f"{what}: {' '.join(record.argv)}", file=sys.stderr)
         if not args.follow:
             print(record.id)
     if record.status == "failed":
@@ -58,6 +69,8 @@ def cmd_ls(args, config, store, sup) -> int:
     rows = [("ID", "RECIPE", "STATUS", "EXIT", "STARTED", "RUNTIME")]
     for r in records:
         status = f"{r.status} ({r.pending_reason})" if r.status == "pending" and r.pending_reason else r.status
+        if r.status == "queued":
+            status = f"queued #{r.queue_position or '?'} ({r.queue_reason})" if r.queue_reason else "queued"
         rows.append((r.id, r.recipe, status, exit_text(r), _clock(r.started), _runtime(r)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -73,8 +86,8 @@ def cmd_show(args, config, store, sup) -> int:
         return 0
     data = record.to_json(run_dir)
     for key in ("id", "recipe", "status", "exit_code", "signal", "error", "pid", "started", "ended",
-                "cwd", "git_commit", "run_dir"):
-        if data.get(key) is not None:
+                "cwd", "git_commit", "run_dir", "gpus", "queue_position", "queue_reason"):
+        if data.get(key) not in (None, [], ""):
             print(f"{key:<11} {data[key]}")
     print(f"{'argv':<11} {' '.join(record.argv)}")
     if record.changed:

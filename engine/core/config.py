@@ -42,6 +42,9 @@ class Recipe:
     memory: dict = field(default_factory=dict)  # per_sample_gb, fixed_gb, batch_param: the advisor's estimate
     backend_options: dict = field(default_factory=dict)  # {"slurm": {...}, "torchrun": {...}} overrides
     oom_recovery: int = 0  # relaunch after a CUDA OOM with the next remedy, at most this many times
+    queue: bool = False  # launch through the GPU-aware queue by default
+    exclusive: bool = False  # the queue admits it only to a GPU nothing else uses
+    max_per_gpu: int | None = None  # the queue puts at most this many runs on one GPU
     observe: dict = field(default_factory=dict)  # margin, areas, data_dirs: what-changed observations
 
     def param(self, name: str) -> Param:
@@ -196,6 +199,12 @@ def _build(path: Path, text: str, data: dict) -> Config:
         recovery = table.get("oom_recovery", 0)
         if not isinstance(recovery, int) or isinstance(recovery, bool) or recovery < 0:
             raise fail(where, "oom_recovery", "must be a whole number of relaunches >= 0 (0 turns it off)")
+        for flag in ("queue", "exclusive"):
+            if not isinstance(table.get(flag, False), bool):
+                raise fail(where, flag, "must be true or false")
+        per_gpu = table.get("max_per_gpu")
+        if per_gpu is not None and (isinstance(per_gpu, bool) or not isinstance(per_gpu, int) or per_gpu < 1):
+            raise fail(where, "max_per_gpu", "must be a whole number of runs >= 1")
         backend_options = {}
         for backend_name in ("slurm", "torchrun"):
             sub = table.get(backend_name, {})
@@ -215,6 +224,7 @@ def _build(path: Path, text: str, data: dict) -> Config:
             memory=dict(memory),
             backend_options=backend_options,
             oom_recovery=recovery,
+            queue=table.get("queue", False), exclusive=table.get("exclusive", False), max_per_gpu=per_gpu,
             observe={**observe_defaults, **_observe_table(fail, f"{where}.observe", table.get("observe", {}))},
         )
         recipes[name] = recipe

@@ -32,7 +32,7 @@ from urbanrun.engine.core.atomic import atomic_write_text
 from urbanrun.engine.core.errors import UserError
 
 STATUSES = ("starting", "pending", "running", "exited", "failed", "killed", "lost", "imported", "unreadable")
-ACTIVE = frozenset({"starting", "pending", "running"})
+ACTIVE = frozenset({"queued", "starting", "pending", "running"})
 RECORD_FILE = "run.toml"
 LOG_FILE = "output.log"
 METRICS_FILE = "metrics.jsonl"
@@ -86,6 +86,14 @@ class RunRecord:
     log_path: str | None = None  # where the output goes when not the run folder's output.log
     metrics_files: list[str] = field(default_factory=list)  # expanded paths/globs to follow as well
     log_patterns: list[str] = field(default_factory=list)
+    gpus: list[int] = field(default_factory=list)  # GPUs the launch queue admitted it to (CUDA_VISIBLE_DEVICES)
+    queue_reason: str | None = None  # why a queued run still waits ("needs 15.0 GB, GPU 1 has 7.0 GB unpromised")
+    queue_position: int | None = None  # 1 = next to start
+    queue_mem_gb: float | None = None  # what it asked the queue for, per GPU
+    queue_gpus: int | None = None
+    queue_priority: int | None = None
+    queue_exclusive: bool | None = None
+    queue_max_per_gpu: int | None = None
     cgroup: str | None = None  # the run's own cgroup v2 (Linux, where one could be created)
     # processes of the run, as {pid, created, name, state}: taken when a kill begins (the set to
     # stop), and those alive after its main process ended (leftovers) or that outlived a kill

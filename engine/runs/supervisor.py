@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from urbanrun.engine.runs import code_state, proctree
+from urbanrun.engine.runs import code_state, proctree, queue
 from urbanrun.engine.core.config import Config, Recipe, expand
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.runs.backends import BACKENDS, slurm, torchrun
@@ -21,6 +21,7 @@ from urbanrun.engine.runs.store import (LOG_FILE, METRICS_FILE, RecordError, Run
                                         redact_env)
 
 BABYSITTER = Path(__file__).resolve().parent / "babysitter.py"
+QUEUE_GATE = "-m urbanrun.engine.session.queue_gate"  # a queued run's first process (argv words)
 BABYSITTER_LINGER = 5.0  # seconds a babysitter may outlive its tree after a kill before it is killed too
 IS_WINDOWS = os.name == "nt"
 
@@ -38,14 +39,18 @@ class Supervisor:
     # -- launch --------------------------------------------------------------------------------
     def launch(self, recipe_name: str, overrides: dict[str, str] | None = None,
                values: dict[str, Any] | None = None, backend: str | None = None,
-               options: dict[str, str] | None = None) -> RunRecord:
+               options: dict[str, str] | None = None, queue_request: dict | None = None) -> RunRecord:
         """Start a run. `overrides` are texts (`--set name=value`); `values` are typed (the form);
-        `backend` local | torchrun | slurm (default: the recipe's) with its `options`.
-        Everything is checked before anything is written."""
+        `backend` local | torchrun | slurm (default: the recipe's) with its `options`; with a
+        `queue_request` ({"mem_gb", "gpus", "priority", "exclusive", "max_per_gpu"}) the run waits in
+        the GPU-aware queue until GPUs with that memory are free. Everything is checked before
+        anything is written."""
         recipe = self.config.recipe(recipe_name)
         backend = backend or recipe.backend
         if backend not in BACKENDS:
             raise UserError(f"unknown backend '{backend}'; use one of {', '.join(BACKENDS)}.")
+        if queue_request is not None and backend == "slurm":
+            raise UserError("--queue is for runs on this machine's GPUs; SLURM has its own queue (drop --queue).")
         chosen = recipe.values_from_text(overrides or {})
         for name, value in (values or {}).items():
             chosen[name] = _checked(recipe, name, value)
@@ -88,11 +93,21 @@ class Supervisor:
             created=now, host=socket.gethostname(), metrics_files=metrics_files,
             log_patterns=list(recipe.log_patterns), **(code.record_fields() if code else {}),
         )
+        if queue_request is not None:
+            record.status = "queued"
+            record.queue_reason = "waiting for its first look at the GPUs"
+            for key in ("mem_gb", "gpus", "priority", "exclusive", "max_per_gpu"):
+                setattr(record, f"queue_{key}", queue_request.get(key))
         self.store.root.mkdir(parents=True, exist_ok=True)
         self.store.create(record)
         code_state.keep_diff(run_dir, code)
         if backend == "slurm":
             return self._submit(record, run_dir, env_overrides, opts)
+        if queue_request is not None:
+            with queue.locked(self.store.root) as ledger:
+                queue.enqueue(ledger, record.id, record.queue_mem_gb, record.queue_gpus or 1,
+                              record.queue_priority or 0, bool(record.queue_exclusive), record.queue_max_per_gpu, now)
+                record.queue_position = queue.position(ledger, record.id)
         return self._spawn(record, run_dir, env_overrides)
 
     def _submit(self, record: RunRecord, run_dir: Path, env_overrides: dict[str, str], opts: dict) -> RunRecord:
@@ -129,8 +144,10 @@ class Supervisor:
                  else {"start_new_session": True})
         try:
             with open(run_dir / LOG_FILE, "ab") as log:
+                babysitter = [str(BABYSITTER), str(run_dir), "--", *record.argv]
+                gate = [*QUEUE_GATE.split(), str(run_dir), "--"] if record.status == "queued" else []
                 popen = subprocess.Popen(
-                    [sys.executable, str(BABYSITTER), str(run_dir), "--", *record.argv],
+                    [sys.executable, *gate, *babysitter],
                     cwd=record.cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     close_fds=True, **group)
         except OSError as exc:
@@ -140,8 +157,9 @@ class Supervisor:
         self._popens[record.id] = popen
         record.pid = popen.pid
         record.pid_create_time = proctree.create_time_of(popen.pid)
-        record.status = "running"
-        record.started = self.clock()
+        if record.status != "queued":  # a queued run's gate says when it starts
+            record.status = "running"
+            record.started = self.clock()
         self.store.save(record)
         return record
 
@@ -150,6 +168,8 @@ class Supervisor:
         """Signal the run's tree (SIGTERM, or SIGKILL when forced) and set the deadline after which
         `reconcile` sends SIGKILL to whatever is left. Returns at once."""
         record = self.store.load(run_id)
+        if record.status == "queued" and self.cancel_queued(record):
+            return self.store.load(run_id)
         if not record.active:
             raise UserError(f"run {run_id} is not running (it is {record.status}); there is nothing to kill.")
         grace = self.config.kill_grace if grace is None else grace
@@ -171,6 +191,29 @@ class Supervisor:
             proctree.send(members, signal.SIGTERM)
             self._termed[run_id] = {p.pid for p in members}
         return record
+
+    def cancel_queued(self, record: RunRecord) -> bool:
+        """Take a run that still waits out of the queue (status `cancelled`, never started) and tell
+        its gate to go; False when the queue admitted it meanwhile (it is killed like any run)."""
+        with queue.locked(self.store.root) as ledger:
+            if not queue.remove(ledger, record.id) and queue.position(ledger, record.id) is None \
+                    and any(p["run_id"] == record.id for p in ledger["promises"]):
+                return False
+            self.store.update(record.id, {"status": "cancelled", "ended": self.clock(), "queue_reason": None,
+                                          "queue_position": None})
+        gate = proctree.process_if_same(record.pid, record.pid_create_time)
+        if gate is not None:
+            proctree.send([gate], signal.SIGTERM)
+        return True
+
+    def move_queued(self, run_id: str, by: int) -> bool:
+        """Move a waiting run one place earlier (by < 0) or later in the queue."""
+        with queue.locked(self.store.root) as ledger:
+            moved = queue.move(ledger, run_id, by)
+            places = {w["run_id"]: queue.position(ledger, w["run_id"]) for w in ledger["waiting"]}
+        for rid, place in places.items():
+            self.store.update(rid, {"queue_position": place})
+        return moved
 
     def survivors(self, record: RunRecord) -> list:
         """Processes of a run's tree still alive (for kill verification; a SLURM job's processes are

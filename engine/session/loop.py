@@ -15,6 +15,7 @@ from typing import Callable
 from urbanrun.engine.core.config import Config
 from urbanrun.engine.notes.autolog import AutoLog
 from urbanrun.engine.diagnosis.run_doctor import RunDoctor
+from urbanrun.engine.session.queue_request import queue_request
 from urbanrun.engine.session.run_end import finish_run
 from urbanrun.engine.notes.scratchpad import settings_from
 from urbanrun.engine.core.events import Diagnosed, Event, GpuSample, GpuStatus, HostSample, Notice, RunChanged
@@ -58,12 +59,27 @@ class Engine:
 
     # -- commands --------------------------------------------------------------------------------
     def launch(self, recipe: str, overrides: dict[str, str] | None = None, values: dict | None = None,
-               backend: str | None = None, options: dict | None = None) -> RunRecord:
+               backend: str | None = None, options: dict | None = None, queue: dict | None = None) -> RunRecord:
+        """Launch a run; `queue` ({"mem_gb", "gpus", "priority"}, each optional, or {} for the
+        estimate) sends it through the GPU-aware launch queue."""
         with self._lock:  # commands come from UI worker threads while another thread polls
-            record = self.supervisor.launch(recipe, overrides, values, backend=backend, options=options)
+            request = None
+            if queue is not None or self.config.recipe(recipe).queue:
+                queue = queue or {}
+                chosen = self.config.recipe(recipe).values_from_text(overrides or {})
+                chosen.update(values or {})
+                request = queue_request(self.config, self.store, recipe, chosen, queue.get("mem_gb"),
+                                        queue.get("gpus"), queue.get("priority", 0))
+            record = self.supervisor.launch(recipe, overrides, values, backend=backend, options=options,
+                                            queue_request=request)
             self._remember(record, self.clock())
             self._log("launched", record)
             return record
+
+    def move_queued(self, run_id: str, by: int) -> bool:
+        """Move a queued run one place earlier (by < 0) or later; its record says the new place."""
+        with self._lock:
+            return self.supervisor.move_queued(run_id, by)
 
     def kill(self, run_id: str, grace: float | None = None, force: bool = False) -> RunRecord:
         with self._lock:

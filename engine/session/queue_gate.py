@@ -1,0 +1,132 @@
+"""The gate of a queued run: started by the supervisor in the run's own session where the babysitter
+would be, it waits until the launch queue admits the run (engine/runs/queue.py, under the ledger's
+lock), then becomes the babysitter (exec: same pid, same session, so the record's pid and create time
+stay true) with the admitted GPUs in its environment (CUDA_VISIBLE_DEVICES, CUDA_DEVICE_ORDER).
+
+No daemon: every queued run has its own gate, so the queue advances with no urbanrun open and
+survives urbanrun's restarts. SIGTERM while waiting cancels the run: it leaves the queue without
+ever starting (status `cancelled`).
+
+    python -m urbanrun.engine.session.queue_gate RUN_DIR -- BABYSITTER ARGS...
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from urbanrun.engine.gpu.nvml import NvmlSource
+from urbanrun.engine.gpu.recorded import RecordedGpuSource
+from urbanrun.engine.gpu.sources import RECORDING_ENV
+from urbanrun.engine.runs import proctree, queue
+from urbanrun.engine.runs.store import RunRecord, RunStore
+
+POLL_SECONDS = 2.0
+
+
+class GpuReader:
+    """One NVML reading per call (every field due), or the recording named by URBANRUN_GPU_RECORDING,
+    read afresh each time (a test or a post-mortem changes it to change the machine)."""
+
+    def __init__(self):
+        self.recording = os.environ.get(RECORDING_ENV)
+        self.nvml = None if self.recording else NvmlSource(interval=0.0, process_interval=0.0, slow_interval=3600.0)
+
+    def read(self) -> tuple[dict, list[dict], list[dict]]:
+        if self.recording:
+            try:
+                return RecordedGpuSource(self.recording).snapshot()
+            except (OSError, ValueError) as exc:
+                return {"available": False, "reason": f"GPU recording {self.recording} unreadable: {exc}"}, [], []
+        return self.nvml.snapshot()
+
+
+def run_pids(record: RunRecord) -> list[int]:
+    root = proctree.process_if_same(record.pid, record.pid_create_time)
+    return [p.pid for p in proctree.tree_members(root)] if root else []
+
+
+def run_states(store: RunStore, ledger: dict) -> dict[str, dict]:
+    """What the ledger needs to know of the runs it names: alive?, ended when?, pids, still queued?"""
+    out = {}
+    for run_id in {p["run_id"] for p in ledger["promises"]} | {w["run_id"] for w in ledger["waiting"]}:
+        try:
+            record = store.load(run_id)
+        except Exception:  # a record gone or unreadable: its promise and place go too
+            out[run_id] = {"active": False, "ended": 0.0, "queued": False}
+            continue
+        out[run_id] = {"active": record.active, "ended": record.ended, "queued": record.status == "queued",
+                       "pids": run_pids(record) if record.active and record.status != "queued" else []}
+    return out
+
+
+def step(store: RunStore, run_id: str, reader: GpuReader, now: float) -> queue.Decision:
+    """One look, under the ledger's lock: settle promises, then try to admit this run."""
+    with queue.locked(store.root) as ledger:
+        record = store.load(run_id)
+        if record.status != "queued":
+            return queue.Decision(False, reason=f"no longer queued ({record.status})")
+        if queue.position(ledger, run_id) is None:  # a damaged or deleted ledger: take our place again
+            queue.enqueue(ledger, run_id, record.queue_mem_gb or 0.0, record.queue_gpus or 1,
+                          record.queue_priority or 0, bool(record.queue_exclusive), record.queue_max_per_gpu,
+                          now=record.created)
+        status, gpus, processes = reader.read()
+        states = run_states(store, ledger)
+        owner = {pid: rid for rid, s in states.items() for pid in s.get("pids", [])}
+        for p in processes:
+            p["run_id"] = owner.get(p.get("pid"))
+        queue.settle(ledger, states, processes, gpus, now, queue.settle_seconds())
+        return queue.try_admit(ledger, run_id, status, gpus, processes, now)
+
+
+def cancel(store: RunStore, run_id: str, now: float) -> bool:
+    """Take a waiting run out of the queue and mark it cancelled; False if it was admitted already."""
+    with queue.locked(store.root) as ledger:
+        if queue.position(ledger, run_id) is None and any(p["run_id"] == run_id for p in ledger["promises"]):
+            return False
+        queue.remove(ledger, run_id)
+        store.update(run_id, {"status": "cancelled", "ended": now, "queue_reason": None, "queue_position": None})
+        return True
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 3 or argv[1] != "--":
+        print("usage: python -m urbanrun.engine.session.queue_gate RUN_DIR -- BABYSITTER ARGS...", file=sys.stderr)
+        return 2
+    run_dir, babysitter = Path(argv[0]).resolve(), argv[2:]
+    store, run_id = RunStore(run_dir.parent), run_dir.name
+    stop = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.append(True))
+    reader = GpuReader()
+    poll = float(os.environ.get("URBANRUN_QUEUE_POLL", POLL_SECONDS))
+    shown = None
+    while True:
+        now = time.time()
+        if stop and cancel(store, run_id, now):
+            print(f"urbanrun: {run_id} cancelled while queued; it never started.", flush=True)
+            return 0
+        decision = step(store, run_id, reader, now)
+        if decision.admitted:
+            break
+        if decision.reason.startswith("no longer queued"):
+            return 0
+        if (decision.reason, decision.position) != shown:
+            shown = (decision.reason, decision.position)
+            store.update(run_id, {"queue_reason": decision.reason, "queue_position": decision.position})
+            print(f"urbanrun: queued (#{decision.position}): {decision.reason}", flush=True)
+        time.sleep(poll)
+    env = {**os.environ, **queue.cuda_env(decision.gpus)}
+    gpus = [g["index"] for g in decision.gpus]
+    store.update(run_id, {"status": "running", "started": time.time(), "gpus": gpus,
+                          "queue_reason": None, "queue_position": None})
+    print(f"urbanrun: admitted on GPU {','.join(map(str, gpus))}; starting.", flush=True)
+    os.execve(sys.executable, [sys.executable, *babysitter], env)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,201 @@
+"""The GPU-aware launch queue: admission as a pure function of the ledger and one NVML reading, then
+for real: queued runs' gates (real processes, no urbanrun left open) admitted one after the other as
+a recorded GPU's memory frees up, the promise holding until the first run ends, a run that fits
+nowhere waiting with its reason, cancellation, reordering, and a damaged ledger. Only the GPU is a
+recording (the hardware boundary); the test rewrites it to change the machine."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from conftest import cli, cli_json, wait_for
+from urbanrun.engine.runs import queue
+
+GB = 1e9
+UUID = "GPU-5d2f0c7e-3c1a-4f0e-9a57-2b8e1f0c9a11"
+
+
+def gpu(free_gb: float, total_gb: float = 24.0, index: int = 0, uuid: str = UUID) -> dict:
+    return {"index": index, "name": "NVIDIA GeForce RTX 3090", "uuid": uuid, "mem_total": total_gb * GB,
+            "mem_used": (total_gb - free_gb) * GB, "mem_free": free_gb * GB}
+
+
+OK = {"available": True, "kind": "ok", "reason": ""}
+
+
+# -- admission, pure ---------------------------------------------------------------------------------------
+def ledger_with(*entries) -> dict:
+    ledger = {"waiting": [], "promises": [], "seq": 0}
+    for run_id, mem, *rest in entries:
+        queue.enqueue(ledger, run_id, mem, *rest, now=0.0)
+    return ledger
+
+
+def test_admission_by_memory_and_the_promise_that_holds_until_memory_shows():
+    ledger = ledger_with(("a", 15.0), ("b", 15.0))
+    first = queue.try_admit(ledger, "a", OK, [gpu(23.0)], [], now=1.0)
+    assert first.admitted and first.gpus[0]["index"] == 0
+    assert queue.cuda_env(first.gpus) == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "0"}
+    # NVML still shows 23 GB free (a's memory is not visible yet): b must not get the same memory
+    second = queue.try_admit(ledger, "b", OK, [gpu(23.0)], [], now=2.0)
+    assert not second.admitted and second.reason == "needs 15.0 GB, GPU 0 has 8.0 GB unpromised"
+    # a now visibly holds its memory: NVML's free figure alone tells the truth
+    procs = [{"gpu": 0, "pid": 4242, "used_mem": 14 * GB}]
+    queue.settle(ledger, {"a": {"active": True, "pids": [4242]}, "b": {"queued": True}}, procs, [gpu(9.0)], 3.0)
+    assert not queue.try_admit(ledger, "b", OK, [gpu(9.0)], procs, now=3.0).admitted
+    # a ends and NVML shows its memory freed: b fits
+    states = {"a": {"active": False, "ended": 10.0}, "b": {"queued": True}}
+    queue.settle(ledger, states, [], [gpu(23.0)], 10.5, settle_seconds=5.0)
+    assert queue.try_admit(ledger, "b", OK, [gpu(23.0)], [], now=10.5).admitted
+
+
+def test_a_promise_never_seen_in_nvml_outlives_its_run_by_the_settle_delay():
+    ledger = ledger_with(("a", 15.0), ("b", 15.0))
+    assert queue.try_admit(ledger, "a", OK, [gpu(23.0)], [], now=1.0).admitted
+    states = {"a": {"active": False, "ended": 10.0}, "b": {"queued": True}}  # ended before its memory showed
+    queue.settle(ledger, states, [], [gpu(23.0)], 10.5, settle_seconds=5.0)
+    assert not queue.try_admit(ledger, "b", OK, [gpu(23.0)], [], now=10.5).admitted
+    queue.settle(ledger, states, [], [gpu(23.0)], 15.5, settle_seconds=5.0)
+    assert queue.try_admit(ledger, "b", OK, [gpu(23.0)], [], now=15.5).admitted
+
+
+def test_fifo_priority_and_a_run_that_fits_nowhere_never_blocks_the_rest():
+    ledger = ledger_with(("huge", 100.0), ("a", 5.0), ("b", 5.0, 1, 3))
+    assert queue.position(ledger, "b") == 1  # priority 3 goes first
+    waiting = queue.try_admit(ledger, "a", OK, [gpu(23.0)], [], now=1.0)
+    assert not waiting.admitted and waiting.reason == "needs 5.0 GB; waiting behind b"
+    assert queue.try_admit(ledger, "b", OK, [gpu(23.0)], [], now=1.0).admitted
+    assert queue.try_admit(ledger, "a", OK, [gpu(23.0)], [], now=1.0).admitted
+    huge = queue.try_admit(ledger, "huge", OK, [gpu(23.0)], [], now=1.0)
+    assert not huge.admitted and "fits on no GPU here (the largest has 24.0 GB)" in huge.reason
+    no_gpu = queue.try_admit(ledger, "huge", {"available": False, "reason": "no NVIDIA GPU found"}, [], [])
+    assert "no GPU to run on (no NVIDIA GPU found)" in no_gpu.reason
+
+
+def test_several_gpus_exclusive_and_max_per_gpu():
+    gpus = [gpu(70.0, 80.0, 0, "GPU-0"), gpu(40.0, 80.0, 1, "GPU-1"), gpu(75.0, 80.0, 2, "GPU-2")]
+    ledger = ledger_with(("pair", 30.0, 2), ("solo", 1.0, 1, 0, True), ("third", 1.0, 1, 0, False, 1))
+    pair = queue.try_admit(ledger, "pair", OK, gpus, [], now=1.0)
+    assert pair.admitted and [g["index"] for g in pair.gpus] == [0, 2]  # the two with most unpromised memory
+    solo = queue.try_admit(ledger, "solo", OK, gpus, [{"gpu": 1, "pid": 7, "used_mem": GB}], now=1.0)
+    assert not solo.admitted and "in use (the run wants a GPU of its own)" in solo.reason
+    behind = queue.try_admit(ledger, "third", OK, gpus, [], now=1.0)
+    assert behind.reason == "needs 1.0 GB; waiting behind solo"  # strict queue order
+    queue.remove(ledger, "solo")
+    third = queue.try_admit(ledger, "third", OK, gpus[1:2], [{"gpu": 1, "pid": 7, "used_mem": GB}], now=1.0)
+    assert not third.admitted and "GPU 1 already has 1 run(s) (max_per_gpu)" in third.reason
+
+
+def test_reordering_and_a_damaged_ledger(tmp_path):
+    with queue.locked(tmp_path) as ledger:
+        for run_id in ("a", "b", "c"):
+            queue.enqueue(ledger, run_id, 1.0)
+        assert queue.move(ledger, "c", -1) and [w["run_id"] for w in queue.order(ledger)] == ["a", "c", "b"]
+        assert not queue.move(ledger, "a", -1)
+    assert [w["run_id"] for w in queue.order(queue.read(tmp_path))] == ["a", "c", "b"]
+    (tmp_path / queue.LEDGER_FILE).write_text("{not json")
+    assert queue.read(tmp_path) == {"waiting": [], "promises": [], "seq": 0}
+
+
+# -- for real: gates, records, the CLI --------------------------------------------------------------------
+QUEUE_RECIPES = f"""
+[recipes.gpu_job]
+command = ["{{python}}", "-c", "import os, sys, time; print('CUDA_VISIBLE_DEVICES=' + os.environ.get('CUDA_VISIBLE_DEVICES', '-'), os.environ.get('CUDA_DEVICE_ORDER'), flush=True); time.sleep(float(sys.argv[1]))"]
+memory = {{ fixed_gb = 15.0 }}
+[recipes.gpu_job.params.seconds]
+type = "float"
+positional = true
+default = 2.0
+"""
+
+
+@pytest.fixture
+def gpu_machine(workspace, monkeypatch):
+    (workspace / "config.toml").write_text((workspace / "config.toml").read_text() + QUEUE_RECIPES)
+    recording = workspace / "gpu.jsonl"
+
+    def machine(free_gb: float, processes=()):
+        recording.write_text(json.dumps({"status": OK}) + "\n" + json.dumps(
+            {"t": 0.0, "gpus": [gpu(free_gb)], "processes": list(processes)}) + "\n")
+
+    machine(23.0)
+    monkeypatch.setenv("URBANRUN_GPU_RECORDING", str(recording))
+    monkeypatch.setenv("URBANRUN_QUEUE_POLL", "0.2")
+    monkeypatch.setenv("URBANRUN_QUEUE_SETTLE", "0.5")
+    return machine
+
+
+def show(run_id, workspace):
+    return cli_json("show", run_id, cwd=workspace)
+
+
+def test_two_queued_runs_start_one_after_the_other(workspace, gpu_machine):
+    first = cli_json("launch", "gpu_job", "--queue", "--set", "seconds=3", cwd=workspace)
+    second = cli_json("launch", "gpu_job", "--queue", "--set", "seconds=0.5", cwd=workspace)
+    assert first["status"] == "queued" and first["queue_mem_gb"] == 15.0  # the recipe's estimate
+    wait_for(lambda: show(first["id"], workspace)["status"] == "running", what="the first run to be admitted")
+    waiting = wait_for(lambda: (r := show(second["id"], workspace))["queue_reason"] and
+                       "unpromised" in r["queue_reason"] and r, what="the second run's reason")
+    assert waiting["status"] == "queued" and waiting["queue_position"] == 1
+    assert waiting["queue_reason"] == "needs 15.0 GB, GPU 0 has 8.0 GB unpromised"
+    listed = cli("ls", cwd=workspace).stdout
+    assert "queued #1 (needs 15.0 GB, GPU 0 has 8.0 GB unpromised)" in listed
+    done = [wait_for(lambda r=r: (s := show(r["id"], workspace))["status"] == "exited" and s, timeout=60,
+                     what=f"{r['id']} to end") for r in (first, second)]
+    assert done[1]["started"] >= done[0]["ended"]  # the promise held until the first run ended
+    assert done[0]["gpus"] == [0] and done[1]["gpus"] == [0]
+    for r in done:
+        log = (workspace / "runs" / r["id"] / "output.log").read_text()
+        assert "CUDA_VISIBLE_DEVICES=0 PCI_BUS_ID" in log
+
+
+def test_memory_freeing_up_admits_a_waiting_run(workspace, gpu_machine):
+    gpu_machine(7.0, [{"gpu": 0, "pid": 1, "used_mem": 17 * GB}])  # someone else holds 17 GB
+    run = cli_json("launch", "gpu_job", "--queue", "--mem", "10", "--set", "seconds=0.2", cwd=workspace)
+    wait_for(lambda: show(run["id"], workspace)["queue_reason"] == "needs 10.0 GB, GPU 0 has 7.0 GB unpromised",
+             what="the reason")
+    gpu_machine(23.0)
+    final = wait_for(lambda: (s := show(run["id"], workspace))["status"] == "exited" and s, timeout=60,
+                     what="admission once memory is free")
+    assert final["exit_code"] == 0
+
+
+def test_cancel_a_queued_run_and_one_that_fits_nowhere(workspace, gpu_machine):
+    huge = cli_json("launch", "gpu_job", "--queue", "--mem", "100", cwd=workspace)
+    small = cli_json("launch", "gpu_job", "--queue", "--mem", "1", "--set", "seconds=0.2", cwd=workspace)
+    reason = wait_for(lambda: show(huge["id"], workspace)["queue_reason"], what="huge's reason")
+    wait_for(lambda: "fits on no GPU here" in show(huge["id"], workspace)["queue_reason"], what="fits-nowhere")
+    assert reason
+    wait_for(lambda: show(small["id"], workspace)["status"] == "exited", timeout=60, what="small, not blocked")
+    killed = cli_json("kill", huge["id"], cwd=workspace)
+    assert killed.get("status", killed.get("run", {}).get("status")) == "cancelled"
+    final = show(huge["id"], workspace)
+    assert final["status"] == "cancelled" and final["started"] is None and final["exit_code"] is None
+    assert not (workspace / "runs" / huge["id"] / "child.json").exists()  # the command never started
+    again = cli("kill", huge["id"], cwd=workspace)
+    assert again.returncode in (0, 2) and "Traceback" not in again.stderr
+
+
+def test_a_deleted_ledger_and_a_restart_lose_no_queued_run(workspace, gpu_machine):
+    gpu_machine(5.0)
+    run = cli_json("launch", "gpu_job", "--queue", "--mem", "10", "--set", "seconds=0.2", cwd=workspace)
+    wait_for(lambda: "unpromised" in (show(run["id"], workspace)["queue_reason"] or ""), what="waiting")
+    (workspace / "runs" / queue.LEDGER_FILE).unlink()  # damaged; no urbanrun is open (each CLI call ends)
+    wait_for(lambda: (workspace / "runs" / queue.LEDGER_FILE).exists() and
+             run["id"] in (workspace / "runs" / queue.LEDGER_FILE).read_text(), what="the gate to re-enqueue")
+    gpu_machine(23.0)
+    wait_for(lambda: show(run["id"], workspace)["status"] == "exited", timeout=60, what="admission")
+
+
+def test_queue_input_errors_are_one_sentence(workspace, gpu_machine):
+    for args, needle in ((["--queue", "--mem", "nan"], "--mem expects"), (["--queue", "--gpus", "0"], "--gpus expects"),
+                         (["--mem", "3"], "add --queue"), (["--queue", "--backend", "slurm"], "SLURM has its own queue")):
+        proc = cli("launch", "gpu_job", *args, cwd=workspace)
+        assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+    proc = cli("launch", "exit_after", "--queue", cwd=workspace)
+    assert proc.returncode == 2 and "has no memory estimate" in proc.stderr
+    assert not [p for p in (workspace / "runs").glob("*") if p.is_dir()] if (workspace / "runs").exists() else True
+    assert sys.platform != "win32"
