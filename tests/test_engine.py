@@ -38,7 +38,7 @@ def test_poll_follows_a_real_run_and_replay_rebuilds_the_state(workspace):
     replayed.apply_all(recorded)
     again = replayed.runs[record.id]
     assert again.record == run.record and list(again.log) == list(run.log)
-    assert again.metrics["loss"].values == run.metrics["loss"].values
+    assert list(again.metrics["loss"].values) == list(run.metrics["loss"].values)
 
 
 def test_runs_launched_elsewhere_and_killed_elsewhere_are_seen(workspace):

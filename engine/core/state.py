@@ -150,6 +150,7 @@ def add_points(run: RunState, points, fmt: str = "jsonl", ts: float = 0.0) -> No
     """Metric points into a run's series (the reducer's step; also used by commands that read
     files without an engine). A point's step is its step, else its epoch, else a running count;
     log-line metrics yield to a structured source of the same name."""
+    columns: dict[str, tuple[list, list, list] | None] = {}  # name -> steps, times, values (None: skipped)
     for point in points:
         run.points_total += 1
         step = point.get("step", point.get("epoch"))
@@ -159,13 +160,26 @@ def add_points(run: RunState, points, fmt: str = "jsonl", ts: float = 0.0) -> No
         for name, value in point.items():
             if name in AXIS_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
-            fed_by = run.metric_formats.get(name)
-            if fed_by is None or (fed_by == "log" and fmt != "log"):
-                run.metrics[name] = Series()  # first source, or a structured one replacing log lines
-                run.metric_formats[name] = fmt
-            elif fmt == "log" and fed_by != "log":
-                continue  # a structured source already feeds this name: the log line repeats it
-            run.metrics[name].append(float(step), float(when), float(value))
+            column = columns.get(name, ())
+            if column == ():
+                column = columns[name] = _column_for(run, name, fmt)
+            if column is not None:
+                column[0].append(step)
+                column[1].append(when)
+                column[2].append(value)
+    for name, column in columns.items():
+        if column is not None:
+            run.metrics[name].extend(*column)  # one numpy append a metric a batch
+
+
+def _column_for(run: RunState, name: str, fmt: str) -> tuple[list, list, list] | None:
+    fed_by = run.metric_formats.get(name)
+    if fed_by is None or (fed_by == "log" and fmt != "log"):
+        run.metrics[name] = Series()  # first source, or a structured one replacing log lines
+        run.metric_formats[name] = fmt
+    elif fmt == "log" and fed_by != "log":
+        return None  # a structured source already feeds this name: the log line repeats it
+    return [], [], []
 
 
 def eta_seconds(run: RunState, now: float) -> float | None:
