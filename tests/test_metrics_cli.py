@@ -85,16 +85,30 @@ def test_metrics_follow_streams_new_points(workspace):
 
     from conftest import ROOT
 
+    import selectors
+
     path = workspace / "live.jsonl"
     path.write_text('{"step": 0, "loss": 1.0}\n')
     proc = subprocess.Popen([sys.executable, "-m", "urbanrun.engine.cli", "metrics", str(path), "--follow", "--json"],
                             cwd=workspace, stdout=subprocess.PIPE, text=True)
-    try:
-        time.sleep(1.0)
+
+    def append(step):
         with open(path, "a") as fh:
-            fh.write('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.25}\n')
-        got = [json.loads(proc.stdout.readline()) for _ in range(2)]
-        assert [g["point"]["step"] for g in got] == [1, 2] and got[1]["point"]["loss"] == 0.25
+            fh.write(json.dumps({"step": step, "loss": 1 / step}) + "\n")
+
+    try:
+        # points appended before it started following went into its summary: append until one streams
+        waiting, step, deadline = selectors.DefaultSelector(), 0, time.monotonic() + 60
+        waiting.register(proc.stdout, selectors.EVENT_READ)
+        while not waiting.select(timeout=0.5):
+            assert time.monotonic() < deadline, "metrics --follow printed nothing"
+            step += 1
+            append(step)
+        first = json.loads(proc.stdout.readline())["point"]["step"]
+        append(step + 1)
+        append(step + 2)
+        got = [json.loads(proc.stdout.readline())["point"] for _ in range(step + 2 - first)]
+        assert [g["step"] for g in got] == list(range(first + 1, step + 3)) and got[-1]["loss"] == 1 / (step + 2)
     finally:
         proc.terminate()
         proc.wait()

@@ -38,10 +38,13 @@ def sources_for(target: str, store: RunStore) -> list[MetricSource]:
 def summarise(sources: list[MetricSource]) -> dict:
     out = []
     for source in sources:
-        series = read_to_end(source).metrics
+        try:
+            series, error = read_to_end(source).metrics, None
+        except OSError as exc:  # one unreadable file (a symlink loop, an I/O error) is that row's problem
+            series, error = {}, f"{source.path}: {exc.strerror or exc}"
         if not series and source.format == "log":
             continue  # a log without metrics is not worth a row
-        if not series and not source.path.exists():
+        if not series and not error and not source.path.exists():
             continue
         entry = {"path": str(source.path), "format": source.format, "metrics": {
             name: {"count": s.count, "first_step": _num(s.first_step), "last_step": _num(s.last_step),
@@ -49,8 +52,12 @@ def summarise(sources: list[MetricSource]) -> dict:
             for name, s in series.items()}}
         if source.bad:
             entry["bad_records"] = source.bad
-        if source.broken:
-            entry["error"] = source.broken
+            if source.first_error:
+                entry["first_error"] = source.first_error
+        if source.skipped:
+            entry["skipped_lines"] = source.skipped  # over 4 MiB: skipped whole, the rest still read
+        if source.broken or error:
+            entry["error"] = source.broken or error
         out.append(entry)
     return {"sources": out}
 
@@ -71,6 +78,10 @@ def print_summary(summary: dict) -> None:
         print("no metrics yet.")
     for source in summary["sources"]:
         extra = f", {source['bad_records']} bad record(s) skipped" if source.get("bad_records") else ""
+        if source.get("first_error"):
+            extra += f" (first: {source['first_error']})"
+        if source.get("skipped_lines"):
+            extra += f", {source['skipped_lines']} over-long line(s) skipped"
         print(f"{source['path']} ({source['format']}{extra})")
         if source.get("error"):
             print(f"  ! {source['error']}")

@@ -6,14 +6,18 @@
   sets `restarted` so a parser can drop what it derived from the old content.
 - Replacement or rotation (new inode): the old file is read to its end (its last partial line
   included), then the new one is followed from its start. A deleted file is finished the same way.
-- Undecodable bytes become U+FFFD; a line over `max_line` bytes is skipped and counted.
+- Undecodable bytes become U+FFFD; a line over `max_line` bytes is skipped and counted; an empty
+  line takes its place, so line numbers after it stay true.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections import deque
 from pathlib import Path
+
+from urbanrun.engine.core.files import not_regular
 
 READ_CHUNK = 1 << 20
 MAX_READ_PER_POLL = 32 << 20  # bound one poll's work; the rest comes next poll
@@ -36,10 +40,16 @@ class FileFollower:
         self._pending = b""
         self._skipping = False
         self._opened = False
+        self.refused: str | None = None  # why the path cannot be followed (a FIFO, a device, ...)
 
     @property
     def offset(self) -> int:
         return self._offset
+
+    @property
+    def position(self) -> tuple:
+        """Changes whenever a poll consumed bytes or moved to a new file; unchanged means drained."""
+        return self._id, self._offset
 
     def poll(self) -> list[str]:
         """Complete lines appended since the last poll."""
@@ -59,6 +69,12 @@ class FileFollower:
                 self._finish_old(out)
             return out
         ident = (st.st_dev, st.st_ino)
+        if not stat.S_ISREG(st.st_mode):  # opening a FIFO blocks, a device never ends: never read one
+            if self._fh is not None:
+                self._finish_old(out)
+            self.refused = not_regular(self.path, st)
+            return out
+        self.refused = None
         if self._fh is not None and ident != self._id:
             self._finish_old(out)  # the new file is opened by the next poll, so `restarted`
             return out  # always applies to a whole batch
@@ -131,16 +147,16 @@ class FileFollower:
                     self._pending += data
             return
         head, rest = data[:last_nl + 1], data[last_nl + 1:]
-        if self._skipping:  # the rest of an over-long line: drop it up to its newline
-            head = head[head.find(b"\n") + 1:]
+        if self._skipping:  # the rest of an over-long line: drop it, keep its newline
+            head = head[head.find(b"\n"):]
             self._skipping = False
             block = head
         else:
             block = self._pending + head if self._pending else head
         if len(block) > self.max_line:  # only a block this big can hold an over-long line
             lines = block.split(b"\n")[:-1]
-            kept = [line for line in lines if len(line) <= self.max_line]
-            self.skipped_lines += len(lines) - len(kept)
+            kept = [line if len(line) <= self.max_line else b"" for line in lines]
+            self.skipped_lines += sum(1 for line in lines if len(line) > self.max_line)
             block = b"".join(line + b"\n" for line in kept)
         if block:
             out.append(block)

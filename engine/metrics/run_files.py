@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Callable, Iterator
 
 from urbanrun.engine.core.events import Event, LogLines, MetricPoints, Notice, Progress
-from urbanrun.engine.metrics.sources import MetricSource, expand_globs, format_of
+from urbanrun.engine.metrics.sources import MetricSource, expand_globs, format_of, until_drained
 from urbanrun.engine.runs.store import LOG_FILE, METRICS_FILE, RunRecord
 from urbanrun.engine.metrics.follower import FileFollower
 
@@ -34,9 +35,42 @@ class RunSources:
         for source in self.sources.values():
             source.close()
 
+    @property
+    def position(self) -> tuple:
+        """Unchanged by a read that consumed no byte of any file: the files are drained."""
+        return self.log.position, len(self.sources), tuple(s.position for s in self.sources.values())
+
     def read(self, now: float, final: bool = False) -> list[Event]:
         """New events from every file of the run (empty when nothing changed). `final`: the run
-        has ended, so look for late metrics files now rather than at the next glob time."""
+        has ended, so look for late metrics files now rather than at the next glob time.
+        Each file is read in its own guard: a failure becomes a notice naming the file, and
+        what the other files gave is kept."""
+        events: list[Event] = []
+        self._guarded(events, now, str(self.log.path), self._read_log, now)
+        if self.globs and (now >= self.next_glob or final):
+            self._guarded(events, now, "metrics_files", self._add_globbed)
+            self.next_glob = now + GLOB_SECONDS
+        for key, source in list(self.sources.items()):
+            self._guarded(events, now, key, self._read_source, key, source, now)
+        return events
+
+    def read_to_end(self, now: float) -> Iterator[list[Event]]:
+        """Batches of events until every file is read to its end, whatever the per-poll budget:
+        a batch without events (an over-long line, megabytes of log without metrics) is not the
+        end; only a read that consumed no byte is."""
+        return until_drained(lambda: self.read(now, final=True), lambda: self.position)
+
+    def _guarded(self, events: list[Event], now: float, name: str, read: Callable, *args) -> None:
+        try:
+            events += read(*args) or []
+        except Exception as exc:  # noqa: BLE001 - one bad file must not cost the poll its other events
+            problem = f"{type(exc).__name__}: {exc}"
+            if self.reported.get(("failed", name)) != problem:
+                self.reported[("failed", name)] = problem
+                events.append(Notice(ts=now, level="error", run_id=self.run_id,
+                                     text=f"{name}: could not be read ({problem}); the run's other files still are."))
+
+    def _read_log(self, now: float) -> list[Event]:
         events: list[Event] = []
         lines = self.log.poll()
         if lines or self.log.restarted:
@@ -54,21 +88,23 @@ class RunSources:
             if p != self.last_progress.get(unit):
                 self.last_progress[unit] = p
                 events.append(Progress(ts=now, run_id=self.run_id, progress=p))
-        if self.globs and (now >= self.next_glob or final):
-            self._add_globbed()
-            self.next_glob = now + GLOB_SECONDS
-        for key, source in self.sources.items():
-            points, _ = source.poll()
-            if points:
-                events.append(MetricPoints(ts=now, run_id=self.run_id, source=key, points=tuple(points),
-                                           format=source.format))
-            events += self._problems(key, source, now)
         skipped = self.log.skipped_lines
         if skipped and self.reported.get("log-skipped") != skipped:
             self.reported["log-skipped"] = skipped
             events.append(Notice(ts=now, level="warning", run_id=self.run_id,
                                  text=f"{self.log.path}: {skipped} over-long line(s) skipped."))
+        if self.log.refused and self.reported.get("log-refused") != self.log.refused:
+            self.reported["log-refused"] = self.log.refused
+            events.append(Notice(ts=now, level="error", run_id=self.run_id, text=self.log.refused))
         return events
+
+    def _read_source(self, key: str, source: MetricSource, now: float) -> list[Event]:
+        points, _ = source.poll()
+        events: list[Event] = []
+        if points:
+            events.append(MetricPoints(ts=now, run_id=self.run_id, source=key, points=tuple(points),
+                                       format=source.format))
+        return events + self._problems(key, source, now)
 
     def _add_globbed(self) -> None:
         for path in expand_globs(self.globs):
@@ -84,12 +120,21 @@ class RunSources:
                 self.sources[key] = MetricSource(path, fmt)
 
     def _problems(self, key: str, source: MetricSource, now: float) -> list[Event]:
-        state = (source.bad, source.broken)
-        if state == self.reported.get(key, (0, None)):
+        state = (source.bad, source.skipped, source.broken)
+        if state == self.reported.get(key, (0, 0, None)):
             return []
         self.reported[key] = state
         if source.broken:
             return [Notice(ts=now, level="error", run_id=self.run_id, text=source.broken)]
+        return [Notice(ts=now, level="warning", run_id=self.run_id, text=f"{key}: {skipped_text(source)}; the rest is read.")]
+
+
+def skipped_text(source: MetricSource) -> str:
+    """What a source skipped, in words: bad records (with the first one's reason), over-long lines."""
+    parts = []
+    if source.bad:
         detail = f" (first: {source.first_error})" if source.first_error else ""
-        return [Notice(ts=now, level="warning", run_id=self.run_id,
-                       text=f"{key}: {source.bad} bad record(s) skipped{detail}; the rest is read.")]
+        parts.append(f"{source.bad} bad record(s) skipped{detail}")
+    if source.skipped:
+        parts.append(f"{source.skipped} line(s) over {source.follower.max_line >> 20} MiB skipped")
+    return ", ".join(parts)

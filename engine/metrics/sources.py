@@ -7,6 +7,9 @@ import glob
 import os
 import re
 from pathlib import Path
+from typing import Callable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 from urbanrun.engine.metrics.parsers.csvmetrics import CsvParser
 from urbanrun.engine.metrics.parsers.jsonl import JsonlParser
@@ -48,8 +51,22 @@ class MetricSource:
         return getattr(source, "bad_lines", 0) + getattr(source, "bad_records", 0)
 
     @property
+    def skipped(self) -> int:
+        """Lines over the follower's max_line (4 MiB), skipped whole."""
+        return self.follower.skipped_lines if self.follower is not None else 0
+
+    @property
     def broken(self) -> str | None:
+        if self.follower is not None and self.follower.refused:
+            return self.follower.refused
         return getattr(self.reader, "broken", None)
+
+    @property
+    def position(self):
+        """Changes whenever a poll consumed bytes; a poll that leaves it unchanged found the end."""
+        if self.follower is not None:
+            return self.follower.position
+        return None if self.reader is None else (id(self.reader), self.reader.offset)
 
     @property
     def first_error(self) -> str | None:
@@ -154,10 +171,20 @@ def expand_globs(patterns: list[str]) -> list[Path]:
 
 
 def read_to_end(source: MetricSource, run: RunState | None = None) -> RunState:
-    """Every point a source holds now, as series of a RunState (for commands without an engine)."""
+    """Every point a source holds now, as series of a RunState (for commands without an engine).
+    A big file takes several polls (each is bounded); a poll without points (an over-long line,
+    megabytes of log without metrics) is not the end: only a poll that consumed no byte is."""
     run = run if run is not None else RunState(record={"id": str(source.path)})
-    while True:  # a big file takes several polls (each is bounded)
-        points, _ = source.poll()
-        if not points:
-            return run
+    for points, _ in until_drained(source.poll, lambda: source.position):
         add_points(run, points, source.format)
+    return run
+
+
+def until_drained(read: Callable[[], T], position: Callable[[], object]) -> Iterator[T]:
+    """Call `read` until a call leaves `position` unchanged (it consumed no byte: the end).
+    The one loop every reader of a whole run or file uses: the engine at a run's end, the CLI."""
+    while True:
+        before = position()
+        yield read()
+        if position() == before:
+            return

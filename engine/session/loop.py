@@ -56,6 +56,7 @@ class Engine:
         self._gpu_status: dict | None = None
         self._foreign_reported = False
         self._seen_pids: set[int] = set()
+        self._failing: dict[str, str] = {}  # poll steps failing now, and how (each said once)
 
     # -- commands --------------------------------------------------------------------------------
     def launch(self, recipe: str, overrides: dict[str, str] | None = None, values: dict | None = None,
@@ -130,26 +131,63 @@ class Engine:
     def _poll(self, now: float | None) -> list[Event]:
         now = self.clock() if now is None else now
         if now - self._last_scan >= RESCAN_SECONDS:
-            self._scan(now)
+            self._guarded(now, "the runs folder", self._scan, now)
             self._last_scan = now
         ended = []
         for record in [r for r in self._records.values() if r.active]:
-            record = self._refresh(record, now)
-            if self.supervisor.reconcile(record):
-                self._note_saved(record)
-                self._pending.append(RunChanged(ts=now, run=record.to_dict()))
-                if not record.active:
-                    ended.append(record.id)
+            if self._guarded(now, f"run {record.id}", self._reconcile, record, now):
+                ended.append(record.id)
         for run_id in list(self._sources):
-            self._read_files(run_id, now)
-        self._sample_machine(now)
+            self._guarded(now, f"run {run_id}'s files", self._read_files, run_id, now, run_id in ended)
+        self._guarded(now, "GPU and host sampling", self._sample_machine, now)
         events, self._pending = self._pending, []
         self.state.apply_all(events)
         events += self._on_ended(ended, now)
-        events += self._live_diagnoses(now)
-        if self.recorder is not None:
-            self.recorder.write(events)
+        events += self._guarded_list(now, "live diagnosis", self._live_diagnoses, now)
+        self._record(events, now)
         return events
+
+    def _guarded(self, now: float, what: str, step: Callable, *args):
+        """One step of a poll; its failure becomes a notice, and the poll's other events are kept."""
+        try:
+            result = step(*args)
+        except Exception as exc:  # noqa: BLE001 - a poll never loses events to one bad file or run
+            problem = f"{what}: {type(exc).__name__}: {exc}"
+            if self._failing.get(what) != problem:  # said once, not at every poll
+                self._failing[what] = problem
+                self._pending.append(Notice(ts=now, level="error", text=problem))
+            return None
+        self._failing.pop(what, None)
+        return result
+
+    def _guarded_list(self, now: float, what: str, step: Callable, *args) -> list[Event]:
+        before = len(self._pending)
+        extra = self._guarded(now, what, step, *args)
+        if extra is None:  # the notice it left in _pending belongs to this poll
+            extra, self._pending = self._pending[before:], self._pending[:before]
+            self.state.apply_all(extra)
+        return extra
+
+    def _reconcile(self, record: RunRecord, now: float) -> bool:
+        """True if the run was seen to end now."""
+        record = self._refresh(record, now)
+        if not self.supervisor.reconcile(record):
+            return False
+        self._note_saved(record)
+        self._pending.append(RunChanged(ts=now, run=record.to_dict()))
+        return not record.active
+
+    def _record(self, events: list[Event], now: float) -> None:
+        """The session recording; a recording that cannot be written (a full disk) is said once
+        and stopped, never allowed to cost the poll its events."""
+        if self.recorder is None:
+            return
+        try:
+            self.recorder.write(events)
+        except OSError as exc:
+            path, self.recorder = self.recorder.path or self.recorder.folder, None
+            notice = Notice(ts=now, level="error", text=f"session recording stopped: {path}: {exc.strerror or exc}")
+            self._pending.append(notice)
 
     def _sample_machine(self, now: float) -> None:
         if self.host is not None:
@@ -182,15 +220,19 @@ class Engine:
         entry, and an OOM relaunch where the recipe asks (engine/ending.py)."""
         extra: list[Event] = []
         for run_id in ended:
-            run, record = self.state.runs.get(run_id), self._records.get(run_id)
-            if run is None or record is None:
-                continue
-            found, relaunch = finish_run(record, run, self.doctor, self.autolog)
-            self._note_saved(record)
-            extra.append(Diagnosed(ts=now, run_id=run_id, diagnoses=tuple(d.to_dict() for d in found)))
-            extra.append(RunChanged(ts=now, run=record.to_dict()))
-            if relaunch:
-                extra += self._relaunch(relaunch, now)[1]
+            extra += self._guarded_list(now, f"run {run_id}'s end", self._finish, run_id, now)
+        return extra
+
+    def _finish(self, run_id: str, now: float) -> list[Event]:
+        run, record = self.state.runs.get(run_id), self._records.get(run_id)
+        if run is None or record is None:
+            return []
+        found, relaunch = finish_run(record, run, self.doctor, self.autolog)
+        self._note_saved(record)
+        extra: list[Event] = [Diagnosed(ts=now, run_id=run_id, diagnoses=tuple(d.to_dict() for d in found)),
+                              RunChanged(ts=now, run=record.to_dict())]
+        if relaunch:
+            extra += self._relaunch(relaunch, now)[1]
         self.state.apply_all(extra)
         return extra
 
@@ -273,12 +315,21 @@ class Engine:
         if record.active:
             self._follow(record.id)
 
-    def _read_files(self, run_id: str, now: float) -> None:
+    def _read_files(self, run_id: str, now: float, to_end: bool = False) -> None:
+        """New events from a run's files. A run that ended in this poll is read to the end at
+        once (its summary is made from them next); otherwise each poll reads a bounded amount."""
         sources = self._sources[run_id]
         record = self._records.get(run_id)
-        events = sources.read(now, final=record is not None and not record.active)
-        self._pending += events
-        if record is not None and not record.active and not events:
+        ended = record is not None and not record.active
+        if to_end:
+            for events in sources.read_to_end(now):
+                self._pending += events
+        else:
+            before = sources.position
+            self._pending += sources.read(now, final=ended)
+            if not ended or sources.position != before:
+                return
+        if ended:
             sources.close()  # the run ended and its files are drained
             del self._sources[run_id]
             self._drained.add(run_id)

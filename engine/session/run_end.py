@@ -5,18 +5,30 @@ scratchpad gets its end entry. Returns the diagnoses and an OOM relaunch plan, i
 from __future__ import annotations
 
 import math
+import time
 
-from urbanrun.engine.notes.autolog import AutoLog
+from urbanrun.engine.core.events import RunChanged
+from urbanrun.engine.core.state import RunState, State, loss_name
 from urbanrun.engine.diagnosis import changes
 from urbanrun.engine.diagnosis.run_doctor import RunDoctor, read_log_tail
-from urbanrun.engine.metrics.sources import MetricSource, read_to_end
-from urbanrun.engine.runs.store import METRICS_FILE, RunRecord, RunStore
-from urbanrun.engine.core.state import RunState, loss_name
+from urbanrun.engine.metrics.run_files import RunSources
+from urbanrun.engine.notes.autolog import AutoLog
+from urbanrun.engine.runs.store import RunRecord, RunStore
+
 
 def run_from_files(store: RunStore, record: RunRecord) -> RunState:
-    """A RunState with the run's metrics.jsonl read into series (for commands without an engine)."""
-    return read_to_end(MetricSource(store.run_dir(record.id) / METRICS_FILE, "jsonl"),
-                       RunState(record=record.to_dict()))
+    """A run's state from its files, every byte of each read to the end (for commands without an
+    engine): the same sources and the same reducer the engine uses, so both summarise alike."""
+    now = time.time()
+    state = State()
+    state.apply(RunChanged(ts=now, run=record.to_dict()))
+    sources = RunSources(store.run_dir(record.id), record)
+    try:
+        for events in sources.read_to_end(now):
+            state.apply_all(events)
+    finally:
+        sources.close()
+    return state.runs[record.id]
 
 
 def finish_run(record: RunRecord, run: RunState | None, doctor: RunDoctor, autolog: AutoLog | None):

@@ -1,5 +1,7 @@
 """JSON-lines metrics: one object per line; NaN/Infinity tokens allowed; nested dicts are
-flattened with '/' (`{"train": {"loss": 1}}` -> `train/loss`); non-numeric values dropped.
+flattened with '/' (`{"train": {"loss": 1}}` -> `train/loss`, as TensorBoard and W&B name them);
+non-numeric values dropped. A line holding anything but an object (null, a number, a string, an
+array) is counted as a bad line and never becomes a point.
 
 Fast path: a whole batch of lines is parsed by orjson in one call (as one JSON array); only a
 batch that fails (NaN tokens, a corrupt line) is parsed line by line, with json as the fallback.
@@ -31,9 +33,11 @@ class JsonlParser:
             return []
         try:
             objects = orjson.loads("[" + ",".join(line for _, line in numbered) + "]")
+            if len(objects) != len(numbered):  # a line held `1, 2`: find it line by line
+                raise orjson.JSONDecodeError("count", "", 0)
         except orjson.JSONDecodeError:
-            objects = [self._one(line, no) for no, line in numbered]
-        return [p for p in map(_point, objects) if p]
+            objects = [self._one(line) for _, line in numbered]
+        return self._points(objects, [no for no, _ in numbered])
 
     def feed_blocks(self, blocks: list[bytes]) -> list[dict]:
         points: list[dict] = []
@@ -63,30 +67,60 @@ class JsonlParser:
     def _parse_block(self, block: bytes) -> list[dict]:
         try:
             objects = orjson.loads(b"[" + block.rstrip(b"\r\n").replace(b"\n", b",") + b"]")
+            if len(objects) != block.count(b"\n"):  # a line held `1, 2`: find it line by line
+                raise orjson.JSONDecodeError("count", "", 0)
         except orjson.JSONDecodeError:  # NaN tokens, blank or corrupt lines: line by line
             return self.feed(block.decode("utf-8", errors="replace").split("\n")[:-1])
-        self.lines_seen += len(objects)
-        if block.count(b"{") == len(objects) and b"[" not in block:
-            return objects  # one '{' a line and no '[' anywhere: flat objects only, nothing to filter
-        return [p for p in map(_point, objects) if p]
+        first = self.lines_seen
+        self.lines_seen += len(objects)  # the join succeeded, so each line is one value
+        if block.count(b"{") == len(objects) and block.count(b"\n{") + block.startswith(b"{") == len(objects) \
+                and b"[" not in block:
+            return objects  # every line starts with the only '{' it has: flat objects, nothing to filter
+        return self._points(objects, range(first + 1, first + 1 + len(objects)))
 
-    def _one(self, line: str, line_no: int):
+    def _points(self, objects: list, line_numbers) -> list[dict]:
+        points = []
+        for obj, line_no in zip(objects, line_numbers):
+            if type(obj) is not dict:
+                self._bad(line_no, obj.why if type(obj) is _NotJson else f"not a JSON object but {_kind(obj)}")
+                continue
+            point = _point(obj)
+            if point:
+                points.append(point)
+        return points
+
+    def _bad(self, line_no: int, why: str) -> None:
+        self.bad_lines += 1
+        if self.first_error is None:
+            self.first_error = f"line {line_no}: {why}"
+
+    @staticmethod
+    def _one(line: str):
         try:
             return orjson.loads(line)
         except orjson.JSONDecodeError:
             pass
         try:
             return json.loads(line)  # accepts NaN, Infinity, -Infinity
-        except ValueError as exc:
-            self.bad_lines += 1
-            if self.first_error is None:
-                self.first_error = f"line {line_no}: {exc}"
-            return None
+        except (ValueError, RecursionError) as exc:
+            return _NotJson(str(exc) if isinstance(exc, ValueError) else "nested too deeply")
 
 
-def _point(obj) -> dict | None:
-    if type(obj) is not dict:
-        return None
+class _NotJson:
+    """A line that is not JSON at all, and why."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+
+def _kind(obj) -> str:
+    if obj is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"}.get(
+        type(obj), type(obj).__name__)
+
+
+def _point(obj: dict) -> dict | None:
     for value in obj.values():
         vt = type(value)
         if vt is not float and vt is not int:
@@ -94,12 +128,16 @@ def _point(obj) -> dict | None:
     return obj
 
 
-def flatten(obj: dict, prefix: str = "") -> dict:
+MAX_DEPTH = 32  # deeper objects are not metrics (and recursion must stay bounded)
+
+
+def flatten(obj: dict, prefix: str = "", depth: int = 0) -> dict:
     out = {}
     for key, value in obj.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            out.update(flatten(value, name + "/"))
+            if depth < MAX_DEPTH:
+                out.update(flatten(value, name + "/", depth + 1))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             out[name] = value
     return out
