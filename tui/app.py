@@ -25,6 +25,8 @@ from urbanrun.engine.notes import scratchpad
 from urbanrun.engine.core.state import State
 
 from .compare import CompareScreen
+from .contained import contain_panes, feed
+from .error_report import ErrorReport
 from .dialogs import ConfirmKill, HelpScreen, PromptScreen, RemedyScreen, SummaryScreen
 from .diagnoses_pane import DiagnosesPane
 from .gpu_pane import GpuSummary, GpuView
@@ -80,6 +82,7 @@ class UrbanrunApp(App):
         self._last_plot = 0.0
         self._plot_dirty = True
         self.quit_message = ""
+        self.errors = ErrorReport(source)
 
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -104,6 +107,7 @@ class UrbanrunApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
+        contain_panes(self.screen)  # a pane that cannot draw shows why; the app keeps running
         self.query_one("#search", Input).display = False
         self.query_one(RunsTable).focus()
         if self.headless_summary:
@@ -125,7 +129,7 @@ class UrbanrunApp(App):
             self._polling = True
             self._poll_worker()
 
-    @work(thread=True, exclusive=True, group="poll")
+    @work(thread=True, group="poll")  # not exclusive: _polling prevents overlap, and exclusive would cancel a finishing poll
     def _poll_worker(self) -> None:
         try:
             wanted = self._follow_wanted
@@ -195,20 +199,25 @@ class UrbanrunApp(App):
 
     def _redraw(self, force_plot: bool) -> None:
         table = self.query_one(RunsTable)
-        table.refresh_rows(self.state, self.now())
+        feed(table, lambda: table.refresh_rows(self.state, self.now()))
         selected = table.selected
         if selected and not self.read_only:
             self._follow_wanted = selected  # a finished run's files are read when it is selected
         run = self.state.runs.get(selected) if selected else None
-        self.query_one(LogPane).show(run)
+        log = self.query_one(LogPane)
+        feed(log, lambda: log.show(run))
         self._log_status(run)
-        self.query_one(GpuSummary).show(self.state)
-        self.query_one("#top-bar", Static).update(top_bar_text(self, self.state))
+        summary = self.query_one(GpuSummary)
+        feed(summary, lambda: summary.show(self.state))
+        bar = self.query_one("#top-bar", Static)
+        feed(bar, lambda: bar.update(top_bar_text(self, self.state)))
         tabs = self.query_one(TabbedContent)
         if tabs.active == "gpu":
-            self.query_one(GpuView).show(self.state)
+            view = self.query_one(GpuView)
+            feed(view, lambda: view.show(self.state))
         elif tabs.active == "diag":
-            self.query_one(DiagnosesPane).show(self.state)
+            pane = self.query_one(DiagnosesPane)
+            feed(pane, lambda: pane.show(self.state))
         elif tabs.active == "pad":
             note = self.query_one(ScratchpadPane).refresh_from_disk()
             if note:
@@ -218,7 +227,8 @@ class UrbanrunApp(App):
             self._last_plot, self._plot_dirty = wall, False
             ids = [selected] if selected else []
             ids += [r for r in sorted(table.marked) if r != selected]
-            self.query_one(LossPane).draw(self.state, ids)
+            loss = self.query_one(LossPane)
+            feed(loss, lambda: loss.draw(self.state, ids))
 
     def _log_status(self, run) -> None:
         log = self.query_one(LogPane)
@@ -487,6 +497,21 @@ class UrbanrunApp(App):
         if event.key == "escape" and self.query_one("#search", Input).display:
             self.query_one("#search", Input).display = False
             self.query_one(RunsTable).focus()
+
+
+    # -- errors --------------------------------------------------------------------------------------
+    def report_pane_error(self, pane, exc: Exception) -> None:
+        """A pane could not draw: it shows a one-line error; the traceback goes to the session folder."""
+        name = pane.pane_name() if hasattr(pane, "pane_name") else type(pane).__name__
+        if self.errors.pane_error(name, exc) is not False:
+            self.log.error(f"render error in {name}: {exc!r}")
+
+    def _handle_exception(self, error: Exception) -> None:
+        # Textual ends the app on an unhandled error (exit code 1); keep its traceback first
+        path = self.errors.write("fatal error: the app stopped", error)
+        if path is not None:
+            self.quit_message = f"urbanrun stopped on an internal error; traceback in {path}"
+        super()._handle_exception(error)
 
 
 def make_app(source, **kwargs) -> UrbanrunApp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from urbanrun.engine.core.config import Config
@@ -25,7 +26,7 @@ def run_tui(config: Config, runs_dir: Path, *, demo: bool = False, replay: str |
             print(replay_summary(app.state, replay, len(source.events)), end="")
         else:
             app.run()
-        return 0
+        return app.return_code or 0  # non-zero when the app died on an error
     if headless or screenshot:
         raise UserError("--headless and --screenshot need --replay SESSION.jsonl (a file from runs/sessions/).")
     engine = Engine(config, runs_dir)
@@ -35,5 +36,5 @@ def run_tui(config: Config, runs_dir: Path, *, demo: bool = False, replay: str |
     finally:
         engine.close()
     if app.quit_message:
-        print(app.quit_message)
-    return 0
+        print(app.quit_message, file=sys.stderr if app.return_code else sys.stdout)
+    return app.return_code or 0  # non-zero when the app died on an error (its traceback is kept)
