@@ -142,6 +142,8 @@ class UrbanrunApp(App):
 
     def on_polled(self, message: Polled) -> None:
         self._polling = False
+        if not self.is_running:  # shutting down without exit() (a test's teardown): the panes are going
+            return
         if self._stopping:
             super().exit(*self._exit_args, **self._exit_kwargs)
             return
