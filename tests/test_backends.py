@@ -128,11 +128,12 @@ def test_slurm_pending_with_its_reason(workspace):
 
 
 def test_slurm_batch_script_quotes_everything(tmp_path):
-    script = slurm.batch_script("r1", "cones", ["python", "train.py", "--name", "a b; rm -rf /"], "/work dir",
-                                {"X": "$(whoami)"}, tmp_path / "out.log", slurm.options({}, {}, {"gres": "gpu:1"}))
+    script, env = slurm.batch_script("r1", "cones", ["python", "train.py", "--name", "a b; rm -rf /"], "/work dir",
+                                     {"X": "$(whoami)"}, tmp_path / "out.log", slurm.options({}, {}, {"gres": "gpu:1"}))
     assert "exec python train.py --name 'a b; rm -rf /'" in script
-    assert "export X='$(whoami)'" in script and "#SBATCH --chdir='/work dir'" in script
-    assert "#SBATCH --gres=gpu:1" in script
+    assert "#SBATCH --chdir='/work dir'" in script and "#SBATCH --gres=gpu:1" in script
+    # the environment travels through sbatch's own, never through the script
+    assert "$(whoami)" not in script and env["X"] == "$(whoami)" and "#SBATCH --export=ALL" in script
 
 
 @pytest.mark.parametrize("job, state, code, signal", [

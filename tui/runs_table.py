@@ -3,6 +3,8 @@ runtime. Rows are updated in place (no flicker, the cursor stays put)."""
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
@@ -110,6 +112,10 @@ def _progress(run) -> tuple[float | None, str]:
 def _why(run) -> Text:
     """The diagnosis headline (a glyph and the one-line cause), or the live trend warning."""
     diagnoses = run.diagnoses or run.record.get("diagnoses") or []
+    if run.record.get("unreachable_since") and run.record.get("status") in ("pending", "running"):
+        since = time.strftime("%H:%M", time.localtime(run.record["unreachable_since"]))
+        return Text(f"⚠ SLURM controller unreachable since {since}; last known: {run.record.get('status')}",
+                    style="yellow")
     if run.record.get("status") == "pending":
         return Text(f"◷ pending: {run.record.get('pending_reason') or 'queued'} (job {run.record.get('job_id')})",
                     style="yellow")

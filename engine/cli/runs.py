@@ -71,6 +71,8 @@ def cmd_ls(args, config, store, sup) -> int:
         status = f"{r.status} ({r.pending_reason})" if r.status == "pending" and r.pending_reason else r.status
         if r.status == "queued":
             status = f"queued #{r.queue_position or '?'} ({r.queue_reason})" if r.queue_reason else "queued"
+        if r.unreachable_since and r.active:
+            status += f" (SLURM controller unreachable since {_clock(r.unreachable_since)})"
         rows.append((r.id, r.recipe, status, exit_text(r), _clock(r.started), _runtime(r)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -85,8 +87,8 @@ def cmd_show(args, config, store, sup) -> int:
         print_json(record.to_json(run_dir))
         return 0
     data = record.to_json(run_dir)
-    for key in ("id", "recipe", "status", "exit_code", "signal", "error", "pid", "started", "ended",
-                "cwd", "git_commit", "run_dir", "gpus", "queue_position", "queue_reason"):
+    for key in ("id", "recipe", "status", "exit_code", "signal", "error", "pid", "job_id", "unreachable_since",
+                "started", "ended", "cwd", "git_commit", "run_dir", "gpus", "queue_position", "queue_reason"):
         if data.get(key) not in (None, [], ""):
             print(f"{key:<11} {data[key]}")
     print(f"{'argv':<11} {' '.join(record.argv)}")

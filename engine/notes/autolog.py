@@ -9,6 +9,7 @@ import datetime as dt
 import shlex
 from pathlib import Path
 
+from urbanrun.engine.core import redact
 from urbanrun.engine.notes import scratchpad
 from urbanrun.engine.runs.store import RunRecord
 
@@ -43,8 +44,8 @@ class AutoLog:
         return scratchpad.append(path, scratchpad.entry(heading, body, stamp), f"{kind}:{run_id}", title)
 
     def launched(self, record: RunRecord) -> bool:
-        changed = ", ".join(f"{k}={_fmt(v)}" for k, v in record.changed.items()) or "recipe defaults"
-        lines = [f"`{shlex.join(record.argv)}`", f"- changed: {changed}"]
+        changed = ", ".join(f"{k}={_fmt(v)}" for k, v in redact.data(record.changed).items()) or "recipe defaults"
+        lines = [f"`{shlex.join(redact.argv(record.argv))}`", f"- changed: {changed}"]
         if record.git_commit:
             lines.append(f"- code: {record.git_commit[:10]}{' (uncommitted changes)' if record.git_dirty else ''}"
                          f" in {record.cwd}")

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from urbanrun.engine.core import redact
 from urbanrun.engine.core.atomic import atomic_write_text
 
 DATE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
@@ -104,7 +105,10 @@ def locked(path: Path):
 
 
 def append(path: Path, text: str, marker: str | None = None, title: str | None = None) -> bool:
-    """Append an entry; with a marker, only once (a restarted urbanrun does not log twice)."""
+    """Append an entry; with a marker, only once (a restarted urbanrun does not log twice). Secrets
+    recognisable by shape (a token, URL credentials, KEY=value) are masked: entries come from
+    records, logs and agents, and the scratchpad is shared."""
+    text = redact.text(text)
     with locked(path):
         current = read(path)
         if marker and f"<!-- urbanrun:{marker} -->" in current:

@@ -10,6 +10,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from urbanrun.engine.core import redact
+
 DIFF_FILE = "code.diff"
 DIFF_CAP = 1 << 20  # bytes of the uncommitted diff kept in the run folder
 GIT_TIMEOUT = 5.0
@@ -52,7 +54,7 @@ def keep_diff(run_dir: Path, state: CodeState | None) -> None:
     """Write the uncommitted diff beside the run's record (capped; a note says when it was cut)."""
     if state is None or not state.diff:
         return
-    data = state.diff.encode("utf-8", errors="replace")
+    data = redact.text(state.diff).encode("utf-8", errors="replace")  # a diff may add a token to a file
     if len(data) > DIFF_CAP:
         data = data[:DIFF_CAP] + f"\n# urbanrun: diff cut at {DIFF_CAP} of {len(data)} bytes\n".encode()
     try:

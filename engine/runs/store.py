@@ -28,6 +28,7 @@ from typing import Any, Callable
 import filelock
 import tomli_w
 
+from urbanrun.engine.core import redact
 from urbanrun.engine.core.atomic import atomic_write_text
 from urbanrun.engine.core.errors import UserError
 
@@ -40,7 +41,7 @@ EXIT_FILE = "exit_status.json"
 LOCK_FILE = ".run.toml.lock"
 LOCK_TIMEOUT = 30.0  # seconds; a writer holds the lock for one read and one write
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-SECRET_RE = re.compile(r"TOKEN|SECRET|PASSW|API_?KEY|ACCESS_?KEY|CREDENTIAL", re.I)
+RUN_DIR_MODE = 0o700  # a run's folder holds its command line and output: its owner's only
 
 
 @dataclass
@@ -82,6 +83,7 @@ class RunRecord:
     steps: float | None = None
     job_id: str | None = None  # the scheduler's id (slurm backend)
     pending_reason: str | None = None  # why the scheduler has not started it (Resources, Priority, …)
+    unreachable_since: float | None = None  # its scheduler's controller has not answered since then
     backend_options: dict = field(default_factory=dict)
     log_path: str | None = None  # where the output goes when not the run folder's output.log
     metrics_files: list[str] = field(default_factory=list)  # expanded paths/globs to follow as well
@@ -140,7 +142,7 @@ class RunRecord:
         """The run object of the CLI's --json output: every field, None as null, times as ISO text."""
         out = asdict(self)
         out["run_dir"] = str(run_dir)
-        for key in ("created", "started", "ended", "kill_requested"):
+        for key in ("created", "started", "ended", "kill_requested", "unreachable_since"):
             out[key] = iso(out[key])
         out.pop("kill_deadline")
         out.pop("kill_targets")
@@ -197,10 +199,6 @@ def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
 
 
-def redact_env(env: dict[str, str]) -> dict[str, str]:
-    return {k: ("***" if SECRET_RE.search(k) else v) for k, v in env.items()}
-
-
 def new_run_id(recipe: str, now: float | None = None) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now if now is not None else time.time()))
     safe = re.sub(r"[^A-Za-z0-9_-]+", "-", recipe).strip("-") or "run"
@@ -219,7 +217,8 @@ class RunStore:
 
     def create(self, record: RunRecord) -> Path:
         path = self.run_dir(record.id)
-        path.mkdir(parents=True, exist_ok=False)
+        path.mkdir(mode=RUN_DIR_MODE, parents=True, exist_ok=False)
+        path.chmod(RUN_DIR_MODE)  # mkdir's mode is narrowed by the umask, never widened: set it exactly
         self._write(record)
         return path
 
@@ -252,7 +251,8 @@ class RunStore:
             record.adopt(self.update(record.id, changes))
 
     def _write(self, record: RunRecord) -> None:
-        atomic_write_text(self.run_dir(record.id) / RECORD_FILE, tomli_w.dumps(record.to_dict()))
+        # the record is redacted when made (supervisor); this catches any secret-shaped value set later
+        atomic_write_text(self.run_dir(record.id) / RECORD_FILE, tomli_w.dumps(redact.data(record.to_dict())))
         record.mark_saved()
 
     def load(self, run_id: str) -> RunRecord:

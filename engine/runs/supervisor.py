@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from urbanrun.engine.core import redact
 from urbanrun.engine.runs import code_state, proctree, queue
 from urbanrun.engine.core.config import Config, Recipe, expand
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.runs.backends import BACKENDS, slurm, torchrun
-from urbanrun.engine.runs.store import (LOG_FILE, METRICS_FILE, RecordError, RunRecord, RunStore, new_run_id,
-                                        redact_env)
+from urbanrun.engine.runs.store import LOG_FILE, METRICS_FILE, RecordError, RunRecord, RunStore, new_run_id
 
 BABYSITTER = Path(__file__).resolve().parent / "babysitter.py"
 QUEUE_GATE = "-m urbanrun.engine.session.queue_gate"  # a queued run's first process (argv words)
@@ -53,6 +53,8 @@ class Supervisor:
             raise UserError("--queue is for runs on this machine's GPUs; SLURM has its own queue (drop --queue).")
         chosen = recipe.values_from_text(overrides or {})
         for name, value in (values or {}).items():
+            if isinstance(value, str) and redact.MASK in value:
+                continue  # a value redacted in a record (a relaunch): the recipe's default stands in
             chosen[name] = _checked(recipe, name, value)
         now = self.clock()
         run_id = new_run_id(recipe.name, now)
@@ -85,12 +87,15 @@ class Supervisor:
         metrics_files = [expand(f, ctx, where=f"recipes.{recipe.name}.metrics_files") for f in recipe.metrics_files]
         code = code_state.capture(cwd)
         defaults = recipe.defaults()
+        # the record holds no secret (it is written, shown, recorded and logged); the process gets them
+        known = redact.secrets_in(argv, env_overrides)
         record = RunRecord(
-            id=run_id, recipe=recipe.name, argv=argv, cwd=str(cwd), backend=backend,
-            backend_options={k: v for k, v in opts.items() if v not in ("", [], None)},
-            env=redact_env(env_overrides), params={k: v for k, v in chosen.items() if v is not None},
-            changed={k: v for k, v in chosen.items() if v != defaults.get(k) and v is not None},
-            created=now, host=socket.gethostname(), metrics_files=metrics_files,
+            id=run_id, recipe=recipe.name, argv=redact.argv(argv), cwd=str(cwd), backend=backend,
+            backend_options=redact.data({k: v for k, v in opts.items() if v not in ("", [], None)}, known),
+            env=redact.env(env_overrides),
+            params=redact.data({k: v for k, v in chosen.items() if v is not None}, known),
+            changed=redact.data({k: v for k, v in chosen.items() if v != defaults.get(k) and v is not None}, known),
+            created=now, host=socket.gethostname(), metrics_files=redact.data(metrics_files, known),
             log_patterns=list(recipe.log_patterns), **(code.record_fields() if code else {}),
         )
         if queue_request is not None:
@@ -98,29 +103,37 @@ class Supervisor:
             record.queue_reason = "waiting for its first look at the GPUs"
             for key in ("mem_gb", "gpus", "priority", "exclusive", "max_per_gpu"):
                 setattr(record, f"queue_{key}", queue_request.get(key))
+        job = self._slurm_job(record, run_dir, argv, env_overrides, opts) if backend == "slurm" else None
         self.store.root.mkdir(parents=True, exist_ok=True)
         self.store.create(record)
         code_state.keep_diff(run_dir, code)
-        if backend == "slurm":
-            return self._submit(record, run_dir, env_overrides, opts)
+        if job is not None:
+            return self._submit(record, run_dir, *job)
         if queue_request is not None:
             with queue.locked(self.store.root) as ledger:
                 queue.enqueue(ledger, record.id, record.queue_mem_gb, record.queue_gpus or 1,
                               record.queue_priority or 0, bool(record.queue_exclusive), record.queue_max_per_gpu, now)
                 record.queue_position = queue.position(ledger, record.id)
-        return self._spawn(record, run_dir, env_overrides)
+        return self._spawn(record, run_dir, argv, env_overrides)
 
-    def _submit(self, record: RunRecord, run_dir: Path, env_overrides: dict[str, str], opts: dict) -> RunRecord:
+    def _slurm_job(self, record: RunRecord, run_dir: Path, argv: list[str], env_overrides: dict[str, str],
+                   opts: dict) -> tuple[str, dict[str, str], Path]:
+        """The job script (checked: it is built before anything is written), sbatch's environment and
+        the job's log."""
         log = Path(opts["output_dir"]).expanduser() / f"{record.id}.log" if opts.get("output_dir") else run_dir / LOG_FILE
-        if opts.get("output_dir"):
-            log.parent.mkdir(parents=True, exist_ok=True)
-            record.log_path = str(log)
         env = {**env_overrides, "URBANRUN_RUN_ID": record.id, "URBANRUN_RUN_DIR": str(run_dir),
                "URBANRUN_METRICS": str(run_dir / METRICS_FILE), "PYTHONUNBUFFERED": "1"}
+        text, env = slurm.batch_script(record.id, record.recipe, argv, record.cwd, env, log, opts)
+        return text, env, log
+
+    def _submit(self, record: RunRecord, run_dir: Path, text: str, env: dict[str, str], log: Path) -> RunRecord:
+        if log.parent != run_dir:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            record.log_path = str(log)
         script = run_dir / "job.sbatch"
-        script.write_text(slurm.batch_script(record.id, record.recipe, record.argv, record.cwd, env, log, opts))
+        slurm.write_script(script, text)
         try:
-            record.job_id = slurm.submit(script)
+            record.job_id = slurm.submit(script, env)
         except UserError as exc:
             record.status, record.error, record.ended = "failed", str(exc), self.clock()
             self.store.save(record)
@@ -131,12 +144,19 @@ class Supervisor:
         return record
 
     @property
+    def slurm_outage(self) -> str | None:
+        """'SLURM controller unreachable since 10:02 (…)' while it does not answer, else None."""
+        if self._slurm is None or self._slurm.reachable:
+            return None
+        return self._slurm.describe_outage()
+
+    @property
     def slurm(self) -> slurm.SlurmClient:
         if self._slurm is None:
             self._slurm = slurm.SlurmClient()
         return self._slurm
 
-    def _spawn(self, record: RunRecord, run_dir: Path, env_overrides: dict[str, str]) -> RunRecord:
+    def _spawn(self, record: RunRecord, run_dir: Path, argv: list[str], env_overrides: dict[str, str]) -> RunRecord:
         env = {**os.environ, **env_overrides,
                "URBANRUN_RUN_ID": record.id, "URBANRUN_RUN_DIR": str(run_dir),
                "URBANRUN_METRICS": str(run_dir / METRICS_FILE), "PYTHONUNBUFFERED": "1"}
@@ -144,7 +164,7 @@ class Supervisor:
                  else {"start_new_session": True})
         try:
             with open(run_dir / LOG_FILE, "ab") as log:
-                babysitter = [str(BABYSITTER), str(run_dir), "--", *record.argv]
+                babysitter = [str(BABYSITTER), str(run_dir), "--", *argv]  # the real argv; the record's is redacted
                 gate = [*QUEUE_GATE.split(), str(run_dir), "--"] if record.status == "queued" else []
                 popen = subprocess.Popen(
                     [sys.executable, *gate, *babysitter],
@@ -180,7 +200,11 @@ class Supervisor:
         record.kill_deadline = min(record.kill_deadline or float("inf"), now if force else now + grace)
         self.store.save(record)
         if record.backend == "slurm":
-            slurm.cancel(record.job_id, kill=force)  # SIGTERM, SLURM's KillWait, SIGKILL; KILL at once if forced
+            try:  # SIGTERM, SLURM's KillWait, SIGKILL; KILL at once if forced
+                slurm.cancel(record.job_id, kill=force)
+            except slurm.Unreachable as exc:
+                raise UserError(f"the SLURM controller did not answer ({exc}); the kill of {run_id} is recorded "
+                                f"and urbanrun sends it (scancel --signal=KILL) once the controller answers.") from None
             self.slurm.nudge()
             return record
         members = self._tree(record)
@@ -270,9 +294,15 @@ class Supervisor:
         if not record.job_id:
             return False
         job = self.slurm.state(record.job_id)
-        before = (record.status, record.pending_reason, record.exit_code, record.signal)
+        before = (record.status, record.pending_reason, record.exit_code, record.signal, record.unreachable_since)
+        if not self.slurm.reachable:  # the controller's silence is not the job's end: keep its last state
+            record.unreachable_since = record.unreachable_since or self.slurm.unreachable_since
+            if job is not None and not job.finished:
+                job = None
+        else:
+            record.unreachable_since = None
         if job is None:
-            if now - (record.created or now) > 60:
+            if self.slurm.reachable and now - (record.created or now) > 60:
                 record.status, record.ended = "lost", now
                 record.error = f"SLURM no longer knows job {record.job_id} (purged, and no accounting to ask)"
         elif job.state in slurm.PENDING:
@@ -281,8 +311,11 @@ class Supervisor:
             record.status, record.pending_reason = "running", None
             record.started = record.started or job.started or now
             if record.kill_requested and now >= (record.kill_deadline or now) and record.id not in self._sigkilled:
-                slurm.cancel(record.job_id, kill=True)
-                self._sigkilled.add(record.id)
+                try:
+                    slurm.cancel(record.job_id, kill=True)
+                    self._sigkilled.add(record.id)
+                except slurm.Unreachable:
+                    pass  # sent again at the next reconcile that finds the controller answering
         else:
             record.exit_code, record.signal = job.exit_code, job.signal
             record.ended, record.pending_reason = job.ended or now, None
@@ -295,7 +328,7 @@ class Supervisor:
                 record.status = "failed"
                 if job.state not in ("FAILED", "COMPLETED"):
                     record.error = f"SLURM ended the job: {job.state}"
-        if (record.status, record.pending_reason, record.exit_code, record.signal) == before:
+        if (record.status, record.pending_reason, record.exit_code, record.signal, record.unreachable_since) == before:
             return False
         self.store.save(record)
         return True

@@ -57,6 +57,7 @@ class Engine:
         self._foreign_reported = False
         self._seen_pids: set[int] = set()
         self._failing: dict[str, str] = {}  # poll steps failing now, and how (each said once)
+        self._slurm_outage: str | None = None
 
     # -- commands --------------------------------------------------------------------------------
     def launch(self, recipe: str, overrides: dict[str, str] | None = None, values: dict | None = None,
@@ -137,6 +138,7 @@ class Engine:
         for record in [r for r in self._records.values() if r.active]:
             if self._guarded(now, f"run {record.id}", self._reconcile, record, now):
                 ended.append(record.id)
+        self._note_slurm_outage(now)
         for run_id in list(self._sources):
             self._guarded(now, f"run {run_id}'s files", self._read_files, run_id, now, run_id in ended)
         self._guarded(now, "GPU and host sampling", self._sample_machine, now)
@@ -188,6 +190,17 @@ class Engine:
             path, self.recorder = self.recorder.path or self.recorder.folder, None
             notice = Notice(ts=now, level="error", text=f"session recording stopped: {path}: {exc.strerror or exc}")
             self._pending.append(notice)
+
+    def _note_slurm_outage(self, now: float) -> None:
+        """Say once when the SLURM controller stops answering (its jobs keep their last known state)
+        and once when it answers again."""
+        outage = self.supervisor.slurm_outage
+        if (outage is None) == (self._slurm_outage is None):
+            return
+        self._slurm_outage = outage
+        text = (f"{outage}; SLURM jobs keep their last known state, none is marked lost while it is down"
+                if outage else "the SLURM controller answers again")
+        self._pending.append(Notice(ts=now, level="warning" if outage else "info", text=text))
 
     def _sample_machine(self, now: float) -> None:
         if self.host is not None:

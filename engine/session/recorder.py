@@ -1,12 +1,17 @@
-"""Records every event of a supervisor session to runs/sessions/<timestamp>.jsonl (append-only)."""
+"""Records every event of a supervisor session to runs/sessions/<timestamp>.jsonl (append-only),
+readable by its owner only, with secrets redacted from every event that carries text."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
 
-from urbanrun.engine.core.events import Event, decode, encode
+from urbanrun.engine.core import redact
+from urbanrun.engine.core.events import Event, GpuSample, GpuStatus, HostSample, MetricPoints, Progress, decode, encode
+
+NUMBERS_ONLY = (MetricPoints, GpuSample, GpuStatus, HostSample, Progress)  # no free text: written as they are
 
 
 class Recorder:
@@ -19,17 +24,25 @@ class Recorder:
         if not events:
             return
         if self._fh is None:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             stamp = time.strftime("%Y%m%d-%H%M%S")
             self.path = self.folder / f"{stamp}-{os.getpid()}.jsonl"
-            self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write("".join(encode(e) + "\n" for e in events))
+            self._fh = open(self.path, "a", encoding="utf-8", opener=lambda p, flags: os.open(p, flags, 0o600))
+            os.chmod(self.path, 0o600)
+        self._fh.write("".join(encode(_redacted(e)) + "\n" for e in events))
         self._fh.flush()
 
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+def _redacted(event: Event) -> Event:
+    if isinstance(event, NUMBERS_ONLY):
+        return event
+    return dataclasses.replace(event, **{f.name: redact.data(getattr(event, f.name))
+                                         for f in dataclasses.fields(event) if f.name != "ts"})
 
 
 def read_session(path: str | os.PathLike) -> list[Event]:

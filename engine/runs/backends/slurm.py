@@ -3,25 +3,37 @@ state from one `squeue --json` for every job (filtered here: 22.05 ignores -j/-t
 falling back to `scontrol show job ID -o` and `sacct` when a job has left squeue; `scancel` to
 stop (SIGTERM, SLURM's KillWait, SIGKILL), `scancel --signal=KILL` after urbanrun's grace.
 
-The batch script is the one place a shell runs: every word in it is shlex-quoted.
+The batch script is the one place a shell runs: every word in it is shlex-quoted, and every value
+that lands on an `#SBATCH` line is refused if it holds a newline or other control character (one
+would end the comment and start a command). The script holds no secret: the environment reaches
+the job through sbatch's own (--export=ALL), and secret argv items as "$URBANRUN_ARG_<i>".
+
+A controller that does not answer (squeue --json exits 0 with an error list and no jobs, or a call
+times out) is a state of the client, not the end of its jobs: their last known states are kept.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
 import subprocess
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from urbanrun.engine.core import redact
+from urbanrun.engine.core.atomic import atomic_write_text
 from urbanrun.engine.core.errors import UserError
 
 DEFAULTS = {"partition": "", "account": "", "time": "", "gres": "", "cpus_per_task": "", "mem": "",
             "output_dir": "", "extra": []}
 POLL_MIN, POLL_MAX = 2.0, 15.0  # squeue at most every 2 s, backing off to 15 s while nothing changes
+QUERY_TIMEOUT = 5.0  # squeue / scontrol / sacct: a controller that takes longer counts as unreachable
+CONTROL_TIMEOUT = 10.0  # sbatch / scancel (they retry inside; a busy controller may need a few seconds)
 RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SUSPENDED", "RESIZING", "SIGNALING"}
 PENDING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}
 
@@ -41,10 +53,27 @@ class JobState:
 
 
 def options(config_table: dict, recipe_table: dict, given: dict) -> dict:
+    unknown = [k for k in given if k not in DEFAULTS]
+    if unknown:
+        raise UserError(f"unknown slurm option {unknown[0]!r}; use one of {', '.join(DEFAULTS)} "
+                        f"(e.g. --opt partition=gpu).")
     opts = {**DEFAULTS, **config_table, **recipe_table, **given}
     if not isinstance(opts.get("extra", []), list):
         raise UserError("backends.slurm.extra must be a list of #SBATCH lines, e.g. [\"--constraint=a100\"].")
+    for key, value in opts.items():
+        for item in (value if isinstance(value, list) else [value]):
+            single_line(f"slurm option '{key}'", str(item))
     return opts
+
+
+def single_line(what: str, value: str) -> str:
+    """Refuse a value with a newline or other control character: on an #SBATCH line it would end the
+    comment and become a command of the job script."""
+    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+    if bad is not None:
+        raise UserError(f"{what} contains a control character ({bad!r}) in {value!r}; SLURM options are "
+                        f"single-line values: remove it.")
+    return value
 
 
 def available() -> bool:
@@ -52,46 +81,74 @@ def available() -> bool:
 
 
 def batch_script(run_id: str, recipe: str, argv: list[str], cwd: str, env: dict[str, str], log: Path,
-                 opts: dict) -> str:
-    lines = ["#!/bin/bash", f"#SBATCH --job-name={shlex.quote('urbanrun-' + recipe)}",
-             f"#SBATCH --output={shlex.quote(str(log))}", f"#SBATCH --chdir={shlex.quote(cwd)}",
-             "#SBATCH --open-mode=append"]
+                 opts: dict) -> tuple[str, dict[str, str]]:
+    """The job script and the environment to run sbatch with (env plus the secret argv items)."""
+    lines = ["#!/bin/bash", f"#SBATCH --job-name={shlex.quote(single_line('the recipe name', 'urbanrun-' + recipe))}",
+             f"#SBATCH --output={shlex.quote(single_line('the output path', str(log)))}",
+             f"#SBATCH --chdir={shlex.quote(single_line('the working directory (cwd)', cwd))}",
+             "#SBATCH --open-mode=append", "#SBATCH --export=ALL"]
     for key, flag in (("partition", "partition"), ("account", "account"), ("time", "time"), ("gres", "gres"),
                       ("cpus_per_task", "cpus-per-task"), ("mem", "mem")):
         if str(opts.get(key, "")).strip():
-            lines.append(f"#SBATCH --{flag}={shlex.quote(str(opts[key]))}")
+            lines.append(f"#SBATCH --{flag}={shlex.quote(single_line(f'slurm option {key!r}', str(opts[key])))}")
     for extra in opts.get("extra", []):
-        extra = str(extra).strip()
+        extra = single_line("slurm option 'extra'", str(extra).strip())
         lines.append(f"#SBATCH {extra if extra.startswith('-') else '--' + extra}")
     lines.append(f"# urbanrun run {run_id}")
-    for key, value in env.items():
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-            raise UserError(f"environment variable name {key!r} is not valid in a batch script.")
-        lines.append(f"export {key}={shlex.quote(value)}")
-    lines.append("exec " + shlex.join(argv))  # exec: SLURM's signals reach the training process itself
-    return "\n".join(lines) + "\n"
+    job_env = dict(env)
+    words = []
+    secret = redact.secret_argv_indices(argv)
+    for i, item in enumerate(argv):
+        if i in secret:
+            job_env[f"URBANRUN_ARG_{i}"] = item
+            words.append(f'"$URBANRUN_ARG_{i}"')
+        else:
+            words.append(shlex.quote(item))
+    lines.append("# environment from urbanrun, through sbatch's own (--export=ALL): " + " ".join(sorted(job_env)))
+    lines.append("exec " + " ".join(words))  # exec: SLURM's signals reach the training process itself
+    return "\n".join(lines) + "\n", job_env
 
 
-def _run(args: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
+def write_script(path: Path, text: str) -> None:
+    """The job script, readable by its owner only (atomic_write_text's temp file is made 0600)."""
+    atomic_write_text(path, text)
+    os.chmod(path, 0o600)
+
+
+def _run(args: list[str], timeout: float = QUERY_TIMEOUT, env: dict[str, str] | None = None
+         ) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **env} if env else None)
     except FileNotFoundError:
         raise UserError(f"{args[0]} was not found: the slurm backend needs the SLURM client on this machine "
                         f"(a cluster's login node).") from None
     except subprocess.TimeoutExpired:
-        raise UserError(f"{' '.join(args[:2])} did not answer within {timeout:.0f} s: is slurmctld up?") from None
+        raise Unreachable(f"{' '.join(args[:2])} did not answer within {timeout:.0f} s") from None
 
 
-def submit(script: Path) -> str:
-    out = _run(["sbatch", "--parsable", str(script)])
+class Unreachable(UserError):
+    """The controller did not answer (a timeout, or SLURM's own 'Unable to contact slurm controller')."""
+
+
+def submit(script: Path, env: dict[str, str] | None = None) -> str:
+    out = _run(["sbatch", "--parsable", str(script)], timeout=CONTROL_TIMEOUT, env=env)
     if out.returncode != 0:
         raise UserError(f"sbatch refused the job: {out.stderr.strip() or out.stdout.strip()}")
     return out.stdout.strip().split(";")[0]
 
 
 def cancel(job_id: str, kill: bool = False) -> None:
+    """scancel; raises Unreachable when the controller does not answer (the kill is not sent)."""
     args = ["scancel", "--signal=KILL", "--full", job_id] if kill else ["scancel", job_id]
-    _run(args)
+    out = _run(args, timeout=CONTROL_TIMEOUT)
+    if out.returncode != 0 and _controller_down(out.stderr):
+        raise Unreachable(f"scancel {job_id}: {out.stderr.strip()}")
+
+
+def _controller_down(text: str) -> bool:
+    return bool(re.search(r"Unable to contact slurm controller|Socket timed out|Connection refused|"
+                          r"Zero Bytes were transmitted", text, re.I))
 
 
 # -- state ------------------------------------------------------------------------------------------
@@ -129,35 +186,73 @@ def parse_scontrol(text: str) -> JobState | None:
 
 
 class SlurmClient:
-    """One squeue for all jobs, at most every POLL_MIN seconds, backing off while nothing changes."""
+    """One squeue for all jobs, at most every POLL_MIN seconds, backing off while nothing changes.
 
-    def __init__(self, clock=time.monotonic):
-        self.clock = clock
+    While the controller does not answer, `unreachable_since` (wall-clock time) is set, every job
+    keeps its last known state, no job is looked up by id, and squeue is retried with the back-off."""
+
+    def __init__(self, clock=time.monotonic, wall=time.time):
+        self.clock, self.wall = clock, wall
         self._cache: dict[str, JobState] = {}
+        self._looked_up: dict[str, float] = {}  # job id -> when scontrol/sacct may be asked again
         self._next = 0.0
         self._interval = POLL_MIN
         self.calls = 0
+        self.unreachable_since: float | None = None
+        self.unreachable_reason = ""
+
+    @property
+    def reachable(self) -> bool:
+        return self.unreachable_since is None
 
     def state(self, job_id: str) -> JobState | None:
-        if self.clock() >= self._next or job_id not in self._cache:
+        """The job's state, or its last known one while the controller does not answer (see
+        `reachable`); None when SLURM answers and no longer knows the job."""
+        if self.clock() >= self._next:
             self.refresh()
         known = self._cache.get(job_id)
-        if known is None:  # left squeue (purged) or never seen: ask for it by id
-            known = self._scontrol(job_id) or self._sacct(job_id)
+        if known is None and self.reachable and self.clock() >= self._looked_up.get(job_id, 0.0):
+            self._looked_up[job_id] = self._next  # left squeue (purged) or never seen: ask by id, once a round
+            try:
+                known = self._scontrol(job_id) or self._sacct(job_id)
+            except Unreachable as exc:
+                self._down(str(exc))
             if known is not None:
                 self._cache[job_id] = known
         return known
 
     def refresh(self) -> None:
         self.calls += 1
-        out = _run(["squeue", "--json"])
-        if out.returncode != 0:
-            raise UserError(f"squeue failed: {out.stderr.strip()}")
-        jobs = {str(j.get("job_id")): parse_squeue_job(j) for j in json.loads(out.stdout).get("jobs", [])}
-        changed = jobs != {k: v for k, v in self._cache.items() if k in jobs}
+        try:
+            out = _run(["squeue", "--json"])
+            data = json.loads(out.stdout) if out.returncode == 0 else None
+        except Unreachable as exc:
+            return self._down(str(exc))
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or (data.get("errors") and not data.get("jobs")):
+            # 22.05 with its controller down: exit 0, {"errors": [{"source": "slurm_load_jobs", …}], "jobs": []}
+            errors = data.get("errors") if isinstance(data, dict) else None
+            detail = "; ".join(str(e.get("error") or e.get("description") or e) if isinstance(e, dict) else str(e)
+                               for e in errors) if isinstance(errors, list) else ""
+            return self._down(f"squeue: {detail or out.stderr.strip() or 'no answer'}")
+        jobs = {str(j.get("job_id")): parse_squeue_job(j) for j in data.get("jobs", []) if isinstance(j, dict)}
+        changed = jobs != {k: v for k, v in self._cache.items() if k in jobs} or not self.reachable
+        self.unreachable_since, self.unreachable_reason = None, ""
         self._cache.update(jobs)
         self._interval = POLL_MIN if changed else min(POLL_MAX, self._interval * 1.5)
         self._next = self.clock() + self._interval
+
+    def _down(self, reason: str) -> None:
+        if self.unreachable_since is None:
+            self.unreachable_since = self.wall()
+        self.unreachable_reason = reason
+        self._interval = min(POLL_MAX, max(POLL_MIN, self._interval * 1.5))
+        self._next = self.clock() + self._interval
+
+    def describe_outage(self) -> str:
+        since = time.strftime("%H:%M", time.localtime(self.unreachable_since or self.wall()))
+        return f"SLURM controller unreachable since {since} ({self.unreachable_reason})"
 
     def nudge(self) -> None:
         """Look again at the next call (after a submit or a cancel)."""
@@ -166,6 +261,8 @@ class SlurmClient:
     @staticmethod
     def _scontrol(job_id: str) -> JobState | None:
         out = _run(["scontrol", "show", "job", job_id, "-o"])
+        if out.returncode != 0 and _controller_down(out.stderr):
+            raise Unreachable(f"scontrol: {out.stderr.strip()}")
         return parse_scontrol(out.stdout) if out.returncode == 0 else None
 
     @staticmethod
