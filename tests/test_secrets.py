@@ -231,3 +231,24 @@ def test_a_newline_in_the_working_directory_cannot_reach_the_job_script(tmp_path
     with pytest.raises(UserError, match="working directory"):
         slurm.batch_script("r1", "cones", [sys.executable], str(tmp_path / "a\ntouch X #"), {}, tmp_path / "o.log",
                            slurm.options({}, {}, {}))
+
+
+def test_the_recording_masks_secrets_a_run_prints(tmp_path):
+    from urbanrun.engine.core.events import LogLines, Notice
+    from urbanrun.engine.session.recorder import Recorder, read_session
+
+    token, password = _shapes()["huggingface"], "Pg-" + _alnum(10)
+    plain = tuple(f"Epoch {i}/30 | Train Loss: 0.{i:04d}" for i in range(200))
+    recorder = Recorder(tmp_path / "sessions")
+    recorder.write([LogLines(ts=1.0, run_id="r", lines=plain),
+                    LogLines(ts=2.0, run_id="r", lines=("ok", f"login with {token}", f"db postgres://u:{password}@h/x")),
+                    Notice(ts=3.0, text=f"HF_TOKEN={token} rejected")])
+    recorder.close()
+    content = recorder.path.read_text()
+    assert token not in content and password not in content
+    events = read_session(recorder.path)
+    assert events[0].lines == plain  # lines without a candidate are recorded as they are
+    assert events[1].lines == ("ok", "login with hf_***", "db postgres://u:***@h/x")
+    assert events[2].text == "HF_TOKEN=*** rejected"
+    assert stat.S_IMODE(recorder.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(recorder.path.parent.stat().st_mode) == 0o700

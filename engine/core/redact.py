@@ -27,8 +27,8 @@ _TOKEN = re.compile(
     r"|npm_)([A-Za-z0-9_-]{16,})")  # the body must mix cases/digits: hf_cache_dir is a path
 # NAME=value / --name=value / name: value inside free text, where the name says it is a secret
 _AWS_KEY_ID = re.compile(r"(?<![A-Za-z0-9])(AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])")
-_ASSIGNED = re.compile(r"([A-Za-z0-9_.-]*(?:TOKEN|SECRET|PASSW|PASSPHRASE|API[_-]?KEY|ACCESS[_-]?KEY|PRIVATE[_-]?KEY"
-                       r"|CREDENTIAL)[A-Za-z0-9_.-]*[ \t]*[=:][ \t]*)([\"']?)([^\s\"',;]+)", re.I)
+_ASSIGNED = re.compile(r"((?:TOKEN(?!IZ|S\b|S[_-])|SECRET|PASSW|PASSPHRASE|API[_-]?KEY|ACCESS[_-]?KEY|PRIVATE[_-]?KEY"
+                       r"|CREDENTIAL)[A-Za-z0-9_.-]{0,40}[ \t]*[=:][ \t]*)([\"']?)([^\s\"',;]+)", re.I)
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
 _WORD = re.compile(r"[A-Za-z0-9+/_.=-]+")
 
@@ -41,18 +41,27 @@ def text(value: str) -> str:
     """Free text (a log line, a message, a command line): mask secrets recognisable by shape."""
     if not value or not isinstance(value, str):
         return value
-    value = _URL_CRED.sub(lambda m: m.group(1) + MASK + m.group(3), value)
+    if not _suspicious(value):
+        return value
+    if "://" in value:
+        value = _URL_CRED.sub(lambda m: m.group(1) + MASK + m.group(3), value)
     value = _TOKEN.sub(lambda m: m.group(1) + MASK if _mixed(m.group(2)) >= 2 else m.group(0), value)
     value = _AWS_KEY_ID.sub(lambda m: m.group(1) + MASK, value)
-
-    def assigned(m: re.Match) -> str:
-        if _TOKEN_NAME_FALSE.search(m.group(1)):
-            return m.group(0)
-        return m.group(1) + m.group(2) + (m.group(3) if m.group(3).startswith(MASK) else MASK)
-    return _ASSIGNED.sub(assigned, value)
+    return _ASSIGNED.sub(lambda m: m.group(1) + m.group(2) + (m.group(3) if m.group(3).startswith(MASK) else MASK),
+                         value)
 
 
-_TOKEN_NAME_FALSE = re.compile(r"TOKEN(?:IZ|S(?:$|[_\s=:-]))", re.I)
+def _suspicious(value: str) -> bool:
+    """Substring checks that every shape above needs: most text (log output) has none of them, and
+    they cost a fraction of the regexes. Also used on a batch of lines joined, to skip it whole."""
+    if "://" in value or "AKIA" in value or "ASIA" in value or any(p in value for p in _TOKEN_PREFIXES):
+        return True
+    lower = value.lower()
+    return any(word in lower for word in _NAME_WORDS)
+
+
+_TOKEN_PREFIXES = ("sk-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "hf_", "xox", "glpat-", "npm_")
+_NAME_WORDS = ("token", "secret", "passw", "passphrase", "key", "credential")
 
 
 def value(v: str) -> str:
@@ -161,6 +170,8 @@ def data(obj: Any, known: frozenset[str] = frozenset()) -> Any:
         return {k: (MASK if isinstance(v, str) and v and isinstance(k, str) and is_secret_name(k) else data(v, known))
                 for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
+        if obj and all(isinstance(v, str) for v in obj) and not known and not _suspicious("\n".join(obj)):
+            return obj  # a batch of log lines without a single candidate: checked once, not line by line
         return type(obj)(data(v, known) for v in obj)
     if isinstance(obj, str):
         for secret in known:

@@ -25,6 +25,7 @@ class Recorder:
             return
         if self._fh is None:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.folder, 0o700)  # also a folder made by an older urbanrun
             stamp = time.strftime("%Y%m%d-%H%M%S")
             self.path = self.folder / f"{stamp}-{os.getpid()}.jsonl"
             self._fh = open(self.path, "a", encoding="utf-8", opener=lambda p, flags: os.open(p, flags, 0o600))
