@@ -3,6 +3,7 @@ readable by its owner only, with secrets redacted from every event that carries 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -25,7 +26,8 @@ class Recorder:
             return
         if self._fh is None:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(self.folder, 0o700)  # also a folder made by an older urbanrun
+            with contextlib.suppress(OSError):  # also a folder an older urbanrun made (if it is ours)
+                os.chmod(self.folder, 0o700)
             stamp = time.strftime("%Y%m%d-%H%M%S")
             self.path = self.folder / f"{stamp}-{os.getpid()}.jsonl"
             self._fh = open(self.path, "a", encoding="utf-8", opener=lambda p, flags: os.open(p, flags, 0o600))
