@@ -114,3 +114,35 @@ def test_a_job_survives_an_outage_and_is_killed_afterwards(workspace):
         if engine.store.load(job.id).active:
             subprocess.run(["scancel", job.job_id], timeout=30)
         engine.close()
+
+
+@needs_slurm
+async def test_the_tui_keeps_showing_every_run_during_an_outage(workspace):
+    from urbanrun.tui.app import make_app
+    from urbanrun.tui.runs_table import RunsTable
+    from urbanrun.tui.top_bar import top_bar_text
+
+    from test_tui import wait_until
+
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None, record_session=False)
+    job = engine.launch("long_sleep", backend="slurm")
+    drive(engine, lambda: engine.state.runs[job.id].status == "running")
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    try:
+        async with app.run_test(size=(200, 45)) as pilot:
+            await wait_until(pilot, lambda: job.id in app.state.runs)
+            with controller_stopped():
+                local = app.source.launch("exit_after", {"code": "0", "seconds": "0.5"})
+                engine.supervisor.slurm.nudge()
+                await wait_until(pilot, lambda: "unreachable since" in str(
+                    app.query_one(RunsTable).get_cell(job.id, "why")))
+                await wait_until(pilot, lambda: app.state.runs.get(local.id) and
+                                 app.state.runs[local.id].status == "exited")
+                top = str(top_bar_text(app, app.state))
+                assert "no runs yet" not in top and "1 running" in top and "1 exited" in top
+                assert app.state.runs[job.id].status == "running"
+            await pilot.press("q")
+    finally:
+        if engine.store.load(job.id).active:
+            subprocess.run(["scancel", job.job_id], timeout=30)
+        engine.close()
