@@ -181,3 +181,38 @@ def test_nvml_source_caches_fields_handles_na_v2_and_a_lost_gpu(monkeypatch):
     assert gpus[1].get("lost") and not gpus[0].get("lost") and gpus[0]["util_gpu"] == 50
     slow_calls = fake.calls["nvmlDeviceGetEnforcedPowerLimit"]
     assert slow_calls <= 2 * 2  # slow fields: at t=0 and t=5 only, per GPU
+
+
+def test_host_sample_walks_the_process_table_once_for_all_runs(workspace, monkeypatch):
+    """Two real process trees (children and grandchildren): each run's figures cover its whole
+    tree, and one sample reads the process table once, not once per run."""
+    import psutil
+
+    from urbanrun.engine.gpu.host import HostSampler
+
+    engine = Engine(load_config(workspace / "config.toml"), record_session=False, gpu_source=None, host=False)
+    records = [engine.launch("forker"), engine.launch("forker")]
+    try:
+        for record in records:  # main, 2 children, 2 grandchildren, the orphan's parent gone
+            pids = engine.store.run_dir(record.id) / "pids.txt"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and (not pids.exists() or pids.read_text().count("grandchild") < 2):
+                time.sleep(0.1)
+        runs = {r.id: (engine.store.load(r.id).pid, engine.store.load(r.id).pid_create_time) for r in records}
+        expected = {run_id: 1 + len(psutil.Process(pid).children(recursive=True)) for run_id, (pid, _) in runs.items()}
+        walks = []
+        real_iter = psutil.process_iter
+        monkeypatch.setattr(psutil, "process_iter", lambda *a, **k: walks.append(1) or real_iter(*a, **k))
+        sample = HostSampler(interval=0.0).sample(time.time(), runs)
+        assert len(walks) == 1
+        assert {run_id: figures["procs"] for run_id, figures in sample["runs"].items()} == expected
+        assert all(n >= 5 for n in expected.values())  # babysitter, main, children, grandchildren
+        assert all(figures["rss"] > 0 for figures in sample["runs"].values())
+    finally:
+        for record in records:
+            engine.kill(record.id, force=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(engine.store.load(r.id).active for r in records):
+            engine.poll()
+            time.sleep(0.1)
+        engine.close()

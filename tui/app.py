@@ -33,6 +33,7 @@ from .gpu_pane import GpuSummary, GpuView
 from .launch_form import LaunchForm
 from .log_pane import LogPane
 from .loss_pane import LossPane
+from .quiet import QuietStatic
 from .messages import CommandDone, Polled, SummaryDrafted
 from .runs_table import RunsTable
 from .scratchpad_pane import ScratchpadPane
@@ -86,7 +87,7 @@ class UrbanrunApp(App):
 
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Static(id="top-bar")
+        yield QuietStatic(id="top-bar")
         with TabbedContent(initial="main", id="tabs"):
             with TabPane("Runs", id="main"):
                 yield RunsTable(id="runs")  # full width: every column, the diagnosis included
@@ -95,7 +96,7 @@ class UrbanrunApp(App):
                     with Vertical(id="right"):
                         yield GpuSummary(id="gpu-summary")
                         yield LogPane(id="log")
-                        yield Static(id="log-status")
+                        yield QuietStatic(id="log-status")
                         yield Input(placeholder="search the log (enter; n/N next/prev; esc)", id="search")
             with TabPane("GPU", id="gpu"):
                 yield GpuView(id="gpu-view")
@@ -140,12 +141,16 @@ class UrbanrunApp(App):
             events = [Notice(ts=time.time(), level="error", text=f"polling failed: {exc}")]
         self.post_message(Polled(events))  # a message, not call_from_thread: dropped if the app is gone
 
+    @property
+    def _winding_down(self) -> bool:
+        """Exit was asked, or the screens are being torn down (run_test shuts down without exit())."""
+        return self._stopping or not self.is_running
+
     def on_polled(self, message: Polled) -> None:
         self._polling = False
-        if not self.is_running:  # shutting down without exit() (a test's teardown): the panes are going
-            return
-        if self._stopping:
-            super().exit(*self._exit_args, **self._exit_kwargs)
+        if self._winding_down:
+            if self.is_running:
+                super().exit(*self._exit_args, **self._exit_kwargs)
             return
         self._show_events(message.events)
         deferred, self._after_poll = self._after_poll, []
@@ -188,7 +193,7 @@ class UrbanrunApp(App):
 
     def redraw(self, force_plot: bool = True) -> None:
         """Redraw from the state, or, while a poll holds it, when the poll's events arrive."""
-        if self._stopping:
+        if self._winding_down:
             return
         if not self.state.guard.acquire(blocking=False):
             self._plot_forced = self._plot_forced or force_plot
@@ -297,7 +302,7 @@ class UrbanrunApp(App):
             self.post_message(CommandDone(str(exc), "error"))
 
     def on_command_done(self, message: CommandDone) -> None:
-        if self._stopping:
+        if self._winding_down:
             return
         if message.text:
             self.notify(message.text, severity=message.severity, timeout=10 if message.severity == "error" else 5)
@@ -462,7 +467,7 @@ class UrbanrunApp(App):
         self.post_message(SummaryDrafted(draft_summary(records)))
 
     def on_summary_drafted(self, message: SummaryDrafted) -> None:
-        if message.draft == "No training runs today." or self._stopping:
+        if message.draft == "No training runs today." or self._winding_down:
             self.exit()
         else:
             self.push_screen(SummaryScreen(message.draft), self._summary_written)

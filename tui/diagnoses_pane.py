@@ -4,9 +4,10 @@ selected run relaunches it with a remedy applied); then urbanrun's own warnings.
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
 
 from urbanrun.engine.core.state import State
+
+from .quiet import QuietStatic
 
 STYLE = {"error": ("✖", "bold red"), "warning": ("⚠", "bold yellow"), "info": ("·", "bold")}
 
@@ -15,7 +16,7 @@ def run_diagnoses(run) -> list[dict]:
     return run.diagnoses or run.record.get("diagnoses") or []
 
 
-class DiagnosesPane(Static):
+class DiagnosesPane(QuietStatic):
     def show(self, state: State) -> None:
         text = Text()
         runs = [r for r in state.runs.values() if run_diagnoses(r)]

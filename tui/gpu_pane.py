@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
 
 from urbanrun.engine.core.state import State
 
 from .formatting import bar
+from .quiet import QuietStatic
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -50,7 +51,7 @@ def status_text(state: State) -> str | None:
     return None
 
 
-class GpuSummary(Static):
+class GpuSummary(QuietStatic):
     def show(self, state: State) -> None:
         reason = status_text(state)
         if reason:
@@ -71,7 +72,7 @@ class GpuView(Vertical):
     """The full view: one history chart a GPU (utilisation and memory %), then the processes."""
 
     def compose(self):
-        yield Static(id="gpu-status")
+        yield QuietStatic(id="gpu-status")
         with Horizontal(id="gpu-charts"):
             yield PlotextPlot(id="gpu-util")
             yield PlotextPlot(id="gpu-mem")
@@ -82,9 +83,17 @@ class GpuView(Vertical):
         for label in ("GPU", "PID", "type", "process", "GPU memory", "SM %", "run"):
             table.add_column(label, key=label)
 
+    _drawn: tuple | None = None  # what the charts and the process table show now
+
     def show(self, state: State) -> None:
+        """Redraw when a GPU sample or the processes changed, not at every poll."""
         reason = status_text(state)
-        status = self.query_one("#gpu-status", Static)
+        drawn = (reason, tuple((i, len(h), h[-1][0] if h else None) for i, h in state.gpu_history.items()),
+                 tuple(tuple(sorted(p.items())) for p in state.gpu_processes))
+        if drawn == self._drawn:
+            return
+        self._drawn = drawn
+        status = self.query_one("#gpu-status", QuietStatic)
         charts = [(self.query_one("#gpu-util", PlotextPlot), 1, "utilisation %"),
                   (self.query_one("#gpu-mem", PlotextPlot), 2, "memory used %")]
         for chart, _, label in charts:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
@@ -17,6 +18,9 @@ COLUMNS = [("status", "  "), ("id", "run"), ("recipe", "recipe"), ("progress", "
            ("eta", "ETA"), ("loss", "loss"), ("best", "best"), ("gpu", "GPU mem"), ("time", "time"), ("why", "diagnosis")]
 
 
+LIVE = ("starting", "pending", "running", "stopping")  # their time and ETA cells move by themselves
+
+
 class RunsTable(DataTable):
     BINDINGS = [Binding("space", "app.mark", "mark/pause")]  # here, or the DataTable would take space itself
 
@@ -25,6 +29,7 @@ class RunsTable(DataTable):
         self.marked: set[str] = set()
         self.wanted: str | None = None  # a run to select once its row exists (one just launched)
         self._shown: dict[str, list] = {}  # the cells last drawn per run: only changes are sent
+        self._seen: dict[str, tuple] = {}  # per run, (its state's change count, marked) when last drawn
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -50,7 +55,7 @@ class RunsTable(DataTable):
         if list(self.rows) != ids:  # a run appeared: rebuild in order (RowKey compares equal to its str)
             selected = self.selected
             self.clear()
-            self._shown = {}
+            self._shown, self._seen = {}, {}
             for run_id in ids:
                 cells = self._cells(state, run_id, now)
                 self._shown[run_id] = cells
@@ -59,10 +64,16 @@ class RunsTable(DataTable):
                 self.move_cursor(row=ids.index(selected), animate=False)
         else:
             for run_id in ids:
+                run = state.runs[run_id]
+                seen = (run.changes, run_id in self.marked)
+                if seen == self._seen.get(run_id) and run.status not in LIVE:
+                    continue  # a finished run that nothing changed: its cells are as drawn
+                self._seen[run_id] = seen
                 cells, before = self._cells(state, run_id, now), self._shown.get(run_id, [])
                 for i, ((key, _), value) in enumerate(zip(COLUMNS, cells)):
                     if i >= len(before) or value != before[i]:
-                        self.update_cell(run_id, key, value, update_width=True)
+                        # recompute the column's width only when the new text does not fit it
+                        self.update_cell(run_id, key, value, update_width=_width(value) > self.columns[key].content_width)
                 self._shown[run_id] = cells
         if self.wanted in state.runs:
             self.move_cursor(row=ids.index(self.wanted), animate=False)
@@ -93,6 +104,10 @@ class RunsTable(DataTable):
             duration(runtime),
             _why(run),
         ]
+
+
+def _width(cell) -> int:
+    return cell.cell_len if isinstance(cell, Text) else cell_len(str(cell))
 
 
 def _progress(run) -> tuple[float | None, str]:

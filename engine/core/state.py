@@ -43,6 +43,7 @@ class RunState:
     diagnoses: list = field(default_factory=list)
     last_output_ts: float = 0.0  # when its log or metrics last grew
     gpu_mem_history: Series = field(default_factory=lambda: Series(cap=4096))  # bytes over wall time
+    changes: int = 0  # events that changed this run so far: views redraw a run only when it moved
 
     @property
     def gpu_util_mean(self) -> float | None:
@@ -77,6 +78,7 @@ class State:
                 self.runs[event.run_id] = RunState(record=dict(event.run))
             else:
                 run.record = dict(event.run)
+                run.changes += 1
         elif isinstance(event, LogLines):
             run = self._run(event.run_id)
             if event.restarted:
@@ -84,16 +86,21 @@ class State:
             run.log.extend(event.lines)
             run.log_lines_total += len(event.lines)
             run.last_output_ts = event.ts
+            run.changes += 1
         elif isinstance(event, MetricPoints):
             run = self._run(event.run_id)
             add_points(run, event.points, event.format, event.ts)
             run.last_output_ts = event.ts
+            run.changes += 1
         elif isinstance(event, Progress):
             run = self._run(event.run_id)
             run.progress[event.progress.get("unit", "step")] = dict(event.progress)
             run.progress_ts = event.ts
+            run.changes += 1
         elif isinstance(event, Diagnosed):
-            self._run(event.run_id).diagnoses = [dict(d) for d in event.diagnoses]
+            run = self._run(event.run_id)
+            run.diagnoses = [dict(d) for d in event.diagnoses]
+            run.changes += 1
         elif isinstance(event, GpuStatus):
             self.gpu_status = dict(event.status)
         elif isinstance(event, GpuSample):
@@ -103,6 +110,7 @@ class State:
             for run_id, figures in event.host.get("runs", {}).items():
                 if run_id in self.runs:
                     self.runs[run_id].host = figures
+                    self.runs[run_id].changes += 1
         elif isinstance(event, Notice):
             self.notices.append(event)
 
@@ -122,8 +130,11 @@ class State:
         for run in self.runs.values():
             procs = per_run.get(run.id)
             if not procs:
-                run.gpu_mem = 0.0
+                if run.gpu_mem:
+                    run.gpu_mem = 0.0
+                    run.changes += 1
                 continue
+            run.changes += 1
             run.gpu_mem = float(sum(p.get("used_mem") or 0 for p in procs))
             run.gpu_mem_peak = max(run.gpu_mem_peak, run.gpu_mem)
             run.gpu_mem_history.append(event.ts, event.ts, run.gpu_mem)

@@ -11,12 +11,26 @@ HOST_INTERVAL = 2.0
 
 
 def run_trees(runs: dict[str, tuple[int, float]]) -> dict[str, list[psutil.Process]]:
-    """run id -> the live processes of its tree (babysitter first), for runs given as pid + create time."""
+    """run id -> the live processes of its tree (babysitter first), for runs given as pid + create
+    time. One pass over the process table serves every run (psutil's children() walks the whole
+    table once per call, so once per run)."""
+    roots = {run_id: proctree.process_if_same(pid, created) for run_id, (pid, created) in runs.items()}
+    roots = {run_id: root for run_id, root in roots.items() if root is not None}
+    if not roots:
+        return {}
+    children: dict[int, list[psutil.Process]] = {}
+    for proc in psutil.process_iter(["ppid"]):
+        children.setdefault(proc.info["ppid"], []).append(proc)
     trees = {}
-    for run_id, (pid, created) in runs.items():
-        root = proctree.process_if_same(pid, created)
-        if root is not None:
-            trees[run_id] = [root, *proctree.descendants(root)]
+    for run_id, root in roots.items():
+        members, todo, seen = [root], [root.pid], {root.pid}
+        while todo:
+            for child in children.get(todo.pop(), ()):
+                if child.pid not in seen:
+                    seen.add(child.pid)
+                    members.append(child)
+                    todo.append(child.pid)
+        trees[run_id] = members
     return trees
 
 

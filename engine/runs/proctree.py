@@ -36,13 +36,6 @@ def create_time_of(pid: int) -> float | None:
         return None
 
 
-def descendants(root: psutil.Process) -> list[psutil.Process]:
-    try:
-        return root.children(recursive=True)
-    except psutil.Error:
-        return []
-
-
 def tree_members(root: psutil.Process) -> list[psutil.Process]:
     """The root's descendants, plus any process left in the root's session (orphans reparented
     to init keep their session), excluding the root itself."""
