@@ -8,6 +8,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
+from urbanrun.engine import platform
+
 
 class ConfirmKill(ModalScreen):
     BINDINGS = [Binding("y", "answer(True)", "yes"), Binding("n", "answer(False)", "no"),
@@ -20,17 +22,18 @@ class ConfirmKill(ModalScreen):
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-dialog"):
             yield Label(f"Stop run {self.run_id}?")
-            yield Static(f"SIGTERM to its whole process tree, SIGKILL to what is left after {self.grace:g} s.\n"
+            yield Static(f"{platform.STOP_NAME} to its whole process tree, {platform.KILL_NAME} to what is left "
+                         f"after {self.grace:g} s.\n"
                          "[b]y[/b] stop it   [b]n[/b] keep it running")
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
 
 
-HELP = """[b]urbanrun keys[/b]
+HELP = f"""[b]urbanrun keys[/b]
 
   l        launch form (recipe, parameters, command line)      q      quit (runs keep going)
-  k        stop the selected run (asks y/n; SIGTERM, then KILL)  K      kill it now (SIGKILL)
+  k        stop the selected run (asks y/n; {platform.STOP_NAME}, then KILL)  K      kill it now ({platform.KILL_NAME})
   space    mark a run (overlay its curve; compare)               c      compare marked runs
   m / M    next / previous metric in the loss pane               y      log-scale y
   e / E    less / more smoothing (TensorBoard EMA)               x      x axis: step / wall time

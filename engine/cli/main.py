@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from urbanrun.engine import platform
 from urbanrun.engine.core.config import load_config
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.runs.store import RunStore
@@ -69,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("kill", help="stop a run's whole process tree")
     s.add_argument("run")
-    s.add_argument("--force", action="store_true", help="SIGKILL at once instead of SIGTERM first")
-    s.add_argument("--grace", type=float, default=None, help="seconds between SIGTERM and SIGKILL")
+    s.add_argument("--force", action="store_true", help=f"{platform.KILL_NAME} at once instead of {platform.STOP_NAME} first")
+    s.add_argument("--grace", type=float, default=None, help=f"seconds between {platform.STOP_NAME} and {platform.KILL_NAME}")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("logs", help="print a run's output")
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    platform.utf8_stdio()
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)

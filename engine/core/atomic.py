@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from urbanrun.engine import platform
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
@@ -15,7 +17,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        platform.replace(tmp, path)  # retried on Windows while a reader holds `path` open
     except BaseException:
         try:
             os.unlink(tmp)

@@ -334,9 +334,9 @@ def _exit_status(lines, exit_code, signal, killed_by_user, has_traceback) -> Dia
     if signal == 9 or exit_code == 137:
         if has_traceback:
             return None
-        return Diagnosis("host_oom", "error", "Killed by SIGKILL with no Python error: most likely the Linux "
+        return Diagnosis("host_oom", "error", "Killed by signal 9 (KILL) with no Python error: most likely the Linux "
                          "out-of-memory killer (host RAM, not GPU memory)",
-                         ("exit: signal 9 (SIGKILL)" if signal == 9 else "exit code 137 (128 + SIGKILL)",),
+                         ("exit: signal 9 (KILL)" if signal == 9 else "exit code 137 (128 + signal 9, KILL)",),
                          ("Confirm with `dmesg | grep -i -E 'killed process|out of memory'` (or journalctl -k).",
                           "Use less host RAM: fewer DataLoader workers or a smaller prefetch_factor, load cones lazily "
                           "instead of holding the whole dataset, free big numpy arrays after building tensors.",

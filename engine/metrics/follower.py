@@ -17,6 +17,7 @@ import stat
 from collections import deque
 from pathlib import Path
 
+from urbanrun.engine import platform
 from urbanrun.engine.core.files import not_regular
 
 READ_CHUNK = 1 << 20
@@ -80,7 +81,7 @@ class FileFollower:
             return out  # always applies to a whole batch
         if self._fh is None:
             try:
-                self._fh = open(self.path, "rb")
+                self._fh = platform.open_shared(self.path)  # the writer may still rotate or delete it
             except FileNotFoundError:
                 return out
             self._id = ident
@@ -177,7 +178,7 @@ def read_new_bytes(path: Path, offset: int, limit: int) -> tuple[bytes, int]:
         return b"", offset
     if size <= offset:
         return b"", size
-    with open(path, "rb") as fh:
+    with platform.open_shared(path) as fh:
         fh.seek(offset)
         return fh.read(min(size - offset, limit)), size
 
@@ -186,7 +187,7 @@ def last_lines(path: str | os.PathLike, n: int, block: int = 1 << 16) -> list[st
     """The last n complete-or-final lines of a file, reading backwards from its end."""
     if n <= 0:
         return []
-    with open(path, "rb") as fh:
+    with platform.open_shared(path) as fh:
         fh.seek(0, os.SEEK_END)
         end = fh.tell()
         pos, data = end, b""

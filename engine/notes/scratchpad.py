@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from urbanrun.engine import platform
 from urbanrun.engine.core import redact
 from urbanrun.engine.core.atomic import atomic_write_text
 
@@ -89,19 +90,9 @@ def read(path: Path | None) -> str:
 
 @contextlib.contextmanager
 def locked(path: Path):
-    """One writer at a time for the files in this folder (POSIX flock; a no-op elsewhere)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = open(path.parent / ".urbanrun.lock", "a+")
-    try:
-        try:
-            import fcntl
-
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        except ImportError:  # Windows: msvcrt.locking would go here
-            pass
+    """One writer at a time for the files in this folder (platform.hold_lock)."""
+    with platform.hold_lock(path.parent / ".urbanrun.lock"):
         yield
-    finally:
-        lock.close()  # closing releases the lock
 
 
 def append(path: Path, text: str, marker: str | None = None, title: str | None = None) -> bool:

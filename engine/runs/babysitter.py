@@ -1,20 +1,22 @@
 """The babysitter: started by urbanrun in a session of its own, it runs one command, waits for it,
 and writes how it ended to RUN_DIR/exit_status.json — so an exit is known even when no urbanrun
-was open at the time. Standard library only; run as a script:
+was open at the time. The standard library and the platform layer only; run as a script:
 
     python babysitter.py RUN_DIR -- ARGV...
 
-It ignores SIGTERM/SIGINT/SIGHUP (through a handler, not SIG_IGN, so the child does not inherit
-the ignoring): a kill signals the whole tree, and the babysitter must outlive its child to record
-the child's end. stdout/stderr are inherited from urbanrun (the run's output.log).
+It ignores the stop signals (through a handler, not SIG_IGN, so the child does not inherit the
+ignoring): a stop reaches the whole tree, and the babysitter must outlive its child to record the
+child's end. On Windows it puts the child in the run's named Job Object (kill-on-close, held open
+while the babysitter lives). stdout/stderr are inherited from urbanrun (the run's output.log).
 """
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
+
+from urbanrun.engine import platform
 
 EXIT_FILE = "exit_status.json"
 
@@ -25,7 +27,7 @@ def _write_json(path, data):
         json.dump(data, fh)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    platform.replace(tmp, path)  # retried on Windows while urbanrun reads the file
 
 
 def _ignore(signum, frame):
@@ -37,8 +39,8 @@ def main(argv):
         print("usage: babysitter.py RUN_DIR -- ARGV...", file=sys.stderr)
         return 2
     run_dir, command = argv[0], argv[2:]
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, _ignore)
+    platform.ignore_stop_signals(_ignore)
+    job = platform.create_job(platform.job_name(os.path.basename(os.path.normpath(run_dir))))
     started = time.time()
     try:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
@@ -48,6 +50,7 @@ def main(argv):
                     {"exit_code": 127, "signal": None, "started": started, "ended": time.time(),
                      "child_pid": None, "error": str(exc)})
         return 127
+    platform.assign_to_job(job, child.pid)
     _write_json(os.path.join(run_dir, "child.json"), {"pid": child.pid, "started": started})
     code = child.wait()
     _write_json(os.path.join(run_dir, EXIT_FILE),

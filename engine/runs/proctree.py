@@ -6,10 +6,9 @@ reboot or a long time, and must never fool reattach or kill.
 
 from __future__ import annotations
 
-import os
-import signal
-
 import psutil
+
+from urbanrun.engine import platform
 
 CREATE_TIME_TOLERANCE = 0.05  # seconds; psutil's create_time is rounded by the kernel clock tick
 
@@ -36,35 +35,32 @@ def create_time_of(pid: int) -> float | None:
         return None
 
 
-def tree_members(root: psutil.Process) -> list[psutil.Process]:
-    """The root's descendants, plus any process left in the root's session (orphans reparented
-    to init keep their session), excluding the root itself."""
+def tree_members(root: psutil.Process, job_name: str | None = None) -> list[psutil.Process]:
+    """The root's descendants, plus any process left in the root's session or job (orphans
+    reparented to init keep their session), excluding the root itself."""
     members: dict[int, psutil.Process] = {}
     try:
         for child in root.children(recursive=True):
             members[child.pid] = child
     except psutil.NoSuchProcess:
         pass
-    for proc in session_members(root.pid, root.create_time()):
+    for proc in session_members(root.pid, root.create_time(), job_name):
         members.setdefault(proc.pid, proc)
     members.pop(root.pid, None)
     return [p for p in members.values() if _alive(p)]
 
 
-def session_members(sid: int | None, not_before: float | None = None) -> list[psutil.Process]:
-    """Live processes in session `sid` (POSIX) created no earlier than `not_before`: what is left
-    of a run's tree after its session leader, the babysitter, has gone."""
-    if not sid or not hasattr(os, "getsid"):
-        return []
+def session_members(sid: int | None, not_before: float | None = None,
+                    job_name: str | None = None) -> list[psutil.Process]:
+    """Live processes in session `sid` (POSIX) or the run's job (Windows) created no earlier than
+    `not_before`: what is left of a run's tree after its leader, the babysitter, has gone."""
     found = []
-    for proc in psutil.process_iter(["create_time"]):
+    for pid in platform.group_pids(sid, job_name):
         try:
-            if os.getsid(proc.pid) != sid or proc.pid == sid:
+            proc = psutil.Process(pid)
+            if not_before is not None and proc.create_time() < not_before - 1:
                 continue
-        except OSError:
-            continue
-        created = proc.info.get("create_time") or 0
-        if not_before is not None and created < not_before - 1:
+        except psutil.Error:
             continue
         if _alive(proc):
             found.append(proc)
@@ -77,18 +73,3 @@ def _alive(proc: psutil.Process) -> bool:
     except psutil.NoSuchProcess:
         return False
 
-
-def send(procs: list[psutil.Process], sig: int) -> int:
-    """Signal each process; returns how many were still there to receive it."""
-    sent = 0
-    for proc in procs:
-        try:
-            if proc.is_running():  # psutil checks create time: never signals a reused pid
-                proc.send_signal(sig)
-                sent += 1
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return sent
-
-
-SIGKILL = getattr(signal, "SIGKILL", signal.SIGTERM)

@@ -82,6 +82,7 @@ class RunRecord:
     loss_last: float | None = None
     steps: float | None = None
     job_id: str | None = None  # the scheduler's id (slurm backend)
+    job_name: str | None = None  # the run's named Job Object (Windows), for a later urbanrun to open
     pending_reason: str | None = None  # why the scheduler has not started it (Resources, Priority, …)
     unreachable_since: float | None = None  # its scheduler's controller has not answered since then
     backend_options: dict = field(default_factory=dict)

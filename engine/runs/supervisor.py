@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from urbanrun.engine import platform
 from urbanrun.engine.core import redact
 from urbanrun.engine.runs import code_state, proctree, queue
 from urbanrun.engine.core.config import Config, Recipe, expand
@@ -23,7 +23,6 @@ from urbanrun.engine.runs.store import LOG_FILE, METRICS_FILE, RecordError, RunR
 BABYSITTER = Path(__file__).resolve().parent / "babysitter.py"
 QUEUE_GATE = "-m urbanrun.engine.session.queue_gate"  # a queued run's first process (argv words)
 BABYSITTER_LINGER = 5.0  # seconds a babysitter may outlive its tree after a kill before it is killed too
-IS_WINDOWS = os.name == "nt"
 
 
 class Supervisor:
@@ -33,7 +32,7 @@ class Supervisor:
         self.clock = clock
         self._popens: dict[str, subprocess.Popen] = {}  # babysitters this process started: reap them
         self._sigkilled: set[str] = set()
-        self._termed: dict[str, set[int]] = {}  # pids already sent SIGTERM, per run being stopped
+        self._termed: dict[str, set[int]] = {}  # pids already sent the stop, per run being stopped
         self._slurm: slurm.SlurmClient | None = None
 
     # -- launch --------------------------------------------------------------------------------
@@ -96,7 +95,8 @@ class Supervisor:
             params=redact.data({k: v for k, v in chosen.items() if v is not None}, known),
             changed=redact.data({k: v for k, v in chosen.items() if v != defaults.get(k) and v is not None}, known),
             created=now, host=socket.gethostname(), metrics_files=redact.data(metrics_files, known),
-            log_patterns=list(recipe.log_patterns), **(code.record_fields() if code else {}),
+            log_patterns=list(recipe.log_patterns), job_name=platform.job_name(run_id),
+            **(code.record_fields() if code else {}),
         )
         if queue_request is not None:
             record.status = "queued"
@@ -160,8 +160,6 @@ class Supervisor:
         env = {**os.environ, **env_overrides,
                "URBANRUN_RUN_ID": record.id, "URBANRUN_RUN_DIR": str(run_dir),
                "URBANRUN_METRICS": str(run_dir / METRICS_FILE), "PYTHONUNBUFFERED": "1"}
-        group = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if IS_WINDOWS
-                 else {"start_new_session": True})
         try:
             with open(run_dir / LOG_FILE, "ab") as log:
                 babysitter = [str(BABYSITTER), str(run_dir), "--", *argv]  # the real argv; the record's is redacted
@@ -169,7 +167,7 @@ class Supervisor:
                 popen = subprocess.Popen(
                     [sys.executable, *gate, *babysitter],
                     cwd=record.cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    close_fds=True, **group)
+                    close_fds=True, **platform.new_session_kwargs())
         except OSError as exc:
             record.status, record.error, record.ended = "failed", f"could not start: {exc}", self.clock()
             self.store.save(record)
@@ -185,8 +183,8 @@ class Supervisor:
 
     # -- kill ----------------------------------------------------------------------------------
     def request_kill(self, run_id: str, grace: float | None = None, force: bool = False) -> RunRecord:
-        """Signal the run's tree (SIGTERM, or SIGKILL when forced) and set the deadline after which
-        `reconcile` sends SIGKILL to whatever is left. Returns at once."""
+        """Stop the run's tree (platform.send_stop; platform.kill_hard when forced) and set the
+        deadline after which `reconcile` kills whatever is left. Returns at once."""
         record = self.store.load(run_id)
         if record.status == "queued" and self.cancel_queued(record):
             return self.store.load(run_id)
@@ -200,7 +198,7 @@ class Supervisor:
         record.kill_deadline = min(record.kill_deadline or float("inf"), now if force else now + grace)
         self.store.save(record)
         if record.backend == "slurm":
-            try:  # SIGTERM, SLURM's KillWait, SIGKILL; KILL at once if forced
+            try:  # TERM, SLURM's KillWait, KILL; KILL at once if forced
                 slurm.cancel(record.job_id, kill=force)
             except slurm.Unreachable as exc:
                 raise UserError(f"the SLURM controller did not answer ({exc}); the kill of {run_id} is recorded "
@@ -210,9 +208,9 @@ class Supervisor:
         members = self._tree(record)
         if force:
             self._sigkilled.add(run_id)
-            proctree.send(members, proctree.SIGKILL)
+            platform.kill_hard(members, record.job_name)
         else:
-            proctree.send(members, signal.SIGTERM)
+            platform.send_stop(members, self._root(record))
             self._termed[run_id] = {p.pid for p in members}
         return record
 
@@ -245,8 +243,13 @@ class Supervisor:
         return [] if record.backend == "slurm" else self._tree(record)
 
     def _tree(self, record: RunRecord) -> list:
-        root = proctree.process_if_same(record.pid, record.pid_create_time)
-        return proctree.tree_members(root) if root else proctree.session_members(record.pid, record.started)
+        root = self._root(record)
+        return (proctree.tree_members(root, record.job_name) if root
+                else proctree.session_members(record.pid, record.started, record.job_name))
+
+    def _root(self, record: RunRecord):
+        """The run's babysitter, if it is still the process its record names."""
+        return proctree.process_if_same(record.pid, record.pid_create_time)
 
     # -- reconcile -----------------------------------------------------------------------------
     def reconcile(self, record: RunRecord) -> bool:
@@ -335,23 +338,23 @@ class Supervisor:
 
     def _escalate(self, record: RunRecord, now: float) -> None:
         if now < record.kill_deadline:
-            # processes that appeared after the SIGTERM (a kill right after launch, before the
+            # processes that appeared after the stop (a kill right after launch, before the
             # babysitter started the command; a late fork) get theirs too
             termed = self._termed.setdefault(record.id, set())
             fresh = [p for p in self._tree(record) if p.pid not in termed]
             if fresh and record.id not in self._sigkilled:
-                proctree.send(fresh, signal.SIGTERM)
+                platform.send_stop(fresh, self._root(record))
                 termed.update(p.pid for p in fresh)
             return
         members = self._tree(record)
         if members:
-            proctree.send(members, proctree.SIGKILL)
+            platform.kill_hard(members, record.job_name)
             self._sigkilled.add(record.id)
             return
         root = proctree.process_if_same(record.pid, record.pid_create_time)
         if root is not None and now > record.kill_deadline + BABYSITTER_LINGER \
                 and self.store.read_exit_status(record.id) is None:
-            proctree.send([root], proctree.SIGKILL)  # a babysitter that cannot finish: end it too
+            platform.kill_hard([root], record.job_name)  # a babysitter that cannot finish: end it too
 
     def _child_alive(self, record: RunRecord) -> bool:
         """A babysitter killed from outside leaves its child running; the run is not lost yet."""

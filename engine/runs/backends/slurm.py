@@ -1,7 +1,7 @@
 """The SLURM backend, through the SLURM CLI: `sbatch --parsable` of a generated batch script,
 state from one `squeue --json` for every job (filtered here: 22.05 ignores -j/-t with --json),
 falling back to `scontrol show job ID -o` and `sacct` when a job has left squeue; `scancel` to
-stop (SIGTERM, SLURM's KillWait, SIGKILL), `scancel --signal=KILL` after urbanrun's grace.
+stop (TERM, SLURM's KillWait, KILL), `scancel --signal=KILL` after urbanrun's grace.
 
 The batch script is the one place a shell runs: every word in it is shlex-quoted, and every value
 that lands on an `#SBATCH` line is refused if it holds a newline or other control character (one

@@ -1,0 +1,69 @@
+"""The platform layer: the only home of OS-specific calls (process groups and sessions, signals,
+stop and kill, Job Objects, file locks, atomic replace, shared opens). `posix` or `windows` is
+chosen once, at import, by sys.platform; both modules offer the same plain functions, re-exported
+here. The lowest layer: imports nothing of urbanrun (the babysitter imports it too).
+
+    new_session_kwargs()          Popen keywords that put a run in its own session / group
+    job_name(run_id)              the named Job Object of a run (Windows), else None
+    create_job(name), assign_to_job(job, pid)  the babysitter puts its child in that job
+    ignore_stop_signals(handler)  the babysitter outlives a tree-wide stop to record the end
+    group_pids(leader, job_name)  pids left in a run's session / job (orphans included)
+    send_stop(procs, leader)      graceful stop: SIGTERM / CTRL_BREAK_EVENT to the group
+    kill_hard(procs, job_name)    SIGKILL / TerminateJobObject + TerminateProcess
+    lock_file(fd), unlock_file(fd)  a blocking exclusive lock (flock / msvcrt.locking)
+    replace(src, dst)             os.replace, retried where the OS refuses while dst is open
+    open_shared(path)             open for reading without stopping a writer renaming/deleting it
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+if sys.platform == "win32":
+    from urbanrun.engine.platform import windows as current
+else:
+    from urbanrun.engine.platform import posix as current
+
+NAME = current.NAME
+STOP_NAME = current.STOP_NAME
+KILL_NAME = current.KILL_NAME
+new_session_kwargs = current.new_session_kwargs
+job_name = current.job_name
+create_job = current.create_job
+assign_to_job = current.assign_to_job
+ignore_stop_signals = current.ignore_stop_signals
+group_pids = current.group_pids
+send_stop = current.send_stop
+kill_hard = current.kill_hard
+lock_file = current.lock_file
+unlock_file = current.unlock_file
+replace = current.replace
+open_shared = current.open_shared
+
+
+@contextlib.contextmanager
+def hold_lock(path: str | os.PathLike):
+    """Hold an exclusive lock on `path` (created if missing) for the `with` block."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        lock_file(fd)
+        try:
+            yield
+        finally:
+            unlock_file(fd)
+    finally:
+        os.close(fd)
+
+
+def utf8_stdio() -> None:
+    """Write stdout/stderr as UTF-8 whatever the console code page (a cp1252 pipe on Windows would
+    otherwise raise UnicodeEncodeError on the first arrow or accent); unencodable text is replaced."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(encoding="utf-8", errors="replace")
+        except (AttributeError, ValueError, OSError):  # not a text stream we own (replaced, closed)
+            pass

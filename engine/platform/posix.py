@@ -1,0 +1,92 @@
+"""POSIX process control and files: a run is a session led by its babysitter (start_new_session),
+stopped with SIGTERM and killed with SIGKILL member by member (psutil checks each process's create
+time before signalling, so a reused pid is never hit); locks are flock."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+from typing import BinaryIO, Callable, Iterable
+
+import psutil
+
+NAME = "posix"
+STOP_NAME = "SIGTERM"
+KILL_NAME = "SIGKILL"
+
+
+def new_session_kwargs() -> dict:
+    return {"start_new_session": True}
+
+
+def job_name(run_id: str) -> None:
+    return None  # no Job Objects: the session is the run's group
+
+
+def create_job(name: str | None) -> None:
+    return None
+
+
+def assign_to_job(job, pid: int) -> bool:
+    return False
+
+
+def ignore_stop_signals(handler: Callable) -> None:
+    """A handler, not SIG_IGN: the babysitter's child must not inherit the ignoring."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
+def group_pids(leader_pid: int | None, job_name: str | None = None) -> list[int]:
+    """Pids in the session `leader_pid` leads, the leader excluded: orphans reparented to init
+    keep their session."""
+    if not leader_pid:
+        return []
+    found = []
+    for pid in psutil.pids():
+        if pid == leader_pid:
+            continue
+        try:
+            if os.getsid(pid) == leader_pid:
+                found.append(pid)
+        except OSError:  # gone, or not ours to look at
+            continue
+    return found
+
+
+def send_stop(procs: Iterable[psutil.Process], leader: psutil.Process | None = None) -> int:
+    """SIGTERM to each process; returns how many were still there to receive it."""
+    return _send(procs, signal.SIGTERM)
+
+
+def kill_hard(procs: Iterable[psutil.Process], job_name: str | None = None) -> int:
+    return _send(procs, signal.SIGKILL)
+
+
+def _send(procs: Iterable[psutil.Process], sig: int) -> int:
+    sent = 0
+    for proc in procs:
+        try:
+            if proc.is_running():  # psutil compares create times: never signals a reused pid
+                proc.send_signal(sig)
+                sent += 1
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return sent
+
+
+def lock_file(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def unlock_file(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def replace(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    os.replace(src, dst)  # atomic; POSIX allows it while dst is open elsewhere
+
+
+def open_shared(path: str | os.PathLike) -> BinaryIO:
+    return open(path, "rb")  # POSIX never stops a rename or unlink of an open file
