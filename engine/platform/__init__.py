@@ -6,13 +6,14 @@ here. The lowest layer: imports nothing of urbanrun (the babysitter imports it t
     new_session_kwargs()          Popen keywords that put a run in its own session / group
     job_name(run_id)              the named Job Object of a run (Windows), else None
     create_job(name), assign_to_job(job, pid)  the babysitter puts its child in that job
-    ignore_stop_signals(handler)  the babysitter outlives a tree-wide stop to record the end
+    handle_stop_signals(handler)  catch the signals a stop sends (the babysitter outlives them)
     group_pids(leader, job_name)  pids left in a run's session / job (orphans included)
     send_stop(procs, leader)      graceful stop: SIGTERM / CTRL_BREAK_EVENT to the group
     kill_hard(procs, job_name)    SIGKILL / TerminateJobObject + TerminateProcess
     lock_file(fd), unlock_file(fd)  a blocking exclusive lock (flock / msvcrt.locking)
     replace(src, dst)             os.replace, retried where the OS refuses while dst is open
     open_shared(path)             open for reading without stopping a writer renaming/deleting it
+    EXEC_KEEPS_PID                os.exec* replaces the process (POSIX), not a new pid (Windows)
 """
 
 from __future__ import annotations
@@ -34,13 +35,14 @@ new_session_kwargs = current.new_session_kwargs
 job_name = current.job_name
 create_job = current.create_job
 assign_to_job = current.assign_to_job
-ignore_stop_signals = current.ignore_stop_signals
+handle_stop_signals = current.handle_stop_signals
 group_pids = current.group_pids
 send_stop = current.send_stop
 kill_hard = current.kill_hard
 lock_file = current.lock_file
 unlock_file = current.unlock_file
 replace = current.replace
+EXEC_KEEPS_PID = current.EXEC_KEEPS_PID
 open_shared = current.open_shared
 
 

@@ -14,6 +14,7 @@ import psutil
 NAME = "posix"
 STOP_NAME = "SIGTERM"
 KILL_NAME = "SIGKILL"
+EXEC_KEEPS_PID = True
 
 
 def new_session_kwargs() -> dict:
@@ -32,8 +33,9 @@ def assign_to_job(job, pid: int) -> bool:
     return False
 
 
-def ignore_stop_signals(handler: Callable) -> None:
-    """A handler, not SIG_IGN: the babysitter's child must not inherit the ignoring."""
+def handle_stop_signals(handler: Callable) -> None:
+    """A handler, not SIG_IGN, for a process that must outlive a stop: its children must not
+    inherit the ignoring."""
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, handler)
 

@@ -27,6 +27,7 @@ import psutil
 NAME = "windows"
 STOP_NAME = "CTRL_BREAK_EVENT"
 KILL_NAME = "TerminateJobObject"
+EXEC_KEEPS_PID = False  # os.exec* starts a new process and ends this one
 
 # winbase.h / winnt.h values (fixed by the Windows ABI)
 CREATE_NEW_PROCESS_GROUP = 0x00000200
@@ -142,8 +143,8 @@ def assign_to_job(job, pid: int) -> bool:
         _winapi.CloseHandle(process)
 
 
-def ignore_stop_signals(handler: Callable) -> None:
-    """CTRL_BREAK_EVENT arrives as SIGBREAK (and Ctrl+C as SIGINT): the babysitter outlives them."""
+def handle_stop_signals(handler: Callable) -> None:
+    """CTRL_BREAK_EVENT arrives as SIGBREAK (and Ctrl+C as SIGINT): route both to `handler`."""
     for sig in (signal.SIGINT, getattr(signal, "SIGBREAK", SIGBREAK)):
         signal.signal(sig, handler)
 

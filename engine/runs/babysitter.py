@@ -39,7 +39,7 @@ def main(argv):
         print("usage: babysitter.py RUN_DIR -- ARGV...", file=sys.stderr)
         return 2
     run_dir, command = argv[0], argv[2:]
-    platform.ignore_stop_signals(_ignore)
+    platform.handle_stop_signals(_ignore)
     job = platform.create_job(platform.job_name(os.path.basename(os.path.normpath(run_dir))))
     started = time.time()
     try:

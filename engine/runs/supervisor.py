@@ -225,7 +225,7 @@ class Supervisor:
                                           "queue_position": None})
         gate = proctree.process_if_same(record.pid, record.pid_create_time)
         if gate is not None:
-            proctree.send([gate], signal.SIGTERM)
+            platform.send_stop([gate], gate)
         return True
 
     def move_queued(self, run_id: str, by: int) -> bool:

@@ -4,7 +4,7 @@ lock), then becomes the babysitter (exec: same pid, same session, so the record'
 stay true) with the admitted GPUs in its environment (CUDA_VISIBLE_DEVICES, CUDA_DEVICE_ORDER).
 
 No daemon: every queued run has its own gate, so the queue advances with no urbanrun open and
-survives urbanrun's restarts. SIGTERM while waiting cancels the run: it leaves the queue without
+survives urbanrun's restarts. A stop (platform.send_stop) while waiting cancels the run: it leaves the queue without
 ever starting (status `cancelled`).
 
     python -m urbanrun.engine.session.queue_gate RUN_DIR -- BABYSITTER ARGS...
@@ -13,11 +13,11 @@ ever starting (status `cancelled`).
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 from pathlib import Path
 
+from urbanrun.engine import platform
 from urbanrun.engine.gpu.nvml import NvmlSource
 from urbanrun.engine.gpu.recorded import RecordedGpuSource
 from urbanrun.engine.gpu.sources import RECORDING_ENV
@@ -46,7 +46,7 @@ class GpuReader:
 
 def run_pids(record: RunRecord) -> list[int]:
     root = proctree.process_if_same(record.pid, record.pid_create_time)
-    return [p.pid for p in proctree.tree_members(root)] if root else []
+    return [p.pid for p in proctree.tree_members(root, record.job_name)] if root else []
 
 
 def run_states(store: RunStore, ledger: dict) -> dict[str, dict]:
@@ -99,8 +99,7 @@ def main(argv: list[str]) -> int:
     run_dir, babysitter = Path(argv[0]).resolve(), argv[2:]
     store, run_id = RunStore(run_dir.parent), run_dir.name
     stop = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.append(True))
+    platform.handle_stop_signals(lambda *_: stop.append(True))
     reader = GpuReader()
     poll = float(os.environ.get("URBANRUN_QUEUE_POLL", POLL_SECONDS))
     shown = None
@@ -124,8 +123,13 @@ def main(argv: list[str]) -> int:
     store.update(run_id, {"status": "running", "started": time.time(), "gpus": gpus,
                           "queue_reason": None, "queue_position": None})
     print(f"urbanrun: admitted on GPU {','.join(map(str, gpus))}; starting.", flush=True)
-    os.execve(sys.executable, [sys.executable, *babysitter], env)
-    return 0  # not reached
+    if platform.EXEC_KEEPS_PID:
+        os.execve(sys.executable, [sys.executable, *babysitter], env)
+    # Windows' exec would start a new process, unknown to the record: be the babysitter here
+    from urbanrun.engine.runs import babysitter as sitter
+
+    os.environ.update(env)
+    return sitter.main(babysitter[1:])
 
 
 if __name__ == "__main__":
