@@ -1,4 +1,4 @@
-"""Process identity and whole-tree signalling, through psutil (portable to Windows trees).
+"""Process identity and a run's process tree, through psutil and the platform layer (sessions, jobs).
 
 A process is (pid, create_time): a pid alone can be reused by an unrelated process after a
 reboot or a long time, and must never fool reattach or kill.
