@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import psutil
 import pytest
@@ -199,3 +200,10 @@ def test_one_squeue_for_all_jobs_and_backoff(workspace):
         for r in runs:
             engine.kill(r.id, grace=1)
         drive(engine, lambda: all(engine.state.runs[r.id].status not in ("pending", "running") for r in runs))
+
+
+def test_squeue_json_with_its_controller_down_is_not_an_empty_queue():
+    captured = (Path(__file__).parent / "fixtures" / "slurm" / "squeue_json_controller_down_22.05.json").read_text()
+    assert slurm.squeue_jobs(captured) == "Unspecified error"  # exit 0, an error list and no jobs (real 22.05 output)
+    assert slurm.squeue_jobs('{"errors": [], "jobs": []}') == {}  # a controller that answers: really no jobs
+    assert slurm.squeue_jobs("slurm_load_jobs error") == "its output is not JSON"

@@ -185,6 +185,22 @@ def parse_scontrol(text: str) -> JobState | None:
     return JobState(fields["JobState"], None if reason in (None, "None") else reason, code, signal or None)
 
 
+def squeue_jobs(text: str) -> dict[str, JobState] | str:
+    """The jobs of `squeue --json`, or why there are none to trust: 22.05 with its controller down
+    exits 0 with {"errors": [{"source": "slurm_load_jobs", …}], "jobs": []} — not an empty queue."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return "its output is not JSON"
+    if not isinstance(data, dict):
+        return "its output is not a JSON object"
+    errors = data.get("errors")
+    if errors and not data.get("jobs"):
+        return "; ".join(str(e.get("error") or e.get("description") or e) if isinstance(e, dict) else str(e)
+                         for e in (errors if isinstance(errors, list) else [errors]))
+    return {str(j.get("job_id")): parse_squeue_job(j) for j in data.get("jobs") or [] if isinstance(j, dict)}
+
+
 class SlurmClient:
     """One squeue for all jobs, at most every POLL_MIN seconds, backing off while nothing changes.
 
@@ -225,18 +241,11 @@ class SlurmClient:
         self.calls += 1
         try:
             out = _run(["squeue", "--json"])
-            data = json.loads(out.stdout) if out.returncode == 0 else None
         except Unreachable as exc:
             return self._down(str(exc))
-        except ValueError:
-            data = None
-        if not isinstance(data, dict) or (data.get("errors") and not data.get("jobs")):
-            # 22.05 with its controller down: exit 0, {"errors": [{"source": "slurm_load_jobs", …}], "jobs": []}
-            errors = data.get("errors") if isinstance(data, dict) else None
-            detail = "; ".join(str(e.get("error") or e.get("description") or e) if isinstance(e, dict) else str(e)
-                               for e in errors) if isinstance(errors, list) else ""
-            return self._down(f"squeue: {detail or out.stderr.strip() or 'no answer'}")
-        jobs = {str(j.get("job_id")): parse_squeue_job(j) for j in data.get("jobs", []) if isinstance(j, dict)}
+        jobs = squeue_jobs(out.stdout) if out.returncode == 0 else out.stderr.strip() or f"exit {out.returncode}"
+        if isinstance(jobs, str):
+            return self._down(f"squeue: {jobs}")
         changed = jobs != {k: v for k, v in self._cache.items() if k in jobs} or not self.reachable
         self.unreachable_since, self.unreachable_reason = None, ""
         self._cache.update(jobs)
