@@ -113,7 +113,7 @@ def test_bad_replay_file_is_one_sentence(tmp_path):
 
 
 def test_tui_does_not_load_torch():
-    code = "import sys, tui.app, tui.main; print('torch' in sys.modules)"
+    code = "import sys, urbanrun.tui.app, urbanrun.tui.main; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -7,7 +7,7 @@ import math
 GLYPHS = {"starting": ("◌", "yellow"), "pending": ("◷", "yellow"), "running": ("▶", "green"), "stopping": ("■", "yellow"),
           "exited": ("✔", "green"), "failed": ("✖", "red"), "killed": ("■", "magenta"),
           "lost": ("?", "yellow"), "imported": ("⇣", "cyan"),
-          "unreadable": ("!", "red")}
+          "unreadable": ("!", "red"), "queued": ("⧗", "yellow"), "cancelled": ("⊘", "magenta")}
 
 
 def duration(seconds: float | None) -> str:

@@ -127,6 +127,10 @@ def _progress(run) -> tuple[float | None, str]:
 def _why(run) -> Text:
     """The diagnosis headline (a glyph and the one-line cause), or the live trend warning."""
     diagnoses = run.diagnoses or run.record.get("diagnoses") or []
+    if run.record.get("status") == "queued":
+        rec = run.record
+        return Text(f"⧗ queued #{rec.get('queue_position') or '?'}: {rec.get('queue_reason') or 'waiting for GPUs'}",
+                    style="yellow")
     if run.record.get("unreachable_since") and run.record.get("status") in ("pending", "running"):
         since = time.strftime("%H:%M", time.localtime(run.record["unreachable_since"]))
         return Text(f"⚠ SLURM controller unreachable since {since}; last known: {run.record.get('status')}",
