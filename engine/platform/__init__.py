@@ -13,6 +13,7 @@ here. The lowest layer: imports nothing of urbanrun (the babysitter imports it t
     lock_file(fd), unlock_file(fd)  a blocking exclusive lock (flock / msvcrt.locking)
     replace(src, dst)             os.replace, retried where the OS refuses while dst is open
     open_shared(path)             open for reading without stopping a writer renaming/deleting it
+    make_private(path)            owner-only access: 0700 folders, 0600 files (POSIX); Windows: ACLs
     EXEC_KEEPS_PID                os.exec* replaces the process (POSIX), not a new pid (Windows)
 """
 
@@ -44,6 +45,7 @@ unlock_file = current.unlock_file
 replace = current.replace
 EXEC_KEEPS_PID = current.EXEC_KEEPS_PID
 open_shared = current.open_shared
+make_private = current.make_private
 
 
 @contextlib.contextmanager

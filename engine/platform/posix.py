@@ -92,3 +92,9 @@ def replace(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 
 def open_shared(path: str | os.PathLike) -> BinaryIO:
     return open(path, "rb")  # POSIX never stops a rename or unlink of an open file
+
+
+def make_private(path: str | os.PathLike) -> None:
+    """Readable by its owner only: 0700 for a folder, 0600 for a file (a run's folder, a job script,
+    a session recording hold command lines and output)."""
+    os.chmod(path, 0o700 if os.path.isdir(path) else 0o600)

@@ -288,3 +288,8 @@ def _kernel32():
             fn.restype, fn.argtypes = restype, argtypes
         _k32 = k32
     return _k32
+
+
+def make_private(path: str | os.PathLike) -> None:
+    """Nothing to do: Windows has no mode bits (os.chmod only sets read-only); files under the
+    user's profile inherit an ACL that admits only the user, SYSTEM and administrators."""

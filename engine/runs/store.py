@@ -28,6 +28,7 @@ from typing import Any, Callable
 import filelock
 import tomli_w
 
+from urbanrun.engine import platform
 from urbanrun.engine.core import redact
 from urbanrun.engine.core.atomic import atomic_write_text
 from urbanrun.engine.core.errors import UserError
@@ -219,7 +220,7 @@ class RunStore:
     def create(self, record: RunRecord) -> Path:
         path = self.run_dir(record.id)
         path.mkdir(mode=RUN_DIR_MODE, parents=True, exist_ok=False)
-        path.chmod(RUN_DIR_MODE)  # mkdir's mode is narrowed by the umask, never widened: set it exactly
+        platform.make_private(path)  # mkdir's mode is narrowed by the umask, never widened: set it exactly
         self._write(record)
         return path
 

@@ -9,6 +9,7 @@ import os
 import time
 from pathlib import Path
 
+from urbanrun.engine import platform
 from urbanrun.engine.core import redact
 from urbanrun.engine.core.events import Event, GpuSample, GpuStatus, HostSample, MetricPoints, Progress, decode, encode
 
@@ -27,11 +28,11 @@ class Recorder:
         if self._fh is None:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             with contextlib.suppress(OSError):  # also a folder an older urbanrun made (if it is ours)
-                os.chmod(self.folder, 0o700)
+                platform.make_private(self.folder)
             stamp = time.strftime("%Y%m%d-%H%M%S")
             self.path = self.folder / f"{stamp}-{os.getpid()}.jsonl"
             self._fh = open(self.path, "a", encoding="utf-8", opener=lambda p, flags: os.open(p, flags, 0o600))
-            os.chmod(self.path, 0o600)
+            platform.make_private(self.path)
         self._fh.write("".join(encode(_redacted(e)) + "\n" for e in events))
         self._fh.flush()
 

@@ -25,6 +25,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from urbanrun.engine import platform
 from urbanrun.engine.core import redact
 from urbanrun.engine.core.atomic import atomic_write_text
 from urbanrun.engine.core.errors import UserError
@@ -110,9 +111,9 @@ def batch_script(run_id: str, recipe: str, argv: list[str], cwd: str, env: dict[
 
 
 def write_script(path: Path, text: str) -> None:
-    """The job script, readable by its owner only (atomic_write_text's temp file is made 0600)."""
+    """The job script, readable by its owner only."""
     atomic_write_text(path, text)
-    os.chmod(path, 0o600)
+    platform.make_private(path)
 
 
 def _run(args: list[str], timeout: float = QUERY_TIMEOUT, env: dict[str, str] | None = None
