@@ -146,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             if device.type == "cuda":
                 point.update(mem_allocated_gb=torch.cuda.memory_allocated(device) / GIB,
                              mem_reserved_gb=torch.cuda.memory_reserved(device) / GIB,
-                             mem_peak_gb=torch.cuda.max_memory_allocated(device) / GIB)
+                             mem_peak_gb=torch.cuda.max_memory_allocated(device) / GIB,
+                             # urbanrun's contract: bytes, for when NVML cannot see processes (WDDM)
+                             gpu_mem=torch.cuda.max_memory_allocated(device))
             metrics.write(**point)
             bar.set_postfix(loss=f"{value:.4f}")
             if args.max_steps and step >= args.max_steps:

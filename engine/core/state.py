@@ -23,6 +23,7 @@ LOG_LINES_KEPT = 5_000
 NOTICES_KEPT = 200
 GPU_HISTORY = 3600  # samples per GPU kept for charts (an hour at 1 s)
 AXIS_KEYS = {"step", "epoch", "time", "timestamp", "_step", "_runtime", "_timestamp"}
+GPU_MEM_KEY = "gpu_mem"  # metrics contract: bytes of GPU memory the run reports holding (optional)
 
 
 @dataclass
@@ -37,6 +38,9 @@ class RunState:
     progress_ts: float = 0.0
     gpu_mem: float = 0.0  # bytes on GPUs now, summed over the run's processes
     gpu_mem_peak: float = 0.0
+    # where gpu_mem comes from: "nvml" (per-process figures), "run" (its own `gpu_mem` metric, used
+    # while NVML's per-process figure is N/A: WDDM, MIG, containers), or "" (none yet)
+    gpu_mem_source: str = ""
     gpu_util_sum: float = 0.0
     gpu_util_samples: int = 0
     host: dict = field(default_factory=dict)  # cpu %, rss, procs of the run's tree
@@ -90,6 +94,7 @@ class State:
         elif isinstance(event, MetricPoints):
             run = self._run(event.run_id)
             add_points(run, event.points, event.format, event.ts)
+            _reported_gpu_mem(run, event.points, event.ts)
             run.last_output_ts = event.ts
             run.changes += 1
         elif isinstance(event, Progress):
@@ -128,16 +133,19 @@ class State:
             if p.get("run_id"):
                 per_run.setdefault(p["run_id"], []).append(p)
         for run in self.runs.values():
-            procs = per_run.get(run.id)
+            procs = per_run.get(run.id) or []
+            figures = [p["used_mem"] for p in procs if p.get("used_mem") is not None]
+            if figures:
+                run.gpu_mem, run.gpu_mem_source = float(sum(figures)), "nvml"
+                run.gpu_mem_peak = max(run.gpu_mem_peak, run.gpu_mem)
+                run.gpu_mem_history.append(event.ts, event.ts, run.gpu_mem)
+            elif run.gpu_mem_source != "run" and run.gpu_mem:  # gone from the GPU
+                run.gpu_mem, run.gpu_mem_source = 0.0, ""
+                run.changes += 1
+            # else the run's own figure stands until it reports another
             if not procs:
-                if run.gpu_mem:
-                    run.gpu_mem = 0.0
-                    run.changes += 1
                 continue
             run.changes += 1
-            run.gpu_mem = float(sum(p.get("used_mem") or 0 for p in procs))
-            run.gpu_mem_peak = max(run.gpu_mem_peak, run.gpu_mem)
-            run.gpu_mem_history.append(event.ts, event.ts, run.gpu_mem)
             utils = [p["sm_util"] if p.get("sm_util") is not None else by_index.get(p.get("gpu"), {}).get("util_gpu")
                      for p in procs]
             utils = [u for u in utils if u is not None]
@@ -181,6 +189,22 @@ def add_points(run: RunState, points, fmt: str = "jsonl", ts: float = 0.0) -> No
     for name, column in columns.items():
         if column is not None:
             run.metrics[name].extend(*column)  # one numpy append a metric a batch
+
+
+def _reported_gpu_mem(run: RunState, points, ts: float) -> None:
+    """The run's own `gpu_mem` (bytes) stands for its GPU memory while NVML has no per-process
+    figure for it; NVML's figure, when there is one, wins."""
+    if run.gpu_mem_source == "nvml":
+        return
+    for point in points:
+        value = point.get(GPU_MEM_KEY)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            continue
+        when = point.get("time")
+        when = when if isinstance(when, (int, float)) and not isinstance(when, bool) else ts
+        run.gpu_mem, run.gpu_mem_source = float(value), "run"
+        run.gpu_mem_peak = max(run.gpu_mem_peak, run.gpu_mem)
+        run.gpu_mem_history.append(when, when, run.gpu_mem)
 
 
 def _column_for(run: RunState, name: str, fmt: str) -> tuple[list, list, list] | None:

@@ -6,11 +6,13 @@ declared estimate (`[recipes.X.memory]`) and say it is an estimate."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from urbanrun.engine.core.config import Recipe
+from urbanrun.engine.core.state import GPU_MEM_KEY
 from urbanrun.engine.runs.store import METRICS_FILE, RunStore
 
 GB = 1e9
@@ -41,8 +43,9 @@ def memory_spec(recipe: Recipe) -> dict:
 
 
 def history(store: RunStore, recipe: Recipe, batch_param: str | None) -> list[tuple[float, float]]:
-    """(batch, peak GB) of finished runs of this recipe: NVML's per-run peak, else the trainer's
-    own torch peak (mem_peak_gb in metrics.jsonl)."""
+    """(batch, peak GB) of finished runs of this recipe: the recorded peak (NVML's per-run figure,
+    or the run's own `gpu_mem` where NVML had none), else the highest `gpu_mem` (bytes) or
+    `mem_peak_gb` in its metrics.jsonl (a run that ended while no urbanrun watched)."""
     points = []
     records, _ = store.load_all()
     for r in records:
@@ -60,13 +63,15 @@ def _torch_peak(store: RunStore, run_id: str) -> float | None:
     try:
         with open(path, encoding="utf-8") as fh:
             for line in fh:
-                if "mem_peak_gb" in line:
+                if GPU_MEM_KEY in line or "mem_peak_gb" in line:
                     try:
-                        value = json.loads(line).get("mem_peak_gb")
+                        point = json.loads(line)
                     except ValueError:
                         continue
-                    if isinstance(value, (int, float)):
-                        best = max(best or 0.0, value * 2 ** 30 / GB)
+                    for key, scale in ((GPU_MEM_KEY, 1), ("mem_peak_gb", 2 ** 30)):
+                        value = point.get(key) if isinstance(point, dict) else None
+                        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf:
+                            best = max(best or 0.0, value * scale / GB)
     except OSError:
         return None
     return best
