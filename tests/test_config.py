@@ -82,3 +82,22 @@ def test_saving_an_unknown_parameter_writes_nothing(tmp_path):
     with pytest.raises(UserError):
         save_recipe_defaults(load_config(path), "cones", {"nope": 1})
     assert path.read_text() == DEFAULT_CONFIG.read_text()
+
+
+def test_saving_defaults_changes_only_those_lines_and_keeps_the_file_mode(tmp_path):
+    import difflib
+    import os
+    import stat
+
+    path = tmp_path / "config.toml"
+    original = DEFAULT_CONFIG.read_text()
+    path.write_text(original)
+    os.chmod(path, 0o644)
+    before = tomllib.loads(original)["recipes"]["cones"]["params"]
+    save_recipe_defaults(load_config(path), "cones", {"batch_size": before["batch_size"]["default"] + 1})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    changed = [line for line in difflib.unified_diff(original.splitlines(), path.read_text().splitlines(), n=0)
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert len(changed) == 2 and all("default" in line for line in changed), changed
+    save_recipe_defaults(load_config(path), "cones", {"batch_size": None})  # None removes the default
+    assert "default" not in tomllib.loads(path.read_text())["recipes"]["cones"]["params"]["batch_size"]

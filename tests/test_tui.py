@@ -170,7 +170,7 @@ async def test_diagnosis_on_the_row_and_relaunch_with_a_remedy(workspace):
         await pilot.press("d")
         await pilot.pause(0.3)
         from urbanrun.tui.diagnoses_pane import DiagnosesPane
-        assert "cuda_oom" in str(app.query_one(DiagnosesPane).render())
+        assert "cuda_oom" in str(app.query_one("#diag-detail").render())
     engine.close()
 
 

@@ -18,13 +18,15 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Input, Static, TabbedContent, TabPane, Tabs, TextArea
 
+from urbanrun.engine import platform
 from urbanrun.engine.core.events import Event, MetricPoints, Notice, RunChanged
 from urbanrun.engine.notes import scratchpad
 from urbanrun.engine.core.state import State
 
 from .compare import CompareScreen
+from . import focus
 from .contained import contain_panes, feed
 from .error_report import ErrorReport
 from .dialogs import ConfirmKill, HelpScreen, PromptScreen, RemedyScreen, SummaryScreen
@@ -46,19 +48,42 @@ PLOT_SECONDS = 1.0
 class UrbanrunApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "urbanrun"
-    BINDINGS = [
-        Binding("l", "launch", "launch"), Binding("k", "kill", "stop"), Binding("K", "kill_now", "kill now"),
-        Binding("space", "mark", "mark/pause"), Binding("c", "compare", "compare"),
-        Binding("slash", "search", "search log"), Binding("n", "next_match(1)", "next", show=False),
-        Binding("N", "next_match(-1)", "prev", show=False), Binding("f", "follow", "follow", show=False),
-        Binding("m", "metric(1)", "metric"), Binding("M", "metric(-1)", "metric", show=False),
-        Binding("e", "smoothing(-1)", "smooth-", show=False), Binding("E", "smoothing(1)", "smooth+", show=False),
-        Binding("y", "log_y", "log y", show=False), Binding("x", "x_axis", "x axis", show=False),
-        Binding("g", "tab('gpu')", "GPU"), Binding("s", "tab('pad')", "scratchpad"),
-        Binding("d", "tab('diag')", "diagnoses"), Binding("r", "tab('main')", "runs", show=False),
-        Binding("i", "import_runs", "import", show=False), Binding("R", "relaunch", "relaunch with remedy", show=False), Binding("ctrl+s", "save_pad", "save", show=False), Binding("question_mark", "help", "help"),
-        Binding("q", "quit_app", "quit"),
+    BINDINGS = [  # the help screen and the command palette are generated from these
+        Binding("l", "launch", "launch", tooltip="launch form: recipe, parameters, the exact command line"),
+        Binding("k", "kill", "stop",
+                tooltip=f"stop the selected run (asks y/n; {platform.STOP_NAME} to its tree, then {platform.KILL_NAME})"),
+        Binding("K", "kill_now", "kill now", show=False,
+                tooltip=f"kill the selected run now ({platform.KILL_NAME}, no question)"),
+        Binding("space", "mark", "mark", tooltip="mark the selected run: overlay its curve, compare (replay: pause)"),
+        Binding("c", "compare", "compare", show=False, tooltip="compare the marked runs: parameters, metrics, curves"),
+        Binding("slash", "search", "search log", show=False, tooltip="search the log (enter; then n/N)"),
+        Binding("n", "next_match(1)", "next match", show=False, tooltip="next search match in the log"),
+        Binding("N", "next_match(-1)", "previous match", show=False, tooltip="previous search match in the log"),
+        Binding("f", "follow", "follow log", show=False, tooltip="follow the log again (scrolling up pauses it)"),
+        Binding("w", "wrap_log", "wrap log", show=False, tooltip="wrap long log lines, or cut them at the edge"),
+        Binding("z", "zoom_log", "zoom log", show=False, tooltip="the log at full width (z again: back)"),
+        Binding("m", "metric(1)", "metric", show=False, tooltip="next metric in the loss pane"),
+        Binding("M", "metric(-1)", "previous metric", show=False, tooltip="previous metric in the loss pane"),
+        Binding("e", "smoothing(-1)", "less smoothing", show=False, tooltip="less EMA smoothing of the curves"),
+        Binding("E", "smoothing(1)", "more smoothing", show=False, tooltip="more EMA smoothing of the curves"),
+        Binding("y", "log_y", "log y", show=False, tooltip="log-scale y axis"),
+        Binding("x", "x_axis", "x axis", show=False, tooltip="x axis by step or by wall time"),
+        Binding("r", "tab('main')", "runs", show=False, tooltip="the runs view"),
+        Binding("g", "tab('gpu')", "GPU", tooltip="the GPU view: history charts and processes"),
+        Binding("s", "tab('pad')", "scratchpad", tooltip="today's scratchpad, the editor focused (ctrl+s saves)"),
+        Binding("d", "tab('diag')", "diagnoses", tooltip="diagnoses: cause, evidence and remedy of every sick run"),
+        Binding("i", "import_runs", "import", show=False,
+                tooltip="import runs from a folder or file (lightning_logs, wandb, TensorBoard, CSV)"),
+        Binding("R", "relaunch", "relaunch with remedy", show=False,
+                tooltip="relaunch the run whose diagnosis is shown (or the selected run) with a remedy for its cause"),
+        Binding("ctrl+s", "save_pad", "save notes", show=False, tooltip="save the scratchpad (merges appended notes)"),
+        Binding("question_mark", "help", "help", tooltip="this help: every key, by pane"),
+        Binding("q", "quit_app", "quit", tooltip="quit (runs keep going; drafts today's session summary)"),
+        # ↑/↓ move the runs table's selection wherever the focus is on the runs view (not in a text field)
+        Binding("up", "runs_cursor(-1)", "previous run", show=False, priority=True),
+        Binding("down", "runs_cursor(1)", "next run", show=False, priority=True),
     ]
+    LETTER_ACTIONS = focus.letter_actions(BINDINGS)
 
     def __init__(self, source, *, config=None, scratchpad_dir: Path | None = None, demo: bool = False,
                  headless_summary: bool = False, screenshot: str | None = None, today=None):
@@ -84,6 +109,7 @@ class UrbanrunApp(App):
         self._plot_dirty = True
         self.quit_message = ""
         self.errors = ErrorReport(source)
+        self._palette_action = False
 
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -104,7 +130,7 @@ class UrbanrunApp(App):
                 yield ScratchpadPane(self.pad_settings, getattr(self.source, "store", None), today=self.today,
                                      id="scratchpad")
             with TabPane("Diagnoses", id="diag"):
-                yield DiagnosesPane(id="diagnoses")
+                yield DiagnosesPane(remedy_note=self._remedy_note, id="diagnoses")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -255,6 +281,45 @@ class UrbanrunApp(App):
 
     def on_tabbed_content_tab_activated(self, event) -> None:
         self.redraw()
+        target = focus.main_widget(self.screen, event.pane.id)
+        if target is not None:
+            target.focus()  # every tab lands the focus on its main widget (s: the scratchpad editor)
+
+    # -- the focus model -----------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """App keys that type a character act only when the focus takes no text (see focus.py)."""
+        if self._palette_action:
+            return True
+        if action in self.LETTER_ACTIONS:
+            return focus.keys_allowed(self.focused)
+        if action == "runs_cursor":
+            return self._runs_cursor_target() is not None
+        return True
+
+    def _runs_cursor_target(self) -> RunsTable | None:
+        """The runs table, when ↑/↓ should move it: the runs view is shown, the focus is not in it
+        (it moves itself) and not in a text field or a dialog."""
+        if self.screen is not self.screen_stack[0] or self.query_one(TabbedContent).active != "main":
+            return None
+        table = self.query_one(RunsTable)
+        if self.focused is table or not focus.keys_allowed(self.focused) or isinstance(self.focused, Tabs):
+            return None
+        return table
+
+    def action_runs_cursor(self, step: int) -> None:
+        table = self._runs_cursor_target()
+        if table is not None:
+            table.action_cursor_down() if step > 0 else table.action_cursor_up()
+
+    def leave_text_field(self) -> None:
+        """Escape in a text field: back to the tab's main widget (the search box also closes)."""
+        search = self.query_one("#search", Input)
+        if self.focused is search:
+            search.display = False
+        target = focus.main_widget(self.screen, self.query_one(TabbedContent).active)
+        if target is None or target is self.focused:  # the scratchpad editor: to the tab bar (r, g, d work)
+            target = self.query_one(TabbedContent).query_one(Tabs)
+        target.focus()
 
     # -- headless replay ---------------------------------------------------------------------------
     def _replay_to_end(self) -> None:
@@ -341,19 +406,32 @@ class UrbanrunApp(App):
             self.post_message(CommandDone(str(exc), "error"))
 
     def action_relaunch(self) -> None:
-        run_id = self._selected()
+        # the run whose diagnosis is shown on the Diagnoses tab, else the runs table's selection
+        on_diagnoses = self.query_one(TabbedContent).active == "diag"
+        run_id = self.query_one(DiagnosesPane).selected if on_diagnoses else self._selected()
         if run_id and self._writable():
             self.with_state(lambda: self._offer_remedies(run_id))
+        elif not run_id:
+            self.notify("no run selected: pick the run to relaunch first", severity="warning")
+
+    def _remedies(self, run) -> tuple[list, str]:
+        from urbanrun.engine.diagnosis.run_doctor import relaunch_remedies
+        from .diagnoses_pane import run_diagnoses
+
+        recipe = self.config.recipes.get(run.record.get("recipe")) if self.config else None
+        return relaunch_remedies(recipe, run.record.get("params", {}), run_diagnoses(run))
+
+    def _remedy_note(self, run) -> str | None:
+        """For the diagnoses pane: "" when R applies to this run, else why not (None in a replay)."""
+        return None if self.read_only else self._remedies(run)[1]
 
     def _offer_remedies(self, run_id: str) -> None:
-        from urbanrun.engine.diagnosis.run_doctor import remedy_options
-
-        record = self.state.runs[run_id].record
-        recipe = self.config.recipes.get(record.get("recipe")) if self.config else None
-        options = remedy_options(recipe, record.get("params", {})) if recipe else []
+        run = self.state.runs.get(run_id)
+        if run is None:
+            return
+        options, why_not = self._remedies(run)
         if not options:
-            self.notify("no remedy applies to this run's parameters (no batch_size, amp or grad_checkpoint to change)",
-                        severity="warning")
+            self.notify(f"{run_id}: no relaunch remedy. {why_not}", severity="warning", timeout=15)
             return
         self.push_screen(RemedyScreen(run_id, options), lambda choice: choice and self._relaunch(run_id, choice))
 
@@ -443,7 +521,9 @@ class UrbanrunApp(App):
             self.notify(self.query_one(ScratchpadPane).save())
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        from .help import help_text
+
+        self.push_screen(HelpScreen(help_text(self, self.BINDINGS)))
 
     def action_quit_app(self) -> None:
         self.with_state(self._quit)
@@ -495,15 +575,26 @@ class UrbanrunApp(App):
             self.config = self.source.reload_config()
 
     def get_system_commands(self, screen):
-        yield from super().get_system_commands(screen)
-        for binding in self.BINDINGS:
-            yield SystemCommand(binding.description.capitalize() + f" ({binding.key})", binding.description,
-                                lambda action=binding.action: self.run_action(action))
+        ours = [b for b in self.BINDINGS if not b.priority]  # not ↑/↓
+        titles = {b.description.capitalize() for b in ours}
+        for command in super().get_system_commands(screen):
+            if command.title not in titles:  # ours does the same, and more (quit drafts the summary)
+                yield command
+        for binding in ours:
+            yield SystemCommand(f"{binding.description.capitalize()} ({self.get_key_display(binding)})",
+                                binding.tooltip or binding.description,
+                                lambda action=binding.action: self._run_from_palette(action))
+
+    async def _run_from_palette(self, action: str) -> None:
+        self._palette_action = True  # chosen by name in the palette: not a key typed into a field
+        try:
+            await self.run_action(action)
+        finally:
+            self._palette_action = False
 
     def on_key(self, event) -> None:
-        if event.key == "escape" and self.query_one("#search", Input).display:
-            self.query_one("#search", Input).display = False
-            self.query_one(RunsTable).focus()
+        if event.key == "escape" and isinstance(self.focused, (Input, TextArea)) and self.screen is self.screen_stack[0]:
+            self.leave_text_field()
 
 
     # -- errors --------------------------------------------------------------------------------------

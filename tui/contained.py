@@ -110,9 +110,11 @@ def feed(widget, fn: Callable[[], object]) -> None:
         if not isinstance(widget, Contained):
             raise
         widget.pane_error = describe(exc)
+        widget.add_class("-pane-error")  # a container hides its children to show the error (app.tcss)
         widget._reported(exc)
         widget.refresh()
         return
     if isinstance(widget, Contained) and widget.pane_error:
         widget.pane_error = None
+        widget.remove_class("-pane-error")
         widget.refresh()

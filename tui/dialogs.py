@@ -1,7 +1,8 @@
-"""Small modal screens: confirm a kill (y/n), and the key help."""
+"""Small modal screens: confirm a kill (y/n), the key help, a one-line prompt, remedies, the summary."""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -30,30 +31,40 @@ class ConfirmKill(ModalScreen):
         self.dismiss(yes)
 
 
-HELP = f"""[b]urbanrun keys[/b]
+class ConfirmScreen(ModalScreen):
+    """A yes/no question; dismisses with True or False."""
 
-  l        launch form (recipe, parameters, command line)      q      quit (runs keep going)
-  k        stop the selected run (asks y/n; {platform.STOP_NAME}, then KILL)  K      kill it now ({platform.KILL_NAME})
-  space    mark a run (overlay its curve; compare)               c      compare marked runs
-  m / M    next / previous metric in the loss pane               y      log-scale y
-  e / E    less / more smoothing (TensorBoard EMA)               x      x axis: step / wall time
-  /        search the log            n / N  next / previous match           f  follow the log
-  g        GPU view        s  scratchpad (ctrl+s saves)        d  diagnoses        r  runs view
-  i        import runs from a folder (lightning_logs, wandb, TensorBoard)
-  R        relaunch the selected run with a remedy (smaller batch, mixed precision, checkpointing)
-  ctrl+p   command palette: every action by name          ?  this help
+    BINDINGS = [Binding("y", "answer(True)", "yes"), Binding("n", "answer(False)", "no"),
+                Binding("escape", "answer(False)", "no")]
 
-In a replay: space pauses and resumes.
-"""
+    def __init__(self, question: str, detail: str = ""):
+        super().__init__()
+        self.question, self.detail = question, detail
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-dialog"):
+            yield Label(self.question)
+            yield Static(Text.assemble(f"{self.detail}\n", ("y", "bold"), " yes   ", ("n", "bold"), " no"))
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
 
 
 class HelpScreen(ModalScreen):
+    """Every key by pane, generated from the bindings (see help.py)."""
+
     BINDINGS = [Binding("escape", "app.pop_screen", "close"), Binding("question_mark", "app.pop_screen", "close"),
                 Binding("q", "app.pop_screen", "close")]
 
+    def __init__(self, text):
+        super().__init__()
+        self.text = text
+
     def compose(self) -> ComposeResult:
-        with Vertical(id="help-dialog"):
-            yield Static(HELP)
+        from textual.containers import VerticalScroll
+
+        with VerticalScroll(id="help-dialog"):
+            yield Static(self.text, id="help-text")
 
 
 class PromptScreen(ModalScreen):

@@ -24,6 +24,18 @@ from urbanrun.engine.core.params import Param, ParamError
 PROMINENT = ("batch_size", "amp", "grad_checkpoint", "device")
 
 
+class FormSelect(Select, inherit_bindings=False):
+    """A select that opens with space or ↓ (Enter launches, as in every field of the form)."""
+
+    BINDINGS = [Binding("space,down", "show_overlay", "open", show=False)]
+
+
+class FormCheckbox(Checkbox, inherit_bindings=False):
+    """A checkbox that toggles with space (Enter launches, as in every field of the form)."""
+
+    BINDINGS = [Binding("space", "toggle_button", "toggle", show=False)]
+
+
 def ordered(recipe: Recipe) -> list[Param]:
     first = [p for name in PROMINENT for p in recipe.params if p.name == name]
     return first + [p for p in recipe.params if p not in first]
@@ -32,7 +44,10 @@ def ordered(recipe: Recipe) -> list[Param]:
 class LaunchForm(ModalScreen):
     """Dismisses with {"recipe", "values"} or None."""
 
-    BINDINGS = [Binding("escape", "cancel", "cancel"), Binding("ctrl+s", "save_defaults", "save as defaults")]
+    BINDINGS = [Binding("escape", "cancel", "cancel", tooltip="close the form, launch nothing"),
+                Binding("ctrl+s", "save_defaults", "save as defaults",
+                        tooltip="save these values as the recipe's defaults in config.toml (asks first)"),
+                Binding("enter", "launch", "launch", show=False)]
 
     def __init__(self, config: Config, recipe: str | None = None, store=None, gpus: list | None = None):
         super().__init__()
@@ -47,11 +62,11 @@ class LaunchForm(ModalScreen):
     def compose(self) -> ComposeResult:
         with Vertical(id="launch-dialog"):
             yield Label("Launch a run", id="launch-title")
-            yield Select([(n, n) for n in self.config.recipes], value=self.recipe_name, allow_blank=False,
-                         id="recipe")
+            yield FormSelect([(n, n) for n in self.config.recipes], value=self.recipe_name, allow_blank=False,
+                             id="recipe")
             yield Static(id="recipe-help")
             with Horizontal(id="backend-row"):
-                yield Select([(b, b) for b in BACKENDS], value=self.config.recipes[self.recipe_name].backend
+                yield FormSelect([(b, b) for b in BACKENDS], value=self.config.recipes[self.recipe_name].backend
                              if self.recipe_name else "local", allow_blank=False, id="backend")
                 yield Input(placeholder="backend options: nproc_per_node=2 | partition=gpu, gres=gpu:1, time=4:00:00",
                             id="backend-opts")
@@ -82,10 +97,11 @@ class LaunchForm(ModalScreen):
             hint = f"{p.name}  ({p.describe()})" + (f" — {p.help}" if p.help else "")
             default = p.default
             if p.type == "bool":
-                widget = Checkbox(p.name, value=bool(default), id=f"f-{p.name}")
+                widget = FormCheckbox(p.name, value=bool(default), id=f"f-{p.name}")
             elif p.type == "choice":
-                widget = Select([(str(c), c) for c in p.choices], value=default if default is not None else p.choices[0],
-                                allow_blank=False, id=f"f-{p.name}")
+                widget = FormSelect([(str(c), c) for c in p.choices],
+                                    value=default if default is not None else p.choices[0],
+                                    allow_blank=False, id=f"f-{p.name}")
             else:
                 text = "" if default is None else " ".join(p.format(default))
                 widget = Input(value=text, placeholder="unset" if default is None else "", id=f"f-{p.name}")
@@ -138,10 +154,12 @@ class LaunchForm(ModalScreen):
             label = self.query(f"#err-{p.name}")
             if label:
                 label.first().update(f"✖ {self.errors[p.name]}" if p.name in self.errors else "")
+            for field in self.query(f"#f-{p.name}"):
+                field.set_class(p.name in self.errors, "invalid")
         self._update_memory(values)
         command = self.query_one("#command", Static)
         if self.errors:
-            command.update(f"fix {len(self.errors)} field(s) to launch")
+            command.update(Text(f"fix {self.error_sentence()} to launch", style="bold red"))
             return
         argv = self.recipe.argv(values, self.config.context("runs/<new run>"))
         backend, options = self.backend()
@@ -176,11 +194,21 @@ class LaunchForm(ModalScreen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.action_launch()
 
+    def error_sentence(self) -> str:
+        """The invalid fields by name, with their reasons."""
+        return "; ".join(f"{name}: {why}" for name, why in self.errors.items())
+
+    def _focus_first_error(self) -> None:
+        first = next(iter(self.errors), None)
+        if first:
+            self.query_one(f"#f-{first}").focus()
+
     def action_launch(self) -> None:
         values = self.values()
         if self.errors:
             self._update_command()
-            self.notify(f"{len(self.errors)} field(s) need fixing before launch", severity="error")
+            self._focus_first_error()
+            self.notify(f"not launched: fix {self.error_sentence()}", severity="error", timeout=10)
             return
         if self._update_memory(values) and not self._fit_warned:
             self._fit_warned = True
@@ -193,8 +221,19 @@ class LaunchForm(ModalScreen):
     def action_save_defaults(self) -> None:
         values = self.values()
         if self.errors:
-            self.notify("fix the fields first; nothing was saved", severity="error")
+            self._update_command()
+            self._focus_first_error()
+            self.notify(f"nothing was saved: fix {self.error_sentence()}", severity="error", timeout=10)
             return
+        from .dialogs import ConfirmScreen
+
+        changed = {k: v for k, v in values.items() if v != self.recipe.param(k).default}
+        what = ", ".join(f"{k} = {v!r}" for k, v in changed.items()) or "the current values (no change)"
+        self.app.push_screen(ConfirmScreen(f"Save as the defaults of '{self.recipe_name}' in {self.config.path}?",
+                                           f"{what}\nComments and layout of the file are kept."),
+                             lambda yes: yes and self._save_defaults(values))
+
+    def _save_defaults(self, values: dict) -> None:
         try:
             path = save_recipe_defaults(self.config, self.recipe_name, values)
             self.config = load_config(path)
@@ -208,3 +247,10 @@ class LaunchForm(ModalScreen):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def launch_keys() -> list[Binding]:
+    """The keys the form's fields take (for the help screen)."""
+    return [Binding("enter", "launch", "launch", tooltip="launch, from any field (the select opens with space or ↓)"),
+            Binding("tab", "focus_next", "next field", tooltip="next field"),
+            Binding("space", "toggle", "toggle", tooltip="tick a checkbox; open a select")]

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomli_w
 
 from urbanrun.engine.core.atomic import atomic_write_text
 from urbanrun.engine.core.errors import UserError
@@ -269,63 +268,31 @@ def locate(text: str, table: str, key: str | None = None) -> int | None:
 
 
 def save_recipe_defaults(config: Config, recipe_name: str, values: dict[str, Any]) -> Path:
-    """Write values as the recipe's parameter defaults, keeping the rest of the file.
+    """Write values as the recipe's parameter defaults with tomlkit, which keeps the file's
+    comments, order and layout; the file's mode is kept too (atomic write). A value of None
+    removes the default."""
+    import tomlkit
 
-    Each `default = …` line is edited in place when it can be found, so the user's comments and
-    layout survive; the result is re-read with tomllib and must equal the intended data, else the
-    whole file is written with tomli-w (content kept, comments lost). Written atomically."""
     recipe = config.recipe(recipe_name)
-    for name, value in values.items():
+    for name in values:
         recipe.param(name)  # unknown names are an error before anything is written
-    current = tomllib.loads(config.path.read_text(encoding="utf-8"))
-    wanted = _with_defaults(current, recipe_name, values)
     text = config.path.read_text(encoding="utf-8")
-    edited = text
+    doc = tomlkit.parse(text)
+    params = doc["recipes"][recipe_name].setdefault("params", tomlkit.table(is_super_table=True))
     for name, value in values.items():
-        edited = _set_default_line(edited, f"recipes.{recipe_name}.params.{name}", value)
-    try:
-        ok = tomllib.loads(edited) == wanted
-    except tomllib.TOMLDecodeError:
-        ok = False
-    atomic_write_text(config.path, edited if ok else tomli_w.dumps(wanted))
-    return config.path
-
-
-def _with_defaults(data: dict, recipe_name: str, values: dict[str, Any]) -> dict:
-    import copy
-
-    data = copy.deepcopy(data)
-    params = data["recipes"][recipe_name].setdefault("params", {})
-    for name, value in values.items():
+        table = params.setdefault(name, tomlkit.table())
         if value is None:
-            params[name].pop("default", None)
+            table.pop("default", None)
         else:
-            params[name]["default"] = value
-    return data
-
-
-def _set_default_line(text: str, table: str, value: Any) -> str:
-    lines = text.splitlines(keepends=True)
-    start = locate(text, table)
-    if start is None:
-        return text
-    end = len(lines)
-    for j in range(start, len(lines)):
-        if re.match(r"^\s*\[", lines[j]):
-            end = j
-            break
-    rendered = None if value is None else tomli_w.dumps({"default": value}).strip()
-    for j in range(start, end):
-        m = re.match(r"^(\s*)default\s*=\s*[^#\n]*?(\s*#.*)?(\r?\n)?$", lines[j])
-        if m:
-            if rendered is None:
-                lines[j] = ""
-            else:
-                lines[j] = f"{m.group(1)}{rendered}{m.group(2) or ''}{m.group(3) or ''}"
-            return "".join(lines)
-    if rendered is not None:  # no default yet: add one right under the header
-        lines.insert(start, rendered + "\n")
-    return "".join(lines)
+            table["default"] = value
+    edited = tomlkit.dumps(doc)
+    try:
+        tomllib.loads(edited)
+    except tomllib.TOMLDecodeError as exc:  # never write a file urbanrun could not read back
+        raise UserError(f"{config.path}: the defaults were not saved, the edited file would not parse ({exc}); "
+                        "edit the recipe's `default = …` lines by hand.") from exc
+    atomic_write_text(config.path, edited)
+    return config.path
 
 
 def _observe_table(fail, where: str, table) -> dict:

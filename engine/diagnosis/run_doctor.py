@@ -84,6 +84,27 @@ def remedy_options(recipe: Recipe, params: dict) -> list[tuple[dict, str]]:
     return options
 
 
+# causes a relaunch with other parameters can cure; every other cause (an integer edge_index, a
+# tensor on the wrong device, NCCL, a driver) is fixed in the code or the machine, not by a relaunch
+MEMORY_KINDS = frozenset({"cuda_oom", "host_oom", "leak"})
+
+
+def relaunch_remedies(recipe: Recipe | None, params: dict, diagnoses: list[dict]) -> tuple[list[tuple[dict, str]], str]:
+    """The parameter changes a relaunch can apply to this run, chosen by its diagnosed cause, and,
+    when there are none, the sentence saying why (and what to do instead)."""
+    causes = [d for d in diagnoses if d.get("severity") in ("error", "warning")]
+    if causes and not any(d.get("kind") in MEMORY_KINDS for d in causes):
+        first = causes[0]
+        hint = (first.get("remedies") or ["see its diagnosis"])[0]
+        return [], f"{first.get('kind')} is fixed in the code, not by relaunching with other parameters: {hint}"
+    if recipe is None:
+        return [], "its recipe is not in config.toml any more, so it cannot be relaunched"
+    options = remedy_options(recipe, params)
+    if not options:
+        return [], "no remedy applies to this run's parameters (no batch_size, amp or grad_checkpoint to change)"
+    return options, ""
+
+
 def recovery_depth(store: RunStore, record: RunRecord) -> int:
     depth, parent = 0, record.parent
     while parent and depth < 100:

@@ -1,0 +1,224 @@
+"""The focus model and the keys, used as a person would with the real app and a real engine:
+typed text goes to the focused field, app keys act only where no text is typed, every tab lands
+the focus on its main widget, ↑/↓ move the runs table, the help lists every key, the launch
+form launches with Enter from every field and names what is wrong, save-as-defaults asks, and
+R on the Diagnoses tab acts on the run whose diagnosis is shown, with a remedy for its cause."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+
+from textual.widgets import TextArea
+
+from urbanrun.engine.core.config import load_config
+from urbanrun.engine.session.loop import Engine
+from urbanrun.tui.app import make_app
+from urbanrun.tui.diagnoses_pane import DiagnosesPane
+from urbanrun.tui.dialogs import ConfirmScreen, HelpScreen, RemedyScreen
+from urbanrun.tui.launch_form import LaunchForm
+from urbanrun.tui.loss_pane import LossPane
+from urbanrun.tui.runs_table import RunsTable
+
+from conftest import ROOT
+
+EDGE_INDEX_LOG = ROOT / "tests" / "fixtures" / "errors" / "pyg_edge_index_float.log"
+FAILING = f"""
+[recipes.edge_float]
+command = ["{{python}}", "-c", "import sys; sys.stdout.write(open(sys.argv[1]).read()); sys.exit(1)", "{EDGE_INDEX_LOG}"]
+[recipes.edge_float.params.batch_size]
+type = "int"
+default = 8
+"""
+
+
+async def wait_until(pilot, predicate, seconds=60.0):
+    for _ in range(int(seconds / 0.1)):
+        await pilot.pause(0.1)
+        if predicate():
+            return
+    raise AssertionError("the app never reached the expected state")
+
+
+def app_on(workspace, extra=""):
+    if extra:
+        with open(workspace / "config.toml", "a") as fh:
+            fh.write(extra)
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+    return engine, make_app(engine, scratchpad_dir=workspace / "pad")
+
+
+async def test_typing_in_the_scratchpad_goes_to_the_editor_only(workspace):
+    engine, app = app_on(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.3)
+        loss = app.query_one(LossPane)
+        before = (loss.log_y, loss.smoothing, loss.axis)
+        await pilot.press("s")
+        await pilot.pause(0.2)
+        editor = app.query_one("#pad-editor", TextArea)
+        assert app.focused is editor  # s opens the scratchpad with the editor focused
+        typed = "lr sweep: k y e x m space l d g q ? / R i"
+        await pilot.press(*[{" ": "space", "?": "question_mark", "/": "slash"}.get(c, c) for c in typed])
+        await pilot.pause(0.2)
+        assert typed in editor.text
+        assert isinstance(app.screen, type(app.screen_stack[0])) and len(app.screen_stack) == 1  # no form, no help
+        assert (loss.log_y, loss.smoothing, loss.axis) == before and not app.query_one(RunsTable).marked
+        assert app.query_one("#tabs").active == "pad" and app.is_running
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+        assert typed in next((workspace / "pad").rglob("*.md")).read_text()
+        await pilot.press("escape")  # leaves the editor: the app keys work again
+        await pilot.pause(0.1)
+        assert app.focused is not editor
+        await pilot.press("r")
+        await pilot.pause(0.2)
+        assert app.query_one("#tabs").active == "main" and app.focused is app.query_one(RunsTable)
+    engine.close()
+
+
+async def test_tabs_land_focus_and_arrows_move_the_runs_table(workspace):
+    engine, app = app_on(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(3):
+            engine.launch("exit_after", values={"code": 0, "seconds": 0.1})
+        await wait_until(pilot, lambda: app.query_one(RunsTable).row_count == 3)
+        table = app.query_one(RunsTable)
+        await pilot.press("d")
+        await pilot.pause(0.2)
+        assert app.focused is app.query_one("#diag-list")
+        await pilot.press("r")
+        await pilot.pause(0.2)
+        assert app.focused is table
+        table.move_cursor(row=0)
+        await pilot.press("down")
+        assert table.cursor_row == 1
+        await pilot.press("space")  # marks once, not twice
+        await pilot.pause(0.1)
+        assert table.marked == {table.selected}
+        app.query_one("#log").focus()  # the focus elsewhere on the runs view: ↑/↓ still move the table
+        await pilot.press("down")
+        assert table.cursor_row == 2
+        await pilot.press("up", "up")
+        assert table.cursor_row == 0
+        await pilot.press("slash")  # in the search box ↑/↓ and letters are the box's
+        await pilot.pause(0.1)
+        await pilot.press("d", "o", "w", "n", "down")
+        assert app.query_one("#search").value == "down" and table.cursor_row == 0
+        assert app.query_one("#tabs").active == "main"
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert not app.query_one("#search").display and app.focused is table
+    engine.close()
+
+
+async def test_help_lists_every_key_by_pane(workspace):
+    engine, app = app_on(workspace)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("question_mark")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, HelpScreen)
+        help_text = str(app.screen.query_one("#help-text").render())
+        region = app.screen.query_one("#help-text").region
+        assert region.width > 40 and region.height > 10  # not the empty 0x0 box
+        for binding in app.BINDINGS:
+            assert (binding.tooltip or binding.description) in help_text, binding
+        for section in ("Runs table", "Launch form", "Stop a run", "Compare", "This help"):
+            assert section in help_text
+        await pilot.press("escape")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert titles.count("Quit (q)") == 1 and not [t for t in titles if t.lower() == "quit"]
+        assert "Help (?)" in titles and not [t for t in titles if "question_mark" in t]
+    engine.close()
+
+
+async def test_launch_form_enter_from_every_field_and_named_errors(workspace):
+    engine, app = app_on(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("l")
+        await wait_until(pilot, lambda: isinstance(app.screen, LaunchForm))
+        form = app.screen
+        await pilot.pause(0.3)
+        form.query_one("#f-batch_size").value = "abc"
+        form.query_one("#f-cones").value = "2"
+        form.query_one("#recipe").focus()
+        await pilot.press("enter")  # Enter on the select: launch (refused), the select does not open
+        await pilot.pause(0.2)
+        assert app.screen is form and not form.query_one("#recipe").expanded
+        assert app.focused is form.query_one("#f-batch_size")  # focus moved to the first invalid field
+        assert form.query_one("#f-batch_size").has_class("invalid") and form.query_one("#f-cones").has_class("invalid")
+        command = str(form.query_one("#command").render())
+        assert "batch_size:" in command and "cones:" in command and "field(s)" not in command
+        form.query_one("#f-batch_size").value = "4"
+        form.query_one("#f-cones").value = "8"
+        await pilot.pause(0.1)
+        assert not form.query_one("#f-batch_size").has_class("invalid")
+        form.query_one("#recipe").focus()
+        await pilot.press("space")  # space opens the select
+        await pilot.pause(0.2)
+        assert form.query_one("#recipe").expanded
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        form.query_one("#recipe").focus()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: len(engine.state.runs) == 1)
+        run = next(iter(engine.state.runs.values()))
+        assert run.record["params"]["batch_size"] == 4 and run.record["recipe"] == "cones"
+        engine.kill(run.id, force=True)
+    engine.close()
+
+
+async def test_save_as_defaults_asks_and_keeps_the_file(workspace):
+    path = workspace / "config.toml"
+    path.write_text("# my settings\n" + path.read_text())
+    os.chmod(path, 0o644)
+    engine, app = app_on(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("l")
+        await wait_until(pilot, lambda: isinstance(app.screen, LaunchForm))
+        form = app.screen
+        await pilot.pause(0.3)
+        form.query_one("#f-batch_size").value = "6"
+        before = path.read_text()
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert path.read_text() == before and app.screen is form
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: path.read_text() != before)
+        assert tomllib.loads(path.read_text())["recipes"]["cones"]["params"]["batch_size"]["default"] == 6
+        assert path.read_text().startswith("# my settings\n") and stat.S_IMODE(path.stat().st_mode) == 0o644
+    engine.close()
+
+
+async def test_relaunch_acts_on_the_diagnosed_run_with_a_remedy_for_its_cause(workspace):
+    engine, app = app_on(workspace, FAILING)
+    async with app.run_test(size=(160, 45)) as pilot:
+        failed = engine.launch("edge_float", values={})
+        await wait_until(pilot, lambda: app.state.runs.get(failed.id) is not None
+                         and app.state.runs[failed.id].status == "failed" and app.state.runs[failed.id].diagnoses)
+        healthy = engine.launch("long_sleep", values={})
+        await wait_until(pilot, lambda: app.query_one(RunsTable).row_count == 2)
+        table = app.query_one(RunsTable)
+        table.move_cursor(row=list(table.rows).index(healthy.id))  # the runs table selects the healthy run
+        await pilot.press("d")
+        await pilot.pause(0.3)
+        pane = app.query_one(DiagnosesPane)
+        assert pane.selected == failed.id
+        detail = str(pane.query_one("#diag-detail").render())
+        assert "edge_index_dtype" in detail and ".long()" in detail and "no relaunch remedy" in detail
+        await pilot.press("R")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, RemedyScreen)  # no OOM remedies for an edge_index error
+        assert len(engine.state.runs) == 2
+        messages = [n.message for n in app._notifications]
+        assert any(failed.id in m and "edge_index_dtype" in m for m in messages), messages
+        engine.kill(healthy.id, force=True)
+    engine.close()
