@@ -77,3 +77,44 @@ async def test_quitting_during_a_poll_lets_it_finish_before_the_screens_go(works
     assert app.return_code == 0  # an exception on a torn-down screen would have made it 1
     assert len(engine.state.runs) == 1  # the last poll's events were reduced, not lost
     engine.close()
+
+
+async def test_scratchpad_files_are_read_and_saved_off_the_ui_thread(workspace):
+    """Today's file loads in a worker, reloads when appended to while unedited, and ctrl+s saves
+    in a worker: while another writer holds the folder's lock the UI keeps answering keys, and
+    the save lands (merged with the append) once the lock is free."""
+    import datetime as dt
+
+    from textual.widgets import TabbedContent, TextArea
+
+    from urbanrun.engine.notes import scratchpad
+    from urbanrun.tui.scratchpad_pane import ScratchpadPane
+
+    settings = scratchpad.Settings(root=workspace / "pad")
+    path = scratchpad.today_path(settings, dt.date(2026, 1, 15))
+    path.parent.mkdir(parents=True)
+    path.write_text("# notes\nfirst line\n")
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+    app = make_app(engine, scratchpad_dir=workspace / "pad", today=dt.date(2026, 1, 15))
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.press("s")
+        editor = app.query_one("#pad-editor", TextArea)
+        await wait_until(pilot, lambda: editor.text == "# notes\nfirst line\n" and not editor.read_only)
+        scratchpad.append(path, "## 10:00 — launched a run")  # the auto-log, while nothing is edited
+        await wait_until(pilot, lambda: "launched a run" in editor.text)
+        editor.insert("my own line\n", location=editor.document.end)
+        scratchpad.append(path, "## 10:01 — a run ended")  # appended while the editor has edits
+        await pilot.pause(1.5)
+        assert "a run ended" not in editor.text  # never reloaded over unsaved edits
+        with scratchpad.locked(path):  # another writer holds the lock
+            app.action_save_pad()
+            await pilot.press("r")  # the UI answers keys meanwhile
+            await pilot.pause(0.3)
+            assert app.query_one(TabbedContent).active == "main"
+            assert "my own line" not in path.read_text()
+        await wait_until(pilot, lambda: "my own line" in path.read_text())
+        saved = path.read_text()
+        assert "a run ended" in saved and "launched a run" in saved  # the append was merged, not lost
+        await wait_until(pilot, lambda: editor.text == saved)
+        assert app.query_one(ScratchpadPane).base == saved
+    engine.close()

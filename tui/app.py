@@ -252,9 +252,7 @@ class UrbanrunApp(App):
             pane = self.query_one(DiagnosesPane)
             feed(pane, lambda: pane.show(self.state))
         elif tabs.active == "pad":
-            note = self.query_one(ScratchpadPane).refresh_from_disk()
-            if note:
-                self.notify(note, severity="warning")
+            self.query_one(ScratchpadPane).refresh_from_disk()  # a worker looks; a message reloads
         wall = time.monotonic()
         if force_plot or (self._plot_dirty and wall - self._last_plot >= PLOT_SECONDS):
             self._last_plot, self._plot_dirty = wall, False
@@ -518,7 +516,7 @@ class UrbanrunApp(App):
 
     def action_save_pad(self) -> None:
         if self.query_one(TabbedContent).active == "pad":
-            self.notify(self.query_one(ScratchpadPane).save())
+            self.query_one(ScratchpadPane).save()  # in a worker; its note comes back as a message
 
     def action_help(self) -> None:
         from .help import help_text

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import shlex
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from textual.message import Message
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from rich.text import Text
@@ -39,6 +41,14 @@ class FormCheckbox(Checkbox, inherit_bindings=False):
 def ordered(recipe: Recipe) -> list[Param]:
     first = [p for name in PROMINENT for p in recipe.params if p.name == name]
     return first + [p for p in recipe.params if p not in first]
+
+
+class MemoryModelRead(Message):
+    """The memory model of a recipe, fitted in a worker from its earlier runs' records and metrics."""
+
+    def __init__(self, recipe: str, model) -> None:
+        super().__init__()
+        self.recipe, self.model = recipe, model
 
 
 class LaunchForm(ModalScreen):
@@ -170,8 +180,10 @@ class LaunchForm(ModalScreen):
     def _update_memory(self, values: dict) -> bool:
         """Show the memory estimate; True when it will not fit the GPU it would run on."""
         box = self.query_one("#memory", Static)
-        if self.recipe_name not in self._models:  # earlier runs are read once per recipe, not per keystroke
-            self._models[self.recipe_name] = memory_model(self.recipe, self.store) if self.store is not None else None
+        if self.recipe_name not in self._models:  # earlier runs are read once per recipe, in a worker
+            self._models[self.recipe_name] = None
+            if self.store is not None:
+                self._read_memory_model(self.recipe_name)
         estimate = estimate_gb(self._models[self.recipe_name], values)
         if estimate is None:
             box.update("")
@@ -187,6 +199,15 @@ class LaunchForm(ModalScreen):
                         + ("— will NOT fit: smaller batch, mixed precision or checkpointing" if too_big else "— fits"),
                         style="bold red" if too_big else "green"))
         return too_big
+
+    @work(thread=True, group="memory-model")
+    def _read_memory_model(self, name: str) -> None:
+        self.post_message(MemoryModelRead(name, memory_model(self.config.recipes[name], self.store)))
+
+    def on_memory_model_read(self, message: MemoryModelRead) -> None:
+        self._models[message.recipe] = message.model
+        if message.recipe == self.recipe_name:
+            self._update_command()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         {"launch": self.action_launch, "save": self.action_save_defaults, "cancel": self.action_cancel}[event.button.id]()
