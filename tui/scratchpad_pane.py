@@ -88,9 +88,11 @@ class ScratchpadPane(Horizontal):
         self._mtime = message.mtime
         editor = self.query_one("#pad-editor", TextArea)
         if self.base is None or editor.text == self.base:
+            first = self.base is None
             self.base = message.text
             editor.load_text(message.text)
-            editor.move_cursor(editor.document.end)
+            if not first:  # a reload: to the end, where the new lines are
+                editor.move_cursor(editor.document.end)
             editor.read_only = False
         else:
             self.app.notify("today's notes changed on disk (auto-log or another agent); ctrl+s merges them "
