@@ -105,6 +105,13 @@ command = ["{python}", "-c", "import time; print('started', flush=True); time.sl
 
 [recipes.sleeper]
 command = ["{python}", "SCRIPTS/exit_after.py", "3", "4"]
+
+[recipes.diverge]
+command = ["{python}", "SCRIPTS/diverge.py"]
+[recipes.diverge.params.lr]
+type = "float"
+default = 0.01
+min = 0.0
 """.replace("SCRIPTS", str(SCRIPTS))
 
 

@@ -25,7 +25,7 @@ def test_demo_trainer_runs_to_exit_0_with_falling_loss(workspace):
     assert run["status"] == "running" and run["pid"] > 0
     assert run["argv"][:3] == [sys.executable, "-m", "urbanrun.trainers.cones_unet"] and "--epochs" in run["argv"]
     assert run["changed"] == {"epochs": 3}
-    listed = cli_json("ls", cwd=workspace)
+    listed = cli_json("ls", cwd=workspace)["runs"]
     assert [r["id"] for r in listed] == [run_id]
     final = wait_for(lambda: (r := _status(workspace, run_id))["status"] != "running" and r,
                      what="the demo run to end")
@@ -59,7 +59,7 @@ def test_reattach_after_the_supervisor_is_killed(workspace):
     follower = subprocess.Popen([sys.executable, "-m", "urbanrun.engine.cli", "launch", "sleeper", "--follow"],
                                 cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 )
-    runs = wait_for(lambda: cli_json("ls", cwd=workspace), what="the run to appear")
+    runs = wait_for(lambda: cli_json("ls", cwd=workspace)["runs"], what="the run to appear")
     run_id = runs[0]["id"]
     follower.send_signal(signal.SIGKILL)
     follower.wait()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from urbanrun.engine.cli.output import emit
 from urbanrun.engine.diagnosis.advisor import advise
 from urbanrun.engine.core.config import Config
-from urbanrun.engine.diagnosis.rules import Diagnosis, diagnose
-from urbanrun.engine.diagnosis.run_doctor import diagnose_run, read_log_tail
+from urbanrun.engine.diagnosis.rules import Diagnosis
+from urbanrun.engine.diagnosis.run_doctor import diagnose_run, merged, output_diagnoses, read_log_tail
+from urbanrun.engine.metrics.sources import MetricSource, read_to_end
+from urbanrun.engine.session.summary import run_summary
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.session.run_end import run_from_files
 from urbanrun.engine.runs.store import RunStore
@@ -16,18 +18,29 @@ from urbanrun.engine.runs.store import RunStore
 MARKS = {"error": "✖", "warning": "!", "info": "·"}
 
 
-def doctor(target: str, store: RunStore) -> tuple[str, list[Diagnosis]]:
+def doctor(target: str, store: RunStore, config: Config | None = None) -> tuple[str, list[Diagnosis]]:
+    """The diagnoses of a log file, or of a run: for a run, the same list `status` and `show`
+    give (its output diagnosed again, with what was found while it ran)."""
     path = Path(target)
     if path.is_file():
-        return str(path), diagnose(read_log_tail(path))
+        lines = read_log_tail(path)
+        run = read_to_end(MetricSource(path, "log"))  # `Train Loss: nan` is a metric too
+        return str(path), output_diagnoses(lines, run, {})
     if path.exists():
         raise UserError(f"{path} is a folder: give a log file or a run id (`urbanrun ls --all`).")
     try:
         run_id = store.resolve(target)
-    except UserError:
-        raise UserError(f"'{target}' is neither a log file nor a run id.") from None
+    except UserError as exc:
+        if exc.code == "ambiguous_run":
+            raise
+        raise UserError(f"'{target}' is neither a log file nor a run id.", code=exc.code) from None
     record = store.load(run_id)
-    return run_id, diagnose_run(store, record, run_from_files(store, record))
+    if record.active:
+        found = run_summary(store, record, config)["diagnoses"]
+    else:
+        fresh = [d.to_dict() for d in diagnose_run(store, record, run_from_files(store, record))]
+        found = merged(fresh, record.diagnoses)
+    return run_id, [Diagnosis.from_dict(d) for d in found]
 
 
 def changes_of(what: str, store: RunStore) -> dict | None:
@@ -42,8 +55,7 @@ def changes_of(what: str, store: RunStore) -> dict | None:
 
 def print_diagnoses(what: str, found: list[Diagnosis], as_json: bool, changes: dict | None = None) -> None:
     if as_json:
-        print(json.dumps({"target": what, "diagnoses": [d.to_dict() for d in found], "changes_since_good": changes},
-                         indent=2, default=str))
+        emit({"target": what, "diagnoses": [d.to_dict() for d in found], "changes_since_good": changes})
         return
     if changes:
         print(f"what changed: {changes.get('headline')}\n")
@@ -60,27 +72,33 @@ def print_diagnoses(what: str, found: list[Diagnosis], as_json: bool, changes: d
 
 
 def cmd_advise(args, config: Config, store: RunStore) -> int:
-    recipe = config.recipe(args.recipe)
+    data = advice(config, store, args.recipe, args.gpu, args.gpu_memory)
+    if args.json:
+        emit(data)
+    else:
+        print(f"{data['recipe']} on {data['gpu']}: {data['text']}")
+    return 0
+
+
+def advice(config: Config, store: RunStore, recipe_name: str, gpu_index: int | None = None,
+           gpu_memory: float | None = None) -> dict:
+    """The largest batch of a recipe that fits: on `gpu_memory` GB, else on the GPU's free memory."""
+    recipe = config.recipe(recipe_name)
     available, where = None, ""
-    if args.gpu_memory is not None:
-        if args.gpu_memory <= 0:
-            raise UserError(f"--gpu-memory expects GB > 0, not {args.gpu_memory}.")
-        available, where = args.gpu_memory, f"{args.gpu_memory:g} GB given"
+    if gpu_memory is not None:
+        if gpu_memory <= 0:
+            raise UserError(f"--gpu-memory expects GB > 0, not {gpu_memory}.")
+        available, where = gpu_memory, f"{gpu_memory:g} GB given"
     else:
         from urbanrun.engine.gpu.sources import default_gpu_source
 
         status, gpus, _ = default_gpu_source().snapshot()
         if status.get("available") and gpus:
-            index = args.gpu or 0
+            index = gpu_index or 0
             gpu = next((g for g in gpus if g.get("index") == index), None)
             if gpu is None:
                 raise UserError(f"there is no GPU {index} (GPUs: {', '.join(str(g.get('index')) for g in gpus)}).")
             available, where = (gpu.get("mem_free") or 0) / 1e9, f"GPU {index} {gpu.get('name')}"
         else:
             where = status.get("reason", "no GPU")
-    advice = advise(recipe, store, available)
-    if args.json:
-        print(json.dumps({**advice.to_dict(), "gpu": where}, indent=2))
-    else:
-        print(f"{recipe.name} on {where}: {advice.text}")
-    return 0
+    return {**advise(recipe, store, available).to_dict(), "gpu": where}

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
+from urbanrun.engine.cli.output import emit
 from urbanrun.engine.gpu.smi_format import parse_format, query_csv, table
 from urbanrun.engine.gpu.sources import annotate, default_gpu_source
 from urbanrun.engine.gpu.host import pid_map, run_trees
@@ -22,6 +22,14 @@ def with_runs(reading, store: RunStore):
     return status, gpus, procs
 
 
+def gpu_snapshot(store: RunStore) -> dict:
+    """NVML's status, the GPUs and their processes (with run ids) now, as `gpus --json` prints them."""
+    status, gpus, procs = with_runs(default_gpu_source().snapshot(), store)
+    if not status.get("available"):
+        return {"status": status, "gpus": [], "processes": []}
+    return {"status": status, "gpus": gpus, "processes": procs}
+
+
 def cmd_gpus(args, store: RunStore) -> int:
     if args.format and not args.query_gpu:
         parse_format(args.format)
@@ -34,14 +42,14 @@ def cmd_gpus(args, store: RunStore) -> int:
                 print(status.get("reason", "no NVIDIA GPU found"), file=sys.stderr)
                 return 1
             if args.json:
-                print(json.dumps({"status": status, "gpus": [], "processes": []}, indent=2))
+                emit({"status": status, "gpus": [], "processes": []})
             else:
                 print(f"{status.get('reason', 'no NVIDIA GPU found')}. urbanrun keeps working without GPU panes.")
             return 0
         if args.query_gpu:
             print(query_csv(args.query_gpu, args.format or "csv", status, gpus))
         elif args.json:
-            print(json.dumps({"status": status, "gpus": gpus, "processes": procs}, indent=2))
+            emit({"status": status, "gpus": gpus, "processes": procs})
         else:
             print(table(status, gpus, procs))
         sys.stdout.flush()

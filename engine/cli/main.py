@@ -7,13 +7,16 @@ With no command, urbanrun opens the TUI.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from urbanrun.engine import platform
 from urbanrun.engine.core.config import load_config
-from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.cli.output import emit, error_object
+from urbanrun.engine.core.errors import CommandFailed, UserError
 from urbanrun.engine.runs.store import RunStore
 from urbanrun.engine.runs.supervisor import Supervisor
 from urbanrun.engine.cli.runs import (cmd_import, cmd_kill, cmd_launch, cmd_logs, cmd_ls, cmd_recipes, cmd_show,
@@ -21,8 +24,14 @@ from urbanrun.engine.cli.runs import (cmd_import, cmd_kill, cmd_launch, cmd_logs
 
 
 class _Parser(argparse.ArgumentParser):
+    json_errors = False  # set by main() when --json is on the command line
+
     def error(self, message: str):  # argparse's own errors: one sentence, exit 2
-        self.exit(2, f"urbanrun: {message} (see `{self.prog} --help`).\n")
+        text = f"{message} (see `{self.prog} --help`)."
+        if self.json_errors:
+            print(json.dumps(error_object("bad_input", text)))
+            self.exit(2)
+        self.exit(2, f"urbanrun: {text}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "the advisor's estimate)")
     s.add_argument("--gpus", type=int, metavar="N", help="with --queue: how many GPUs (default 1)")
     s.add_argument("--priority", type=int, default=0, help="with --queue: higher starts first (default 0)")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="an environment variable for the run, over the recipe's env (e.g. from a next action)")
+    s.add_argument("--json", action="store_true", help="the run's record; with --follow, JSON event lines")
 
     s = sub.add_parser("ls", help="list runs")
     s.add_argument("--all", action="store_true", help="every run, not only active and recent ones")
@@ -67,6 +78,27 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="one run's record and log tail")
     s.add_argument("run")
     s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("status", help="a run's progress, ETA, metric, diagnoses, verdict and next actions")
+    s.add_argument("run", help="a run id, a unique prefix or 4-hex tail, or `last`")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("wait", help="block until a run ends, is diagnosed, or reaches a step (exit 3 on timeout)")
+    s.add_argument("run")
+    s.add_argument("--timeout", type=float, default=None, metavar="SECONDS")
+    s.add_argument("--until", default="end", metavar="end|diagnosis|step=N", help="the condition (default end)")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("events", help="runs' events: launched, progress, diagnosis, ended")
+    s.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    s.add_argument("--run", help="only this run (with --follow: until it ends)")
+    s.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    s = sub.add_parser("schema", help="the JSON Schema of a --json output (no NAME: list them)")
+    s.add_argument("name", nargs="?")
+    s.add_argument("--json", action="store_true", help="(the schema is JSON either way; errors become JSON)")
+
+    sub.add_parser("mcp", help="a Model Context Protocol server over stdio, for coding agents (needs urbanrun[agent])")
 
     s = sub.add_parser("kill", help="stop a run's whole process tree")
     s.add_argument("run")
@@ -119,16 +151,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     platform.utf8_stdio()
+    as_json = "--json" in (sys.argv[1:] if argv is None else argv)
+    _Parser.json_errors = as_json
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
     except UserError as exc:
-        print(f"urbanrun: {exc}", file=sys.stderr)
-        return 2
+        return _error(as_json, exc.code, str(exc), 2)
+    except CommandFailed as exc:
+        return _error(as_json, exc.code, str(exc), 1)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `urbanrun logs X | head`
         return 0
+    except Exception as exc:  # a bug of ours: the traceback for a report, and still one JSON error
+        if not as_json:
+            raise
+        traceback.print_exc()
+        return _error(True, "internal_error", f"{type(exc).__name__}: {exc} (a bug in urbanrun; the "
+                      f"traceback is on stderr)", 1)
+
+
+def _error(as_json: bool, code: str, message: str, exit_code: int) -> int:
+    if as_json:
+        print(json.dumps(error_object(code, message)))
+    else:
+        print(f"urbanrun: {message}", file=sys.stderr)
+    return exit_code
 
 
 def _dispatch(args) -> int:
@@ -143,12 +192,42 @@ def _dispatch(args) -> int:
                        headless=args.headless, screenshot=args.screenshot)
     handler = {"launch": cmd_launch, "ls": cmd_ls, "show": cmd_show, "kill": cmd_kill,
                "logs": cmd_logs, "metrics": cmd_metrics, "gpus": cmd_gpus, "import": cmd_import, "doctor": cmd_doctor, "advise": cmd_advise,
-               "scratchpad": cmd_scratchpad,
-               "recipes": cmd_recipes}[args.command]
+               "scratchpad": cmd_scratchpad, "recipes": cmd_recipes, "status": cmd_status, "wait": cmd_wait,
+               "events": cmd_events, "schema": cmd_schema, "mcp": cmd_mcp}[args.command]
     return handler(args, config, store, sup)
 
 
 # -- commands ------------------------------------------------------------------------------------
+def cmd_status(args, config, store, sup) -> int:
+    from urbanrun.engine.cli.agent import cmd_status as run
+
+    return run(args, config, store, sup)
+
+
+def cmd_wait(args, config, store, sup) -> int:
+    from urbanrun.engine.cli.agent import cmd_wait as run
+
+    return run(args, config, store, sup)
+
+
+def cmd_events(args, config, store, sup) -> int:
+    from urbanrun.engine.cli.agent import cmd_events as run
+
+    return run(args, config, store, sup)
+
+
+def cmd_schema(args, config, store, sup) -> int:
+    from urbanrun.engine.cli.agent import cmd_schema as run
+
+    return run(args, config, store, sup)
+
+
+def cmd_mcp(args, config, store, sup) -> int:
+    from urbanrun.engine.cli.mcp_server import cmd_mcp as run
+
+    return run(args, config, store, sup)
+
+
 def cmd_metrics(args, config, store, sup) -> int:
     from urbanrun.engine.cli import metrics as cli_metrics
 
@@ -159,7 +238,7 @@ def cmd_metrics(args, config, store, sup) -> int:
             cli_metrics.print_summary(summary)
         return cli_metrics.follow(sources, args.json)
     if args.json:
-        print_json(summary)
+        emit(summary)
     else:
         cli_metrics.print_summary(summary)
     return 0
@@ -174,7 +253,7 @@ def cmd_scratchpad(args, config, store, sup) -> int:
 def cmd_doctor(args, config, store, sup) -> int:
     from urbanrun.engine.cli.doctor import changes_of, doctor, print_diagnoses
 
-    what, found = doctor(args.target, store)
+    what, found = doctor(args.target, store, config)
     print_diagnoses(what, found, args.json, changes_of(what, store))
     return 0
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
 from pathlib import Path
 
+from urbanrun.engine.cli.output import emit_line
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.metrics.sources import MetricSource, discover, expand_globs, format_of, read_to_end
 from urbanrun.engine.runs.store import METRICS_FILE, RunStore
@@ -110,7 +110,7 @@ def follow(sources: list[MetricSource], as_json: bool, interval: float = 0.5) ->
                 for point in points:
                     if as_json:
                         safe = {k: _num(v) if isinstance(v, float) else v for k, v in point.items()}
-                        print(json.dumps({"source": str(source.path), "point": safe}))
+                        emit_line({"source": str(source.path), "point": safe})
                     else:
                         values = " ".join(f"{k}={_fmt(v)}" for k, v in point.items() if k != "time")
                         print(f"[{source.path.name}] {values}")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import re
 import sys
 import time
 
-from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.cli.output import emit
+from urbanrun.engine.core.errors import CommandFailed, UserError
 from urbanrun.engine.runs.store import RunRecord, RunStore
 from urbanrun.engine.runs.supervisor import Supervisor
 from urbanrun.engine.metrics.follower import FileFollower, last_lines
@@ -20,6 +21,13 @@ def cmd_launch(args, config, store: RunStore, sup: Supervisor) -> int:
         if not eq or not name.strip():
             raise UserError(f"--set expects NAME=VALUE (e.g. --set batch_size=16), not '{item}'.")
         overrides[name.strip()] = value
+    env = {}
+    for item in getattr(args, "env", []):
+        name, eq, value = item.partition("=")
+        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise UserError(f"--env expects NAME=VALUE with a variable name (e.g. --env PYTORCH_CUDA_ALLOC_CONF="
+                            f"expandable_segments:True), not '{item}'.")
+        env[name] = value
     options = {}
     for item in args.opt:
         key, eq, value = item.partition("=")
@@ -35,8 +43,13 @@ def cmd_launch(args, config, store: RunStore, sup: Supervisor) -> int:
 
         values = config.recipe(args.recipe).values_from_text(overrides)
         request = queue_request(config, store, args.recipe, values, args.mem, args.gpus, args.priority)
-    record = sup.launch(args.recipe, overrides, backend=args.backend, options=options, queue_request=request)
+    record = sup.launch(args.recipe, overrides, backend=args.backend, options=options, queue_request=request,
+                        env=env)
     _autolog(config).launched(record)
+    if args.json and args.follow:  # JSON lines only: the run's events until it ends
+        from urbanrun.engine.cli.agent import stream_events
+
+        return stream_events(store, sup, config, record.id, follow=True, as_json=True)
     if args.json:
         print_json(record.to_json(store.run_dir(record.id)))
     else:
@@ -61,7 +74,10 @@ def cmd_ls(args, config, store, sup) -> int:
     for problem in problems:
         print(f"urbanrun: {problem}", file=sys.stderr)
     if args.json:
-        print_json([r.to_json(store.run_dir(r.id)) for r in records])
+        from urbanrun.engine.session.summary import run_summary
+
+        emit({"runs": [{**r.to_json(store.run_dir(r.id)), "summary": run_summary(store, r, config, brief=True)}
+                       for r in records]})
         return 0
     if not records:
         print(f"no runs in {store.root} yet; start one with `urbanrun launch cones`.")
@@ -84,7 +100,9 @@ def cmd_show(args, config, store, sup) -> int:
     record = _refreshed_one(store, sup, args.run)
     run_dir = store.run_dir(record.id)
     if args.json:
-        print_json(record.to_json(run_dir))
+        from urbanrun.engine.session.summary import run_summary
+
+        emit({**record.to_json(run_dir), "summary": run_summary(store, record, config)})
         return 0
     data = record.to_json(run_dir)
     for key in ("id", "recipe", "status", "exit_code", "signal", "error", "pid", "job_id", "unreachable_since",
@@ -114,8 +132,7 @@ def cmd_kill(args, config, store, sup: Supervisor) -> int:
             break
         if time.time() > deadline:
             pids = ", ".join(str(p.pid) for p in survivors) or "the babysitter"
-            print(f"urbanrun: run {run_id} did not stop: still alive: {pids}.", file=sys.stderr)
-            return 1
+            raise CommandFailed(f"run {run_id} did not stop: still alive: {pids}.", code="kill_failed")
         time.sleep(0.1)
     took = time.monotonic() - t0
     if args.json:
@@ -158,12 +175,12 @@ def cmd_import(args, config, store, sup) -> int:
 
 def cmd_recipes(args, config, store, sup) -> int:
     if args.json:
-        print_json({name: {"description": r.description, "command": list(r.command), "cwd": r.cwd,
+        print_json({"recipes": {name: {"description": r.description, "command": list(r.command), "cwd": r.cwd,
                             "params": {p.name: {"type": p.type, "flag": p.flag, "default": p.default,
                                                 "help": p.help, "min": p.min, "max": p.max,
                                                 "choices": list(p.choices) or None}
                                        for p in r.params}}
-                     for name, r in config.recipes.items()})
+                     for name, r in config.recipes.items()}})
         return 0
     print(f"recipes in {config.path}:")
     for name, r in config.recipes.items():
@@ -184,7 +201,10 @@ def refreshed(store: RunStore, sup: Supervisor) -> tuple[list[RunRecord], list[s
 
 
 def _refreshed_one(store: RunStore, sup: Supervisor, ref: str) -> RunRecord:
-    record = store.load(store.resolve(ref))
+    return reconcile_one(store, sup, store.load(store.resolve(ref)))
+
+
+def reconcile_one(store: RunStore, sup: Supervisor, record: RunRecord) -> RunRecord:
     _reconcile(store, sup, record)
     return record
 
@@ -267,5 +287,5 @@ def _write_lines(lines: list[str]) -> None:
         sys.stdout.flush()
 
 
-def print_json(data) -> None:
-    print(json.dumps(data, indent=2, default=str))
+def print_json(data: dict) -> None:
+    emit(data)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from urbanrun.engine.cli.output import emit
 
 from urbanrun.engine.notes import scratchpad
 from urbanrun.engine.notes.autolog import draft_summary, write_summary
@@ -14,7 +14,7 @@ def cmd_scratchpad(args, config, store) -> int:
     if args.action == "show":
         info = scratchpad.show(settings, store)
         if args.json:
-            print(json.dumps(info, indent=2))
+            emit(info)
             return 0
         print(f"today's notes: {info['today']}")
         for key, label in (("coordinator", "coordinator's latest"), ("previous", "your previous notes")):
@@ -38,18 +38,26 @@ def cmd_scratchpad(args, config, store) -> int:
         heading, _, body = text.partition("\n")
         path = scratchpad.today_path(settings)
         scratchpad.append(path, scratchpad.entry(heading, body), title=f"{settings.role} — {path.stem[:10]}")
-        print(json.dumps({"path": str(path)}) if args.json else f"logged to {path}")
+        if args.json:
+            emit({"path": str(path)})
+        else:
+            print(f"logged to {path}")
         return 0
     if args.action == "observe":
         return _observe(args, settings, store)
     records, _ = store.load_all()
     draft = draft_summary(records)
     if not args.yes:
-        print(json.dumps({"draft": draft, "written": False}) if args.json else
-              f"{draft}\n\n(not written: run `urbanrun scratchpad finish --yes` to append it, or edit it in the TUI)")
+        if args.json:
+            emit({"draft": draft, "written": False})
+        else:
+            print(f"{draft}\n\n(not written: run `urbanrun scratchpad finish --yes` to append it, or edit it in the TUI)")
         return 0
     path = write_summary(settings, draft)
-    print(json.dumps({"draft": draft, "written": True, "path": str(path)}) if args.json else f"{draft}\n\nwritten to {path}")
+    if args.json:
+        emit({"draft": draft, "written": True, "path": str(path)})
+    else:
+        print(f"{draft}\n\nwritten to {path}")
     return 0
 
 
@@ -70,5 +78,8 @@ def _observe(args, settings, store) -> int:
             pass  # a run of another machine: the id stays in the text
     AutoLog(settings).note(text, runs)
     path = scratchpad.today_path(settings)
-    print(json.dumps({"path": str(path), "runs": [r.id for r, _ in runs]}) if args.json else f"observed in {path}")
+    if args.json:
+        emit({"path": str(path), "runs": [r.id for r, _ in runs]})
+    else:
+        print(f"observed in {path}")
     return 0

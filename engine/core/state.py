@@ -45,6 +45,7 @@ class RunState:
     gpu_util_samples: int = 0
     host: dict = field(default_factory=dict)  # cpu %, rss, procs of the run's tree
     diagnoses: list = field(default_factory=list)
+    epoch: float | None = None  # the highest epoch any metric point named
     last_output_ts: float = 0.0  # when its log or metrics last grew
     gpu_mem_history: Series = field(default_factory=lambda: Series(cap=4096))  # bytes over wall time
     changes: int = 0  # events that changed this run so far: views redraw a run only when it moved
@@ -172,7 +173,10 @@ def add_points(run: RunState, points, fmt: str = "jsonl", ts: float = 0.0) -> No
     columns: dict[str, tuple[list, list, list] | None] = {}  # name -> steps, times, values (None: skipped)
     for point in points:
         run.points_total += 1
-        step = point.get("step", point.get("epoch"))
+        epoch = point.get("epoch")
+        if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) and (run.epoch is None or epoch > run.epoch):
+            run.epoch = epoch
+        step = point.get("step", epoch)
         step = run.points_total - 1 if not isinstance(step, (int, float)) else step
         when = point.get("time")
         when = ts if not isinstance(when, (int, float)) else when

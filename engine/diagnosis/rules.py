@@ -256,26 +256,29 @@ def _driver_old(lines, params) -> Diagnosis | None:
                       "supports (nvidia-smi shows it; e.g. the cu118 wheels).",))
 
 
-NAN_RE = re.compile(r"NaN loss|loss (?:is|=|:)\s*(?:nan|inf)|non-finite loss|Loss is NaN", re.I)
+NAN_RE = re.compile(r"NaN loss|loss\s*(?:is|=|:)\s*[-+]?(?:nan|inf)\b|non-finite loss|Loss is NaN", re.I)
 
 
 def _nan(lines, params, metrics) -> Diagnosis | None:
+    """NaN/Inf in a loss (log text or any followed loss series): an error. NaN/Inf in another
+    metric only: a warning naming it (an fp16 grad norm may be inf on a skipped step)."""
     hits = _find(lines, NAN_RE)
-    bad_metric = None
-    for name, values in (metrics or {}).items():
-        if "loss" in name.lower() and any(not math.isfinite(v) for v in values):
-            bad_metric = name
-            break
-    if not hits and not bad_metric:
+    bad = [name for name, values in (metrics or {}).items() if any(not math.isfinite(v) for v in values)]
+    bad_loss = [name for name in bad if "loss" in name.lower()]
+    if not hits and not bad:
         return None
     evidence = tuple(_clip(lines[i]) for i in hits[-3:])
-    if bad_metric:
-        evidence += (f"metric '{bad_metric}' has NaN/Inf values",)
+    evidence += tuple(f"metric '{name}' has NaN/Inf values" for name in (bad_loss or bad)[:3])
+    if not hits and not bad_loss:
+        return Diagnosis("nan_metric", "warning", f"Metric '{bad[0]}' became NaN/Inf", evidence,
+                         ("Find where it is computed: a division by zero, log of 0, or an fp16 overflow.",),
+                         {"metrics": bad})
     remedies = ["Lower the learning rate or add warm-up; clip gradients (torch.nn.utils.clip_grad_norm_).",
                 "Look for NaN/Inf in the inputs (features, normalisation by zero)."]
     remedies.insert(1, "With mixed precision, keep the GradScaler (fp16 overflow) or use bf16." if params.get("amp")
                     else "If the model is large, mixed precision with a GradScaler can also expose overflow: check it.")
-    return Diagnosis("nan_loss", "error", "The loss became NaN/Inf", evidence, tuple(remedies))
+    return Diagnosis("nan_loss", "error", "The loss became NaN/Inf" + (f" ({bad_loss[0]})" if bad_loss else ""),
+                     evidence, tuple(remedies), {"metrics": bad_loss})
 
 
 SWALLOWED_RE = re.compile(r"Error during training|Training failed|training failed|Exception (?:occurred|raised) during "

@@ -5,6 +5,7 @@ trends (memory leak, hang, data-loading bound, divergence) every few seconds."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -33,19 +34,61 @@ def read_log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> list[str]:
 def metric_values(run: RunState | None) -> dict[str, list[float]]:
     if run is None:
         return {}
-    return {name: list(series.values) for name, series in run.metrics.items() if "loss" in name.lower()}
+    return {name: list(series.values) for name, series in run.metrics.items()}
+
+
+def output_diagnoses(lines: list[str], run: RunState | None, params: dict, exit_code: int | None = None,
+                     signal: int | None = None, killed_by_user: bool = False) -> list[Diagnosis]:
+    """What a run's output and series show: the rules over its log text and every metric, the
+    loss's divergence, a memory leak. One function for `doctor LOG`, `doctor RUN`, the end of a run
+    and the live check, so they all give the same kinds."""
+    found = diagnose(lines, exit_code, signal, params=params, metrics=metric_values(run),
+                     killed_by_user=killed_by_user)
+    name = loss_name(run) if run is not None else None
+    if name and (d := trends.diverging(list(run.metrics[name].values))):
+        found.append(d)
+    mem = _memory_series(run)
+    if mem is not None and (d := trends.leak(*mem)):
+        found.append(d)
+    return found
 
 
 def diagnose_run(store: RunStore, record: RunRecord, run: RunState | None) -> list[Diagnosis]:
-    lines = read_log_tail(store.log_path(record))
-    found = diagnose(lines, record.exit_code, record.signal, params=record.params, metrics=metric_values(run),
-                     killed_by_user=record.status == "killed")
-    mem = _memory_series(run)
-    if mem is not None:
-        leak = trends.leak(*mem)
-        if leak:
-            found.append(leak)
+    return output_diagnoses(read_log_tail(store.log_path(record)), run, record.params, record.exit_code,
+                            record.signal, killed_by_user=record.status == "killed")
+
+
+def live_diagnoses(record: RunRecord, run: RunState, now: float, gpus: list[dict] = (),
+                   idle_seconds: float | None = None) -> list[Diagnosis]:
+    """A running run's diagnoses: those of its output so far (the last lines kept in `run.log`),
+    and the trends only a live run has (a hang, a data-loading bottleneck)."""
+    found = output_diagnoses(list(run.log), run, record.params)
+    util = _run_gpu_util(run, gpus)
+    if idle_seconds is None:
+        idle_seconds = now - (run.last_output_ts or record.started or now)
+    for d in (trends.hang(idle_seconds, util), trends.input_bound(util, run.host.get("cpu"))):
+        if d:
+            found.append(d)
+    if not any(d.kind == "leak" for d in found):  # with the GPU's capacity, the leak says when it runs out
+        capacity = max((g.get("mem_total") or 0 for g in gpus), default=None) or None
+        mem = _memory_series(run)
+        if mem is not None and (d := trends.leak(*mem[:2], capacity=capacity, steps_per_s=_steps_per_second(run))):
+            found.append(d)
     return found
+
+
+def merged(fresh: list[dict], stored: list[dict]) -> list[dict]:
+    """Diagnoses so far: the fresh ones, then what was found earlier and is not found again (a NaN
+    seen at step 40 stays a fact of the run even when its log has scrolled on)."""
+    kinds = {d.get("kind") for d in fresh}
+    return list(fresh) + [d for d in stored if d.get("kind") not in kinds]
+
+
+def has_new_non_finite(run: RunState, known_kinds) -> bool:
+    """A series whose latest value is NaN/Inf, not yet diagnosed: looked at on every poll (cheap)."""
+    if "nan_loss" in known_kinds:
+        return False
+    return any(s.last is not None and not math.isfinite(s.last) for s in run.metrics.values())
 
 
 def _memory_series(run: RunState | None):
@@ -127,8 +170,8 @@ class RunDoctor:
         """Diagnose a run that just ended (and save its record); returns the diagnoses and, when
         OOM recovery applies, the relaunch to make: {"recipe", "values", "parent", "recovery"}."""
         found = diagnose_run(self.store, record, run)
-        record.diagnoses = [d.to_dict() for d in found]
-        record.diagnosis = headline(found)
+        record.diagnoses = merged([d.to_dict() for d in found], record.diagnoses)
+        record.diagnosis = headline([Diagnosis.from_dict(d) for d in record.diagnoses])
         if any(d.kind == "swallowed_error" for d in found) and record.status == "exited":
             record.status = "failed"
         self.store.save(record)
@@ -147,33 +190,26 @@ class RunDoctor:
         return {"recipe": recipe.name, "values": {**record.params, **change}, "parent": record.id, "recovery": text}
 
     def live(self, records: list[RunRecord], runs: dict[str, RunState], gpus: list[dict], now: float):
-        """(run id, diagnoses) for live runs whose trend diagnoses changed since the last look."""
-        if now < self._next_live:
-            return []
-        self._next_live = now + LIVE_SECONDS
+        """(run id, diagnoses so far) for live runs whose diagnoses changed since the last look, each
+        stored in the run's record. Every few seconds, and at once when a series turns NaN/Inf."""
+        due = now >= self._next_live
+        if due:
+            self._next_live = now + LIVE_SECONDS
         changed = []
         for record in records:
             run = runs.get(record.id)
             if run is None or not record.active:
                 continue
-            found = [d for d in self._trends(record, run, gpus, now) if d]
-            kinds = tuple(sorted(d.kind for d in found))
-            if kinds != self._live_kinds.get(record.id, ()):
+            known = self._live_kinds.get(record.id, ())
+            if not due and not has_new_non_finite(run, known):
+                continue
+            found = merged([d.to_dict() for d in live_diagnoses(record, run, now, gpus)], record.diagnoses)
+            kinds = tuple(sorted(d["kind"] for d in found))
+            if kinds != known:
                 self._live_kinds[record.id] = kinds
-                changed.append((record.id, found))
+                self.store.save_diagnoses(record, found, headline([Diagnosis.from_dict(d) for d in found]))
+                changed.append((record.id, [Diagnosis.from_dict(d) for d in found]))
         return changed
-
-    def _trends(self, record: RunRecord, run: RunState, gpus: list[dict], now: float):
-        util = _run_gpu_util(run, gpus)
-        last = run.last_output_ts or record.started or now
-        name = loss_name(run)
-        capacity = max((g.get("mem_total") or 0 for g in gpus), default=None) or None
-        mem = _memory_series(run)
-        rate = _steps_per_second(run)
-        return [trends.leak(*mem[:2], capacity=capacity, steps_per_s=rate) if mem else None,
-                trends.hang(now - last, util),
-                trends.input_bound(util, run.host.get("cpu")),
-                trends.diverging(list(run.metrics[name].values)) if name else None]
 
 
 def _run_gpu_util(run: RunState, gpus: list[dict]) -> float | None:

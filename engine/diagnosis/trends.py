@@ -64,13 +64,19 @@ def input_bound(gpu_util: float | None, run_cpu_percent: float | None) -> Diagno
                      {"gpu_util": gpu_util, "cpu": run_cpu_percent})
 
 
-def diverging(values, factor: float = 5.0) -> Diagnosis | None:
+def diverging(values, factor: float = 5.0, points: int = 2) -> Diagnosis | None:
+    """The latest `points` finite values all far above the best before them (factor x the best and
+    twice the median so far): 0.41 -> 27 -> 300 warns at 300, while a converging loss's noise does not."""
     finite = [v for v in values if math.isfinite(v)]
-    if len(finite) < 10:
+    if len(finite) <= points:
         return None
-    best = min(finite)
-    last = sum(finite[-3:]) / 3
-    if best <= 0 or last < best * factor or finite.index(best) > len(finite) * 0.9:
+    before, recent = finite[:-points], finite[-points:]
+    best = min(before)
+    usual = float(np.median(before))
+    floor = max(best * factor, usual * 2)
+    if best <= 0 or min(recent) <= floor:
         return None
-    return Diagnosis("diverging", "warning", f"The loss is diverging: {last:.4g} now against a best of {best:.4g}", (),
+    last = recent[-1]
+    return Diagnosis("diverging", "warning", f"The loss is diverging: {last:.4g} now against a best of {best:.4g}",
+                     (f"last {points} values: {', '.join(f'{v:.4g}' for v in recent)}",),
                      ("Lower the learning rate (or lengthen warm-up) and clip gradients.",), {"best": best, "last": last})

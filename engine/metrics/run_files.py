@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 from typing import Callable, Iterator
 
-from urbanrun.engine.core.events import Event, LogLines, MetricPoints, Notice, Progress
+from urbanrun.engine.core.events import Event, LogLines, MetricPoints, Notice, Progress, RunChanged
+from urbanrun.engine.core.state import RunState, State
 from urbanrun.engine.metrics.sources import MetricSource, expand_globs, format_of, until_drained
 from urbanrun.engine.runs.store import LOG_FILE, METRICS_FILE, RunRecord
 from urbanrun.engine.metrics.follower import FileFollower
@@ -138,3 +139,17 @@ def skipped_text(source: MetricSource) -> str:
     if source.skipped:
         parts.append(f"{source.skipped} line(s) over {source.follower.max_line >> 20} MiB skipped")
     return ", ".join(parts)
+
+
+def read_run(run_dir: Path, record: RunRecord, now: float) -> RunState:
+    """A run's state from its files, every byte of each read to the end (for commands without an
+    engine): the same sources and the same reducer the engine uses, so both summarise alike."""
+    state = State()
+    state.apply(RunChanged(ts=now, run=record.to_dict()))
+    sources = RunSources(run_dir, record)
+    try:
+        for events in sources.read_to_end(now):
+            state.apply_all(events)
+    finally:
+        sources.close()
+    return state.runs[record.id]

@@ -65,6 +65,11 @@ class AutoLog:
                          f"after {_fmt(record.steps)} steps; time {_duration(record)}")
         else:
             lines.append(f"- time {_duration(record)}; no loss metric seen")
+        progress = record.summary.get("progress", {})
+        if progress.get("total_epochs") or progress.get("total_steps"):
+            done = [f"{what} {_fmt(progress.get(key))}/{_fmt(progress[total])}" for what, key, total in
+                    (("epoch", "epoch", "total_epochs"), ("step", "step", "total_steps")) if progress.get(total)]
+            lines.append(f"- progress: {', '.join(done)}")
         if record.gpu_mem_peak_mb:
             util = f", mean utilisation {record.gpu_util_mean:.0f}%" if record.gpu_util_mean is not None else ""
             lines.append(f"- GPU: peak {record.gpu_mem_peak_mb / 1024:.1f} GiB{util}")

@@ -82,6 +82,7 @@ class RunRecord:
     loss_best: float | None = None
     loss_last: float | None = None
     steps: float | None = None
+    summary: dict = field(default_factory=dict)  # a finished run's figures (engine/session/summary.py)
     job_id: str | None = None  # the scheduler's id (slurm backend)
     job_name: str | None = None  # the run's named Job Object (Windows), for a later urbanrun to open
     pending_reason: str | None = None  # why the scheduler has not started it (Resources, Priority, …)
@@ -287,6 +288,11 @@ class RunStore:
         except UserError as exc:
             return RunRecord.unreadable(run_id, str(exc))
 
+    def save_diagnoses(self, record: RunRecord, diagnoses: list[dict], headline: str | None) -> None:
+        """Store a run's diagnoses so far (read by every view); only these fields are written."""
+        record.diagnoses, record.diagnosis = list(diagnoses), headline
+        self.save(record)
+
     def ids(self) -> list[str]:
         if not self.root.is_dir():
             return []
@@ -299,19 +305,32 @@ class RunStore:
         return records, [r.error for r in records if r.status == "unreadable"]
 
     def resolve(self, ref: str) -> str:
-        """A full run id from a full id or a unique prefix; bad or unknown refs are UserErrors."""
+        """A full run id from the full id, `last` (the newest run), or a unique prefix or tail
+        (`20261125-1741`, `1a2b`); bad, unknown or ambiguous refs are UserErrors that list candidates."""
         if not ref or not RUN_ID_RE.match(ref) or ".." in ref:
             raise UserError(f"'{ref}' is not a run id (ids look like 20261125-174100-cones-1a2b; no '/' or '..').")
         ids = self.ids()
         if ref in ids:
             return ref
-        matches = [i for i in ids if i.startswith(ref)]
+        if ref == "last":
+            if not ids:
+                raise UserError(f"there is no run in {self.root} yet, so no 'last' run.", code="run_not_found")
+            return max(ids, key=self._created)
+        matches = [i for i in ids if i.startswith(ref) or i.endswith(ref)]
         if len(matches) == 1:
             return matches[0]
         if not matches:
-            raise UserError(f"no run '{ref}' in {self.root}; `urbanrun ls --all` lists the runs.")
-        shown = ", ".join(matches[:5]) + (", …" if len(matches) > 5 else "")
-        raise UserError(f"'{ref}' matches {len(matches)} runs ({shown}); give more of the id.")
+            raise UserError(f"no run '{ref}' in {self.root}; `urbanrun ls --all` lists the runs.", code="run_not_found")
+        shown = ", ".join(matches[:8]) + (f", … ({len(matches) - 8} more)" if len(matches) > 8 else "")
+        raise UserError(f"'{ref}' matches {len(matches)} runs: {shown}; give more of the id (or its 4-hex tail).",
+                        code="ambiguous_run")
+
+    def _created(self, run_id: str) -> tuple:
+        """Sort key for `last`: the record's creation time, the id (its timestamp) to break ties."""
+        try:
+            return (self.load(run_id).created or 0.0, run_id)
+        except UserError:
+            return (0.0, run_id)
 
     def log_path(self, record: RunRecord) -> Path:
         return Path(record.log_path) if record.log_path else self.run_dir(record.id) / LOG_FILE

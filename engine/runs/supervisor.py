@@ -38,12 +38,14 @@ class Supervisor:
     # -- launch --------------------------------------------------------------------------------
     def launch(self, recipe_name: str, overrides: dict[str, str] | None = None,
                values: dict[str, Any] | None = None, backend: str | None = None,
-               options: dict[str, str] | None = None, queue_request: dict | None = None) -> RunRecord:
+               options: dict[str, str] | None = None, queue_request: dict | None = None,
+               env: dict[str, str] | None = None) -> RunRecord:
         """Start a run. `overrides` are texts (`--set name=value`); `values` are typed (the form);
         `backend` local | torchrun | slurm (default: the recipe's) with its `options`; with a
         `queue_request` ({"mem_gb", "gpus", "priority", "exclusive", "max_per_gpu"}) the run waits in
-        the GPU-aware queue until GPUs with that memory are free. Everything is checked before
-        anything is written."""
+        the GPU-aware queue until GPUs with that memory are free; `env`: variables over the recipe's
+        env (a next action's, e.g. PYTORCH_CUDA_ALLOC_CONF). Everything is checked before anything
+        is written."""
         recipe = self.config.recipe(recipe_name)
         backend = backend or recipe.backend
         if backend not in BACKENDS:
@@ -69,6 +71,7 @@ class Supervisor:
             raise UserError(f"recipe '{recipe.name}': program '{argv[0]}' was not found (cwd {cwd}); "
                             f"fix `command` in {self.config.path}.")
         env_overrides = {k: expand(v, ctx, where=f"recipes.{recipe.name}.env") for k, v in recipe.env.items()}
+        env_overrides.update(env or {})
         opts: dict = {}
         if backend == "torchrun":
             opts = torchrun.options(self.config.backends.get("torchrun", {}),

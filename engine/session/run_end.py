@@ -1,44 +1,34 @@
 """What happens when a run ends, whoever notices it (the TUI's engine, or a CLI command that
-reconciles): its loss summary and GPU figures go into its record, it is diagnosed, and the
-scratchpad gets its end entry. Returns the diagnoses and an OOM relaunch plan, if any."""
+reconciles): its summary figures (progress, loss, GPU) go into its record, it is diagnosed, and
+the scratchpad gets its end entry. Returns the diagnoses and an OOM relaunch plan, if any."""
 
 from __future__ import annotations
 
 import math
 import time
 
-from urbanrun.engine.core.events import RunChanged
-from urbanrun.engine.core.state import RunState, State, loss_name
+from urbanrun.engine.core.state import RunState
 from urbanrun.engine.diagnosis import changes
 from urbanrun.engine.diagnosis.run_doctor import RunDoctor, read_log_tail
-from urbanrun.engine.metrics.run_files import RunSources
+from urbanrun.engine.metrics.run_files import read_run
 from urbanrun.engine.notes.autolog import AutoLog
 from urbanrun.engine.runs.store import RunRecord, RunStore
+from urbanrun.engine.session.summary import figures_of, stored_figures
 
 
 def run_from_files(store: RunStore, record: RunRecord) -> RunState:
-    """A run's state from its files, every byte of each read to the end (for commands without an
-    engine): the same sources and the same reducer the engine uses, so both summarise alike."""
-    now = time.time()
-    state = State()
-    state.apply(RunChanged(ts=now, run=record.to_dict()))
-    sources = RunSources(store.run_dir(record.id), record)
-    try:
-        for events in sources.read_to_end(now):
-            state.apply_all(events)
-    finally:
-        sources.close()
-    return state.runs[record.id]
+    """A run's state from its files, read to the end (for commands without an engine)."""
+    return read_run(store.run_dir(record.id), record, time.time())
 
 
 def finish_run(record: RunRecord, run: RunState | None, doctor: RunDoctor, autolog: AutoLog | None):
     if run is not None:
-        name = loss_name(run)
-        series = run.metrics.get(name) if name else None
-        if series is not None and series.count:
-            record.loss_name, record.steps = name, series.last_step
-            record.loss_best = series.best
-            record.loss_last = series.last if math.isfinite(series.last) else None
+        figures = figures_of(record, run, record.ended or time.time())
+        record.summary = stored_figures(figures)
+        metric = figures["metric"]
+        if metric is not None:
+            record.loss_name, record.steps, record.loss_best = metric["name"], metric["last_step"], metric["best"]
+            record.loss_last = metric["last"] if math.isfinite(metric["last"]) else None
         if run.gpu_mem_peak:
             record.gpu_mem_peak_mb = round(run.gpu_mem_peak / 2 ** 20, 1)
             record.gpu_util_mean = None if run.gpu_util_mean is None else round(run.gpu_util_mean, 1)

@@ -1,0 +1,51 @@
+"""How the CLI prints for programs: every --json object carries `schema_version` (the version of
+the JSON Schemas in engine/cli/schemas/, `urbanrun schema NAME`), numbers are JSON-safe (NaN and
+infinities as the strings "nan", "inf", "-inf"; whole-number steps as integers), errors are one
+`{"error": {"code", "message"}}` object on stdout."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+SCHEMA_VERSION = 1
+WHOLE_KEYS = frozenset({"step", "last_step", "best_step", "first_step", "min_step", "total_steps", "steps", "epoch",
+                        "total_epochs"})
+
+
+def plain(value, key: str | None = None):
+    """A JSON-safe copy: non-finite floats as strings, whole steps and epochs as integers."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "nan" if value != value else ("inf" if value > 0 else "-inf")
+        if key in WHOLE_KEYS and value.is_integer():
+            return int(value)
+        return value
+    if isinstance(value, dict):
+        return {str(k): plain(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+def versioned(data: dict) -> dict:
+    return {"schema_version": SCHEMA_VERSION, **plain(data)}
+
+
+def emit(data: dict) -> None:
+    """One JSON document (indented) on stdout."""
+    print(json.dumps(versioned(data), indent=2))
+    sys.stdout.flush()
+
+
+def emit_line(data: dict) -> None:
+    """One JSON object on one line (streams: events, followed metrics)."""
+    print(json.dumps(versioned(data), separators=(",", ":")))
+    sys.stdout.flush()
+
+
+def error_object(code: str, message: str) -> dict:
+    return versioned({"error": {"code": code, "message": message}})

@@ -1,0 +1,98 @@
+"""`urbanrun mcp`, driven by the MCP SDK's own client over stdio: launch the demo, wait, read its
+metrics, diagnose a failing recipe and relaunch it with the remedy, kill a long run, and get
+error results (never a crash) for bad input. Every structured result is checked against the
+tool's published output schema, which is the CLI's."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import jsonschema
+import pytest
+
+from conftest import ROOT
+from urbanrun.engine.cli.contract import load_schema
+from urbanrun.engine.cli.mcp_server import TOOL_SCHEMAS
+
+mcp = pytest.importorskip("mcp")
+from mcp import Client  # noqa: E402
+from mcp.client.stdio import StdioServerParameters  # noqa: E402
+
+
+def server(workspace) -> Client:
+    env = {"URBANRUN_CONE_CACHE": os.environ["URBANRUN_CONE_CACHE"],
+           "URBANRUN_GPU_RECORDING": str(ROOT / "tests" / "fixtures" / "gpus" / "rtx3090_1gpu.jsonl")}
+    return Client(StdioServerParameters(command=sys.executable, args=["-m", "urbanrun.engine.cli", "mcp"],
+                                        cwd=str(workspace), env=env), read_timeout_seconds=180)
+
+
+async def call(client: Client, tool: str, **arguments) -> dict:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, result.content
+    data = result.structured_content
+    jsonschema.validate(data, load_schema(TOOL_SCHEMAS[tool]), cls=jsonschema.Draft202012Validator)
+    return data
+
+
+async def error(client: Client, tool: str, **arguments) -> str:
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error and result.structured_content is None
+    return result.content[0].text
+
+
+async def test_the_training_runner_loop_over_mcp(workspace):
+    async with server(workspace) as client:
+        listed = (await client.list_tools()).tools
+        assert {t.name for t in listed} == set(TOOL_SCHEMAS)
+        for tool in listed:
+            assert tool.output_schema == load_schema(TOOL_SCHEMAS[tool.name]) and tool.description
+        assert (await call(client, "list_runs"))["runs"] == []
+
+        run = await call(client, "launch_run", recipe="cones", params={"epochs": 2, "cones": 8})
+        assert run["params"]["epochs"] == 2 and run["status"] in ("starting", "running")
+        done = await call(client, "wait_run", run=run["id"][-4:], until="end", timeout=120)
+        assert done["wait"]["outcome"] == "met" and done["verdict"] == "ended-ok"
+        metrics = await call(client, "run_metrics", run="last", names=["loss"], max_points=4)
+        assert set(metrics["series"]) == {"loss"} and len(metrics["series"]["loss"]["values"]) <= 4
+        assert metrics["summary"]["metric"] == done["metric"]
+        logs = await call(client, "run_logs", run=run["id"], lines=5, search=r"Train Loss")
+        assert [line["text"][:10] for line in logs["lines"]] == ["Epoch 1/2 ", "Epoch 2/2 "]
+
+        failed = await call(client, "launch_run", recipe="fake_oom", params={"batch_size": 32})
+        await call(client, "wait_run", run=failed["id"], timeout=60)
+        diagnosed = await call(client, "diagnose_run", run=failed["id"])
+        assert diagnosed["diagnoses"][0]["kind"] == "cuda_oom"
+        status = await call(client, "run_status", run=failed["id"])
+        assert status["verdict"] == "ended-failed"
+        remedy = next(a for a in status["next_actions"] if a["kind"] == "relaunch")
+        assert remedy["set"] == {"batch_size": 16}
+        retry = await call(client, "launch_run", recipe=remedy["recipe"], params=remedy["set"], env=remedy["env"])
+        assert retry["params"]["batch_size"] == 16
+
+        long = await call(client, "launch_run", recipe="long_sleep")
+        killed = await call(client, "kill_run", run=long["id"])
+        assert killed["status"] == "killed"
+
+        await call(client, "scratchpad_log", text="relaunched fake_oom with batch_size=16\nafter a CUDA OOM")
+        notes = await call(client, "scratchpad_read")
+        assert "relaunched fake_oom with batch_size=16" in open(notes["today"]).read()
+        advice = await call(client, "advise_batch", recipe="cones", gpu_memory_gb=24)
+        assert advice["gpu"] == "24 GB given" and advice["text"]
+        assert (await call(client, "gpus"))["gpus"][0]["name"]
+        assert len((await call(client, "list_runs", all=True))["runs"]) == 4
+
+
+async def test_bad_input_is_an_error_result_and_the_server_goes_on(workspace):
+    async with server(workspace) as client:
+        assert "run_not_found" in await error(client, "run_status", run="20990101-nosuchrun")
+        assert "unknown recipe" in await error(client, "launch_run", recipe="rm -rf /")
+        assert "has no parameter 'command'" in await error(client, "launch_run", recipe="cones",
+                                                            params={"command": "sh"})
+        assert "at least 1" in await error(client, "launch_run", recipe="cones", params={"epochs": 0})
+        assert "not an environment variable" in await error(client, "launch_run", recipe="cones",
+                                                           env={"A B": "x"})
+        assert "--until expects" in await error(client, "wait_run", run="last", until="forever")
+        assert "not a run id" in await error(client, "run_logs", run="../etc")
+        assert "not a valid regular expression" in await error(client, "run_logs", run="x", search="(")
+        assert (await call(client, "list_runs"))["runs"] == []  # still answering
