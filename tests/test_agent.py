@@ -243,3 +243,26 @@ def test_events_follow_picks_up_runs_launched_later(workspace):
     finally:
         proc.terminate()
         proc.wait()
+
+
+def test_eta_comes_from_a_smoothed_rate_of_the_runs_own_step_times(tmp_path):
+    from urbanrun.engine.session.summary import run_summary
+
+    store = RunStore(tmp_path)
+    record = RunRecord(id="20261125-174100-cones-a2db", recipe="cones", argv=["x"], cwd=".", status="running",
+                       started=1000.0, params={"epochs": 5, "max_steps": 100})
+    store.create(record)
+    times = [1000.0 + 0.5 * i for i in range(1, 41)]
+    times[20:] = [t + 5.0 for t in times[20:]]  # one slow step (a checkpoint) among 0.5 s steps
+    with open(store.run_dir(record.id) / "metrics.jsonl", "w") as fh:
+        for step, t in enumerate(times, 1):
+            fh.write(json.dumps({"step": step, "epoch": 1 + step // 20, "time": t, "loss": 1.0 / step}) + "\n")
+    summary = run_summary(store, store.load(record.id), None, now=times[-1] + 0.1, save=False)
+    p = summary["progress"]
+    assert p["step"] == 40 and p["total_steps"] == 100 and p["fraction"] == 0.4 and p["epoch"] == 3
+    assert p["steps_per_second"] == pytest.approx(2.0, rel=0.01)  # the slow step has faded from the EMA
+    assert p["eta_seconds"] == pytest.approx(60 / p["steps_per_second"], rel=0.01)
+    average = 40 / (times[-1] - 1000.0)
+    assert abs(p["steps_per_second"] - 2.0) < abs(average - 2.0)  # closer to the pace now than the average
+    assert summary["metric"] == {"name": "loss", "last": 1 / 40, "last_step": 40.0, "best": 1 / 40,
+                                 "best_step": 40.0}

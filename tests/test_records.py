@@ -108,7 +108,7 @@ def test_a_malformed_record_is_that_runs_unreadable_state(workspace, body, reaso
     assert proc.returncode == 0, proc.stderr
     assert GOOD_ID in proc.stdout and BAD_ID in proc.stdout
     assert "unreadable" in proc.stdout and reason in proc.stderr
-    listed = {r["id"]: r for r in cli_json("ls", "--all", cwd=workspace)}
+    listed = {r["id"]: r for r in cli_json("ls", "--all", cwd=workspace)["runs"]}
     assert listed[GOOD_ID]["status"] == "exited"
     assert listed[BAD_ID]["status"] == "unreadable" and reason in listed[BAD_ID]["error"]
     for command in ("show", "kill"):
@@ -136,7 +136,7 @@ def test_a_malformed_exit_status_is_that_runs_unreadable_state(workspace, exit_s
     _good_run(workspace)
     run_dir = _write_record(workspace, BASE + 'status = "running"\npid = 1\npid_create_time = 1.0\nstarted = 1.0\n')
     (run_dir / "exit_status.json").write_text(exit_status)
-    listed = {r["id"]: r for r in cli_json("ls", "--all", cwd=workspace)}
+    listed = {r["id"]: r for r in cli_json("ls", "--all", cwd=workspace)["runs"]}
     assert listed[GOOD_ID]["status"] == "exited"
     assert listed[BAD_ID]["status"] == "unreadable" and reason in listed[BAD_ID]["error"]
     assert (run_dir / "exit_status.json").read_text() == exit_status  # the evidence is kept

@@ -40,15 +40,9 @@ class Tools:
 
     def list_runs(self, all: bool = False) -> dict:
         """Runs (active and the 20 most recent; all=true: every run), each with its summary."""
-        from urbanrun.engine.cli.runs import refreshed
-        from urbanrun.engine.session.summary import run_summary
+        from urbanrun.engine.cli.runs import listed, runs_with_summaries
 
-        records, _ = refreshed(self.store, self.sup)
-        if not all:
-            records = [r for r in records if r.active] + [r for r in records if not r.active][-20:]
-            records.sort(key=lambda r: r.id)
-        return {"runs": [{**r.to_json(self.store.run_dir(r.id)),
-                          "summary": run_summary(self.store, r, self.config, brief=True)} for r in records]}
+        return runs_with_summaries(self.store, self.config, listed(self.store, self.sup, all)[0])
 
     def run_status(self, run: str) -> dict:
         """A run's progress, ETA, primary metric, GPU peak, diagnoses, verdict and next actions."""
@@ -87,20 +81,10 @@ class Tools:
 
     def kill_run(self, run: str, force: bool = False) -> dict:
         """Stop a run's whole process tree (SIGTERM, grace, SIGKILL); returns its final record."""
-        import time
-
-        from urbanrun.engine.cli.runs import _autolog, reconcile_one
+        from urbanrun.engine.cli.runs import kill_and_wait
 
         run_id = self.store.resolve(run)
-        record = self.sup.request_kill(run_id, None, force)
-        _autolog(self.config).killed(record)
-        deadline = (record.kill_deadline or time.time()) + 30
-        while record.active or self.sup.survivors(record):
-            if time.time() > deadline:
-                raise CommandFailed(f"run {run_id} did not stop.", code="kill_failed")
-            time.sleep(0.1)
-            record = reconcile_one(self.store, self.sup, self.store.load(run_id))
-        return record.to_json(self.store.run_dir(run_id))
+        return kill_and_wait(self.store, self.sup, self.config, run_id, force=force).to_json(self.store.run_dir(run_id))
 
     def run_logs(self, run: str, lines: int = 100, search: str | None = None) -> dict:
         """The last `lines` lines of a run's output, or with `search` (a regular expression, case
@@ -169,16 +153,11 @@ class Tools:
         return gpu_snapshot(self.store)
 
     def scratchpad_log(self, text: str) -> dict:
-        """Append a dated entry to today's scratchpad (what was done and why)."""
+        """Append a dated entry to today's scratchpad (what was done and why; the first line is its heading)."""
+        from urbanrun.engine.cli.scratchpad import log_entry
         from urbanrun.engine.notes import scratchpad
 
-        if not text.strip():
-            raise UserError("text is empty: say what was done.")
-        settings = scratchpad.settings_from(self.config)
-        path = scratchpad.today_path(settings)
-        heading, _, body = text.strip().partition("\n")
-        scratchpad.append(path, scratchpad.entry(heading, body), title=f"{settings.role} — {path.stem[:10]}")
-        return {"path": str(path)}
+        return {"path": str(log_entry(scratchpad.settings_from(self.config), text))}
 
     def scratchpad_read(self) -> dict:
         """Today's scratchpad path, the coordinator's and your previous notes, open runs, unresolved items."""

@@ -66,18 +66,11 @@ def cmd_launch(args, config, store: RunStore, sup: Supervisor) -> int:
 
 
 def cmd_ls(args, config, store, sup) -> int:
-    records, problems = refreshed(store, sup)
-    if not args.all:
-        active = [r for r in records if r.active]
-        recent = [r for r in records if not r.active][-20:]
-        records = sorted(active + recent, key=lambda r: r.id)
+    records, problems = listed(store, sup, args.all)
     for problem in problems:
         print(f"urbanrun: {problem}", file=sys.stderr)
     if args.json:
-        from urbanrun.engine.session.summary import run_summary
-
-        emit({"runs": [{**r.to_json(store.run_dir(r.id)), "summary": run_summary(store, r, config, brief=True)}
-                       for r in records]})
+        emit(runs_with_summaries(store, config, records))
         return 0
     if not records:
         print(f"no runs in {store.root} yet; start one with `urbanrun launch cones`.")
@@ -112,6 +105,12 @@ def cmd_show(args, config, store, sup) -> int:
     print(f"{'argv':<11} {' '.join(record.argv)}")
     if record.changed:
         print(f"{'changed':<11} " + ", ".join(f"{k}={v}" for k, v in record.changed.items()))
+    if record.status != "unreadable":
+        from urbanrun.engine.cli.agent import print_status
+        from urbanrun.engine.session.summary import run_summary
+
+        print("── summary ──")
+        print_status(run_summary(store, record, config))
     log = store.log_path(record)
     if log.exists():
         print("── last lines of output.log ──")
@@ -122,24 +121,31 @@ def cmd_show(args, config, store, sup) -> int:
 def cmd_kill(args, config, store, sup: Supervisor) -> int:
     run_id = store.resolve(args.run)
     t0 = time.monotonic()
-    record = sup.request_kill(run_id, args.grace, args.force)
-    _autolog(config).killed(record)
-    deadline = (record.kill_deadline or time.time()) + 30
-    while True:
-        _reconcile(store, sup, record)
-        survivors = sup.survivors(record)
-        if not record.active and not survivors:
-            break
-        if time.time() > deadline:
-            pids = ", ".join(str(p.pid) for p in survivors) or "the babysitter"
-            raise CommandFailed(f"run {run_id} did not stop: still alive: {pids}.", code="kill_failed")
-        time.sleep(0.1)
+    record = kill_and_wait(store, sup, config, run_id, args.grace, args.force)
     took = time.monotonic() - t0
     if args.json:
         print_json(record.to_json(store.run_dir(run_id)))
     else:
         print(f"killed {run_id} ({exit_text(record)}) in {took:.1f}s; no process of its tree is left.")
     return 0
+
+
+def kill_and_wait(store: RunStore, sup: Supervisor, config, run_id: str, grace: float | None = None,
+                  force: bool = False) -> RunRecord:
+    """Stop a run and return its record once no process of its tree is left (CommandFailed if
+    some still are 30 s after the grace period)."""
+    record = sup.request_kill(run_id, grace, force)
+    _autolog(config).killed(record)
+    deadline = (record.kill_deadline or time.time()) + 30
+    while True:
+        _reconcile(store, sup, record)
+        survivors = sup.survivors(record)
+        if not record.active and not survivors:
+            return record
+        if time.time() > deadline:
+            pids = ", ".join(str(p.pid) for p in survivors) or "the babysitter"
+            raise CommandFailed(f"run {run_id} did not stop: still alive: {pids}.", code="kill_failed")
+        time.sleep(0.1)
 
 
 def cmd_logs(args, config, store, sup) -> int:
@@ -192,6 +198,24 @@ def cmd_recipes(args, config, store, sup) -> int:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+def listed(store: RunStore, sup: Supervisor, everything: bool) -> tuple[list[RunRecord], list[str]]:
+    """The runs `ls` shows: the active ones and the 20 most recent (or every run)."""
+    records, problems = refreshed(store, sup)
+    if not everything:
+        active = [r for r in records if r.active]
+        recent = [r for r in records if not r.active][-20:]
+        records = sorted(active + recent, key=lambda r: r.id)
+    return records, problems
+
+
+def runs_with_summaries(store: RunStore, config, records: list[RunRecord]) -> dict:
+    """`ls --json`: each run's record with its summary (a finished run's stored figures)."""
+    from urbanrun.engine.session.summary import run_summary
+
+    return {"runs": [{**r.to_json(store.run_dir(r.id)), "summary": run_summary(store, r, config, brief=True)}
+                     for r in records]}
+
+
 def refreshed(store: RunStore, sup: Supervisor) -> tuple[list[RunRecord], list[str]]:
     """All records, the active ones reconciled with their processes first."""
     records, problems = store.load_all()

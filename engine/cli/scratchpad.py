@@ -32,12 +32,7 @@ def cmd_scratchpad(args, config, store) -> int:
                 print(f"  {line}")
         return 0
     if args.action == "log":
-        text = " ".join(args.text).strip()
-        if not text:
-            raise UserError('scratchpad log needs the text to write, e.g. urbanrun scratchpad log "data loader fixed".')
-        heading, _, body = text.partition("\n")
-        path = scratchpad.today_path(settings)
-        scratchpad.append(path, scratchpad.entry(heading, body), title=f"{settings.role} — {path.stem[:10]}")
+        path = log_entry(settings, " ".join(args.text))
         if args.json:
             emit({"path": str(path)})
         else:
@@ -83,3 +78,14 @@ def _observe(args, settings, store) -> int:
     else:
         print(f"observed in {path}")
     return 0
+
+
+def log_entry(settings, text: str):
+    """Append a dated entry (its first line the heading) to today's scratchpad; returns the file."""
+    text = text.strip()
+    if not text:
+        raise UserError('scratchpad log needs the text to write, e.g. urbanrun scratchpad log "data loader fixed".')
+    heading, _, body = text.partition("\n")
+    path = scratchpad.today_path(settings)
+    scratchpad.append(path, scratchpad.entry(heading, body), title=f"{settings.role} — {path.stem[:10]}")
+    return path

@@ -86,7 +86,7 @@ def merged(fresh: list[dict], stored: list[dict]) -> list[dict]:
 
 def has_new_non_finite(run: RunState, known_kinds) -> bool:
     """A series whose latest value is NaN/Inf, not yet diagnosed: looked at on every poll (cheap)."""
-    if "nan_loss" in known_kinds:
+    if "nan_loss" in known_kinds or "nan_metric" in known_kinds:
         return False
     return any(s.last is not None and not math.isfinite(s.last) for s in run.metrics.values())
 

@@ -24,7 +24,7 @@ from urbanrun.engine.metrics.run_files import read_run
 from urbanrun.engine.runs.store import METRICS_FILE, RunRecord, RunStore, iso
 
 RATE_POINTS = 200  # the recent intervals the rate is smoothed over
-RATE_SMOOTHING = 0.9  # EMA weight on seconds per step (TensorBoard's debiased EMA)
+RATE_SMOOTHING = 0.7  # EMA weight on seconds per step (debiased, as TensorBoard; tqdm smooths as much)
 VERDICTS = ("running-healthy", "running-sick", "ended-ok", "ended-failed")
 
 
