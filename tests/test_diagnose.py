@@ -74,6 +74,26 @@ def test_the_traceback_rule_points_at_the_users_frame():
     assert "site-packages" not in d.facts["file"]
 
 
+@pytest.mark.parametrize("name, user_file, line, exception", [
+    ("shape_mismatch_windows", r"C:\Users\wim\UrbanRepML\scripts\shape_mismatch.py", 5, "RuntimeError: mat1 and mat2"),
+    ("bad_config_windows", r"C:\Users\wim\UrbanRepML\scripts\bad_config.py", 5, "json.decoder.JSONDecodeError"),
+    ("bad_config", None, 5, "json.decoder.JSONDecodeError"),
+])
+def test_windows_library_frames_are_not_the_users(name, user_file, line, exception):
+    """Windows prints C:\\...\\Lib\\site-packages\\torch\\... and its stdlib under ...\\Lib\\, with CRLF
+    line ends: the deepest frame of the user's own code is still the one named, read as the doctor
+    reads a log (splitlines) and as the live follower does (split on LF, the CR kept)."""
+    raw = (ERRORS / f"{name}.log").read_bytes()
+    assert (b"\r\n" in raw) == name.endswith("_windows")
+    status = json.loads((ERRORS / f"{name}.json").read_text())
+    text = raw.decode("utf-8")
+    for lines in (text.splitlines(), text.split("\n")):
+        d = diagnose(lines, status["exit_code"], status["signal"])[0]
+        assert d.summary.startswith(exception)
+        assert d.facts["file"] == user_file or (user_file is None and d.facts["file"].endswith("/bad_config.py"))
+        assert d.facts["line"] == line and "\r" not in "".join(d.evidence)
+
+
 @pytest.mark.parametrize("log, code", [(ERRORS / "clean_run.log", 0), (FIX / "logs" / "cones_demo_output.log", 0)])
 def test_no_false_alarm_on_clean_runs(log, code):
     assert diagnose(log.read_text().splitlines(), code, None) == []

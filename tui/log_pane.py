@@ -9,16 +9,10 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from urbanrun.engine.core.state import RunState
+from urbanrun.engine.core.text import last_frame
 
 ERROR_RE = re.compile(r"Traceback \(most recent call last\)|^\s*File \"|Error\b|Exception\b|^\s*raise\b|CUDA error|"
                       r"Killed|out of memory", re.I)
-
-
-def last_frame(line: str) -> str:
-    if "\r" not in line:
-        return line
-    frames = [f for f in line.split("\r") if f.strip()]
-    return frames[-1] if frames else ""
 
 
 class LogPane(RichLog):

@@ -8,6 +8,7 @@ import time
 
 from urbanrun.engine.cli.output import emit
 from urbanrun.engine.core.errors import CommandFailed, UserError
+from urbanrun.engine.core.text import last_frame
 from urbanrun.engine.runs.store import RunRecord, RunStore
 from urbanrun.engine.runs.supervisor import Supervisor
 from urbanrun.engine.metrics.follower import FileFollower, last_lines
@@ -299,15 +300,9 @@ def _runtime(r: RunRecord) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def _last_frame(line: str) -> str:
-    """A tqdm line holds many frames separated by carriage returns: show the last non-empty one."""
-    frames = [f for f in line.split("\r") if f.strip()]
-    return frames[-1] if frames else ""
-
-
 def _write_lines(lines: list[str]) -> None:
     if lines:
-        sys.stdout.write("".join(_last_frame(line) + "\n" for line in lines))
+        sys.stdout.write("".join(last_frame(line) + "\n" for line in lines))
         sys.stdout.flush()
 
 

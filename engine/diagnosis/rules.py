@@ -11,12 +11,23 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 
+from urbanrun.engine.core.text import last_frame
+
 UNITS = {"B": 1, "KiB": 2 ** 10, "MiB": 2 ** 20, "GiB": 2 ** 30, "TiB": 2 ** 40}
 SIZE = r"([\d.]+ ?(?:[KMGT]i)?B)"
 TRACEBACK = "Traceback (most recent call last):"
-FRAME_RE = re.compile(r'^\s*File "([^"]+)", line (\d+), in (.+)$')
+FRAME_RE = re.compile(r'^\s*File "([^"]+)", line (\d+), in (.+?)\s*$')  # \s*: a Windows log's \r
 EXCEPTION_RE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit|Warning)|[A-Za-z_][\w.]*\.\w+Error)(?::\s?(.*))?$")
-LIBRARY_PATHS = ("site-packages", "dist-packages", "/lib/python3", "<frozen", "/usr/lib/python")
+# Frames of installed libraries and the standard library, as POSIX and Windows print them:
+# .../lib/python3.11/..., C:\Users\me\miniconda3\envs\x\Lib\site-packages\torch\..., the
+# Windows stdlib C:\Python311\Lib\json\... (Windows spells its stdlib folder `Lib`), an embedded
+# python311.zip, <frozen runpy>.
+LIBRARY_RE = re.compile(r"(?i:site-packages|dist-packages)|/lib/python3|/usr/lib/python|<frozen|\\Lib\\|"
+                        r"(?i:[/\\]python3\d*\.zip[/\\])")
+
+
+def is_library_frame(path: str) -> bool:
+    return LIBRARY_RE.search(path) is not None
 
 
 @dataclass(frozen=True)
@@ -312,7 +323,7 @@ def last_traceback(lines: list[str]) -> tuple[str | None, tuple[str, int, str] |
         elif EXCEPTION_RE.match(line.strip()):
             exception = line.strip()
             break
-    user = [f for f in frames if not any(p in f[0] for p in LIBRARY_PATHS)]
+    user = [f for f in frames if not is_library_frame(f[0])]
     return exception, (user[-1] if user else (frames[-1] if frames else None)), block
 
 
@@ -365,7 +376,7 @@ def diagnose(lines: list[str], exit_code: int | None = None, signal: int | None 
              killed_by_user: bool = False) -> list[Diagnosis]:
     """Every diagnosis the output supports, most specific first."""
     params = params or {}
-    lines = [line.rsplit("\r", 1)[-1] if "\r" in line else line for line in lines]
+    lines = [last_frame(line) for line in lines]  # tqdm redraws, and Windows' CRLF line ends
     found = [d for rule in TEXT_RULES if (d := rule(lines, params))]
     for extra in (_nan(lines, params, metrics), _swallowed(lines, params, exit_code)):
         if extra:

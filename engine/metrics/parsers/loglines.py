@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 import re
 
+from urbanrun.engine.core.text import last_frame
+
 NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?)"
 _END = r"(?=$|[\s;|)\]}]|,\s|,$)"
 TORCHRUN_PREFIX = re.compile(r"^\[default(\d+)\]:(?:\[rank\d+\]:\s?)?")
@@ -73,11 +75,7 @@ class LogLineParser:
         """Points, and the latest progress seen per unit ({"epoch": {...}, "batch": {...}}) or None."""
         points, progress = [], {}
         for raw in lines:
-            line = raw.rsplit("\r", 1)[-1] if "\r" in raw else raw
-            if not line.strip() and "\r" in raw:  # a tqdm line ending in \r: use its last frame
-                frames = [f for f in raw.split("\r") if f.strip()]
-                line = frames[-1] if frames else ""
-            point, prog = self.parse_line(line)
+            point, prog = self.parse_line(last_frame(raw))
             if point:
                 points.append(point)
             if prog:
