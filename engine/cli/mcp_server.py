@@ -80,7 +80,7 @@ class Tools:
         return record.to_json(self.store.run_dir(record.id))
 
     def kill_run(self, run: str, force: bool = False) -> dict:
-        """Stop a run's whole process tree (SIGTERM, grace, SIGKILL); returns its final record."""
+        """Stop a run's whole process tree (a graceful stop, the grace period, a hard kill); returns its final record."""
         from urbanrun.engine.cli.runs import kill_and_wait
 
         run_id = self.store.resolve(run)
