@@ -469,7 +469,7 @@ class UrbanrunApp(App):
         self.redraw()
 
     def action_compare(self) -> None:
-        marked = sorted(self.query_one(RunsTable).marked)
+        marked = sorted(self.query_one(RunsTable).marked, reverse=True)
         if len(marked) < 2:
             self.notify("mark two or more runs with space, then press c", severity="warning")
             return

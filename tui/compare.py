@@ -26,7 +26,7 @@ def comparison_rows(state: State, run_ids: list[str]) -> list[tuple[str, list[st
         rows.append((name, cells, len(set(cells)) > 1))
 
     add("recipe", [r.record.get("recipe", "?") for r in runs])
-    add("status", [f"{r.record.get('status')} ({r.record.get('exit_code')})" for r in runs])
+    add("status", [_status(r.record) for r in runs])
     params = []
     for r in runs:
         params += [k for k in r.record.get("params", {}) if k not in params]
@@ -42,6 +42,14 @@ def comparison_rows(state: State, run_ids: list[str]) -> list[tuple[str, list[st
     add("GPU peak", [f"{r.record['gpu_mem_peak_mb']:.0f} MiB" if r.record.get("gpu_mem_peak_mb")
                      else (f"{r.gpu_mem_peak / 2**20:.0f} MiB" if r.gpu_mem_peak else "-") for r in runs])
     return rows
+
+
+def _status(record: dict) -> str:
+    """`exited (0)`, `killed (signal 15)`, or the bare status of a run that has not ended."""
+    if record.get("signal"):
+        return f"{record.get('status')} (signal {record['signal']})"
+    code = record.get("exit_code")
+    return f"{record.get('status')}" + ("" if code is None else f" ({code})")
 
 
 class CompareScreen(ModalScreen):

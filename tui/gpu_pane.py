@@ -55,7 +55,7 @@ class GpuSummary(QuietStatic):
     def show(self, state: State) -> None:
         reason = status_text(state)
         if reason:
-            self.update(Text(reason + "\nurbanrun works on without GPU panes.", style="dim"))
+            self.update(Text(reason + "\nno GPU readings: runs, logs and curves work as usual.", style="dim"))
             return
         lines = Text()
         for g in state.gpus:

@@ -76,7 +76,9 @@ def cmd_advise(args, config: Config, store: RunStore) -> int:
     if args.json:
         emit(data)
     else:
-        print(f"{data['recipe']} on {data['gpu']}: {data['text']}")
+        measured = args.gpu_memory is not None or data["gpu"].startswith("GPU ")
+        print(f"{data['recipe']} {'on ' + data['gpu'] if measured else '(no GPU here: ' + data['gpu'] + ')'}: "
+              f"{data['text']}")
     return 0
 
 

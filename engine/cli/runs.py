@@ -205,8 +205,8 @@ def listed(store: RunStore, sup: Supervisor, everything: bool) -> tuple[list[Run
     if not everything:
         active = [r for r in records if r.active]
         recent = [r for r in records if not r.active][-20:]
-        records = sorted(active + recent, key=lambda r: r.id)
-    return records, problems
+        records = active + recent
+    return sorted(records, key=lambda r: r.id, reverse=True), problems  # newest first, as in the TUI
 
 
 def runs_with_summaries(store: RunStore, config, records: list[RunRecord]) -> dict:

@@ -127,10 +127,11 @@ def draft_summary(records: list[RunRecord], today: dt.date | None = None) -> str
         counts[r.status] = counts.get(r.status, 0) + 1
     status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     line1 = f"Training: {len(todays)} run(s) launched today ({status})."
-    best = sorted((r for r in todays if r.loss_best is not None), key=lambda r: r.loss_best)[:2]
+    # only runs that ended well can be the best: a failed run's low loss is not a result
+    best = sorted((r for r in todays if r.loss_best is not None and r.status == "exited"), key=lambda r: r.loss_best)[:2]
     line2 = ("Best: " + "; ".join(f"{r.id} {r.loss_name} {_fmt(r.loss_best)}" + (
         f", GPU peak {r.gpu_mem_peak_mb / 1024:.1f} GiB" if r.gpu_mem_peak_mb else "") for r in best) + ".") if best \
-        else "No loss recorded yet."
+        else "No successful run with a loss yet."
     issues = [f"{r.id}: {r.diagnosis}" for r in todays if r.diagnosis and r.status in ("failed", "lost")]
     observed = [r for r in todays if r.changes_since_good]
     running = [r.id for r in todays if r.status in ("starting", "running")]

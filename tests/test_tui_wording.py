@@ -1,0 +1,56 @@
+"""The small things a user reads: the quit summary's "Best" counts only runs that ended well,
+`urbanrun ls` lists newest first as the TUI does, compare says `running` (not `running (None)`),
+`advise` without a GPU reads as a sentence."""
+
+from __future__ import annotations
+
+import time
+
+from urbanrun.engine.core.state import State
+from urbanrun.engine.notes.autolog import draft_summary
+from urbanrun.engine.runs.store import RunRecord
+from urbanrun.tui.compare import comparison_rows
+
+from conftest import cli, cli_json, wait_for
+
+
+def test_best_in_the_session_summary_is_a_successful_run():
+    now = time.time()
+    records = [
+        RunRecord(id="20261125-090000-cones-0001", recipe="cones", argv=[], cwd="/", status="failed", created=now,
+                  loss_name="loss", loss_best=0.001),
+        RunRecord(id="20261125-100000-cones-0002", recipe="cones", argv=[], cwd="/", status="exited", created=now,
+                  loss_name="loss", loss_best=0.05),
+        RunRecord(id="20261125-110000-cones-0003", recipe="cones", argv=[], cwd="/", status="killed", created=now,
+                  loss_name="loss", loss_best=0.002),
+    ]
+    best = [line for line in draft_summary(records).splitlines() if line.startswith("Best")][0]
+    assert "0002" in best and "0001" not in best and "0003" not in best
+    assert "No successful run" in draft_summary(records[:1])
+
+
+def test_ls_lists_newest_first(workspace):
+    ids = [cli_json("launch", "exit_after", "--set", "seconds=0", cwd=workspace)["id"] for _ in range(3)]
+    wait_for(lambda: all(r["status"] == "exited" for r in cli_json("ls", cwd=workspace)), what="the runs to end")
+    assert [r["id"] for r in cli_json("ls", cwd=workspace)] == sorted(ids, reverse=True)
+    assert [r["id"] for r in cli_json("ls", "--all", cwd=workspace)] == sorted(ids, reverse=True)
+    lines = cli("ls", cwd=workspace, check=True).stdout.splitlines()[1:]
+    assert [line.split()[0] for line in lines] == sorted(ids, reverse=True)
+
+
+def test_compare_status_of_a_run_that_has_not_ended():
+    from urbanrun.engine.core.events import RunChanged
+
+    state = State()
+    state.apply_all([RunChanged(ts=1.0, run={"id": "20260101-000000-a-0001", "recipe": "a", "status": "running"}),
+                     RunChanged(ts=1.0, run={"id": "20260101-000001-a-0002", "recipe": "a", "status": "killed",
+                                             "signal": 15}),
+                     RunChanged(ts=1.0, run={"id": "20260101-000002-a-0003", "recipe": "a", "status": "exited",
+                                             "exit_code": 0})])
+    rows = {name: cells for name, cells, _ in comparison_rows(state, sorted(state.runs))}
+    assert rows["status"] == ["running", "killed (signal 15)", "exited (0)"]
+
+
+def test_advise_without_a_gpu_reads_as_a_sentence(workspace):
+    out = cli("advise", "cones", cwd=workspace, check=True).stdout
+    assert out.startswith("cones (no GPU here: ") and " on no " not in out
