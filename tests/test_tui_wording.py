@@ -31,9 +31,10 @@ def test_best_in_the_session_summary_is_a_successful_run():
 
 def test_ls_lists_newest_first(workspace):
     ids = [cli_json("launch", "exit_after", "--set", "seconds=0", cwd=workspace)["id"] for _ in range(3)]
-    wait_for(lambda: all(r["status"] == "exited" for r in cli_json("ls", cwd=workspace)), what="the runs to end")
-    assert [r["id"] for r in cli_json("ls", cwd=workspace)] == sorted(ids, reverse=True)
-    assert [r["id"] for r in cli_json("ls", "--all", cwd=workspace)] == sorted(ids, reverse=True)
+    wait_for(lambda: all(r["status"] == "exited" for r in cli_json("ls", cwd=workspace)["runs"]),
+             what="the runs to end")
+    assert [r["id"] for r in cli_json("ls", cwd=workspace)["runs"]] == sorted(ids, reverse=True)
+    assert [r["id"] for r in cli_json("ls", "--all", cwd=workspace)["runs"]] == sorted(ids, reverse=True)
     lines = cli("ls", cwd=workspace, check=True).stdout.splitlines()[1:]
     assert [line.split()[0] for line in lines] == sorted(ids, reverse=True)
 
