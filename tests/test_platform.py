@@ -209,3 +209,18 @@ def test_the_whole_package_imports_as_on_windows():
     first = out.stdout.splitlines()[0].split()
     assert first[:2] == ["windows", "512"] and int(first[2]) > 40
     assert "CTRL_BREAK_EVENT" in out.stdout and "TerminateJobObject" in out.stdout
+
+
+def test_the_cli_writes_utf8_to_a_cp1252_pipe(workspace):
+    """A Windows pipe or console in cp1252 cannot encode 北京 or →: the CLI's text and its error
+    sentences still arrive, as UTF-8, instead of a UnicodeEncodeError traceback."""
+    config = workspace / "config.toml"
+    config.write_text(config.read_text().replace('description = "demo, tiny"', 'description = "Beijing 北京 → cones ✓"'))
+    env = {**os.environ, "PYTHONIOENCODING": "cp1252"}
+    out = subprocess.run([sys.executable, "-m", "urbanrun.engine.cli", "recipes"], cwd=workspace, env=env,
+                         capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr.decode("utf-8", "replace")
+    assert "cones: Beijing 北京 → cones ✓" in out.stdout.decode("utf-8")
+    bad = subprocess.run([sys.executable, "-m", "urbanrun.engine.cli", "launch", "北京"], cwd=workspace, env=env,
+                         capture_output=True, timeout=120)
+    assert bad.returncode == 2 and "北京" in bad.stderr.decode("utf-8") and b"Traceback" not in bad.stderr
