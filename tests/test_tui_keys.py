@@ -222,3 +222,25 @@ async def test_relaunch_acts_on_the_diagnosed_run_with_a_remedy_for_its_cause(wo
         assert any(failed.id in m and "edge_index_dtype" in m for m in messages), messages
         engine.kill(healthy.id, force=True)
     engine.close()
+
+
+async def test_search_result_and_errors_stay_until_the_user_acts(workspace):
+    engine, app = app_on(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        run = engine.launch("exit_after", values={"code": 0, "seconds": 0.1})
+        await wait_until(pilot, lambda: app.state.runs.get(run.id) is not None
+                         and app.state.runs[run.id].status == "exited" and app.state.runs[run.id].log_lines_total)
+        await pilot.press("slash", "w", "o", "r", "k", "enter")
+        status = app.query_one("#log-status")
+        await wait_until(pilot, lambda: "match 1/1" in str(status.render()))
+        await pilot.pause(1.6)  # three polls later
+        assert "match 1/1 for 'work'" in str(status.render())
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert "match" not in str(status.render())
+        engine.config.recipes.pop("exit_after")  # a launch that fails: its error stays in the status bar
+        app._launch("exit_after", {})
+        await wait_until(pilot, lambda: "✖" in str(status.render()))
+        await pilot.pause(1.6)
+        assert "exit_after" in str(status.render())
+    engine.close()

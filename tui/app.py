@@ -110,6 +110,7 @@ class UrbanrunApp(App):
         self.quit_message = ""
         self.errors = ErrorReport(source)
         self._palette_action = False
+        self.status_note: str | None = None  # kept in the log's status bar until the user acts
 
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -270,10 +271,19 @@ class UrbanrunApp(App):
                 bits.append(f"▸ {p.get('desc') or 'batch'} {int(p['n'])}/{int(p['total'])}"
                             + (f" · {p['rate']:.1f} it/s" if p.get("rate") else ""))
             bits.append("following" if log.following else "paused (f to follow)")
+        if self.status_note:  # a search result stays until the user does something else
+            bits.insert(0, self.status_note)
         self.query_one("#log-status", Static).update("  ".join(bits))
+
+    def note(self, text: str | None) -> None:
+        """A line for the log's status bar that polls do not overwrite (search results)."""
+        self.status_note = text
+        run = self.state.runs.get(self._selected() or "")
+        self._log_status(run)
 
     def on_data_table_row_highlighted(self, event) -> None:
         if event.data_table.id == "runs":
+            self.status_note = None  # another run: the last search result no longer applies
             self.query_one(LossPane).metric = None
             self.redraw()
 
@@ -369,6 +379,8 @@ class UrbanrunApp(App):
             return
         if message.text:
             self.notify(message.text, severity=message.severity, timeout=10 if message.severity == "error" else 5)
+            if message.severity == "error":
+                self.note(f"✖ {message.text}")  # the toast goes; the error stays until the user acts
         if message.select:
             self.query_one(RunsTable).wanted = message.select  # selected when its row appears
         if message.then_exit:
@@ -482,12 +494,12 @@ class UrbanrunApp(App):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "search":
-            self.query_one("#log-status", Static).update(self.query_one(LogPane).search(event.value))
+            self.note(self.query_one(LogPane).search(event.value))
             event.input.display = False
             self.query_one(RunsTable).focus()
 
     def action_next_match(self, direction: int) -> None:
-        self.query_one("#log-status", Static).update(self.query_one(LogPane).next_match(direction))
+        self.note(self.query_one(LogPane).next_match(direction))
 
     def action_follow(self) -> None:
         self.query_one(LogPane).follow()
@@ -591,6 +603,8 @@ class UrbanrunApp(App):
             self._palette_action = False
 
     def on_key(self, event) -> None:
+        if event.key == "escape" and self.status_note:
+            self.note(None)
         if event.key == "escape" and isinstance(self.focused, (Input, TextArea)) and self.screen is self.screen_stack[0]:
             self.leave_text_field()
 

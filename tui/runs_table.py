@@ -10,7 +10,9 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from urbanrun.engine.core.state import State, eta_seconds, loss_name
+from urbanrun.engine.core.state import State, loss_name
+from urbanrun.engine.runs.store import RunRecord
+from urbanrun.engine.session.summary import progress_of
 
 from .formatting import GLYPHS, bar, duration, gib, num, status_of
 
@@ -89,7 +91,7 @@ class RunsTable(DataTable):
         progress = _progress(run)
         started, ended = rec.get("started"), rec.get("ended")
         runtime = (ended or now) - started if started else None
-        eta = eta_seconds(run, now) if status == "running" else None
+        eta = _eta(run, now) if status == "running" else None
         peak = run.gpu_mem if status == "running" else (rec.get("gpu_mem_peak_mb") or 0) * 2 ** 20
         mark = Text("●" if run_id in self.marked else " ", style="bold cyan")
         return [
@@ -108,6 +110,14 @@ class RunsTable(DataTable):
 
 def _width(cell) -> int:
     return cell.cell_len if isinstance(cell, Text) else cell_len(str(cell))
+
+
+def _eta(run, now: float) -> float | None:
+    """The run summary's ETA (from the smoothed step rate), the one `status` and the agents see."""
+    try:
+        return progress_of(RunRecord.from_dict(run.record), run, now)["eta_seconds"]
+    except (TypeError, KeyError, ValueError):  # a record too incomplete to say: no ETA rather than a wrong one
+        return None
 
 
 def _progress(run) -> tuple[float | None, str]:

@@ -117,7 +117,11 @@ def smoothed_rate(run: RunState, structured) -> float | None:
     keep = (ds > 0) & (dt >= 0)
     if keep.sum() < 1 or dt[keep].sum() <= 0:
         return None
-    per_step = ema(dt[keep] / ds[keep], RATE_SMOOTHING)[-1]
+    seconds = dt[keep] / ds[keep]
+    # one stalled step (a checkpoint, a validation pass) counts as at most twice the usual step:
+    # the ETA moves a little, it does not jump 0:01 -> 2:49 -> 1:28 while the EMA forgets it
+    usual = float(np.median(seconds))
+    per_step = ema(np.clip(seconds, usual / 2, usual * 2) if usual > 0 else seconds, RATE_SMOOTHING)[-1]
     return 1.0 / per_step if per_step > 0 else None
 
 
