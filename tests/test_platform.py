@@ -137,6 +137,7 @@ def test_windows_names_and_creation_flags():
     assert windows.job_name("20261130-101500-cones-1a2b") == "Local\\urbanrun-20261130-101500-cones-1a2b"
     assert platform.posix.job_name("20261130-101500-cones-1a2b") is None
     assert (windows.STOP_NAME, windows.KILL_NAME) == ("CTRL_BREAK_EVENT", "TerminateJobObject")
+    assert windows.RUN_ENV == {"PYTHONIOENCODING": "utf-8"} and platform.posix.RUN_ENV == {}
     if hasattr(signal, "CTRL_BREAK_EVENT"):
         assert signal.CTRL_BREAK_EVENT == windows.CTRL_BREAK_EVENT and signal.SIGBREAK == windows.SIGBREAK
 

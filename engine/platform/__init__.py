@@ -15,6 +15,7 @@ here. The lowest layer: imports nothing of urbanrun (the babysitter imports it t
     open_shared(path)             open for reading without stopping a writer renaming/deleting it
     make_private(path)            owner-only access: 0700 folders, 0600 files (POSIX); Windows: ACLs
     EXEC_KEEPS_PID                os.exec* replaces the process (POSIX), not a new pid (Windows)
+    RUN_ENV                       environment defaults for a run (the user's own values win)
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ lock_file = current.lock_file
 unlock_file = current.unlock_file
 replace = current.replace
 EXEC_KEEPS_PID = current.EXEC_KEEPS_PID
+RUN_ENV = current.RUN_ENV
 open_shared = current.open_shared
 make_private = current.make_private
 

@@ -15,6 +15,7 @@ NAME = "posix"
 STOP_NAME = "SIGTERM"
 KILL_NAME = "SIGKILL"
 EXEC_KEEPS_PID = True
+RUN_ENV: dict[str, str] = {}  # Python's stdio follows the locale, UTF-8 on any current system
 
 
 def new_session_kwargs() -> dict:

@@ -160,7 +160,7 @@ class Supervisor:
         return self._slurm
 
     def _spawn(self, record: RunRecord, run_dir: Path, argv: list[str], env_overrides: dict[str, str]) -> RunRecord:
-        env = {**os.environ, **env_overrides,
+        env = {**platform.RUN_ENV, **os.environ, **env_overrides,
                "URBANRUN_RUN_ID": record.id, "URBANRUN_RUN_DIR": str(run_dir),
                "URBANRUN_METRICS": str(run_dir / METRICS_FILE), "PYTHONUNBUFFERED": "1"}
         try:
