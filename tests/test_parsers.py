@@ -190,6 +190,71 @@ def test_jsonl_nan_infinity_nested_and_corrupt():
     assert points[0]["train/acc"] == 0 and math.isnan(points[10]["loss"]) and points[11]["loss"] == math.inf
 
 
+def _torn_jsonl(tmp_path, n=3000):
+    """A metrics file with the ways a line goes bad mid-block: torn writes (a line cut short, the
+    next line glued on; the cut inside a string so the error shows on the next line), two torn
+    lines in a row, NaN tokens, a blank line, non-ASCII names before a bad line, a torn first
+    and last line. Returns the path and what a line-by-line json reader makes of it."""
+    import json
+
+    lines = []
+    for i in range(n):
+        lines.append(json.dumps({"step": i, "loss": 1 / (1 + i), "lr": 1e-3, "acc/top1": i % 7}))
+    for k in (0, 17, 18, 900, 1799, n - 1):
+        lines[k] = lines[k][: len(lines[k]) // 2]  # torn: the rest never written
+    lines[400] = lines[400][:12]  # cut inside the key string: `{"step": 400` -> `{"step": 40`
+    lines[401] = '{"step": 401, "loss": NaN, "lr": Infinity}'
+    lines[1200] = ""
+    lines[2000] = '{"step": 2000, "überloss": 0.5, "lr": 1e-3}'
+    lines[2001] = '{"step": 2001, "loss": 0.1, "lr": '
+    path = tmp_path / "torn.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    expected, bad = [], []
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            expected.append(json.loads(line))
+        except ValueError:
+            bad.append(no)
+    return path, expected, bad
+
+
+def test_jsonl_torn_lines_cost_only_themselves(tmp_path, monkeypatch):
+    from urbanrun.engine.metrics.parsers.jsonl import JsonlParser
+
+    path, expected, bad = _torn_jsonl(tmp_path)
+    alone = []
+    real_one = JsonlParser._one
+    monkeypatch.setattr(JsonlParser, "_one", staticmethod(lambda line: alone.append(line) or real_one(line)))
+    source = MetricSource(path, "jsonl")
+    points, _ = source.poll()
+    assert len(points) == len(expected)
+    for got, want in zip(points, expected):
+        assert got.keys() == want.keys()
+        assert all(got[k] == want[k] or (math.isnan(got[k]) and math.isnan(want[k])) for k in want)
+    assert source.bad == len(bad) and source.first_error.startswith(f"line {bad[0]}:")
+    # only the bad lines (and the NaN line) went the per-line way, not the 64 KiB blocks around them
+    assert len(alone) <= len(bad) + 3, len(alone)
+
+
+def test_jsonl_torn_line_parsing_does_not_depend_on_where_blocks_split(tmp_path):
+    """The same file read in pieces of every size from 1 byte to 8 KiB gives the same points."""
+    from urbanrun.engine.metrics.parsers.jsonl import JsonlParser
+
+    path, expected, bad = _torn_jsonl(tmp_path)
+    data = path.read_bytes()
+    for size in (97, 1000, 8192):
+        parser, points, start = JsonlParser(), [], 0
+        while start < len(data):
+            end = data.find(b"\n", start + size)
+            end = len(data) if end < 0 else end + 1
+            points += parser.feed_block(data[start:end])
+            start = end
+        assert [p.get("step") for p in points] == [e.get("step") for e in expected], size
+        assert parser.bad_lines == len(bad)
+
+
 def test_discovery_finds_every_format(tmp_path):
     shutil.copytree(METRICS, tmp_path / "m")
     (tmp_path / "m" / "data.csv").write_text("h3,population\n891,20\n")  # a data table, not metrics

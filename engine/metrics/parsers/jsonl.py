@@ -3,8 +3,9 @@ flattened with '/' (`{"train": {"loss": 1}}` -> `train/loss`, as TensorBoard and
 non-numeric values dropped. A line holding anything but an object (null, a number, a string, an
 array) is counted as a bad line and never becomes a point.
 
-Fast path: a whole batch of lines is parsed by orjson in one call (as one JSON array); only a
-batch that fails (NaN tokens, a corrupt line) is parsed line by line, with json as the fallback.
+Fast path: a whole batch of lines is parsed by orjson in one call (as one JSON array); a line
+that fails (NaN tokens, a torn or corrupt line) is parsed alone, with json as the fallback, and
+the lines around it stay batches.
 """
 
 from __future__ import annotations
@@ -65,12 +66,27 @@ class JsonlParser:
         return points
 
     def _parse_block(self, block: bytes) -> list[dict]:
-        try:
-            objects = orjson.loads(b"[" + block.rstrip(b"\r\n").replace(b"\n", b",") + b"]")
+        """One orjson call for the block. When it fails (NaN tokens, a torn, blank or corrupt
+        line), the failing line is parsed alone and the lines before and after it stay block
+        parses: one bad line costs one line's slow path, not its whole block's."""
+        points: list[dict] = []
+        while block:
+            doc = b"[" + block.rstrip(b"\r\n").replace(b"\n", b",") + b"]"
+            try:
+                objects = orjson.loads(doc)
+            except orjson.JSONDecodeError as exc:
+                start, end = _line_around(block, _byte_offset(doc, exc.pos) - 1)
+                if start:  # a torn line shows its error on the next line: the part before may fail too
+                    points += self._parse_block(block[:start])
+                points += self.feed([block[start:end].decode("utf-8", errors="replace").rstrip("\r\n")])
+                block = block[end:]
+                continue
             if len(objects) != block.count(b"\n"):  # a line held `1, 2`: find it line by line
-                raise orjson.JSONDecodeError("count", "", 0)
-        except orjson.JSONDecodeError:  # NaN tokens, blank or corrupt lines: line by line
-            return self.feed(block.decode("utf-8", errors="replace").split("\n")[:-1])
+                return points + self.feed(block.decode("utf-8", errors="replace").split("\n")[:-1])
+            return points + self._objects(block, objects)
+        return points
+
+    def _objects(self, block: bytes, objects: list) -> list[dict]:
         first = self.lines_seen
         self.lines_seen += len(objects)  # the join succeeded, so each line is one value
         if block.count(b"{") == len(objects) and block.count(b"\n{") + block.startswith(b"{") == len(objects) \
@@ -111,6 +127,19 @@ class _NotJson:
 
     def __init__(self, why: str):
         self.why = why
+
+
+def _byte_offset(doc: bytes, pos: int) -> int:
+    """orjson reports a character position; the block is bytes (the same when it is ASCII)."""
+    return pos if doc.isascii() else len(doc.decode("utf-8", errors="replace")[:pos].encode("utf-8"))
+
+
+def _line_around(block: bytes, offset: int) -> tuple[int, int]:
+    """The line of `block` holding byte `offset` (a newline belongs to its line): [start, end)."""
+    offset = min(max(offset, 0), len(block) - 1)
+    start = block.rfind(b"\n", 0, offset) + 1
+    end = block.find(b"\n", offset)
+    return start, len(block) if end < 0 else end + 1
 
 
 def _kind(obj) -> str:
