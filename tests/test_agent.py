@@ -239,6 +239,8 @@ def test_events_follow_picks_up_runs_launched_later(workspace):
             if event["run"] == run["id"]:
                 seen.append(event)
         assert seen[0]["event"] == "launched" and seen[-1]["status"] == "failed" and seen[-1]["exit_code"] == 3
+        diagnosis = next(e for e in seen if e["event"] == "diagnosis")
+        assert diagnosis["diagnosis"]["kind"] == "exit_code" and diagnosis["next_actions"][0]["kind"] == "inspect"
         assert seen[-1]["verdict"] == "ended-failed"
     finally:
         proc.terminate()
@@ -266,3 +268,21 @@ def test_eta_comes_from_a_smoothed_rate_of_the_runs_own_step_times(tmp_path):
     assert abs(p["steps_per_second"] - 2.0) < abs(average - 2.0)  # closer to the pace now than the average
     assert summary["metric"] == {"name": "loss", "last": 1 / 40, "last_step": 40.0, "best": 1 / 40,
                                  "best_step": 40.0}
+
+
+def test_progress_events_come_at_most_every_few_seconds(tmp_path):
+    from urbanrun.engine.cli.agent import PROGRESS_EVERY, EventStream
+
+    stream = EventStream(RunStore(tmp_path), None, None)
+    base = {"id": "r", "active": True, "ended": None, "diagnoses": [], "verdict": "running-healthy", "metric": None,
+            "progress": {"step": 1, "epoch": None, "total_epochs": None, "total_steps": 10, "fraction": 0.1,
+                         "steps_per_second": 1.0, "eta_seconds": 9.0, "elapsed_seconds": 1.0}}
+
+    def at(now: float, step: int) -> list[str]:
+        summary = {**base, "progress": {**base["progress"], "step": step}}
+        return [e["event"] for e in stream._changes(summary, now=now)]
+
+    assert at(100.0, 1) == ["progress"]
+    assert at(100.0 + PROGRESS_EVERY / 2, 2) == []  # too soon after the last one
+    assert at(100.0 + PROGRESS_EVERY, 3) == ["progress"]
+    assert at(100.0 + 3 * PROGRESS_EVERY, 3) == []  # nothing new: nothing sent
