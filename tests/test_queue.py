@@ -199,3 +199,58 @@ def test_queue_input_errors_are_one_sentence(workspace, gpu_machine):
     assert proc.returncode == 2 and "has no memory estimate" in proc.stderr
     assert not [p for p in (workspace / "runs").glob("*") if p.is_dir()] if (workspace / "runs").exists() else True
     assert sys.platform != "win32"
+
+
+# -- in the TUI: the form's queue toggle, reordering, cancelling; an observation by hand ----------------
+async def test_the_tui_queues_reorders_and_cancels(workspace, gpu_machine):
+    from test_tui import wait_until
+
+    from urbanrun.engine.core.config import load_config
+    from urbanrun.engine.session.loop import Engine
+    from urbanrun.tui.app import make_app
+    from urbanrun.tui.launch_form import LaunchForm
+
+    gpu_machine(2.0)  # nothing fits: every queued run waits
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    async with app.run_test(size=(160, 45)) as pilot:
+        ids = []
+        for _ in range(2):
+            await pilot.press("l")
+            await wait_until(pilot, lambda: isinstance(app.screen, LaunchForm))
+            form = app.screen
+            form.query_one("#recipe").value = "gpu_job"
+            await pilot.pause(0.3)
+            form.query_one("#queue").value = True
+            form.query_one("#queue-mem").value = "abc"
+            form.action_launch()  # refused: the field is named and focused
+            await pilot.pause(0.2)
+            assert isinstance(app.screen, LaunchForm) and app.screen.focused.id == "queue-mem"
+            form.query_one("#queue-mem").value = "5"
+            form.action_launch()
+            await wait_until(pilot, lambda: len(app.state.runs) == len(ids) + 1)
+            ids.append(next(r for r in app.state.runs if r not in ids))
+        await wait_until(pilot, lambda: all(app.state.runs[i].record.get("queue_reason", "").startswith("needs 5.0 GB")
+                                            for i in ids), seconds=30)
+        first, second = ids
+        assert app.state.runs[first].record["queue_position"] == 1
+        app.query_one("RunsTable").wanted = second
+        await pilot.pause(0.5)
+        await pilot.press("left_square_bracket")  # the second moves ahead of the first
+        await wait_until(pilot, lambda: app.state.runs[second].record.get("queue_position") == 1, seconds=30)
+        await pilot.press("k")
+        await pilot.pause(0.3)
+        await pilot.press("y")
+        await wait_until(pilot, lambda: app.state.runs[second].status == "cancelled", seconds=30)
+        await pilot.press("o")
+        await pilot.pause(0.3)
+        await pilot.press(*f"disagree: {first} needs a smaller batch first")
+        await pilot.press("enter")
+        notes = workspace / "pad" / "training-runner"
+        await wait_until(pilot, lambda: any("### Cross-agent observations" in p.read_text() for p in notes.glob("*.md")),
+                         seconds=20)
+        text = "".join(p.read_text() for p in notes.glob("*.md"))
+        assert f"[{first}](file://" in text and "disagree:" in text
+        engine.kill(first)
+        await pilot.press("q")
+    engine.close()

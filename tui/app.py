@@ -76,6 +76,12 @@ class UrbanrunApp(App):
                 tooltip="import runs from a folder or file (lightning_logs, wandb, TensorBoard, CSV)"),
         Binding("R", "relaunch", "relaunch with remedy", show=False,
                 tooltip="relaunch the run whose diagnosis is shown (or the selected run) with a remedy for its cause"),
+        Binding("left_square_bracket", "queue_move(-1)", "queue earlier", show=False,
+                tooltip="move the selected queued run one place earlier in the launch queue"),
+        Binding("right_square_bracket", "queue_move(1)", "queue later", show=False,
+                tooltip="move the selected queued run one place later in the launch queue"),
+        Binding("o", "observe", "observe", show=False,
+                tooltip="write a cross-agent observation under today's scratchpad heading (runs it names linked)"),
         Binding("ctrl+s", "save_pad", "save notes", show=False, tooltip="save the scratchpad (merges appended notes)"),
         Binding("question_mark", "help", "help", tooltip="this help: every key, by pane"),
         Binding("q", "quit_app", "quit", tooltip="quit (runs keep going; drafts today's session summary)"),
@@ -364,13 +370,17 @@ class UrbanrunApp(App):
 
     def _launch_chosen(self, result) -> None:
         if result:
-            self._launch(result["recipe"], result["values"], result.get("backend"), result.get("options"))
+            self._launch(result["recipe"], result["values"], result.get("backend"), result.get("options"),
+                         result.get("queue"))
 
     @work(thread=True, group="commands")
-    def _launch(self, recipe: str, values: dict, backend: str | None = None, options: dict | None = None) -> None:
+    def _launch(self, recipe: str, values: dict, backend: str | None = None, options: dict | None = None,
+                queue: dict | None = None) -> None:
         try:
-            record = self.source.launch(recipe, values=values, backend=backend, options=options or None)
-            self.post_message(CommandDone(f"launched {record.id}", select=record.id))
+            record = self.source.launch(recipe, values=values, backend=backend, options=options or None, queue=queue)
+            what = (f"queued {record.id} (#{record.queue_position}, needs {record.queue_mem_gb:g} GB)"
+                    if record.status == "queued" else f"launched {record.id}")
+            self.post_message(CommandDone(what, select=record.id))
         except Exception as exc:  # UserError: one sentence; anything else: still a sentence
             self.post_message(CommandDone(str(exc), "error"))
 
@@ -402,7 +412,7 @@ class UrbanrunApp(App):
 
     def _is_active(self, run_id: str) -> bool:
         status = self.state.runs[run_id].record.get("status")
-        if status not in ("starting", "running"):
+        if status not in ("queued", "starting", "running"):  # a queued run is cancelled
             self.notify(f"{run_id} is {status}: nothing to stop", severity="warning")
             return False
         return True
@@ -453,6 +463,43 @@ class UrbanrunApp(App):
             self.post_message(CommandDone(f"relaunched as {child.id} ({text})", select=child.id))
         except Exception as exc:
             self.post_message(CommandDone(str(exc), "error"))
+
+    def action_queue_move(self, by: int) -> None:
+        run_id = self._selected()
+        if run_id and self._writable():
+            self.with_state(lambda: self._queued(run_id) and self._move_queued(run_id, by))
+
+    def _queued(self, run_id: str) -> bool:
+        if self.state.runs[run_id].record.get("status") != "queued":
+            self.notify(f"{run_id} is not waiting in the launch queue", severity="warning")
+            return False
+        return True
+
+    @work(thread=True, group="commands")
+    def _move_queued(self, run_id: str, by: int) -> None:
+        try:
+            moved = self.source.move_queued(run_id, by)
+            self.post_message(CommandDone(f"{run_id} moved {'earlier' if by < 0 else 'later'} in the queue"
+                                          if moved else f"{run_id} is already {'first' if by < 0 else 'last'}"))
+        except Exception as exc:
+            self.post_message(CommandDone(str(exc), "error"))
+
+    def action_observe(self) -> None:
+        if self._writable():
+            self.push_screen(PromptScreen("Cross-agent observation (model changes, data loading, priorities); "
+                                          "run ids in it are linked", ""), self._observed)
+
+    def _observed(self, text) -> None:
+        if text and text.strip():
+            self._observe(text.strip())
+
+    @work(thread=True, group="commands")
+    def _observe(self, text: str) -> None:
+        try:
+            path = self.source.observe(text, self.pad_settings)  # the scratchpad this app shows
+            self.post_message(CommandDone(f"observation written to {path}"))
+        except Exception as exc:
+            self.post_message(CommandDone(f"observation not written: {exc}", "error"))
 
     def action_import_runs(self) -> None:
         if self._writable():

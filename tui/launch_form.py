@@ -80,6 +80,9 @@ class LaunchForm(ModalScreen):
                              if self.recipe_name else "local", allow_blank=False, id="backend")
                 yield Input(placeholder="backend options: nproc_per_node=2 | partition=gpu, gres=gpu:1, time=4:00:00",
                             id="backend-opts")
+                yield FormCheckbox("queue", value=self.config.recipes[self.recipe_name].queue if self.recipe_name
+                                   else False, id="queue")
+                yield Input(placeholder="GB (est.)", id="queue-mem")
             fields = VerticalScroll(id="fields")
             fields.can_focus = False  # Tab goes from the recipe straight to the first field
             yield fields
@@ -124,6 +127,7 @@ class LaunchForm(ModalScreen):
         if event.select.id == "recipe" and event.value != self.recipe_name:
             self.recipe_name = event.value
             self.query_one("#backend", Select).value = self.recipe.backend
+            self.query_one("#queue", Checkbox).value = self.recipe.queue
             await self._build_fields()
         else:
             self._update_command()
@@ -231,13 +235,37 @@ class LaunchForm(ModalScreen):
             self._focus_first_error()
             self.notify(f"not launched: fix {self.error_sentence()}", severity="error", timeout=10)
             return
-        if self._update_memory(values) and not self._fit_warned:
+        queue = self.queue_request()
+        if queue is False:
+            return
+        if queue is None and self._update_memory(values) and not self._fit_warned:
             self._fit_warned = True
-            self.notify("this will not fit the GPU's free memory: press Enter again to launch anyway",
-                        severity="warning")
+            self.notify("this will not fit the GPU's free memory: press Enter again to launch anyway, "
+                        "or tick queue to start it when the memory is free", severity="warning")
             return
         backend, options = self.backend()
-        self.dismiss({"recipe": self.recipe_name, "values": values, "backend": backend, "options": options})
+        self.dismiss({"recipe": self.recipe_name, "values": values, "backend": backend, "options": options,
+                      "queue": queue})
+
+    def queue_request(self) -> dict | None | bool:
+        """{"mem_gb": GB or None (the estimate)} when queue is ticked, None when not, False (and the
+        field focused, with a sentence) when its memory is not a number of GB > 0."""
+        if not self.query_one("#queue", Checkbox).value:
+            return None
+        field = self.query_one("#queue-mem", Input)
+        text = field.value.strip()
+        if not text:
+            return {}
+        try:
+            mem = float(text)
+        except ValueError:
+            mem = float("nan")
+        if not mem > 0 or mem == float("inf"):
+            field.focus()
+            self.notify(f"not launched: the queue's memory must be GB > 0 (e.g. 15), not '{text}'", severity="error",
+                        timeout=10)
+            return False
+        return {"mem_gb": mem}
 
     def action_save_defaults(self) -> None:
         values = self.values()

@@ -57,24 +57,16 @@ def cmd_scratchpad(args, config, store) -> int:
 
 
 def _observe(args, settings, store) -> int:
-    """A cross-agent observation by hand (e.g. a disagreement with the coordinator's priorities), under
-    the scratchpad's `### Cross-agent observations` heading, with the runs it names linked."""
-    from urbanrun.engine.notes.autolog import AutoLog
+    """A cross-agent observation by hand, under the scratchpad's `### Cross-agent observations`."""
+    from urbanrun.engine.notes.autolog import observe_by_hand
 
     text = " ".join(args.text).strip()
     if not text:
         raise UserError('scratchpad observe needs the observation, e.g. urbanrun scratchpad observe '
                         '"the architect\'s GATConv change doubles memory; cones batch 8 no longer fits".')
-    runs = []
-    for run_id in scratchpad.mentioned_runs(text):
-        try:
-            runs.append((store.load(run_id), store.run_dir(run_id).resolve()))
-        except UserError:
-            pass  # a run of another machine: the id stays in the text
-    AutoLog(settings).note(text, runs)
-    path = scratchpad.today_path(settings)
+    path, runs = observe_by_hand(settings, store, text)
     if args.json:
-        emit({"path": str(path), "runs": [r.id for r, _ in runs]})
+        emit({"path": str(path), "runs": runs})
     else:
         print(f"observed in {path}")
     return 0

@@ -116,6 +116,19 @@ class AutoLog:
                            "", record.kill_requested)
 
 
+def observe_by_hand(settings: scratchpad.Settings, store, text: str) -> tuple[Path, list[str]]:
+    """A cross-agent observation written by hand (a disagreement with the coordinator's priorities, a
+    data problem seen by eye), the runs it names linked; returns the file and the linked run ids."""
+    runs = []
+    for run_id in scratchpad.mentioned_runs(text):
+        try:
+            runs.append((store.load(run_id), store.run_dir(run_id).resolve()))
+        except Exception:  # a run of another machine (or unreadable here): the id stays in the text
+            pass
+    AutoLog(settings).note(text, runs)
+    return scratchpad.today_path(settings), [r.id for r, _ in runs]
+
+
 def draft_summary(records: list[RunRecord], today: dt.date | None = None) -> str:
     """2–3 lines on today's runs: status counts, best losses, issues."""
     day = (today or dt.date.today())

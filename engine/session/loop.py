@@ -78,6 +78,15 @@ class Engine:
             self._log("launched", record)
             return record
 
+    def observe(self, text: str, settings=None) -> Path:
+        """A cross-agent observation written by hand into today's scratchpad (the one `settings` name,
+        else the engine's), the runs it names linked."""
+        from urbanrun.engine.notes import scratchpad
+        from urbanrun.engine.notes.autolog import observe_by_hand
+
+        settings = settings or (self.autolog.settings if self.autolog is not None else None)
+        return observe_by_hand(settings or scratchpad.settings_from(self.config), self.store, text)[0]
+
     def move_queued(self, run_id: str, by: int) -> bool:
         """Move a queued run one place earlier (by < 0) or later; its record says the new place."""
         with self._lock:
