@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 from conftest import cli
@@ -69,3 +73,213 @@ def test_corrupt_run_record_is_reported_and_others_still_listed(workspace):
     assert proc.returncode == 0
     assert "is not a valid run record" in proc.stderr
     assert (bad / "run.toml").read_text() == "id = [broken"  # nothing lost
+
+
+# -- the inputs of issue #12: each one sentence (exit 2), or it works ------------------------------
+LONG = "a" * 5000
+
+
+@pytest.mark.parametrize("args, words", [
+    (["metrics", LONG], "File name too long"),
+    (["doctor", LONG], "File name too long"),
+    (["import", LONG], "File name too long"),
+    (["show", LONG], "is not a run id"),
+    (["logs", LONG], "is not a run id"),
+    (["gpus", "-l", "nan"], "argument -l/--loop: expects a number > 0"),
+    (["gpus", "-l", "inf"], "not 'inf'"),
+    (["gpus", "-l", "0"], "not '0'"),
+    (["kill", "x", "--grace", "nan"], "argument --grace: expects a number >= 0"),
+    (["advise", "cones", "--gpu-memory", "nan"], "argument --gpu-memory: expects a number > 0"),
+    (["logs", "x", "-n", "-1"], "argument -n/--lines: expects a whole number >= 0"),
+    (["--replay", "x.jsonl", "--speed", "inf"], "argument --speed"),
+    (["launch", "cones", "--backend", "torchrun", "--opt", "bogus=1"],
+     "--opt: 'bogus' is not a torchrun option; known: nproc_per_node"),
+])
+def test_issue_12_inputs_are_one_sentence(workspace, args, words):
+    proc = cli(*args, cwd=workspace)
+    assert proc.returncode == 2, proc
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and len(proc.stderr) < 600  # a 5,000-character name is cut
+    assert _runs(workspace) == []
+
+
+@pytest.mark.parametrize("extra, words", [
+    ('\n[recipes.p5]\ncommand = ["true"]\nparams = 5\n', "recipes.p5.params: must be a table of parameters"),
+    ('\n[recipes.c]\ncommand = ["true"]\ncwd = 3\n', "recipes.c.cwd: must be a path string"),
+    ('\n[recipes.m]\ncommand = ["true"]\nmemory = { per_sample_gb = nan }\n', "recipes.m.memory: must be a table"),
+    ('\n[scratchpad]\npattern = "{bogus}"\n', "scratchpad.pattern: unknown placeholder {bogus}"),
+    ('\n[scratchpad]\npattern = "{0}.md"\n', "scratchpad.pattern:"),
+    ('\n[scratchpad]\npattern = "../../{date}.md"\n', "scratchpad.pattern: must name a file under the scratchpad root"),
+    ('\n[scratchpad]\nrole = 5\n', "scratchpad.role: must be a string"),
+    ('\n[scratchpad]\nlog = "launch"\n', "scratchpad.log: must be a list of event names"),
+])
+def test_bad_config_values_are_one_sentence_with_the_line(workspace, extra, words):
+    with open(workspace / "config.toml", "a") as fh:
+        fh.write(extra)
+    proc = cli("ls", cwd=workspace)
+    assert proc.returncode == 2 and words in proc.stderr and " line " in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+def test_a_nan_kill_grace_in_the_config_is_refused(workspace):
+    text = (workspace / "config.toml").read_text().replace("kill_grace_seconds = 2", "kill_grace_seconds = nan")
+    (workspace / "config.toml").write_text(text)
+    proc = cli("ls", cwd=workspace)
+    assert proc.returncode == 2 and "urbanrun.kill_grace_seconds: must be a number of seconds >= 0" in proc.stderr
+
+
+@pytest.mark.parametrize("content, words", [
+    (None, "does not exist"),
+    ("garbage\n", "line 1 is not an NVML reading"),
+    ("[1, 2]\n", "line 1 is not an NVML reading (not a JSON object)"),
+    ('{"type": "GpuStatus", "status": 5}\n', "'status' is not an object"),
+    ("FOLDER", "is a folder, not a regular file"),
+    ("FIFO", "is a FIFO (named pipe), not a regular file"),
+])
+def test_a_bad_gpu_recording_is_one_sentence(workspace, content, words):
+    import os
+
+    path = workspace / "gpus.jsonl"
+    if content == "FOLDER":
+        path.mkdir()
+    elif content == "FIFO":
+        os.mkfifo(path)
+    elif content is not None:
+        path.write_text(content)
+    env = {**os.environ, "URBANRUN_GPU_RECORDING": str(path)}
+    for args in (["gpus"], ["advise", "cones"]):
+        proc = subprocess.run([sys.executable, "-m", "urbanrun.engine.cli", *args], cwd=workspace, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and "URBANRUN_GPU_RECORDING" in proc.stderr and words in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "device"])
+def test_only_regular_files_are_read(workspace, kind):
+    """FIFOs, sockets and devices are refused at once with a sentence (timeout=20: a hang fails)."""
+    import os
+    import socket
+
+    if kind == "fifo":
+        target = workspace / "pipe.jsonl"
+        os.mkfifo(target)
+        words = "is a FIFO (named pipe), not a regular file"
+    elif kind == "socket":
+        target = workspace / "sock.log"
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(target))
+        words = "is a socket, not a regular file"
+    else:
+        target = "/dev/zero"
+        words = "/dev/zero is a character device, not a regular file"
+    for args in (["metrics", str(target)], ["doctor", str(target)], ["import", str(target)],
+                 ["--replay", str(target), "--headless"]):
+        proc = cli(*args, cwd=workspace, timeout=20)
+        assert proc.returncode == 2 and words in proc.stderr and proc.stderr.count("\n") == 1, (args, proc.stderr)
+    assert _runs(workspace) == []
+
+
+def test_a_fifo_inside_a_folder_is_passed_over(workspace):
+    import os
+
+    folder = workspace / "logs"
+    folder.mkdir()
+    os.mkfifo(folder / "live.jsonl")
+    (folder / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    out = json.loads(cli("metrics", str(folder), "--json", cwd=workspace, timeout=20, check=True).stdout)
+    assert [s["path"] for s in out["sources"]] == [str(folder / "metrics.jsonl")]
+    proc = cli("import", str(folder), cwd=workspace, timeout=20, check=True)
+    assert "1 metrics file(s)" in proc.stdout
+
+
+def test_metrics_of_the_root_folder_works(workspace):
+    proc = cli("metrics", "/", "--json", cwd=workspace, timeout=120)
+    assert proc.returncode in (0, 2) and "Traceback" not in proc.stderr, proc.stderr
+    if proc.returncode == 0:
+        assert isinstance(json.loads(proc.stdout)["sources"], list)
+    else:
+        assert "no metrics files found under /" in proc.stderr
+
+
+def test_logs_stream_a_big_log_in_bounded_memory(workspace):
+    """`logs` used to hold the whole log (about 6x its size); now it streams it, and -n reads
+    from the end. A 5 MB line without a newline is skipped (an empty line in its place)."""
+    from conftest import cli_json, wait_for
+
+    run = cli_json("launch", "exit_after", "--set", "seconds=0", cwd=workspace)
+    wait_for(lambda: cli_json("show", run["id"], cwd=workspace)["status"] != "running", what="the run's end")
+    log = workspace / "runs" / run["id"] / "output.log"
+    line = "step 000000 loss 0.5 " + "." * 80 + "\n"
+    with open(log, "a") as fh:
+        for _ in range(6):
+            fh.write(line * 100_000)  # 10 MB a time, 60 MB in all
+        fh.write("x" * (5 << 20) + "\nthe end\nno newline")
+    size_mb = log.stat().st_size / 2 ** 20
+    measure = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE); "
+               "lines = p.stdout.split(b'\\n'); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, "
+               "p.returncode, len(lines), lines[-4:])")
+    out = subprocess.run([sys.executable, "-c", measure, sys.executable, "-m", "urbanrun.engine.cli", "logs", run["id"]],
+                         cwd=workspace, capture_output=True, text=True, timeout=300).stdout
+    rss_mb, code, rest = out.split(" ", 2)
+    assert code == "0" and rest.endswith("[b'', b'the end', b'no newline', b'']\n"), out
+    assert int(rss_mb) < size_mb, f"logs held {rss_mb} MB for a {size_mb:.0f} MB log"
+    tail = cli("logs", run["id"], "-n", "2", cwd=workspace, check=True).stdout
+    assert tail == "the end\nno newline\n"
+
+
+@pytest.mark.parametrize("kind, words", [("fifo", "is a FIFO (named pipe), not a regular file"),
+                                         ("device", "is a character device"), ("folder", "is a folder")])
+def test_a_config_that_is_not_a_regular_file_is_refused_at_once(workspace, kind, words):
+    import os
+
+    target = {"fifo": workspace / "c.toml", "device": "/dev/zero", "folder": workspace}[kind]
+    if kind == "fifo":
+        os.mkfifo(target)
+    proc = cli("--config", str(target), "ls", cwd=workspace, timeout=20)
+    assert proc.returncode == 2 and f"config file {target} {words}" in proc.stderr
+
+
+def test_a_nul_character_in_a_command_is_refused_before_anything_is_written(workspace):
+    with open(workspace / "config.toml", "a") as fh:
+        fh.write('\n[recipes.nul]\ncommand = ["{python}", "-c", "print(1)\\u0000"]\n')
+    proc = cli("launch", "nul", cwd=workspace)
+    assert proc.returncode == 2 and "holds a NUL character" in proc.stderr and "Traceback" not in proc.stderr
+    assert _runs(workspace) == []
+
+
+def test_a_very_long_import_name_still_makes_a_valid_run_id(workspace):
+    (workspace / "m.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    proc = cli("import", str(workspace / "m.jsonl"), "--name", "n" * 3000, cwd=workspace, check=True)
+    (run_id,) = _runs(workspace)
+    assert len(run_id) < 100 and run_id in proc.stdout
+
+
+def test_a_forced_run_id_collision_draws_another_id_or_says_so(workspace, monkeypatch):
+    """Two launches in the same second that draw the same suffix: the second draws again; when
+    every draw is taken, one sentence (a fault of chance, not of the input: exit 1 in the CLI)."""
+    import secrets
+
+    from urbanrun.engine.core.config import load_config
+    from urbanrun.engine.core.errors import StorageError
+    from urbanrun.engine.runs.store import RunStore
+    from urbanrun.engine.runs.supervisor import Supervisor
+
+    draws = iter(["aaaa", "aaaa", "bbbb"] + ["aaaa"] * 40)
+    monkeypatch.setattr(secrets, "token_hex", lambda n: next(draws))
+    config = load_config(workspace / "config.toml")
+    sup = Supervisor(config, RunStore(workspace / "runs"), clock=lambda: 1_800_000_000.0)
+    first = sup.launch("exit_after", {"seconds": "0"})
+    second = sup.launch("exit_after", {"seconds": "0"})
+    assert first.id.endswith("-aaaa") and second.id.endswith("-bbbb")
+    with pytest.raises(StorageError, match="no free run id for 'exit_after' .* 20 drawn, all taken; launch again"):
+        sup.launch("exit_after", {"seconds": "0"})
+    assert len(_runs(workspace)) == 2
+
+
+def test_a_scratchpad_root_that_cannot_be_written_is_one_sentence(workspace):
+    with open(workspace / "config.toml", "a") as fh:
+        fh.write('\n[scratchpad]\nroot = "/proc/no-such-folder"\n')
+    proc = cli("scratchpad", "log", "hello", cwd=workspace)
+    assert proc.returncode == 2 and "cannot write the scratchpad in /proc/no-such-folder" in proc.stderr
+    assert "set [scratchpad] root in" in proc.stderr and "Traceback" not in proc.stderr
+    launched = cli("launch", "exit_after", "--set", "seconds=0", cwd=workspace)
+    assert launched.returncode == 0 and "Traceback" not in launched.stderr  # the scratchpad never undoes a launch

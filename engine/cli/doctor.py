@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 from urbanrun.engine.cli.output import emit
@@ -12,6 +13,7 @@ from urbanrun.engine.diagnosis.run_doctor import diagnose_run, merged, output_di
 from urbanrun.engine.metrics.sources import MetricSource, read_to_end
 from urbanrun.engine.session.summary import run_summary
 from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.core.files import not_regular, path_stat, short
 from urbanrun.engine.session.run_end import run_from_files
 from urbanrun.engine.runs.store import RunStore
 
@@ -22,18 +24,19 @@ def doctor(target: str, store: RunStore, config: Config | None = None) -> tuple[
     """The diagnoses of a log file, or of a run: for a run, the same list `status` and `show`
     give (its output diagnosed again, with what was found while it ran)."""
     path = Path(target)
-    if path.is_file():
+    st = path_stat(path, "log file")
+    if st is not None and stat.S_ISREG(st.st_mode):
         lines = read_log_tail(path)
         run = read_to_end(MetricSource(path, "log"))  # `Train Loss: nan` is a metric too
         return str(path), output_diagnoses(lines, run, {})
-    if path.exists():
-        raise UserError(f"{path} is a folder: give a log file or a run id (`urbanrun ls --all`).")
+    if st is not None:
+        raise UserError(f"{not_regular(short(path), st)} Give a log file or a run id (`urbanrun ls --all`).")
     try:
         run_id = store.resolve(target)
     except UserError as exc:
         if exc.code == "ambiguous_run":
             raise
-        raise UserError(f"'{target}' is neither a log file nor a run id.", code=exc.code) from None
+        raise UserError(f"'{short(target)}' is neither a log file nor a run id.", code=exc.code) from None
     record = store.load(run_id)
     if record.active:
         found = run_summary(store, record, config)["diagnoses"]

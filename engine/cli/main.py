@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import traceback
@@ -34,6 +35,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"urbanrun: {text}\n")
 
 
+def number(low: float, *, above: bool = False, whole: bool = False, high: float = 1e9):
+    """An argparse type: a finite number >= low (> low when `above`), below `high`. float()
+    takes 'nan' and 'inf', which no option of ours means; argparse turns the error into one
+    sentence (exit 2)."""
+    def parse(text: str):
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            value = None
+        ok = value is not None and math.isfinite(value) and (value > low if above else value >= low) and value < high
+        if not ok:
+            kind = "a whole number" if whole else "a number"
+            raise argparse.ArgumentTypeError(f"expects {kind} {'>' if above else '>='} {low:g} and below {high:,.0f}, "
+                                             f"not {text!r}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="urbanrun", description="Launch, watch, diagnose and kill GPU training runs.")
     config_help = "config file (default: ./config.toml, else the packaged default)"
@@ -42,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", help=runs_help)
     p.add_argument("--demo", action="store_true", help="open the TUI and launch the demo recipe at once")
     p.add_argument("--replay", metavar="SESSION.jsonl", help="play a recorded session in the TUI")
-    p.add_argument("--speed", type=float, default=1.0, help="replay speed (default 1: real pace)")
+    p.add_argument("--speed", type=number(0, above=True), default=1.0, help="replay speed (default 1: real pace)")
     p.add_argument("--headless", action="store_true", help="with --replay: no terminal; print a summary")
     p.add_argument("--screenshot", metavar="OUT.svg", help="with --replay --headless: save the final screen")
     # the same options after the command too (`urbanrun ls --runs-dir X`); SUPPRESS keeps the
@@ -85,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("wait", help="block until a run ends, is diagnosed, or reaches a step (exit 3 on timeout)")
     s.add_argument("run")
-    s.add_argument("--timeout", type=float, default=None, metavar="SECONDS")
+    s.add_argument("--timeout", type=number(0), default=None, metavar="SECONDS")
     s.add_argument("--until", default="end", metavar="end|diagnosis|step=N", help="the condition (default end)")
     s.add_argument("--json", action="store_true")
 
@@ -103,14 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("kill", help="stop a run's whole process tree")
     s.add_argument("run")
     s.add_argument("--force", action="store_true", help=f"{platform.KILL_NAME} at once instead of {platform.STOP_NAME} first")
-    s.add_argument("--grace", type=float, default=None, help=f"seconds between {platform.STOP_NAME} and {platform.KILL_NAME}")
+    s.add_argument("--grace", type=number(0), default=None, help=f"seconds between {platform.STOP_NAME} and {platform.KILL_NAME}")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("logs", help="print a run's output")
     s.add_argument("run")
     s.add_argument("-f", "--follow", action="store_true", help="keep printing new output until the run ends")
-    s.add_argument("-n", "--lines", type=int, default=None, help="only the last N lines")
-    s.add_argument("--rank", type=int, default=None, help="a torchrun run: that rank's own log")
+    s.add_argument("-n", "--lines", type=number(0, whole=True, high=1e12), default=None, help="only the last N lines")
+    s.add_argument("--rank", type=number(0, whole=True, high=1e6), default=None, help="a torchrun run: that rank's own log")
 
     s = sub.add_parser("metrics", help="per-metric summary of a metrics file, folder or run")
     s.add_argument("target", metavar="PATH_OR_RUN")
@@ -123,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("advise", help="the largest batch size that fits a GPU")
     s.add_argument("recipe")
-    s.add_argument("--gpu", type=int, default=None, help="GPU index (default 0)")
-    s.add_argument("--gpu-memory", type=float, default=None, metavar="GB", help="free memory to plan for, in GB")
+    s.add_argument("--gpu", type=number(0, whole=True, high=1e6), default=None, help="GPU index (default 0)")
+    s.add_argument("--gpu-memory", type=number(0, above=True, high=1e6), default=None, metavar="GB", help="free memory to plan for, in GB")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("scratchpad", help="the dated notes: show, log TEXT, observe TEXT, finish")
@@ -141,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("gpus", help="GPUs and their processes (with runs), like nvidia-smi")
     s.add_argument("--query-gpu", metavar="FIELDS", help="nvidia-smi fields, e.g. index,memory.used,memory.total")
     s.add_argument("--format", metavar="csv[,noheader][,nounits]", help="output format for --query-gpu")
-    s.add_argument("-l", "--loop", type=float, metavar="SECONDS", help="repeat every SECONDS")
+    s.add_argument("-l", "--loop", type=number(0, above=True), metavar="SECONDS", help="repeat every SECONDS")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("recipes", help="list recipes and their parameters")

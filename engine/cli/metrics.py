@@ -9,21 +9,22 @@ from pathlib import Path
 
 from urbanrun.engine.cli.output import emit_line
 from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.core.files import path_stat, short
 from urbanrun.engine.metrics.sources import MetricSource, discover, expand_globs, format_of, read_to_end
 from urbanrun.engine.runs.store import METRICS_FILE, RunStore
 
 def sources_for(target: str, store: RunStore) -> list[MetricSource]:
     path = Path(target)
-    if path.exists():
+    if path_stat(path, "metrics path") is not None:
         found = discover(path, include_logs=path.is_file())
         if not found:
-            raise UserError(f"no metrics files found under {path} (looked for JSONL, CSV with a loss column, "
+            raise UserError(f"no metrics files found under {short(path)} (looked for JSONL, CSV with a loss column, "
                             f"TensorBoard event files, W&B offline runs).")
         return [MetricSource(p, fmt) for p, fmt in found]
     try:
         run_id = store.resolve(target)
     except UserError:
-        raise UserError(f"'{target}' is neither a file or folder nor a run id; "
+        raise UserError(f"'{short(target)}' is neither a file or folder nor a run id; "
                         f"give a metrics file, a folder, or a run id from `urbanrun ls`.") from None
     record = store.load(run_id)
     run_dir = store.run_dir(run_id)

@@ -9,6 +9,7 @@ import time
 from urbanrun.engine.cli.output import emit
 from urbanrun.engine.core.errors import CommandFailed, UserError
 from urbanrun.engine.core.text import last_frame
+from urbanrun.engine.core.files import path_stat, regular_file
 from urbanrun.engine.runs.store import RunRecord, RunStore
 from urbanrun.engine.runs.supervisor import Supervisor
 from urbanrun.engine.metrics.follower import FileFollower, last_lines
@@ -46,7 +47,7 @@ def cmd_launch(args, config, store: RunStore, sup: Supervisor) -> int:
         request = queue_request(config, store, args.recipe, values, args.mem, args.gpus, args.priority)
     record = sup.launch(args.recipe, overrides, backend=args.backend, options=options, queue_request=request,
                         env=env)
-    _autolog(config).launched(record)
+    _scratchpad(config, "launched", record)
     if args.json and args.follow:  # JSON lines only: the run's events until it ends
         from urbanrun.engine.cli.agent import stream_events
 
@@ -136,7 +137,7 @@ def kill_and_wait(store: RunStore, sup: Supervisor, config, run_id: str, grace: 
     """Stop a run and return its record once no process of its tree is left (CommandFailed if
     some still are 30 s after the grace period)."""
     record = sup.request_kill(run_id, grace, force)
-    _autolog(config).killed(record)
+    _scratchpad(config, "killed", record)
     deadline = (record.kill_deadline or time.time()) + 30
     while True:
         _reconcile(store, sup, record)
@@ -161,10 +162,19 @@ def cmd_logs(args, config, store, sup) -> int:
     if args.lines is not None and args.lines < 0:
         raise UserError(f"-n expects a number of lines >= 0, not {args.lines}.")
     if not args.follow:
-        if log.exists():
-            lines = last_lines(log, args.lines) if args.lines is not None else log.read_text(
-                encoding="utf-8", errors="replace").splitlines()
+        if path_stat(log, "log") is None:
+            return 0
+        regular_file(log, "log")  # a FIFO in its place would block, a device never end
+        if args.lines is not None:
+            _write_lines(last_lines(log, args.lines))
+            return 0
+        follower = FileFollower(log, max_read=4 << 20)  # streamed: memory bounded whatever the log's size
+        for lines in follower.read_all():
             _write_lines(lines)
+        follower.close()
+        if follower.skipped_lines:
+            print(f"urbanrun: {follower.skipped_lines} line(s) over {follower.max_line >> 20} MiB "
+                  f"not shown (each is an empty line above).", file=sys.stderr)
         return 0
     return _follow(store, sup, run_id, from_start=args.lines is None, last=args.lines, log=log)
 
@@ -237,11 +247,25 @@ def reconcile_one(store: RunStore, sup: Supervisor, record: RunRecord) -> RunRec
 def _reconcile(store: RunStore, sup: Supervisor, record: RunRecord) -> None:
     """Reconcile; a run found ended here (no urbanrun watched it end) is finished here: its
     summary, diagnosis and scratchpad entry, as the TUI would have done."""
-    if record.active and sup.reconcile(record) and not record.active:
-        from urbanrun.engine.diagnosis.run_doctor import RunDoctor
-        from urbanrun.engine.session.run_end import finish_run, run_from_files
+    try:
+        if record.active and sup.reconcile(record) and not record.active:
+            from urbanrun.engine.diagnosis.run_doctor import RunDoctor
+            from urbanrun.engine.session.run_end import finish_run, run_from_files
 
-        finish_run(record, run_from_files(store, record), RunDoctor(sup.config, store), _autolog(sup.config))
+            finish_run(record, run_from_files(store, record), RunDoctor(sup.config, store), _autolog(sup.config))
+    except OSError as exc:  # a full or read-only runs folder: show what is known, say what was not saved
+        print(f"urbanrun: run {record.id}: its record could not be updated ({exc.strerror or exc}); "
+              f"shown as found.", file=sys.stderr)
+
+
+def _scratchpad(config, what: str, record: RunRecord) -> None:
+    """The scratchpad's auto-log entry; a scratchpad that cannot be written (read-only, full) is
+    said on stderr and never undoes the launch or kill it records."""
+    try:
+        getattr(_autolog(config), what)(record)
+    except OSError as exc:
+        print(f"urbanrun: scratchpad not written: {exc.strerror or exc} ({getattr(exc, 'filename', '')}).",
+              file=sys.stderr)
 
 
 def _autolog(config):

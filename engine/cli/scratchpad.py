@@ -6,11 +6,19 @@ from urbanrun.engine.cli.output import emit
 
 from urbanrun.engine.notes import scratchpad
 from urbanrun.engine.notes.autolog import draft_summary, write_summary
-from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.core.errors import UserError, storage_error
 
 
 def cmd_scratchpad(args, config, store) -> int:
     settings = scratchpad.settings_from(config)
+    try:
+        return _run(args, settings, store)
+    except OSError as exc:  # a read-only, full or missing scratchpad folder: one sentence naming it
+        raise storage_error(exc, settings.root, "write the scratchpad",
+                            f"make it writable, or set [scratchpad] root in {config.path}") from None
+
+
+def _run(args, settings, store) -> int:
     if args.action == "show":
         info = scratchpad.show(settings, store)
         if args.json:

@@ -7,6 +7,7 @@ what is expected. Placeholders in commands and cwd: {python} (the interpreter ru
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -18,6 +19,7 @@ from typing import Any
 
 from urbanrun.engine.core.atomic import atomic_write_text
 from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.core.files import path_stat, regular_file, short
 from urbanrun.engine.core.params import Param, ParamError, param_from_table
 
 # the installed urbanrun package (the checkout's root in a development install): config.toml lies there
@@ -115,16 +117,19 @@ def expand(template: str, context: dict[str, str], where: str) -> str:
 def find_config(explicit: str | os.PathLike | None = None) -> Path:
     if explicit:
         path = Path(explicit)
-        if not path.is_file():
-            raise UserError(f"config file {path} does not exist; pass an existing file to --config.")
-        return path
+        if path_stat(path, "config file") is None:
+            raise UserError(f"config file {short(path)} does not exist; pass an existing file to --config.")
+        return regular_file(path, "config file")  # a FIFO would block the read, a device never end
     local = Path("config.toml")
     return local if local.is_file() else DEFAULT_CONFIG
 
 
 def load_config(path: str | os.PathLike | None = None) -> Config:
     path = find_config(path)
-    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise UserError(f"config file {path} cannot be read: {exc.strerror or exc}.") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -143,7 +148,7 @@ def _build(path: Path, text: str, data: dict) -> Config:
     if not isinstance(settings, dict):
         raise fail("urbanrun", None, "must be a table")
     grace = settings.get("kill_grace_seconds", 10)
-    if not isinstance(grace, (int, float)) or isinstance(grace, bool) or grace < 0:
+    if not isinstance(grace, (int, float)) or isinstance(grace, bool) or not 0 <= grace < math.inf:
         raise fail("urbanrun", "kill_grace_seconds", "must be a number of seconds >= 0")
     runs_dir = settings.get("runs_dir", "runs")
     if not isinstance(runs_dir, str):
@@ -170,6 +175,10 @@ def _build(path: Path, text: str, data: dict) -> Config:
         backend = table.get("backend", "local")
         if backend not in BACKENDS:
             raise fail(where, "backend", f"must be one of {', '.join(BACKENDS)}")
+        if not isinstance(table.get("params", {}), dict):
+            raise fail(where, "params", "must be a table of parameters, e.g. [recipes.NAME.params.epochs] with type = \"int\"")
+        if not isinstance(table.get("cwd", "."), str):
+            raise fail(where, "cwd", "must be a path string")
         params = []
         for pname, ptable in table.get("params", {}).items():
             if not isinstance(ptable, dict):
@@ -193,7 +202,8 @@ def _build(path: Path, text: str, data: dict) -> Config:
                 raise fail(where, "log_patterns", f"{pattern!r} needs named groups, e.g. (?P<loss>[0-9.eE+-]+)")
         memory = table.get("memory", {})
         if not isinstance(memory, dict) or any(
-                not isinstance(memory.get(k, 0), (int, float)) for k in ("per_sample_gb", "fixed_gb")):
+                not isinstance(memory.get(k, 0), (int, float)) or isinstance(memory.get(k, 0), bool)
+                or not 0 <= memory.get(k, 0) < math.inf for k in ("per_sample_gb", "fixed_gb")):
             raise fail(where, "memory", "must be a table like { per_sample_gb = 0.144, fixed_gb = 0.5 }")
         recovery = table.get("oom_recovery", 0)
         if not isinstance(recovery, int) or isinstance(recovery, bool) or recovery < 0:
@@ -228,6 +238,7 @@ def _build(path: Path, text: str, data: dict) -> Config:
         )
         recipes[name] = recipe
 
+    _check_scratchpad(fail, data.get("scratchpad", {}))
     backends = data.get("backends", {})
     if not isinstance(backends, dict) or not all(isinstance(v, dict) for v in backends.values()):
         raise fail("backends", None, "must hold tables such as [backends.slurm]")
@@ -293,6 +304,30 @@ def save_recipe_defaults(config: Config, recipe_name: str, values: dict[str, Any
                         "edit the recipe's `default = …` lines by hand.") from exc
     atomic_write_text(config.path, edited)
     return config.path
+
+
+SCRATCHPAD_KEYS = {"root": str, "role": str, "coordinator": str, "pattern": str, "session": str, "log": list}
+
+
+def _check_scratchpad(fail, table) -> None:
+    """[scratchpad]: each setting's type, and a file-name pattern that names a file under root
+    from the placeholders it offers ({role}, {date}, {session})."""
+    if not isinstance(table, dict):
+        raise fail("scratchpad", None, "must be a table")
+    for key, value in table.items():
+        kind = SCRATCHPAD_KEYS.get(key)
+        if kind is None:
+            raise fail("scratchpad", key, f"is not a scratchpad setting (known: {', '.join(SCRATCHPAD_KEYS)})")
+        if not isinstance(value, kind) or (kind is list and not all(isinstance(v, str) for v in value)):
+            raise fail("scratchpad", key, "must be a list of event names" if kind is list else "must be a string")
+    pattern = table.get("pattern", "{role}/{date}.md")
+    try:
+        name = pattern.format(role="r", date="2026-01-01", session="s")
+    except (KeyError, IndexError, ValueError) as exc:
+        detail = f"unknown placeholder {{{exc.args[0]}}}" if isinstance(exc, KeyError) else str(exc)
+        raise fail("scratchpad", "pattern", f"{detail}; it may use {{role}}, {{date}} and {{session}}") from None
+    if not name.strip() or os.path.isabs(name) or ".." in Path(name).parts:
+        raise fail("scratchpad", "pattern", "must name a file under the scratchpad root, e.g. \"{role}/{date}.md\"")
 
 
 def _observe_table(fail, where: str, table) -> dict:

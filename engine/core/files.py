@@ -34,20 +34,20 @@ def path_stat(path: str | os.PathLike, what: str) -> os.stat_result | None:
     except ValueError as exc:  # an embedded NUL byte
         raise UserError(f"{what} {str(path)[:120]!r} is not a usable path ({exc}).") from None
     except OSError as exc:
-        raise UserError(f"{what} {_short(path)}: {exc.strerror or exc}.") from None
+        raise UserError(f"{what} {short(path)}: {exc.strerror or exc}.") from None
 
 
 def regular_file(path: str | os.PathLike, what: str) -> Path:
     """The path, if it is an existing regular file; otherwise a UserError saying what it is."""
     st = path_stat(path, what)
     if st is None:
-        raise UserError(f"{what} {_short(path)} does not exist.")
+        raise UserError(f"{what} {short(path)} does not exist.")
     if not stat.S_ISREG(st.st_mode):
-        raise UserError(f"{what} {not_regular(_short(path), st)}")
+        raise UserError(f"{what} {not_regular(short(path), st)}")
     return Path(path)
 
 
-def _short(path: str | os.PathLike) -> str:
+def short(path: str | os.PathLike) -> str:
     """A path for a message: a 5,000-character name is cut, not printed whole."""
     text = str(path)
     return text if len(text) <= 200 else f"{text[:100]}…{text[-60:]} ({len(text)} characters)"

@@ -9,6 +9,9 @@ import json
 import os
 from pathlib import Path
 
+from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.core.files import regular_file
+
 
 class RecordedGpuSource:
     def __init__(self, path: str | os.PathLike, speed: float = 1.0):
@@ -16,25 +19,45 @@ class RecordedGpuSource:
         self.speed = speed
         self.status: dict = {"available": False, "kind": "none", "reason": "empty recording"}
         self.readings: list[tuple[float, list, list]] = []
+        self._first_ts: float | None = None
         self._load()
         self._start: float | None = None
         self._next = 0
 
     def _load(self) -> None:
-        first_ts = None
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        """Every reading; a file that is not a recording is a UserError naming it and the line."""
+        what = "GPU recording (URBANRUN_GPU_RECORDING)"
+        regular_file(self.path, what)
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{what} {self.path} cannot be read: {getattr(exc, 'strerror', None) or exc}.") from None
+        for line_no, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
-            obj = json.loads(line)
-            kind = obj.get("type")
-            if kind == "GpuStatus" or "status" in obj and kind is None:
-                self.status = obj["status"]
-            elif kind == "GpuSample" or "gpus" in obj:
-                ts = obj.get("t", obj.get("ts", 0.0))
-                if kind == "GpuSample":
-                    first_ts = ts if first_ts is None else first_ts
-                    ts -= first_ts
-                self.readings.append((float(ts), obj.get("gpus", []), obj.get("processes", [])))
+            try:
+                self._reading(json.loads(line))
+            except (ValueError, TypeError, AttributeError, KeyError) as exc:
+                raise UserError(f"{what} {self.path} line {line_no} is not an NVML reading ({exc}); give a .jsonl "
+                                f"of GpuStatus/GpuSample objects, such as a session recording.") from None
+
+    def _reading(self, obj: dict) -> None:
+        if not isinstance(obj, dict):
+            raise ValueError("not a JSON object")
+        kind = obj.get("type")
+        if kind == "GpuStatus" or "status" in obj and kind is None:
+            if not isinstance(obj["status"], dict):
+                raise ValueError("'status' is not an object")
+            self.status = obj["status"]
+        elif kind == "GpuSample" or "gpus" in obj:
+            ts = float(obj.get("t", obj.get("ts", 0.0)))
+            gpus, procs = obj.get("gpus", []), obj.get("processes", [])
+            if not all(isinstance(x, list) and all(isinstance(i, dict) for i in x) for x in (gpus, procs)):
+                raise ValueError("'gpus' and 'processes' must be lists of objects")
+            if kind == "GpuSample":
+                self._first_ts = ts if self._first_ts is None else self._first_ts
+                ts -= self._first_ts
+            self.readings.append((ts, gpus, procs))
 
     def start(self) -> dict:
         return self.status

@@ -105,6 +105,19 @@ class FileFollower:
         frames = [f for f in self._pending.split(b"\r") if f.strip()]
         return frames[-1].decode("utf-8", errors="replace") if frames else None
 
+    def read_all(self):
+        """Every line to the end of the file, a bounded batch at a time (memory stays bounded
+        whatever the file's size), the last line included even without its newline."""
+        while True:
+            before = self.position
+            lines = self.poll()
+            if lines:
+                yield lines
+            if self.position == before:
+                break
+        if self._pending and not self._skipping:
+            yield [self._pending.decode("utf-8", errors="replace")]
+
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()
@@ -183,15 +196,16 @@ def read_new_bytes(path: Path, offset: int, limit: int) -> tuple[bytes, int]:
         return fh.read(min(size - offset, limit)), size
 
 
-def last_lines(path: str | os.PathLike, n: int, block: int = 1 << 16) -> list[str]:
-    """The last n complete-or-final lines of a file, reading backwards from its end."""
+def last_lines(path: str | os.PathLike, n: int, block: int = 1 << 16, max_bytes: int = 64 << 20) -> list[str]:
+    """The last n complete-or-final lines of a file, reading backwards from its end (at most
+    max_bytes of it: lines longer than that are not worth holding in memory)."""
     if n <= 0:
         return []
     with platform.open_shared(path) as fh:
         fh.seek(0, os.SEEK_END)
         end = fh.tell()
         pos, data = end, b""
-        while pos > 0 and data.count(b"\n") <= n:
+        while pos > 0 and data.count(b"\n") <= n and len(data) < max_bytes:
             step = min(block, pos)
             pos -= step
             fh.seek(pos)

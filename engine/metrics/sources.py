@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
@@ -18,10 +19,13 @@ from urbanrun.engine.metrics.parsers.tensorboard import TensorBoardReader
 from urbanrun.engine.metrics.parsers.wandb_offline import WandbRunReader
 from urbanrun.engine.core.state import RunState, add_points
 from urbanrun.engine.metrics.follower import FileFollower
+from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.core.files import not_regular, path_stat
 
 SKIP_DIRS = {".git", "node_modules", "__pycache__", ".venv", "venv", "site-packages", ".mypy_cache",
              ".pytest_cache", "checkpoints", "cone_cache"}
 MAX_ENTRIES = 50_000
+PSEUDO_FS = {"/proc", "/sys", "/dev", "/run"}  # kernel views of processes and devices: no metrics there
 READ_PER_POLL = 4 << 20  # discovery visits at most this many paths under one root
 
 
@@ -125,11 +129,16 @@ def format_of(path: Path) -> str | None:
 
 def discover(root: str | os.PathLike, include_logs: bool = False) -> list[tuple[Path, str]]:
     """Metrics files under a folder (or the file itself): Lightning CSVs, TensorBoard events,
-    W&B offline runs, JSONL, loss-history CSVs; plain logs only when asked."""
+    W&B offline runs, JSONL, loss-history CSVs; plain logs only when asked. Only regular files
+    are taken (a FIFO given as the root is a UserError; one inside a folder is passed over)."""
     root = Path(root)
-    if not root.is_dir():
-        fmt = format_of(root) if root.exists() else None
-        return [(root, fmt or "log")] if root.exists() else []
+    st = path_stat(root, "metrics path")
+    if st is None:
+        return []
+    if not stat.S_ISDIR(st.st_mode):
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(not_regular(root, st))
+        return [(root, format_of(root) or "log")]
     found: list[tuple[Path, str]] = []
     seen = 0
     for folder, dirs, files in os.walk(root):
@@ -138,9 +147,12 @@ def discover(root: str | os.PathLike, include_logs: bool = False) -> list[tuple[
         wandb_runs = [d for d in dirs if d.startswith("offline-run-") or (here.name == "wandb" and d.startswith("run-"))]
         for d in wandb_runs:
             found.append((here / d, "wandb"))
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and d not in wandb_runs and not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and d not in wandb_runs and not d.startswith(".")
+                         and str(here / d) not in PSEUDO_FS)
         for name in sorted(files):
             path = here / name
+            if not _regular(path):
+                continue
             fmt = format_of(path)
             if fmt == "csv" and not _metrics_csv(path):
                 continue
@@ -151,6 +163,13 @@ def discover(root: str | os.PathLike, include_logs: bool = False) -> list[tuple[
         if seen > MAX_ENTRIES:
             break
     return found
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:  # vanished, a symlink loop, no permission: not something to read
+        return False
 
 
 def _metrics_csv(path: Path) -> bool:

@@ -23,11 +23,37 @@ EXIT_FILE = "exit_status.json"
 
 def _write_json(path, data):
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    platform.replace(tmp, path)  # retried on Windows while urbanrun reads the file
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        platform.replace(tmp, path)  # retried on Windows while urbanrun reads the file
+    except OSError:
+        try:
+            os.unlink(tmp)  # a half-written temp file would hold the space the retry needs
+        except OSError:
+            pass
+        raise
+
+
+def _write_until_written(path, data, first_wait=0.5, longest_wait=30.0):
+    """The exit status is the one fact nobody else can recover: on a full (or failing) disk,
+    keep it in memory and retry until it lands, so the run is never taken for `lost`."""
+    wait = first_wait
+    while True:
+        try:
+            _write_json(path, data)
+            return
+        except OSError as exc:
+            if wait == first_wait:  # said once
+                try:
+                    print(f"urbanrun: cannot write {path} ({exc.strerror or exc}); retrying every "
+                          f"{longest_wait:g} s at most until it can.", file=sys.stderr, flush=True)
+                except OSError:
+                    pass  # the log is on the same full disk
+            time.sleep(wait)
+            wait = min(wait * 2, longest_wait)
 
 
 def _ignore(signum, frame):
@@ -46,14 +72,17 @@ def main(argv):
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     except OSError as exc:
         print(f"urbanrun: could not start {command[0]!r}: {exc}", file=sys.stderr, flush=True)
-        _write_json(os.path.join(run_dir, EXIT_FILE),
+        _write_until_written(os.path.join(run_dir, EXIT_FILE),
                     {"exit_code": 127, "signal": None, "started": started, "ended": time.time(),
                      "child_pid": None, "error": str(exc)})
         return 127
     platform.assign_to_job(job, child.pid)
-    _write_json(os.path.join(run_dir, "child.json"), {"pid": child.pid, "started": started})
+    try:
+        _write_json(os.path.join(run_dir, "child.json"), {"pid": child.pid, "started": started})
+    except OSError:
+        pass  # only a hint for finding a child whose babysitter was killed; the wait matters more
     code = child.wait()
-    _write_json(os.path.join(run_dir, EXIT_FILE),
+    _write_until_written(os.path.join(run_dir, EXIT_FILE),
                 {"exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None,
                  "started": started, "ended": time.time(), "child_pid": child.pid})
     return 0

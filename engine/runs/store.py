@@ -16,6 +16,7 @@ import copy
 import json
 import re
 import secrets
+import shutil
 import time
 import tomllib
 import types
@@ -31,7 +32,8 @@ import tomli_w
 from urbanrun.engine import platform
 from urbanrun.engine.core import redact
 from urbanrun.engine.core.atomic import atomic_write_text
-from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.core.errors import StorageError, UserError, storage_error
+from urbanrun.engine.core.files import short
 
 STATUSES = ("starting", "pending", "running", "exited", "failed", "killed", "lost", "imported", "unreadable")
 ACTIVE = frozenset({"queued", "starting", "pending", "running"})
@@ -204,7 +206,7 @@ def iso(ts: float | None) -> str | None:
 
 def new_run_id(recipe: str, now: float | None = None) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now if now is not None else time.time()))
-    safe = re.sub(r"[^A-Za-z0-9_-]+", "-", recipe).strip("-") or "run"
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "-", recipe).strip("-")[:64].strip("-") or "run"  # a folder name has 255 bytes
     return f"{stamp}-{safe}-{secrets.token_hex(2)}"
 
 
@@ -219,11 +221,38 @@ class RunStore:
         return self.root / run_id
 
     def create(self, record: RunRecord) -> Path:
+        """The run's folder with its first record. A folder that cannot be made or written (read
+        only, full) is one sentence naming it, and nothing of the attempt is left behind."""
         path = self.run_dir(record.id)
-        path.mkdir(mode=RUN_DIR_MODE, parents=True, exist_ok=False)
-        platform.make_private(path)  # mkdir's mode is narrowed by the umask, never widened: set it exactly
-        self._write(record)
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"the runs folder {self.root} is a file; give a folder (--runs-dir or URBANRUN_RUNS_DIR).")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=RUN_DIR_MODE)
+            platform.make_private(path)  # mkdir's mode is narrowed by the umask, never widened: set it exactly
+        except FileExistsError:
+            raise StorageError(f"run id {record.id} was taken in {self.root} by another launch in the same "
+                               f"second; launch again.") from None
+        except OSError as exc:
+            raise storage_error(exc, self.root, "create a run folder") from None
+        try:
+            self._write(record)
+        except OSError as exc:
+            self.discard(record.id)
+            raise storage_error(exc, self.root, "write a run record") from None
         return path
+
+    def discard(self, run_id: str) -> None:
+        """Remove a run folder that never held a run (its launch failed before anything started)."""
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    def free_run_id(self, recipe: str, now: float | None = None, tries: int = 20) -> str:
+        """A new run id whose folder does not exist yet."""
+        for _ in range(tries):
+            run_id = new_run_id(recipe, now)
+            if not self.run_dir(run_id).exists():
+                return run_id
+        raise StorageError(f"no free run id for '{recipe}' in {self.root}: {tries} drawn, all taken; launch again.")
 
     def update(self, run_id: str, change: Callable[[RunRecord], Any] | dict[str, Any]) -> RunRecord:
         """The one way a record changes: under the run's lock, read it from disk, apply `change`
@@ -307,8 +336,8 @@ class RunStore:
     def resolve(self, ref: str) -> str:
         """A full run id from the full id, `last` (the newest run), or a unique prefix or tail
         (`20261125-1741`, `1a2b`); bad, unknown or ambiguous refs are UserErrors that list candidates."""
-        if not ref or not RUN_ID_RE.match(ref) or ".." in ref:
-            raise UserError(f"'{ref}' is not a run id (ids look like 20261125-174100-cones-1a2b; no '/' or '..').")
+        if not ref or len(ref) > 255 or not RUN_ID_RE.match(ref) or ".." in ref:
+            raise UserError(f"'{short(ref)}' is not a run id (ids look like 20261125-174100-cones-1a2b; no '/' or '..').")
         ids = self.ids()
         if ref in ids:
             return ref

@@ -16,9 +16,9 @@ from urbanrun.engine import platform
 from urbanrun.engine.core import redact
 from urbanrun.engine.runs import code_state, proctree, queue
 from urbanrun.engine.core.config import Config, Recipe, expand
-from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.core.errors import UserError, storage_error
 from urbanrun.engine.runs.backends import BACKENDS, slurm, torchrun
-from urbanrun.engine.runs.store import LOG_FILE, METRICS_FILE, RecordError, RunRecord, RunStore, new_run_id
+from urbanrun.engine.runs.store import LOG_FILE, METRICS_FILE, RecordError, RunRecord, RunStore
 
 BABYSITTER = Path(__file__).resolve().parent / "babysitter.py"
 QUEUE_GATE = "-m urbanrun.engine.session.queue_gate"  # a queued run's first process (argv words)
@@ -58,7 +58,7 @@ class Supervisor:
                 continue  # a value redacted in a record (a relaunch): the recipe's default stands in
             chosen[name] = _checked(recipe, name, value)
         now = self.clock()
-        run_id = new_run_id(recipe.name, now)
+        run_id = self.store.free_run_id(recipe.name, now)
         run_dir = self.store.run_dir(run_id).resolve()
         ctx = self.config.context(run_dir)
         cwd = recipe.resolved_cwd(ctx)
@@ -72,6 +72,10 @@ class Supervisor:
                             f"fix `command` in {self.config.path}.")
         env_overrides = {k: expand(v, ctx, where=f"recipes.{recipe.name}.env") for k, v in recipe.env.items()}
         env_overrides.update(env or {})
+        for part in (*argv, *env_overrides, *env_overrides.values()):
+            if "\0" in part:  # no argv or environment can carry a NUL byte; Popen would fail after the folder
+                raise UserError(f"recipe '{recipe.name}': {part.split(chr(0))[0]!r}… holds a NUL character, which no "
+                                f"command line or environment can pass; remove it.")
         opts: dict = {}
         if backend == "torchrun":
             opts = torchrun.options(self.config.backends.get("torchrun", {}),
@@ -107,17 +111,23 @@ class Supervisor:
             for key in ("mem_gb", "gpus", "priority", "exclusive", "max_per_gpu"):
                 setattr(record, f"queue_{key}", queue_request.get(key))
         job = self._slurm_job(record, run_dir, argv, env_overrides, opts) if backend == "slurm" else None
-        self.store.root.mkdir(parents=True, exist_ok=True)
-        self.store.create(record)
-        code_state.keep_diff(run_dir, code)
-        if job is not None:
-            return self._submit(record, run_dir, *job)
-        if queue_request is not None:
-            with queue.locked(self.store.root) as ledger:
-                queue.enqueue(ledger, record.id, record.queue_mem_gb, record.queue_gpus or 1,
-                              record.queue_priority or 0, bool(record.queue_exclusive), record.queue_max_per_gpu, now)
-                record.queue_position = queue.position(ledger, record.id)
-        return self._spawn(record, run_dir, argv, env_overrides)
+        self.store.create(record)  # read-only or full: one sentence, no folder left
+        try:
+            code_state.keep_diff(run_dir, code)
+            if job is not None:
+                return self._submit(record, run_dir, *job)
+            if queue_request is not None:
+                with queue.locked(self.store.root) as ledger:
+                    queue.enqueue(ledger, record.id, record.queue_mem_gb, record.queue_gpus or 1,
+                                  record.queue_priority or 0, bool(record.queue_exclusive), record.queue_max_per_gpu,
+                                  now)
+                    record.queue_position = queue.position(ledger, record.id)
+            return self._spawn(record, run_dir, argv, env_overrides)
+        except OSError as exc:
+            if record.pid is not None or record.job_id:
+                raise  # something started: its folder is its record
+            self.store.discard(record.id)
+            raise storage_error(exc, self.store.root, "prepare the run") from None
 
     def _slurm_job(self, record: RunRecord, run_dir: Path, argv: list[str], env_overrides: dict[str, str],
                    opts: dict) -> tuple[str, dict[str, str], Path]:
@@ -163,25 +173,31 @@ class Supervisor:
         env = {**platform.RUN_ENV, **os.environ, **env_overrides,
                "URBANRUN_RUN_ID": record.id, "URBANRUN_RUN_DIR": str(run_dir),
                "URBANRUN_METRICS": str(run_dir / METRICS_FILE), "PYTHONUNBUFFERED": "1"}
-        try:
-            with open(run_dir / LOG_FILE, "ab") as log:
+        with open(run_dir / LOG_FILE, "ab") as log:  # a folder that cannot take it: launch's storage error
+            try:
                 babysitter = [str(BABYSITTER), str(run_dir), "--", *argv]  # the real argv; the record's is redacted
                 gate = [*QUEUE_GATE.split(), str(run_dir), "--"] if record.status == "queued" else []
                 popen = subprocess.Popen(
                     [sys.executable, *gate, *babysitter],
                     cwd=record.cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     close_fds=True, **platform.new_session_kwargs())
-        except OSError as exc:
-            record.status, record.error, record.ended = "failed", f"could not start: {exc}", self.clock()
-            self.store.save(record)
-            return record
-        self._popens[record.id] = popen
-        record.pid = popen.pid
-        record.pid_create_time = proctree.create_time_of(popen.pid)
+            except OSError as exc:
+                record.status, record.error, record.ended = "failed", f"could not start: {exc}", self.clock()
+                self.store.save(record)
+                return record
+        record.pid, record.pid_create_time = popen.pid, proctree.create_time_of(popen.pid)
         if record.status != "queued":  # a queued run's gate says when it starts
-            record.status = "running"
-            record.started = self.clock()
-        self.store.save(record)
+            record.status, record.started = "running", self.clock()
+        try:
+            self.store.save(record)
+        except OSError:
+            # a run whose start cannot be recorded would run unseen: stop it before it does anything
+            root = proctree.process_if_same(popen.pid, record.pid_create_time)
+            platform.kill_hard(proctree.tree_members(root, record.job_name) if root else [], record.job_name)
+            popen.wait()
+            record.pid = record.pid_create_time = None  # nothing of it runs: launch removes its folder
+            raise
+        self._popens[record.id] = popen
         return record
 
     # -- kill ----------------------------------------------------------------------------------

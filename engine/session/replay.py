@@ -11,6 +11,7 @@ import time
 from typing import Callable
 
 from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.core.files import regular_file
 from urbanrun.engine.core.events import Event
 from urbanrun.engine.core.state import State
 from urbanrun.engine.session.recorder import read_session
@@ -21,6 +22,7 @@ class ReplaySource:
 
     def __init__(self, path: str | os.PathLike, speed: float = 1.0, fast: bool = False,
                  clock: Callable[[], float] = time.monotonic):
+        regular_file(path, "recording")  # a FIFO would block the open, a device never end
         try:
             self.events: list[Event] = read_session(path)
         except OSError as exc:

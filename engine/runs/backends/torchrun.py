@@ -13,6 +13,11 @@ DEFAULTS = {"nproc_per_node": 2, "nnodes": 1, "rdzv_endpoint": "", "gpus": ""}
 
 
 def options(config_table: dict, recipe_table: dict, given: dict) -> dict:
+    for where, table in (("[backends.torchrun]", config_table), ("the recipe's torchrun table", recipe_table),
+                         ("--opt", given)):
+        unknown = sorted(set(table) - set(DEFAULTS))
+        if unknown:
+            raise UserError(f"{where}: '{unknown[0]}' is not a torchrun option; known: {', '.join(DEFAULTS)}.")
     opts = {**DEFAULTS, **config_table, **recipe_table, **given}
     try:
         opts["nproc_per_node"] = int(opts["nproc_per_node"])

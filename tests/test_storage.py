@@ -1,0 +1,111 @@
+"""Storage faults: a read-only or full runs folder is one sentence naming it (exit 2 for the
+user's folder, 1 for a full disk) and leaves no run folder behind; a run that ends while the
+disk is full keeps its exit status (the babysitter retries until the write lands).
+
+The faults are real: a small tmpfs mounted for the test (root only; skipped elsewhere)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from conftest import cli, cli_json, wait_for
+
+
+@pytest.fixture
+def mount(tmp_path):
+    """mount(size, read_only) -> a fresh tmpfs folder; unmounted after the test."""
+    mounted = []
+
+    def make(size: str = "1m", read_only: bool = False):
+        where = tmp_path / f"mnt{len(mounted)}"
+        where.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}): needs root")
+        mounted.append(where)
+        (where / "runs").mkdir()
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
+        return where / "runs"
+
+    yield make
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def fill(folder) -> "os.PathLike":
+    """Fill the file system under folder to its last byte; returns the filler (delete it to free)."""
+    filler = folder.parent / "filler"
+    with open(filler, "wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+        except OSError:
+            pass
+    return filler
+
+
+def test_read_only_runs_folder_is_one_sentence_and_exit_2(workspace, mount):
+    runs = mount(read_only=True)
+    for args in (["launch", "cones"], ["import", str(workspace / "config.toml")]):
+        proc = cli(*args, "--runs-dir", str(runs), cwd=workspace)
+        assert proc.returncode == 2, proc
+        assert f"cannot create a run folder in {runs}: Read-only file system" in proc.stderr
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert os.listdir(runs) == []
+
+
+def test_full_runs_folder_is_one_sentence_exit_1_and_no_folder_left(workspace, mount):
+    runs = mount()
+    fill(runs)
+    metrics = workspace / "m.jsonl"
+    metrics.write_text('{"step": 1, "loss": 0.5}\n')
+    for args in (["launch", "cones"], ["import", str(metrics)]):
+        proc = cli(*args, "--runs-dir", str(runs), cwd=workspace)
+        assert proc.returncode == 1, proc
+        assert f"in {runs}: No space left on device; free some space" in proc.stderr, proc.stderr
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+        assert os.listdir(runs) == []  # no empty (or half-written) run folder
+
+
+def test_a_run_that_ends_on_a_full_disk_keeps_its_exit_status(workspace, mount):
+    runs = mount()
+    with open(workspace / "config.toml", "a") as fh:  # a run that writes nothing as it ends (a print would fail)
+        fh.write('\n[recipes.quiet]\ncommand = ["{python}", "-c", "import sys, time; time.sleep(2); sys.exit(3)"]\n')
+    run = cli_json("launch", "quiet", "--runs-dir", str(runs), cwd=workspace)
+    run_dir = runs / run["id"]
+    child = wait_for(lambda: (run_dir / "child.json").exists() and json.loads((run_dir / "child.json").read_text()),
+                     what="the babysitter's child")
+    filler = fill(runs)
+    wait_for(lambda: not psutil.pid_exists(child["pid"]) or psutil.Process(child["pid"]).status() == "zombie",
+             what="the run's end")
+    time.sleep(1.5)  # the babysitter has tried (and failed) to write the exit status by now
+    assert not (run_dir / "exit_status.json").exists()
+    shown = cli_json("show", run["id"], "--runs-dir", str(runs), cwd=workspace)
+    assert shown["status"] == "running"  # not `lost`: its babysitter still holds the exit status
+    os.unlink(filler)
+    wait_for(lambda: (run_dir / "exit_status.json").exists(), timeout=60, what="the retried exit status")
+    shown = cli_json("show", run["id"], "--runs-dir", str(runs), cwd=workspace)
+    assert shown["status"] == "failed" and shown["exit_code"] == 3
+
+
+def test_ls_and_show_on_a_full_disk_show_what_is_known(workspace, mount):
+    runs = mount()
+    run = cli_json("launch", "long_sleep", "--runs-dir", str(runs), cwd=workspace)
+    try:
+        wait_for(lambda: "started" in (runs / run["id"] / "output.log").read_text(), what="the run's start")
+        filler = fill(runs)
+        os.killpg(run["pid"], 9)  # babysitter and child, with no exit status: `ls` finds it lost, and must save that
+        proc = cli("ls", "--runs-dir", str(runs), cwd=workspace)
+        assert proc.returncode == 0 and run["id"] in proc.stdout, proc.stderr
+        assert "its record could not be updated (No space left on device)" in proc.stderr
+        os.unlink(filler)
+    finally:
+        cli("kill", run["id"], "--force", "--runs-dir", str(runs), cwd=workspace)
