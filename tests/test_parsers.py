@@ -297,3 +297,50 @@ def test_vectorised_crc32c_matches_google_crc32c():
 
     rows = np.frombuffer(os.urandom(53 * 64), dtype=np.uint8).reshape(64, 53)
     assert [int(c) for c in crc32c_rows(rows)] == [google_crc32c.value(bytes(r)) for r in rows]
+
+
+def _tfrecord(records: list[bytes]) -> bytes:
+    import struct
+
+    from urbanrun.engine.metrics.parsers.tensorboard import masked_crc
+
+    out = b""
+    for data in records:
+        head = struct.pack("<Q", len(data))
+        out += head + struct.pack("<I", masked_crc(head)) + data + struct.pack("<I", masked_crc(data))
+    return out
+
+
+def test_tensorboard_tensor_scalars_of_every_dtype_match_tensorboard(tmp_path):
+    """Tensor-form scalars (TF2's layout) of each dtype, as content bytes and as typed values, read
+    as TensorBoard reads them; tensors with dims, other plugins and undecodable records are not
+    points (the last counted as bad)."""
+    pytest.importorskip("tensorboard")
+    import numpy as np
+    from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2
+    from tensorboard.util import tensor_util
+
+    def event(step, tensor, plugin="scalars"):
+        value = summary_pb2.Summary.Value(tag=f"m{step}", tensor=tensor)
+        value.metadata.plugin_data.plugin_name = plugin
+        return event_pb2.Event(wall_time=1.7e9 + step, step=step, summary=summary_pb2.Summary(value=[value]))
+
+    tensors = [tensor_util.make_tensor_proto(np.array(v, dtype=t))
+               for v, t in [(0.25, np.float32), (1e300, np.float64), (-7, np.int32), (2**40, np.int64),
+                            (1.5, np.float16)]]
+    tensors += [tensor_pb2.TensorProto(dtype=1, float_val=[0.5]), tensor_pb2.TensorProto(dtype=2, double_val=[2.5]),
+                tensor_pb2.TensorProto(dtype=3, int_val=[-3]), tensor_pb2.TensorProto(dtype=9, int64_val=[-2**40]),
+                tensor_pb2.TensorProto(dtype=19, half_val=[0x3C00]),  # 1.0 as IEEE half
+                tensor_pb2.TensorProto(dtype=14, half_val=[0x3FC0])]  # 1.5 as bfloat16
+    events = [event(i, t) for i, t in enumerate(tensors)]
+    expected = [{"step": e.step, "time": e.wall_time, e.summary.value[0].tag:
+                 float(tensor_util.make_ndarray(e.summary.value[0].tensor)) if i < 10 else 1.5}
+                for i, e in enumerate(events)]
+    shaped = tensor_pb2.TensorProto(dtype=1, float_val=[1, 2], tensor_shape=tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=2)]))
+    skipped = [event(20, shaped), event(21, tensor_pb2.TensorProto(dtype=1, float_val=[3.0]), plugin="histograms")]
+    path = tmp_path / "events.out.tfevents.tensors"
+    path.write_bytes(_tfrecord([e.SerializeToString() for e in events + skipped] + [b"\xff\xff\xff"]))
+    reader = TensorBoardReader(path)
+    assert reader.poll() == expected
+    assert reader.bad_records == 1 and not reader.broken

@@ -1,7 +1,8 @@
 """Just enough of the protobuf wire format to walk a message's fields without generated code.
 
-Used for TensorBoard events and W&B records, where we need a handful of fields of a few messages
-and importing tensorflow/tensorboard/wandb protobufs would cost seconds at start-up.
+Used for W&B records, where we need a handful of fields of a few messages and wandb's generated
+protobufs are not installed where urbanrun runs. (TensorBoard events go through protobuf's own
+parser with a schema built at run time: parsers/tb_proto.py, 2-3x faster than this walk.)
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import struct
 from typing import Iterator
 
 VARINT, FIXED64, LEN, FIXED32 = 0, 1, 2, 5
-_F32 = struct.Struct("<f")
 _F64 = struct.Struct("<d")
 
 
@@ -59,25 +59,5 @@ def as_double(raw: bytes) -> float:
     return _F64.unpack(raw)[0]
 
 
-def as_float(raw: bytes) -> float:
-    return _F32.unpack(raw)[0]
-
-
 def as_signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def packed_floats(raw: bytes) -> tuple[float, ...]:
-    return struct.unpack(f"<{len(raw) // 4}f", raw)
-
-
-def packed_doubles(raw: bytes) -> tuple[float, ...]:
-    return struct.unpack(f"<{len(raw) // 8}d", raw)
-
-
-def packed_varints(raw: bytes) -> list[int]:
-    out, pos = [], 0
-    while pos < len(raw):
-        value, pos = varint(raw, pos)
-        out.append(value)
-    return out

@@ -1,7 +1,9 @@
 """TensorBoard event files (`events.out.tfevents.*`), read incrementally.
 
 TFRecord framing: u64 length, masked CRC32C of the length, the data, masked CRC32C of the data.
-Each record is an `Event` protobuf; we decode scalars only: the old `simple_value` form
+Each record is an `Event` protobuf; we decode scalars only (SummaryWriter's fixed layout with
+numpy, many records at once; any other record with protobuf's parser, one path each, both kept
+by bench/tensorboard_read.py): the old `simple_value` form
 (torch's SummaryWriter) and the new tensor form (plugin "scalars", a rank-0 float tensor).
 Other values (images, histograms, text) are skipped. A partial record at the end is held until
 complete; a record whose data CRC fails is counted and skipped; a corrupt length stops the file
@@ -16,24 +18,17 @@ from pathlib import Path
 
 import google_crc32c
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from urbanrun.engine.metrics.follower import read_new_bytes
-from urbanrun.engine.metrics.parsers.protowire import (FIXED32, FIXED64, LEN, WireError, as_double, as_float, as_signed, fields,
-                        packed_doubles, packed_floats, packed_varints)
+from urbanrun.engine.metrics.parsers.tb_proto import Event
 
-_HEADER = struct.Struct("<QI")
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 _HALF = struct.Struct("<e")
-_F32 = struct.Struct("<f")
 MAX_READ = 64 << 20
 
-# Event fields
-EV_WALL_TIME, EV_STEP, EV_SUMMARY = 1, 2, 5
-# Summary.Value fields
-V_TAG, V_SIMPLE, V_TENSOR, V_METADATA = 1, 2, 8, 9
-# TensorProto
-T_DTYPE, T_SHAPE, T_CONTENT, T_FLOAT, T_DOUBLE, T_INT, T_INT64, T_HALF = 1, 2, 4, 5, 6, 7, 10, 13
+# TensorFlow's DataType values of the scalar tensors we read
 DT_FLOAT, DT_DOUBLE, DT_INT32, DT_INT64, DT_BFLOAT16, DT_HALF = 1, 2, 3, 9, 14, 19
 
 
@@ -164,7 +159,7 @@ def decode_records(buf: bytes, starts: list[int], stops: list[int]) -> tuple[lis
     for i in np.nonzero(~done)[0].tolist():
         try:
             decoded[i] = decode_event(buf[starts[i]:stops[i]])
-        except (WireError, struct.error, UnicodeDecodeError, IndexError):
+        except (DecodeError, struct.error, UnicodeDecodeError):
             bad += 1
     return [p for p in decoded if p is not None], bad
 
@@ -212,91 +207,46 @@ def _decode_simple_scalars(buf: bytes, starts, stops, decoded: list, done) -> No
 
 
 def decode_event(data: bytes) -> dict | None:
-    wall_time, step, summary = None, 0, None
-    for number, wire, value in fields(data):
-        if number == EV_WALL_TIME and wire == FIXED64:
-            wall_time = as_double(value)
-        elif number == EV_STEP:
-            step = as_signed(value)
-        elif number == EV_SUMMARY and wire == LEN:
-            summary = value
-    if summary is None:
-        return None
+    """The scalars of one Event record, by protobuf's own parser (2-3x faster than walking the
+    wire format by hand: bench/tensorboard_read.py)."""
+    event = Event.FromString(data)
     point = None
-    for number, wire, value in fields(summary):
-        if number != 1 or wire != LEN:
-            continue
-        scalar = decode_value(value)
+    for value in event.summary.value:
+        scalar = _scalar(value)
         if scalar is not None:
             if point is None:
-                point = {"step": step, "time": wall_time}
-            point[scalar[0]] = scalar[1]
+                point = {"step": event.step, "time": event.wall_time if event.HasField("wall_time") else None}
+            point[value.tag] = scalar
     return point
 
 
-def decode_value(data: bytes) -> tuple[str, float] | None:
-    tag, simple, tensor, plugin = None, None, None, None
-    for number, wire, value in fields(data):
-        if number == V_TAG:
-            tag = value.decode("utf-8")
-        elif number == V_SIMPLE and wire == FIXED32:
-            simple = as_float(value)
-        elif number == V_TENSOR and wire == LEN:
-            tensor = value
-        elif number == V_METADATA and wire == LEN:
-            plugin = _plugin_name(value)
-    if tag is None:
+def _scalar(value) -> float | None:
+    if not value.tag:
         return None
-    if simple is not None:
-        return tag, simple
-    if tensor is not None and plugin in ("scalars", None):
-        value = _scalar_tensor(tensor)
-        if value is not None:
-            return tag, value
+    if value.HasField("simple_value"):
+        return value.simple_value
+    plugin = value.metadata.plugin_data.plugin_name if value.HasField("metadata") else ""
+    if value.HasField("tensor") and plugin in ("scalars", ""):
+        return _scalar_tensor(value.tensor)
     return None
 
 
-def _plugin_name(metadata: bytes) -> str | None:
-    for number, wire, value in fields(metadata):
-        if number == 1 and wire == LEN:  # plugin_data
-            for n2, w2, v2 in fields(value):
-                if n2 == 1 and w2 == LEN:
-                    return v2.decode("utf-8")
-    return None
-
-
-def _scalar_tensor(data: bytes) -> float | None:
-    dtype, shape, content, values = 0, b"", None, None
-    for number, wire, value in fields(data):
-        if number == T_DTYPE:
-            dtype = value
-        elif number == T_SHAPE:
-            shape = value
-        elif number == T_CONTENT:
-            content = value
-        elif number == T_FLOAT and wire == LEN:
-            values = packed_floats(value)
-        elif number == T_FLOAT and wire == FIXED32:
-            values = (as_float(value),)
-        elif number == T_DOUBLE and wire == LEN:
-            values = packed_doubles(value)
-        elif number in (T_INT, T_INT64, T_HALF) and wire == LEN:
-            values = packed_varints(value)
-    if shape and any(number == 2 for number, _, _ in fields(shape)):  # has dims: not a scalar
+def _scalar_tensor(tensor) -> float | None:
+    if tensor.tensor_shape.dim:  # has dims: not a scalar
         return None
+    dtype, content = tensor.dtype, tensor.tensor_content
     if content:
-        fmt = {DT_FLOAT: "<f", DT_DOUBLE: "<d", DT_INT32: "<i", DT_INT64: "<q", DT_HALF: "<e"}.get(dtype)
         if dtype == DT_BFLOAT16 and len(content) == 2:
             return struct.unpack("<f", b"\x00\x00" + content)[0]
+        fmt = {DT_FLOAT: "<f", DT_DOUBLE: "<d", DT_INT32: "<i", DT_INT64: "<q", DT_HALF: "<e"}.get(dtype)
         if fmt is None or struct.calcsize(fmt) != len(content):
             return None
         return float(struct.unpack(fmt, content)[0])
-    if values:
-        if dtype == DT_HALF:
-            return _HALF.unpack(struct.pack("<H", values[0] & 0xFFFF))[0]
-        if dtype == DT_BFLOAT16:
-            return struct.unpack("<f", struct.pack("<I", (values[0] & 0xFFFF) << 16))[0]
-        if dtype == DT_INT64:
-            return float(as_signed(values[0]))
-        return float(values[0])
+    if dtype in (DT_HALF, DT_BFLOAT16) and tensor.half_val:
+        bits = tensor.half_val[0] & 0xFFFF
+        return _HALF.unpack(struct.pack("<H", bits))[0] if dtype == DT_HALF else \
+            struct.unpack("<f", struct.pack("<I", bits << 16))[0]
+    for values in (tensor.float_val, tensor.double_val, tensor.int64_val, tensor.int_val):
+        if values:
+            return float(values[0])
     return None
