@@ -283,3 +283,46 @@ def test_a_scratchpad_root_that_cannot_be_written_is_one_sentence(workspace):
     assert "set [scratchpad] root in" in proc.stderr and "Traceback" not in proc.stderr
     launched = cli("launch", "exit_after", "--set", "seconds=0", cwd=workspace)
     assert launched.returncode == 0 and "Traceback" not in launched.stderr  # the scratchpad never undoes a launch
+
+
+def test_nan_reaching_the_engine_by_other_doors_is_refused(workspace):
+    """The same checks for agents (MCP tools) and the TUI as for the CLI's flags: nan and inf are
+    no number of seconds or gigabytes; a log that became a FIFO is refused, not waited on."""
+    import os
+    import threading
+
+    from urbanrun.engine.cli.doctor import advice
+    from urbanrun.engine.cli.mcp_server import Tools
+    from urbanrun.engine.core.config import load_config
+    from urbanrun.engine.core.errors import UserError
+    from urbanrun.engine.runs.store import RunStore
+    from urbanrun.engine.runs.supervisor import Supervisor
+
+    config = load_config(workspace / "config.toml")
+    store = RunStore(workspace / "runs")
+    record = Supervisor(config, store).launch("long_sleep")
+    try:
+        with pytest.raises(UserError, match="grace"):
+            Supervisor(config, store).request_kill(record.id, grace=float("nan"))
+        with pytest.raises(UserError, match="gpu-memory"):
+            advice(config, store, "cones", gpu_memory=float("nan"))
+        tools = Tools(config, store)
+        with pytest.raises(UserError, match="timeout"):
+            tools.wait_run(record.id, timeout=float("nan"))
+        log = store.run_dir(record.id) / "output.log"
+        log.unlink()
+        os.mkfifo(log)
+        outcome = []
+
+        def read_logs():
+            try:
+                tools.run_logs(record.id)
+            except UserError as exc:
+                outcome.append(str(exc))
+
+        reader = threading.Thread(target=read_logs, daemon=True)
+        reader.start()
+        reader.join(60)  # a guard, not a timing: an open() of the FIFO would block here for good
+        assert not reader.is_alive() and "is a FIFO" in outcome[0]
+    finally:
+        Supervisor(config, store).request_kill(record.id, force=True)

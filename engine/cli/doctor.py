@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import stat
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def advice(config: Config, store: RunStore, recipe_name: str, gpu_index: int | N
     recipe = config.recipe(recipe_name)
     available, where = None, ""
     if gpu_memory is not None:
-        if gpu_memory <= 0:
+        if not 0 < gpu_memory < math.inf:  # nan and inf are no amount of memory
             raise UserError(f"--gpu-memory expects GB > 0, not {gpu_memory}.")
         available, where = gpu_memory, f"{gpu_memory:g} GB given"
     else:

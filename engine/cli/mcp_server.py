@@ -9,6 +9,7 @@ Bad input (a UserError) comes back as an MCP error result naming the problem, no
 
 from __future__ import annotations
 
+import math
 import functools
 import inspect
 import re
@@ -19,6 +20,8 @@ from typing import Any
 from urbanrun.engine.cli.contract import load_schema
 from urbanrun.engine.cli.output import versioned
 from urbanrun.engine.core.config import Config
+from urbanrun.engine.core.files import path_stat, regular_file
+from urbanrun.engine.metrics.follower import FileFollower
 from urbanrun.engine.core.errors import CommandFailed, UserError
 from urbanrun.engine.runs.store import RunStore
 from urbanrun.engine.runs.supervisor import Supervisor
@@ -60,7 +63,7 @@ class Tools:
         from urbanrun.engine.cli.agent import parse_until, wait_for
 
         kind, target = parse_until(until)
-        if timeout < 0:
+        if not 0 <= timeout < math.inf:
             raise UserError(f"timeout expects seconds >= 0, not {timeout}.")
         summary, outcome = wait_for(self.store, self.sup, self.config, self.store.resolve(run), kind, target, timeout)
         return {**summary, "wait": {"until": until, "outcome": outcome, "met": outcome == "met"}}
@@ -99,14 +102,16 @@ class Tools:
         path = self.store.log_path(self.store.load(run_id))
         kept: deque = deque(maxlen=lines)
         total = 0
-        try:
-            with open(path, encoding="utf-8", errors="replace", newline="\n") as fh:
-                for total, raw in enumerate(fh, 1):
-                    text = _last_frame(raw.rstrip("\n"))
+        if path_stat(path, "log") is not None:
+            regular_file(path, "log")  # a FIFO in its place would block the tool, a device never end
+            follower = FileFollower(path, max_read=4 << 20)  # bounded memory, whatever the log's size
+            for batch in follower.read_all():
+                for raw in batch:
+                    total += 1
+                    text = _last_frame(raw)
                     if pattern is None or pattern.search(text):
                         kept.append({"line": total, "text": text})
-        except FileNotFoundError:
-            pass
+            follower.close()
         return {"run": run_id, "path": str(path), "total_lines": total, "search": search, "lines": list(kept)}
 
     def run_metrics(self, run: str, names: list[str] | None = None, max_points: int = 500) -> dict:

@@ -3,6 +3,7 @@ blocking, and reconcile a record with reality (exit status written, process gone
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import socket
@@ -210,7 +211,7 @@ class Supervisor:
         if not record.active:
             raise UserError(f"run {run_id} is not running (it is {record.status}); there is nothing to kill.")
         grace = self.config.kill_grace if grace is None else grace
-        if grace < 0:
+        if not 0 <= grace < math.inf:  # nan would never escalate, inf never end
             raise UserError(f"--grace must be a number of seconds >= 0, not {grace}.")
         now = self.clock()
         record.kill_requested = record.kill_requested or now
