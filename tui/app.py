@@ -68,6 +68,9 @@ class UrbanrunApp(App):
         Binding("E", "smoothing(1)", "more smoothing", show=False, tooltip="more EMA smoothing of the curves"),
         Binding("y", "log_y", "log y", show=False, tooltip="log-scale y axis"),
         Binding("x", "x_axis", "x axis", show=False, tooltip="x axis by step or by wall time"),
+        Binding("v", "curves_grid", "one plot/grid", show=False,
+                tooltip="curves: one plot (train/val pairs together) or a grid of every metric"),
+        Binding("F", "curves_filter", "filter curves", show=False, tooltip="curves: show only metrics whose names match"),
         Binding("r", "tab('main')", "runs", show=False, tooltip="the runs view"),
         Binding("g", "tab('gpu')", "GPU", tooltip="the GPU view: history charts and processes"),
         Binding("s", "tab('pad')", "scratchpad", tooltip="today's scratchpad, the editor focused (ctrl+s saves)"),
@@ -567,6 +570,20 @@ class UrbanrunApp(App):
     def action_x_axis(self) -> None:
         pane = self.query_one(LossPane)
         pane.axis = "time" if pane.axis == "step" else "step"
+        self.redraw()
+
+    def action_curves_grid(self) -> None:
+        pane = self.query_one(LossPane)
+        pane.grid = not pane.grid
+        self.redraw()
+
+    def action_curves_filter(self) -> None:
+        pane = self.query_one(LossPane)
+        title = "Show the metrics whose names contain (words; empty or esc shows all)" + (f" — now '{pane.filter}'" if pane.filter else "")
+        self.push_screen(PromptScreen(title, "loss val acc"), self._curves_filtered)
+
+    def _curves_filtered(self, text) -> None:
+        self.query_one(LossPane).filter = text or ""
         self.redraw()
 
     def action_tab(self, tab: str) -> None:
