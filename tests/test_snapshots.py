@@ -56,6 +56,7 @@ def replay_app(name="cones_gpu.jsonl"):
 async def settle(pilot):
     await pilot.pause(0.5)
     await pilot.app.workers.wait_for_complete()
+    pilot.app.redraw(force_plot=True)  # the plot redraws at most once a second: draw the last points now
     await pilot.pause(0.5)
 
 
