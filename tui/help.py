@@ -11,11 +11,13 @@ def sections(app_bindings) -> list[tuple[str, list]]:
     from .compare import CompareScreen
     from .dialogs import ConfirmKill, ConfirmScreen, HelpScreen, PromptScreen, RemedyScreen, SummaryScreen
     from .launch_form import LaunchForm, launch_keys
+    from .loss_pane import LossPane
     from .runs_table import RunsTable
 
     return [
         ("Runs view, GPU, scratchpad, diagnoses (while the focus is not in a text field)", app_bindings),
         ("Runs table", RunsTable.BINDINGS),
+        ("Curves (tab to the plot)", LossPane.BINDINGS),
         ("Launch form", LaunchForm.BINDINGS + launch_keys()),
         ("Stop a run", ConfirmKill.BINDINGS),
         ("Questions (save as defaults)", ConfirmScreen.BINDINGS),

@@ -57,12 +57,14 @@ def _num(v: float) -> str:
 class LossPane(PlotextPlot):
     can_focus = True
     BINDINGS = [
-        Binding("left", "cursor(-1)", "cursor ←", show=False), Binding("right", "cursor(1)", "cursor →", show=False),
-        Binding("shift+left", "cursor(-10)", "cursor ← ×10", show=False),
-        Binding("shift+right", "cursor(10)", "cursor → ×10", show=False),
-        Binding("home", "cursor_edge(-1)", "cursor to start", show=False),
-        Binding("end", "cursor_edge(1)", "cursor to end", show=False),
-        Binding("escape", "cursor_off", "hide cursor", show=False),
+        Binding("left", "cursor(-1)", "cursor ←", show=False,
+                tooltip="cursor one column left: every shown curve's value at that step, under the plot"),
+        Binding("right", "cursor(1)", "cursor →", show=False, tooltip="cursor one column right"),
+        Binding("shift+left", "cursor(-10)", "cursor ← ×10", show=False, tooltip="cursor ten columns left"),
+        Binding("shift+right", "cursor(10)", "cursor → ×10", show=False, tooltip="cursor ten columns right"),
+        Binding("home", "cursor_edge(-1)", "cursor to start", show=False, tooltip="cursor to the first step"),
+        Binding("end", "cursor_edge(1)", "cursor to end", show=False, tooltip="cursor to the last step"),
+        Binding("escape", "cursor_off", "hide cursor", show=False, tooltip="hide the cursor"),
     ]
 
     def __init__(self, **kwargs):
