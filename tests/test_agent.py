@@ -75,6 +75,8 @@ def test_static_outputs_match_their_schemas(workspace):
     run_json("scratchpad", "scratchpad", "log", "checked", "the", "schemas", cwd=workspace)
     run_json("scratchpad", "scratchpad", "finish", cwd=workspace)
     run_json("ls", "ls", cwd=workspace)
+    imported = run_json("launch", "import", str(ROOT / "tests" / "fixtures" / "metrics" / "lightning"), cwd=workspace)
+    assert imported["status"] == "imported"
 
 
 def test_gpus_output_matches_its_schema(workspace, monkeypatch):
@@ -122,6 +124,9 @@ def test_a_finished_demo_run_has_one_summary_everywhere(workspace):
     status = run_json("status", "status", "last", cwd=workspace)
     shown = run_json("show", "show", launched["id"], cwd=workspace)
     listed = run_json("ls", "ls", cwd=workspace)["runs"][0]
+    table = cli("ls", cwd=workspace, check=True).stdout
+    row = next(line for line in table.splitlines() if line.startswith(launched["id"])).split()
+    assert "PROGRESS" in table and row[-3:] == ["100%", f"{metric['last']:.4g}", f"({best:.4g})"]
     for other in (status, shown["summary"], listed["summary"]):
         assert (other["progress"], other["metric"], other["verdict"]) == (p, metric, "ended-ok")
     assert (shown["loss_name"], shown["loss_best"], shown["steps"]) == ("loss", best, losses[-1][0])
@@ -188,8 +193,9 @@ def test_a_diverging_run_is_diagnosed_while_it_runs_and_every_view_agrees(worksp
         == kinds(ended["diagnoses"])
     from_log = run_json("doctor", "doctor", str(workspace / "runs" / run["id"] / "output.log"), cwd=workspace)
     assert {"nan_loss", "diverging"} <= kinds(from_log["diagnoses"])  # the log alone says the same
-    retry = cli("launch", *relaunch["launch_args"], "--json", cwd=workspace, check=True)
-    assert json.loads(retry.stdout)["params"]["lr"] == 0.001  # the action is usable as it is
+    retry = json.loads(cli("launch", *relaunch["launch_args"], "--json", cwd=workspace, check=True).stdout)
+    assert retry["params"]["lr"] == 0.001  # the action is usable as it is
+    run_json("kill", "kill", retry["id"], cwd=workspace)
 
 
 def test_the_engine_diagnoses_nan_the_moment_it_appears(workspace):

@@ -11,7 +11,7 @@ import sys
 import time
 
 from urbanrun.engine.cli.output import emit, emit_line
-from urbanrun.engine.cli.runs import reconcile_one
+from urbanrun.engine.cli.runs import duration, reconcile_one
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.core.events import RunChanged
 from urbanrun.engine.core.state import State
@@ -75,7 +75,7 @@ def print_status(s: dict) -> None:
     if p["steps_per_second"]:
         bits.append(f"{p['steps_per_second']:.3g} steps/s")
     if p["eta_seconds"] is not None:
-        bits.append(f"ETA {_clock(p['eta_seconds'])}")
+        bits.append(f"ETA {duration(p['eta_seconds'])}")
     print("  ".join(bits))
     m = s["metric"]
     if m:
@@ -312,10 +312,3 @@ def _num(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}" if v == v else "nan"
     return "-" if v is None else str(v)
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

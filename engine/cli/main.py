@@ -20,8 +20,7 @@ from urbanrun.engine.cli.output import emit, error_object
 from urbanrun.engine.core.errors import CommandFailed, UserError
 from urbanrun.engine.runs.store import RunStore
 from urbanrun.engine.runs.supervisor import Supervisor
-from urbanrun.engine.cli.runs import (cmd_import, cmd_kill, cmd_launch, cmd_logs, cmd_ls, cmd_recipes, cmd_show,
-                                      print_json)
+from urbanrun.engine.cli.runs import cmd_import, cmd_kill, cmd_launch, cmd_logs, cmd_ls, cmd_recipes, cmd_show
 
 
 class _Parser(argparse.ArgumentParser):

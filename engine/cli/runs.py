@@ -77,14 +77,17 @@ def cmd_ls(args, config, store, sup) -> int:
     if not records:
         print(f"no runs in {store.root} yet; start one with `urbanrun launch cones`.")
         return 0
-    rows = [("ID", "RECIPE", "STATUS", "EXIT", "STARTED", "RUNTIME")]
+    from urbanrun.engine.session.summary import run_summary
+
+    rows = [("ID", "RECIPE", "STATUS", "EXIT", "STARTED", "RUNTIME", "PROGRESS", "LOSS (BEST)")]
     for r in records:
         status = f"{r.status} ({r.pending_reason})" if r.status == "pending" and r.pending_reason else r.status
         if r.status == "queued":
             status = f"queued #{r.queue_position or '?'} ({r.queue_reason})" if r.queue_reason else "queued"
         if r.unreachable_since and r.active:
             status += f" (SLURM controller unreachable since {_clock(r.unreachable_since)})"
-        rows.append((r.id, r.recipe, status, exit_text(r), _clock(r.started), _runtime(r)))
+        summary = run_summary(store, r, config, brief=True) if r.status != "unreadable" else None
+        rows.append((r.id, r.recipe, status, exit_text(r), _clock(r.started), _runtime(r), *_figures(summary)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -298,6 +301,30 @@ def _follow(store: RunStore, sup: Supervisor, run_id: str, from_start: bool, las
     return 0 if record.status == "exited" else 1
 
 
+def _figures(summary: dict | None) -> tuple[str, str]:
+    """The PROGRESS and LOSS (BEST) cells of `ls`: from the run summary, '-' when unknown."""
+    if summary is None:
+        return "-", "-"
+    p, m = summary["progress"], summary["metric"]
+    progress = "-"
+    if p.get("fraction") is not None:
+        progress = f"{p['fraction'] * 100:.0f}%"
+        if p.get("eta_seconds") is not None:
+            progress += f" ETA {duration(p['eta_seconds'])}"
+    elif p.get("step") is not None:
+        progress = f"step {p['step']:g}"
+    loss = "-"
+    if m and isinstance(m.get("last"), (int, float)):
+        loss = f"{m['last']:.4g}" + (f" ({m['best']:.4g})" if isinstance(m.get("best"), (int, float)) else "")
+    return progress, loss
+
+
+def duration(seconds: float) -> str:
+    h, rem = divmod(int(seconds), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
 def exit_text(r: RunRecord) -> str:
     if r.signal:
         import signal as _signal
@@ -318,10 +345,7 @@ def _clock(ts: float | None) -> str:
 def _runtime(r: RunRecord) -> str:
     if not r.started:
         return "-"
-    seconds = int((r.ended or time.time()) - r.started)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+    return duration((r.ended or time.time()) - r.started)
 
 
 def _write_lines(lines: list[str]) -> None:

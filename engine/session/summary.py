@@ -36,8 +36,9 @@ def run_summary(store: RunStore, record: RunRecord, config: Config | None, now: 
     `save`: a live run's diagnoses, when they changed, are stored in its record. `idle`: seconds
     since its output last grew (default: from the engine's state, or the files' times)."""
     now = time.time() if now is None else now
-    if brief and not record.active and record.summary:
-        return _assemble(record, dict(record.summary), None, [], "", 1, config, actions=False)
+    if brief and not record.active:  # a finished run's figures were stored when it ended
+        return _assemble(record, dict(record.summary) or _figures_of_record(record), None, [], "", 1, config,
+                         actions=False)
     if run is None:
         run = read_run(store.run_dir(record.id), record, now)
         idle = idle_seconds(store, record, now) if idle is None else idle
@@ -161,6 +162,15 @@ def _assemble(record: RunRecord, figures: dict, run: RunState | None, lines: lis
     if actions:
         out["next_actions"] = next_actions(record, record.diagnoses, recipe, lines, log_path, first_line)
     return out
+
+
+def _figures_of_record(record: RunRecord) -> dict:
+    """What a record written before summaries were stored still says (its loss and GPU peak)."""
+    metric = None
+    if record.loss_name:
+        metric = {"name": record.loss_name, "last": record.loss_last, "last_step": record.steps,
+                  "best": record.loss_best, "best_step": None}
+    return {"progress": {"step": record.steps}, "metric": metric, "gpu_peak_mb": record.gpu_mem_peak_mb}
 
 
 def _gpu_peak_mb(record: RunRecord, run: RunState) -> float | None:
