@@ -15,11 +15,13 @@ from urbanrun.engine.cli.runs import duration, reconcile_one
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.core.events import RunChanged
 from urbanrun.engine.core.state import State
+from urbanrun.engine.diagnosis.run_doctor import LIVE_SECONDS, has_new_non_finite
 from urbanrun.engine.metrics.run_files import RunSources
 from urbanrun.engine.runs.store import RunRecord, RunStore, iso
 from urbanrun.engine.session.summary import idle_seconds, run_summary
 
 WATCH_INTERVAL = 1.0
+DIAGNOSE_EVERY = 3.0  # seconds between two diagnoses of a run whose files grow (NaN: at once)
 PROGRESS_EVERY = 5.0  # seconds between two progress events of one run
 RESCAN_EVERY = 2.0  # how often `events --follow` looks for new runs
 EXIT_TIMEOUT = 3
@@ -34,16 +36,28 @@ class RunWatch:
         self.record = store.load(run_id)
         self.state = State()
         self.sources = RunSources(store.run_dir(run_id), self.record)
+        self.last_diagnosis = float("-inf")
 
     def look(self, now: float | None = None) -> dict:
+        """The summary now. A live run is diagnosed again at once when a series turns NaN/Inf or
+        its status changes, at most every DIAGNOSE_EVERY seconds while its files grow, and every
+        LIVE_SECONDS otherwise (the trends of time: a hang): a long wait costs next to nothing."""
         now = time.time() if now is None else now
+        status = self.record.status
         self.record = reconcile_one(self.store, self.sup, self.store.load(self.record.id))
         self.state.apply(RunChanged(ts=now, run=self.record.to_dict()))
+        grew = False
         for events in self.sources.read_to_end(now):
             self.state.apply_all(events)
+            grew = grew or bool(events)
         run = self.state.runs[self.record.id]
+        since = now - self.last_diagnosis
+        diagnose = (self.record.status != status or since >= LIVE_SECONDS or (grew and since >= DIAGNOSE_EVERY)
+                    or has_new_non_finite(run, {d.get("kind") for d in self.record.diagnoses}))
+        if diagnose:
+            self.last_diagnosis = now
         return run_summary(self.store, self.record, self.config, now, run,
-                           idle=idle_seconds(self.store, self.record, now))
+                           idle=idle_seconds(self.store, self.record, now), diagnose=diagnose)
 
     def close(self) -> None:
         self.sources.close()

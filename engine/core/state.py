@@ -204,6 +204,9 @@ def _add_columns(run: RunState, points, fmt: str, ts: float) -> bool:
         steps = range(run.points_total, run.points_total + n)
     times = columns.get("time") or [ts] * n
     run.points_total += n
+    if columns.get("epoch"):
+        top = max(columns["epoch"])
+        run.epoch = top if run.epoch is None else max(run.epoch, top)
     for name, values in columns.items():
         if name not in AXIS_KEYS and _column_for(run, name, fmt) is not None:
             run.metrics[name].extend(steps, times, values)

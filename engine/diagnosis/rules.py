@@ -7,8 +7,9 @@ Parameters of the run (batch size, mixed precision, checkpointing) make remedies
 
 from __future__ import annotations
 
-import math
 import re
+
+import numpy as np
 from dataclasses import asdict, dataclass, field
 
 from urbanrun.engine.core.text import last_frame
@@ -61,7 +62,21 @@ def gib(value: float) -> str:
     return f"{value / 2 ** 20:.2f} MiB" if value < 2 ** 30 else f"{value / 2 ** 30:.2f} GiB"
 
 
+class Lines(list):
+    """A run's lines with their text joined once: a rule whose pattern is found nowhere in the
+    text (most rules, on most logs) skips the line-by-line scan."""
+
+    @property
+    def text(self) -> str:
+        joined = getattr(self, "_text", None)
+        if joined is None:
+            joined = self._text = "\n".join(self)
+        return joined
+
+
 def _find(lines: list[str], pattern: re.Pattern) -> list[int]:
+    if isinstance(lines, Lines) and not pattern.search(lines.text):
+        return []
     return [i for i, line in enumerate(lines) if pattern.search(line)]
 
 
@@ -273,8 +288,10 @@ NAN_RE = re.compile(r"NaN loss|loss\s*(?:is|=|:)\s*[-+]?(?:nan|inf)\b|non-finite
 def _nan(lines, params, metrics) -> Diagnosis | None:
     """NaN/Inf in a loss (log text or any followed loss series): an error. NaN/Inf in another
     metric only: a warning naming it (an fp16 grad norm may be inf on a skipped step)."""
-    hits = _find(lines, NAN_RE)
-    bad = [name for name, values in (metrics or {}).items() if any(not math.isfinite(v) for v in values)]
+    text = lines.text.lower() if isinstance(lines, Lines) else None  # NAN_RE is case-blind, so slow: look first
+    maybe = text is None or "nan" in text or "inf" in text or "non-finite" in text
+    hits = _find(lines, NAN_RE) if maybe else []
+    bad = [name for name, values in (metrics or {}).items() if not np.isfinite(np.asarray(values, dtype=float)).all()]
     bad_loss = [name for name in bad if "loss" in name.lower()]
     if not hits and not bad:
         return None
@@ -376,7 +393,7 @@ def diagnose(lines: list[str], exit_code: int | None = None, signal: int | None 
              killed_by_user: bool = False) -> list[Diagnosis]:
     """Every diagnosis the output supports, most specific first."""
     params = params or {}
-    lines = [last_frame(line) for line in lines]  # tqdm redraws, and Windows' CRLF line ends
+    lines = Lines(last_frame(line) for line in lines)  # tqdm redraws, and Windows' CRLF line ends
     found = [d for rule in TEXT_RULES if (d := rule(lines, params))]
     for extra in (_nan(lines, params, metrics), _swallowed(lines, params, exit_code)):
         if extra:

@@ -34,7 +34,7 @@ def read_log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> list[str]:
 def metric_values(run: RunState | None) -> dict[str, list[float]]:
     if run is None:
         return {}
-    return {name: list(series.values) for name, series in run.metrics.items()}
+    return {name: series.values for name, series in run.metrics.items()}
 
 
 def output_diagnoses(lines: list[str], run: RunState | None, params: dict, exit_code: int | None = None,
@@ -45,7 +45,7 @@ def output_diagnoses(lines: list[str], run: RunState | None, params: dict, exit_
     found = diagnose(lines, exit_code, signal, params=params, metrics=metric_values(run),
                      killed_by_user=killed_by_user)
     name = loss_name(run) if run is not None else None
-    if name and (d := trends.diverging(list(run.metrics[name].values))):
+    if name and (d := trends.diverging(run.metrics[name].values)):
         found.append(d)
     mem = _memory_series(run)
     if mem is not None and (d := trends.leak(*mem)):

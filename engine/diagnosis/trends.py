@@ -3,7 +3,6 @@ hang, a run starved by data loading, a loss that diverges."""
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
@@ -67,14 +66,13 @@ def input_bound(gpu_util: float | None, run_cpu_percent: float | None) -> Diagno
 def diverging(values, factor: float = 5.0, points: int = 2) -> Diagnosis | None:
     """The latest `points` finite values all far above the best before them (factor x the best and
     twice the median so far): 0.41 -> 27 -> 300 warns at 300, while a converging loss's noise does not."""
-    finite = [v for v in values if math.isfinite(v)]
+    array = np.asarray(values, dtype=np.float64)
+    finite = array[np.isfinite(array)]
     if len(finite) <= points:
         return None
-    before, recent = finite[:-points], finite[-points:]
-    best = min(before)
-    usual = float(np.median(before))
-    floor = max(best * factor, usual * 2)
-    if best <= 0 or min(recent) <= floor:
+    before, recent = finite[:-points], finite[-points:].tolist()
+    best = float(before.min())
+    if best <= 0 or min(recent) <= best * factor or min(recent) <= float(np.median(before)) * 2:
         return None
     last = recent[-1]
     return Diagnosis("diverging", "warning", f"The loss is diverging: {last:.4g} now against a best of {best:.4g}",

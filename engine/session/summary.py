@@ -30,11 +30,12 @@ VERDICTS = ("running-healthy", "running-sick", "ended-ok", "ended-failed")
 
 def run_summary(store: RunStore, record: RunRecord, config: Config | None, now: float | None = None,
                 run: RunState | None = None, *, brief: bool = False, save: bool = True,
-                idle: float | None = None) -> dict:
+                idle: float | None = None, diagnose: bool = True) -> dict:
     """The summary of one run. `run`: the engine's state of it (else its files are read). `brief`
     (for listings): a finished run's stored figures are used as they are, without next actions.
     `save`: a live run's diagnoses, when they changed, are stored in its record. `idle`: seconds
-    since its output last grew (default: from the engine's state, or the files' times)."""
+    since its output last grew (default: from the engine's state, or the files' times). `diagnose`:
+    False skips a live run's diagnosis (its stored diagnoses are used: nothing new was read)."""
     now = time.time() if now is None else now
     if brief and not record.active:  # a finished run's figures were stored when it ended
         return _assemble(record, dict(record.summary) or _figures_of_record(record), None, [], "", 1, config,
@@ -43,7 +44,7 @@ def run_summary(store: RunStore, record: RunRecord, config: Config | None, now: 
         run = read_run(store.run_dir(record.id), record, now)
         idle = idle_seconds(store, record, now) if idle is None else idle
     figures = figures_of(record, run, now)
-    if record.active:
+    if record.active and diagnose:
         found = merged([d.to_dict() for d in live_diagnoses(record, run, now, idle_seconds=idle)], record.diagnoses)
         if save and _kinds(found) != _kinds(record.diagnoses):
             store.save_diagnoses(record, found, headline([Diagnosis.from_dict(d) for d in found]))
@@ -113,7 +114,7 @@ def smoothed_rate(run: RunState, structured) -> float | None:
     if not structured:
         return None
     series = max(structured, key=len)
-    steps, times = (np.frombuffer(a, dtype=np.float64)[-(RATE_POINTS + 1):] for a in (series.steps, series.times))
+    steps, times = (np.asarray(a, dtype=np.float64)[-(RATE_POINTS + 1):] for a in (series.steps, series.times))
     ds, dt = np.diff(steps), np.diff(times)
     keep = (ds > 0) & (dt >= 0)
     if keep.sum() < 1 or dt[keep].sum() <= 0:
