@@ -81,17 +81,17 @@ class JsonlParser:
                 points += self.feed([block[start:end].decode("utf-8", errors="replace").rstrip("\r\n")])
                 block = block[end:]
                 continue
-            if len(objects) != block.count(b"\n"):  # a line held `1, 2`: find it line by line
-                return points + self.feed(block.decode("utf-8", errors="replace").split("\n")[:-1])
             return points + self._objects(block, objects)
         return points
 
     def _objects(self, block: bytes, objects: list) -> list[dict]:
+        if block.count(b"{") == len(objects) and b"[" not in block and all(type(o) is dict for o in objects):
+            self.lines_seen += len(objects)
+            return objects  # objects only, with one '{' each: flat, nothing to filter
+        if len(objects) != block.count(b"\n"):  # a line held `1, 2`: find it line by line
+            return self.feed(block.decode("utf-8", errors="replace").split("\n")[:-1])
         first = self.lines_seen
-        self.lines_seen += len(objects)  # the join succeeded, so each line is one value
-        if block.count(b"{") == len(objects) and block.count(b"\n{") + block.startswith(b"{") == len(objects) \
-                and b"[" not in block:
-            return objects  # every line starts with the only '{' it has: flat objects, nothing to filter
+        self.lines_seen += len(objects)  # one value a line
         return self._points(objects, range(first + 1, first + 1 + len(objects)))
 
     def _points(self, objects: list, line_numbers) -> list[dict]:
