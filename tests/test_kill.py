@@ -30,7 +30,7 @@ def test_kill_leaves_no_process_of_the_tree(workspace, ignore_term):
     assert len(alive_before) >= 6
     proc = cli("kill", run["id"], "--grace", "1", cwd=workspace, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "no process of its tree is left" in proc.stdout
+    assert "no process of the run is left" in proc.stdout
     for pid in pids:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, pid
     assert not psutil.pid_exists(run["pid"]) or psutil.Process(run["pid"]).status() == psutil.STATUS_ZOMBIE
@@ -45,4 +45,4 @@ def test_force_kill_and_killing_a_finished_run(workspace):
     assert cli("kill", run["id"], "--force", cwd=workspace).returncode == 0
     assert cli_json("show", run["id"], cwd=workspace)["signal"] == 9
     again = cli("kill", run["id"], cwd=workspace)
-    assert again.returncode == 2 and "not running (it is killed)" in again.stderr
+    assert again.returncode == 0 and "already ended: killed" in again.stdout

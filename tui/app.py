@@ -414,9 +414,10 @@ class UrbanrunApp(App):
             self.with_state(lambda: self._is_active(run_id) and self._kill(run_id, True))
 
     def _is_active(self, run_id: str) -> bool:
-        status = self.state.runs[run_id].record.get("status")
-        if status not in ("queued", "starting", "running"):  # a queued run is cancelled
-            self.notify(f"{run_id} is {status}: nothing to stop", severity="warning")
+        """Something of the run is alive: it runs, or it ended leaving processes behind."""
+        record = self.state.runs[run_id].record
+        if record.get("status") not in ("queued", "starting", "pending", "running") and not record.get("leftovers"):
+            self.notify(f"{run_id} is {record.get('status')}: nothing to stop", severity="warning")
             return False
         return True
 

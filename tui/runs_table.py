@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from urbanrun.engine.core.state import State, loss_name
-from urbanrun.engine.runs.store import RunRecord
+from urbanrun.engine.runs.store import RunRecord, status_text
 from urbanrun.engine.session.summary import progress_of
 
 from .formatting import GLYPHS, bar, duration, gib, num, status_of
@@ -145,6 +145,8 @@ def _why(run) -> Text:
         since = time.strftime("%H:%M", time.localtime(run.record["unreachable_since"]))
         return Text(f"⚠ SLURM controller unreachable since {since}; last known: {run.record.get('status')}",
                     style="yellow")
+    if run.record.get("leftovers"):  # processes outlive the run's end (or a kill): the first thing to know
+        return Text(f"⚠ {status_text(run.record)}", style="yellow")
     if run.record.get("status") == "pending":
         return Text(f"◷ pending: {run.record.get('pending_reason') or 'queued'} (job {run.record.get('job_id')})",
                     style="yellow")

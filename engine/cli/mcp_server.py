@@ -87,7 +87,8 @@ class Tools:
         from urbanrun.engine.cli.runs import kill_and_wait
 
         run_id = self.store.resolve(run)
-        return kill_and_wait(self.store, self.sup, self.config, run_id, force=force).to_json(self.store.run_dir(run_id))
+        record, _ = kill_and_wait(self.store, self.sup, self.config, run_id, force=force)
+        return record.to_json(self.store.run_dir(run_id))
 
     def run_logs(self, run: str, lines: int = 100, search: str | None = None) -> dict:
         """The last `lines` lines of a run's output, or with `search` (a regular expression, case

@@ -10,11 +10,12 @@ from urbanrun.engine.cli.output import emit
 from urbanrun.engine.core.errors import CommandFailed, UserError
 from urbanrun.engine.core.text import last_frame
 from urbanrun.engine.core.files import path_stat, regular_file
-from urbanrun.engine.runs.store import RunRecord, RunStore
+from urbanrun.engine.runs.store import RunRecord, RunStore, status_text
 from urbanrun.engine.runs.supervisor import Supervisor
 from urbanrun.engine.metrics.follower import FileFollower, last_lines
 
 FOLLOW_INTERVAL = 0.2
+KILL_VERIFY_SECONDS = 10.0  # after the grace: the hard kill repeats this long before kill reports survivors
 
 def cmd_launch(args, config, store: RunStore, sup: Supervisor) -> int:
     overrides = {}
@@ -81,7 +82,8 @@ def cmd_ls(args, config, store, sup) -> int:
 
     rows = [("ID", "RECIPE", "STATUS", "EXIT", "STARTED", "RUNTIME", "PROGRESS", "LOSS (BEST)")]
     for r in records:
-        status = f"{r.status} ({r.pending_reason})" if r.status == "pending" and r.pending_reason else r.status
+        status = f"{r.status} ({r.pending_reason})" if r.status == "pending" and r.pending_reason else \
+            status_text(r.to_dict())
         if r.status == "queued":
             status = f"queued #{r.queue_position or '?'} ({r.queue_reason})" if r.queue_reason else "queued"
         if r.unreachable_since and r.active:
@@ -103,10 +105,14 @@ def cmd_show(args, config, store, sup) -> int:
         emit({**record.to_json(run_dir), "summary": run_summary(store, record, config)})
         return 0
     data = record.to_json(run_dir)
+    data["status"] = status_text(record.to_dict())
     for key in ("id", "recipe", "status", "exit_code", "signal", "error", "pid", "job_id", "unreachable_since",
                 "started", "ended", "cwd", "git_commit", "run_dir", "gpus", "queue_position", "queue_reason"):
         if data.get(key) not in (None, [], ""):
             print(f"{key:<11} {data[key]}")
+    for left in record.leftovers:
+        why = f" ({left.get('state')}: {left['why']})" if left.get("why") else ""
+        print(f"{'leftover':<11} pid {left['pid']} {left.get('name', '')}{why}")
     print(f"{'argv':<11} {' '.join(record.argv)}")
     if record.changed:
         print(f"{'changed':<11} " + ", ".join(f"{k}={v}" for k, v in record.changed.items()))
@@ -123,33 +129,53 @@ def cmd_show(args, config, store, sup) -> int:
     return 0
 
 
-def cmd_kill(args, config, store, sup: Supervisor) -> int:
+def cmd_kill(args, config, store: RunStore, sup: Supervisor) -> int:
     run_id = store.resolve(args.run)
     t0 = time.monotonic()
-    record = kill_and_wait(store, sup, config, run_id, args.grace, args.force)
+    record, outcome = kill_and_wait(store, sup, config, run_id, args.grace, args.force)
     took = time.monotonic() - t0
     if args.json:
         print_json(record.to_json(store.run_dir(run_id)))
+    elif outcome == "ended":
+        why = f" ({record.error})" if record.status in ("lost", "unreadable") and record.error else ""
+        print(f"run {run_id} already ended: {record.status} ({exit_text(record)}){why}; nothing was signalled.")
+    elif outcome == "cancelled":
+        print(f"cancelled {run_id}: it was still queued and never started.")
+    elif outcome == "leftovers":
+        n = len(record.kill_targets)
+        print(f"stopped the {n} leftover process{'es' if n != 1 else ''} of {run_id} (it had {record.status}, "
+              f"{exit_text(record)}) in {took:.1f}s; no process of the run is left.")
     else:
-        print(f"killed {run_id} ({exit_text(record)}) in {took:.1f}s; no process of its tree is left.")
+        print(f"killed {run_id} ({exit_text(record)}) in {took:.1f}s; no process of the run is left.")
     return 0
 
 
 def kill_and_wait(store: RunStore, sup: Supervisor, config, run_id: str, grace: float | None = None,
-                  force: bool = False) -> RunRecord:
-    """Stop a run and return its record once no process of its tree is left (CommandFailed if
-    some still are 30 s after the grace period)."""
-    record = sup.request_kill(run_id, grace, force)
+                  force: bool = False) -> tuple[RunRecord, str]:
+    """The TUI's kill (request_kill, then reconcile's escalation), verified: returns the record
+    once nothing of the run is alive, and what happened: "killed", "leftovers" (of a run that had
+    ended), "cancelled" (still queued) or "ended" (nothing was alive: nothing signalled, nothing
+    written). CommandFailed, naming the survivors and why, when some outlive the kill."""
+    record = store.load(run_id)
+    _reconcile(store, sup, record)  # a stale record is found ended (lost) before anything is decided
+    was_active = record.active
+    record, began = sup.request_kill(run_id, grace, force)
+    if not began:
+        return record, "ended"
+    if record.status == "cancelled":
+        return record, "cancelled"
     _scratchpad(config, "killed", record)
-    deadline = (record.kill_deadline or time.time()) + 30
+    deadline = time.time() + max((record.kill_deadline or time.time()) - time.time(), 0) + KILL_VERIFY_SECONDS
     while True:
         _reconcile(store, sup, record)
-        survivors = sup.survivors(record)
-        if not record.active and not survivors:
-            return record
+        if not record.watched:
+            return record, "killed" if was_active else "leftovers"
         if time.time() > deadline:
-            pids = ", ".join(str(p.pid) for p in survivors) or "the babysitter"
-            raise CommandFailed(f"run {run_id} did not stop: still alive: {pids}.", code="kill_failed")
+            left = record.leftovers or [{"pid": p.pid} for p in sup.members(record)]
+            pids = "; ".join(f"{d['pid']} {d.get('name', '')}: {d.get('why', 'still alive')}".replace(" :", ":")
+                             for d in left) or "the babysitter"
+            raise CommandFailed(f"run {run_id} is not fully stopped; still alive: {pids}. Its record lists them; "
+                                f"`urbanrun kill {run_id}` again once they can end.", code="kill_failed")
         time.sleep(0.1)
 
 
@@ -231,7 +257,7 @@ def runs_with_summaries(store: RunStore, config, records: list[RunRecord]) -> di
 
 
 def refreshed(store: RunStore, sup: Supervisor) -> tuple[list[RunRecord], list[str]]:
-    """All records, the active ones reconciled with their processes first."""
+    """All records, the running ones (and ended ones with leftovers) reconciled with their processes first."""
     records, problems = store.load_all()
     for record in records:
         _reconcile(store, sup, record)
@@ -251,7 +277,8 @@ def _reconcile(store: RunStore, sup: Supervisor, record: RunRecord) -> None:
     """Reconcile; a run found ended here (no urbanrun watched it end) is finished here: its
     summary, diagnosis and scratchpad entry, as the TUI would have done."""
     try:
-        if record.active and sup.reconcile(record) and not record.active:
+        was_active = record.active
+        if sup.reconcile(record) and was_active and not record.active:
             from urbanrun.engine.diagnosis.run_doctor import RunDoctor
             from urbanrun.engine.session.run_end import finish_run, run_from_files
 

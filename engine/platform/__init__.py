@@ -6,6 +6,9 @@ here. The lowest layer: imports nothing of urbanrun (the babysitter imports it t
     new_session_kwargs()          Popen keywords that put a run in its own session / group
     job_name(run_id)              the named Job Object of a run (Windows), else None
     create_job(name), assign_to_job(job, pid)  the babysitter puts its child in that job
+    become_subreaper(), reap_children()  the babysitter keeps (and reaps) orphans of the run (Linux)
+    join_cgroup(path)             the run's command starts inside the run's cgroup v2 (Linux)
+    cgroup (module)               a run's own cgroup v2: create, pids, kill, remove (None/[] elsewhere)
     handle_stop_signals(handler)  catch the signals a stop sends (the babysitter outlives them)
     group_pids(leader, job_name)  pids left in a run's session / job (orphans included)
     send_stop(procs, leader)      graceful stop: SIGTERM / CTRL_BREAK_EVENT to the group
@@ -37,6 +40,9 @@ new_session_kwargs = current.new_session_kwargs
 job_name = current.job_name
 create_job = current.create_job
 assign_to_job = current.assign_to_job
+become_subreaper = current.become_subreaper
+reap_children = current.reap_children
+join_cgroup = current.join_cgroup
 handle_stop_signals = current.handle_stop_signals
 group_pids = current.group_pids
 send_stop = current.send_stop

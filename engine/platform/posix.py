@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import sys
 from typing import BinaryIO, Callable, Iterable
 
 import psutil
@@ -28,6 +29,38 @@ def job_name(run_id: str) -> None:
 
 def create_job(name: str | None) -> None:
     return None
+
+
+def become_subreaper() -> bool:
+    """Linux: make this process (the babysitter) a child subreaper (prctl PR_SET_CHILD_SUBREAPER):
+    descendants whose parent exits, double-forked and setsid'd daemons included, are reparented
+    to it instead of init, so they stay in its tree. False where the kernel has no such thing."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    PR_SET_CHILD_SUBREAPER = 36
+    return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def reap_children() -> None:
+    """Wait for every child left (orphans reparented to a subreaper), so none stays a zombie;
+    returns when none is left."""
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            return
+
+
+def join_cgroup(path: str) -> None:
+    """Move this process into the cgroup v2 at `path` (run in the child before exec, so the
+    command and everything it starts are born inside it). A refusal leaves it where it is."""
+    try:
+        with open(os.path.join(path, "cgroup.procs"), "w") as fh:
+            fh.write(str(os.getpid()))
+    except OSError:
+        pass
 
 
 def assign_to_job(job, pid: int) -> bool:

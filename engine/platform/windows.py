@@ -124,6 +124,18 @@ def create_job(name: str | None):
     return handle
 
 
+def become_subreaper() -> bool:
+    return False  # no reparenting to undo: the run's Job Object holds every process it starts
+
+
+def reap_children() -> None:
+    return None  # Windows leaves no zombies to reap
+
+
+def join_cgroup(path: str) -> None:
+    return None  # no cgroups; the Job Object is the run's group
+
+
 def assign_to_job(job, pid: int) -> bool:
     """Put the babysitter's child (its handle still held by Popen, so the pid is its) in the job;
     processes it starts from then on are in the job too."""

@@ -2,12 +2,18 @@
 and writes how it ended to RUN_DIR/exit_status.json — so an exit is known even when no urbanrun
 was open at the time. The standard library and the platform layer only; run as a script:
 
-    python babysitter.py RUN_DIR -- ARGV...
+    python babysitter.py RUN_DIR [--cgroup PATH] -- ARGV...
 
 It ignores the stop signals (through a handler, not SIG_IGN, so the child does not inherit the
 ignoring): a stop reaches the whole tree, and the babysitter must outlive its child to record the
 child's end. On Windows it puts the child in the run's named Job Object (kill-on-close, held open
 while the babysitter lives). stdout/stderr are inherited from urbanrun (the run's output.log).
+
+On Linux it is a child subreaper: processes of the run whose parent exits (double-forked,
+daemons in sessions of their own included) are reparented to it rather than to init, so they stay findable as
+its descendants; after writing the exit status it stays, reaping them, until none is left (that
+is what "exited · N leftover processes" counts). With --cgroup, the command starts inside the
+run's own cgroup v2 (the babysitter stays outside it, so killing the cgroup spares the recorder).
 """
 
 import json
@@ -61,15 +67,20 @@ def _ignore(signum, frame):
 
 
 def main(argv):
+    cgroup = None
+    if len(argv) >= 3 and argv[1] == "--cgroup":
+        cgroup, argv = argv[2], [argv[0], *argv[3:]]
     if len(argv) < 3 or argv[1] != "--":
-        print("usage: babysitter.py RUN_DIR -- ARGV...", file=sys.stderr)
+        print("usage: babysitter.py RUN_DIR [--cgroup PATH] -- ARGV...", file=sys.stderr)
         return 2
     run_dir, command = argv[0], argv[2:]
     platform.handle_stop_signals(_ignore)
     job = platform.create_job(platform.job_name(os.path.basename(os.path.normpath(run_dir))))
+    platform.become_subreaper()
     started = time.time()
     try:
-        child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                                 preexec_fn=(lambda: platform.join_cgroup(cgroup)) if cgroup else None)
     except OSError as exc:
         print(f"urbanrun: could not start {command[0]!r}: {exc}", file=sys.stderr, flush=True)
         _write_until_written(os.path.join(run_dir, EXIT_FILE),
@@ -85,6 +96,12 @@ def main(argv):
     _write_until_written(os.path.join(run_dir, EXIT_FILE),
                 {"exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None,
                  "started": started, "ended": time.time(), "child_pid": child.pid})
+    platform.reap_children()  # the run's leftovers, reparented here: their end is waited for
+    if cgroup:
+        try:
+            os.rmdir(cgroup)  # empty now: every process of the run has ended
+        except OSError:
+            pass
     return 0
 
 

@@ -14,12 +14,13 @@ CREATE_TIME_TOLERANCE = 0.05  # seconds; psutil's create_time is rounded by the 
 
 
 def process_if_same(pid: int | None, create_time: float | None) -> psutil.Process | None:
-    """The live process with this pid and create time, or None (gone, reused, or a zombie)."""
-    if not pid:
+    """The live process with this pid and create time, or None (gone, reused, or a zombie).
+    Without a create time there is no identity: a bare pid is never taken for a process."""
+    if not pid or create_time is None:
         return None
     try:
         proc = psutil.Process(pid)
-        if create_time is not None and abs(proc.create_time() - create_time) > CREATE_TIME_TOLERANCE:
+        if abs(proc.create_time() - create_time) > CREATE_TIME_TOLERANCE:
             return None
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
@@ -35,6 +36,50 @@ def create_time_of(pid: int) -> float | None:
         return None
 
 
+def identity(proc: psutil.Process, why: bool = False) -> dict:
+    """What a record keeps of a process: pid + create time (its identity) and its name; with `why`,
+    its state and why the hard kill may not have ended it yet."""
+    out = {"pid": proc.pid, "created": _created(proc)}
+    try:
+        out["name"] = proc.name()
+        if why:
+            out["state"] = proc.status()
+            out["why"] = WHY.get(out["state"], "it has not ended yet")
+    except psutil.AccessDenied:
+        out["why"] = "urbanrun may not inspect or signal it (permission denied)"
+    except psutil.NoSuchProcess:
+        pass
+    return out
+
+
+WHY = {psutil.STATUS_DISK_SLEEP: "uninterruptible sleep (state D): the kill takes effect when its I/O returns",
+       psutil.STATUS_STOPPED: "stopped (state T)", psutil.STATUS_TRACING_STOP: "stopped by a tracer (state t)"}
+
+
+def recorded(identities: list[dict]) -> list[psutil.Process]:
+    """The live processes among identities a record kept, checked by pid and create time."""
+    found = []
+    for item in identities:
+        proc = process_if_same(item.get("pid"), item.get("created"))
+        if proc is not None:
+            found.append(proc)
+    return found
+
+
+def _created(proc: psutil.Process) -> float | None:
+    try:
+        return proc.create_time()
+    except psutil.Error:
+        return None
+
+
+def descendants(root: psutil.Process) -> list[psutil.Process]:
+    try:
+        return root.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
 def tree_members(root: psutil.Process, job_name: str | None = None) -> list[psutil.Process]:
     """The root's descendants, plus any process left in the root's session or job (orphans
     reparented to init keep their session), excluding the root itself."""
@@ -47,7 +92,7 @@ def tree_members(root: psutil.Process, job_name: str | None = None) -> list[psut
     for proc in session_members(root.pid, root.create_time(), job_name):
         members.setdefault(proc.pid, proc)
     members.pop(root.pid, None)
-    return [p for p in members.values() if _alive(p)]
+    return [p for p in members.values() if alive(p)]
 
 
 def session_members(sid: int | None, not_before: float | None = None,
@@ -62,12 +107,12 @@ def session_members(sid: int | None, not_before: float | None = None,
                 continue
         except psutil.Error:
             continue
-        if _alive(proc):
+        if alive(proc):
             found.append(proc)
     return found
 
 
-def _alive(proc: psutil.Process) -> bool:
+def alive(proc: psutil.Process) -> bool:
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:

@@ -200,6 +200,19 @@ def _describe(hint: Any) -> str:
     return text.get(first, getattr(first, "__name__", str(first)))
 
 
+def status_text(record: dict) -> str:
+    """A run's status as people read it, the same in `ls`, `show` and the TUI: `stopping` while a
+    kill is under way, `exited · 2 leftover processes` while processes of an ended run live on."""
+    status = record.get("status") or "starting"
+    if status == "running" and record.get("kill_requested"):
+        status = "stopping"
+    left = len(record.get("leftovers") or [])
+    if left:
+        status += f" · {left} leftover process{'es' if left > 1 else ''}" if status != "stopping" else \
+            f" · {left} process{'es' if left > 1 else ''} survive{'' if left > 1 else 's'} the kill"
+    return status
+
+
 def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
 

@@ -13,17 +13,22 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import psutil
+
 from urbanrun.engine import platform
 from urbanrun.engine.core import redact
+from urbanrun.engine.platform import cgroup
 from urbanrun.engine.runs import code_state, proctree, queue
 from urbanrun.engine.core.config import Config, Recipe, expand
 from urbanrun.engine.core.errors import UserError, storage_error
 from urbanrun.engine.runs.backends import BACKENDS, slurm, torchrun
-from urbanrun.engine.runs.store import LOG_FILE, METRICS_FILE, RecordError, RunRecord, RunStore
+from urbanrun.engine.runs.store import EXIT_FILE, LOG_FILE, METRICS_FILE, RecordError, RunRecord, RunStore
 
 BABYSITTER = Path(__file__).resolve().parent / "babysitter.py"
 QUEUE_GATE = "-m urbanrun.engine.session.queue_gate"  # a queued run's first process (argv words)
 BABYSITTER_LINGER = 5.0  # seconds a babysitter may outlive its tree after a kill before it is killed too
+SURVIVOR_AFTER = 3.0  # seconds after the first hard kill: a process still alive then survives it (state D)
+CHILD_START_WINDOW = 10.0  # seconds: the babysitter's child is created this soon after it notes the time
 
 
 class Supervisor:
@@ -32,8 +37,7 @@ class Supervisor:
         self.store = store
         self.clock = clock
         self._popens: dict[str, subprocess.Popen] = {}  # babysitters this process started: reap them
-        self._sigkilled: set[str] = set()
-        self._termed: dict[str, set[int]] = {}  # pids already sent the stop, per run being stopped
+        self._sigkilled: set[str] = set()  # SLURM jobs already sent scancel --signal=KILL
         self._slurm: slurm.SlurmClient | None = None
 
     # -- launch --------------------------------------------------------------------------------
@@ -175,14 +179,17 @@ class Supervisor:
                "URBANRUN_RUN_ID": record.id, "URBANRUN_RUN_DIR": str(run_dir),
                "URBANRUN_METRICS": str(run_dir / METRICS_FILE), "PYTHONUNBUFFERED": "1"}
         with open(run_dir / LOG_FILE, "ab") as log:  # a folder that cannot take it: launch's storage error
+            record.cgroup = cgroup.create(record.id)  # where one can be made: the whole run, found and killed as one
             try:
-                babysitter = [str(BABYSITTER), str(run_dir), "--", *argv]  # the real argv; the record's is redacted
+                inside = ["--cgroup", record.cgroup] if record.cgroup else []
+                babysitter = [str(BABYSITTER), str(run_dir), *inside, "--", *argv]  # the real argv; the record's is redacted
                 gate = [*QUEUE_GATE.split(), str(run_dir), "--"] if record.status == "queued" else []
                 popen = subprocess.Popen(
                     [sys.executable, *gate, *babysitter],
                     cwd=record.cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     close_fds=True, **platform.new_session_kwargs())
             except OSError as exc:
+                cgroup.remove(record.cgroup, record.id)
                 record.status, record.error, record.ended = "failed", f"could not start: {exc}", self.clock()
                 self.store.save(record)
                 return record
@@ -202,37 +209,39 @@ class Supervisor:
         return record
 
     # -- kill ----------------------------------------------------------------------------------
-    def request_kill(self, run_id: str, grace: float | None = None, force: bool = False) -> RunRecord:
-        """Stop the run's tree (platform.send_stop; platform.kill_hard when forced) and set the
-        deadline after which `reconcile` kills whatever is left. Returns at once."""
-        record = self.store.load(run_id)
-        if record.status == "queued" and self.cancel_queued(record):
-            return self.store.load(run_id)
-        if not record.active:
-            raise UserError(f"run {run_id} is not running (it is {record.status}); there is nothing to kill.")
+    def request_kill(self, run_id: str, grace: float | None = None, force: bool = False) -> tuple[RunRecord, bool]:
+        """Begin stopping a run: the set to stop (every process of the run, by pid + create time)
+        is taken now and kept in the record, then each gets the stop (the hard kill when forced);
+        `reconcile` kills every survivor outright once the grace is over, again on each call
+        until none is left. Returns at once: the record, and False when the run had already ended
+        with nothing of it alive (then nothing is signalled and nothing is written). The caller
+        reconciles the record first, so a stale one is found ended before anything is decided."""
         grace = self.config.kill_grace if grace is None else grace
         if not 0 <= grace < math.inf:  # nan would never escalate, inf never end
             raise UserError(f"--grace must be a number of seconds >= 0, not {grace}.")
+        record = self.store.load(run_id)
+        if record.status == "queued" and self.cancel_queued(record):
+            return self.store.load(run_id), True
+        if not record.watched:
+            return record, False
         now = self.clock()
-        record.kill_requested = record.kill_requested or now
-        record.kill_deadline = min(record.kill_deadline or float("inf"), now if force else now + grace)
-        self.store.save(record)
         if record.backend == "slurm":
+            record.adopt(self.store.update(run_id, lambda r: _begin_kill(r, now, grace, force, [])))
             try:  # TERM, SLURM's KillWait, KILL; KILL at once if forced
                 slurm.cancel(record.job_id, kill=force)
             except slurm.Unreachable as exc:
                 raise UserError(f"the SLURM controller did not answer ({exc}); the kill of {run_id} is recorded "
                                 f"and urbanrun sends it (scancel --signal=KILL) once the controller answers.") from None
             self.slurm.nudge()
-            return record
-        members = self._tree(record)
+            return record, True
+        members = self.members(record)
+        targets = [proctree.identity(p) for p in members]
+        record.adopt(self.store.update(run_id, lambda r: _begin_kill(r, now, grace, force, targets)))
         if force:
-            self._sigkilled.add(run_id)
-            platform.kill_hard(members, record.job_name)
+            self._kill_hard(record, members)
         else:
-            platform.send_stop(members, self._root(record))
-            self._termed[run_id] = {p.pid for p in members}
-        return record
+            platform.send_stop(members, proctree.process_if_same(record.pid, record.pid_create_time))
+        return record, True
 
     def cancel_queued(self, record: RunRecord) -> bool:
         """Take a run that still waits out of the queue (status `cancelled`, never started) and tell
@@ -257,41 +266,78 @@ class Supervisor:
             self.store.update(rid, {"queue_position": place})
         return moved
 
-    def survivors(self, record: RunRecord) -> list:
-        """Processes of a run's tree still alive (for kill verification; a SLURM job's processes are
-        the scheduler's to end: its state says when they are gone)."""
-        return [] if record.backend == "slurm" else self._tree(record)
+    def members(self, record: RunRecord) -> list:
+        """Every live process of the run but its babysitter, each known by pid + create time:
+        the babysitter's descendants (orphans stay under it: it is their subreaper on Linux) and
+        its session, while the babysitter is the process the record names; the processes the
+        record kept (the set a kill took, leftovers); their descendants. Never a bare pid."""
+        if record.backend == "slurm":
+            return []  # a SLURM job's processes are the scheduler's to end: its state says when
+        found: dict[int, object] = {}
+        root = proctree.process_if_same(record.pid, record.pid_create_time)
+        if root is not None:
+            found.update((p.pid, p) for p in proctree.tree_members(root, record.job_name))
+        elif record.job_name:  # Windows: the run's named Job Object is an identity of its own
+            found.update((p.pid, p) for p in proctree.session_members(None, record.started, record.job_name))
+        for pid in cgroup.pids(record.cgroup, record.id):  # membership is the identity: taken now
+            try:
+                found.setdefault(pid, psutil.Process(pid))
+            except psutil.Error:
+                continue
+        for proc in proctree.recorded(record.kill_targets + record.leftovers):
+            found.setdefault(proc.pid, proc)
+            found.update((p.pid, p) for p in proctree.descendants(proc))
+        if root is not None:
+            found.pop(root.pid, None)
+        return [p for p in found.values() if proctree.alive(p)]
 
-    def _tree(self, record: RunRecord) -> list:
-        root = self._root(record)
-        return (proctree.tree_members(root, record.job_name) if root
-                else proctree.session_members(record.pid, record.started, record.job_name))
-
-    def _root(self, record: RunRecord):
-        """The run's babysitter, if it is still the process its record names."""
-        return proctree.process_if_same(record.pid, record.pid_create_time)
+    def _kill_hard(self, record: RunRecord, members: list) -> None:
+        cgroup.kill(record.cgroup, record.id)  # all at once, late forks included
+        platform.kill_hard(members, record.job_name)
 
     # -- reconcile -----------------------------------------------------------------------------
     def reconcile(self, record: RunRecord) -> bool:
-        """Bring an active record up to date with its processes; True if it changed (and was saved)."""
-        if not record.active:
+        """Bring a record up to date with its processes (a running run, or one whose leftovers
+        live on); True if it changed (and was saved)."""
+        if not record.watched:
             return False
         if record.backend == "slurm":
-            return self._reconcile_slurm(record)
+            return self._reconcile_slurm(record) if record.active else False
         popen = self._popens.get(record.id)
         if popen is not None and popen.poll() is not None:
             del self._popens[record.id]
         now = self.clock()
         if record.kill_requested and record.kill_deadline is not None:
             self._escalate(record, now)
-        root = proctree.process_if_same(record.pid, record.pid_create_time)
         try:
             status = self.store.read_exit_status(record.id)
         except RecordError as exc:  # the run ended, but how cannot be told: say why, keep the file
-            record.status, record.error, record.ended = "unreadable", str(exc), now
+            record.status, record.error, record.ended, record.leftovers = "unreadable", str(exc), now, []
             self.store.save(record)
             return True
+        # the run's processes are looked for only when they matter (a process scan per poll
+        # would cost a watched training run's supervisor CPU for nothing)
+        needed = status is not None or not record.active or record.kill_requested is not None
+        alive = self.members(record) if needed else []
+        if record.active:
+            self._settle(record, status, alive, now)
+        if status is not None or not record.active:
+            record.leftovers = self._leftovers(record, alive, now)
+        elif record.kill_requested:  # the main process itself outlives the kill (state D): say so
+            record.leftovers = self._leftovers(record, alive, now) if self._overdue(record, now) else []
+        if not record.watched:
+            cgroup.remove(record.cgroup, record.id)  # empty now (the babysitter removes it too, when it can)
+        if not record.changes():
+            return False
+        self.store.save(record)
+        return True
+
+    def _settle(self, record: RunRecord, status: dict | None, alive: list, now: float) -> None:
+        """An active record: has its main process ended, and how?"""
+        root = proctree.process_if_same(record.pid, record.pid_create_time)
         if status is not None:
+            if record.kill_requested and alive:
+                return  # the main process ended, the kill goes on: `killed` only when nothing is left
             record.exit_code = status.get("exit_code")
             record.signal = status.get("signal")
             record.ended = status.get("ended") or now
@@ -301,16 +347,30 @@ class Supervisor:
                 record.status = "killed"
             else:
                 record.status = "exited" if record.exit_code == 0 else "failed"
+        elif record.pid is not None and record.pid_create_time is None:
+            record.status, record.ended = "lost", now
+            record.error = ("its record has no process create time, so its pid could be any process's: "
+                            "urbanrun does not act on it")
         elif root is None and record.pid is not None and not self._child_alive(record):
             record.status, record.ended = "lost", now
             record.error = "its process ended while no exit status was recorded (babysitter killed, or reboot)"
         elif record.pid is None and now - (record.created or now) > 30:
             record.status, record.ended = "lost", now
             record.error = "it never started (urbanrun stopped while launching it)"
-        else:
-            return False
-        self.store.save(record)
-        return True
+
+    def _leftovers(self, record: RunRecord, alive: list, now: float) -> list[dict]:
+        """What the record says of the run's processes still alive: identities, with each one's
+        state and why it survives once a kill is overdue."""
+        overdue = self._overdue(record, now)
+        fresh = [proctree.identity(p, why=overdue) for p in alive]
+        if not overdue:  # same processes as before: keep the record as it is (no rewrite per poll)
+            kept = {(d["pid"], d.get("created")): d for d in record.leftovers}
+            fresh = [kept.get((d["pid"], d.get("created")), d) for d in fresh]
+        return sorted(fresh, key=lambda d: d["pid"])
+
+    def _overdue(self, record: RunRecord, now: float) -> bool:
+        return (record.kill_deadline is not None and record.kill_requested is not None
+                and now >= record.kill_deadline + SURVIVOR_AFTER)
 
     def _reconcile_slurm(self, record: RunRecord) -> bool:
         now = self.clock()
@@ -357,35 +417,44 @@ class Supervisor:
         return True
 
     def _escalate(self, record: RunRecord, now: float) -> None:
+        """During the grace: SIGTERM to processes that joined the run since the kill began (a kill
+        right after launch, a late fork). After it: the hard kill to every member, on every call, until
+        none is left, whether or not the main process has already exited."""
+        members = self.members(record)
+        known = {(t.get("pid"), t.get("created")) for t in record.kill_targets}
+        joined = [p for p in members if (p.pid, proctree.identity(p)["created"]) not in known]
+        if joined:
+            record.kill_targets = record.kill_targets + [proctree.identity(p) for p in joined]
         if now < record.kill_deadline:
-            # processes that appeared after the stop (a kill right after launch, before the
-            # babysitter started the command; a late fork) get theirs too
-            termed = self._termed.setdefault(record.id, set())
-            fresh = [p for p in self._tree(record) if p.pid not in termed]
-            if fresh and record.id not in self._sigkilled:
-                platform.send_stop(fresh, self._root(record))
-                termed.update(p.pid for p in fresh)
+            platform.send_stop(joined, proctree.process_if_same(record.pid, record.pid_create_time))
             return
-        members = self._tree(record)
         if members:
-            platform.kill_hard(members, record.job_name)
-            self._sigkilled.add(record.id)
+            self._kill_hard(record, members)
             return
         root = proctree.process_if_same(record.pid, record.pid_create_time)
         if root is not None and now > record.kill_deadline + BABYSITTER_LINGER \
-                and self.store.read_exit_status(record.id) is None:
+                and not (self.store.run_dir(record.id) / EXIT_FILE).exists():
             platform.kill_hard([root], record.job_name)  # a babysitter that cannot finish: end it too
 
     def _child_alive(self, record: RunRecord) -> bool:
         """A babysitter killed from outside leaves its child running; the run is not lost yet."""
         child = _read_json(self.store.run_dir(record.id) / "child.json")
-        if not child:
+        if not isinstance(child, dict) or not isinstance(child.get("pid"), int):
             return False
-        proc = proctree.process_if_same(child.get("pid"), None)
-        try:
-            return proc is not None and proc.create_time() >= child.get("started", 0) - 1
-        except Exception:
+        try:  # its identity: started by the babysitter just after the time it wrote down
+            proc = psutil.Process(child["pid"])
+            started = float(child.get("started") or 0)
+            return started - 1 <= proc.create_time() <= started + CHILD_START_WINDOW and proctree.alive(proc)
+        except (psutil.Error, TypeError, ValueError):
             return False
+
+
+def _begin_kill(record: RunRecord, now: float, grace: float, force: bool, targets: list[dict]) -> None:
+    """The kill's part of the record: when it began, when the hard kill is due, and the set to stop."""
+    record.kill_requested = record.kill_requested or now
+    record.kill_deadline = min(record.kill_deadline or float("inf"), now if force else now + grace)
+    known = {(t.get("pid"), t.get("created")) for t in record.kill_targets}
+    record.kill_targets = record.kill_targets + [t for t in targets if (t["pid"], t["created"]) not in known]
 
 
 def _checked(recipe: Recipe, name: str, value: Any) -> Any:

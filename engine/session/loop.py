@@ -50,6 +50,7 @@ class Engine:
         self._drained: set[str] = set()  # finished runs whose files were read to the end
         self._mtimes: dict[str, int] = {}
         self._pending: list[Event] = []
+        self._ended: list[str] = []  # runs found ended outside a poll (by a kill), finished by the next
         self._last_scan = float("-inf")
         self.gpu = default_gpu_source() if gpu_source == "nvml" else gpu_source
         self.host = HostSampler() if host else None
@@ -93,9 +94,19 @@ class Engine:
             return self.supervisor.move_queued(run_id, by)
 
     def kill(self, run_id: str, grace: float | None = None, force: bool = False) -> RunRecord:
+        """The CLI's kill (Supervisor.request_kill); escalation happens in `poll`. A run that had
+        already ended is left as it is, with a notice saying how it ended."""
         with self._lock:
-            record = self.supervisor.request_kill(run_id, grace, force)
-            self._remember(record, self.clock())
+            now = self.clock()
+            known = self._records.get(run_id)
+            if known is not None and known.watched and self._reconcile(known, now):
+                self._ended.append(run_id)  # found ended just now: finished by the next poll
+            record, began = self.supervisor.request_kill(run_id, grace, force)
+            if not began:
+                self._pending.append(Notice(ts=now, level="info", run_id=run_id,
+                                            text=f"{run_id} already ended ({record.status}): nothing to stop"))
+                return record
+            self._remember(record, now)
             self._log("killed", record)
             return record
 
@@ -152,8 +163,8 @@ class Engine:
         if now - self._last_scan >= RESCAN_SECONDS:
             self._guarded(now, "the runs folder", self._scan, now)
             self._last_scan = now
-        ended = []
-        for record in [r for r in self._records.values() if r.active]:
+        ended, self._ended = self._ended, []
+        for record in [r for r in self._records.values() if r.watched]:
             if self._guarded(now, f"run {record.id}", self._reconcile, record, now):
                 ended.append(record.id)
         self._note_slurm_outage(now)
@@ -189,13 +200,14 @@ class Engine:
         return extra
 
     def _reconcile(self, record: RunRecord, now: float) -> bool:
-        """True if the run was seen to end now."""
+        """Reconcile one run (re-read first if another urbanrun changed it); True if it just ended."""
         record = self._refresh(record, now)
-        if not self.supervisor.reconcile(record):
-            return False
-        self._note_saved(record)
-        self._pending.append(RunChanged(ts=now, run=record.to_dict()))
-        return not record.active
+        was_active = record.active
+        if self.supervisor.reconcile(record):
+            self._note_saved(record)
+            self._pending.append(RunChanged(ts=now, run=record.to_dict()))
+            return was_active and not record.active
+        return False
 
     def _record(self, events: list[Event], now: float) -> None:
         """The session recording; a recording that cannot be written (a full disk) is said once
