@@ -517,8 +517,8 @@ class UrbanrunApp(App):
     @work(thread=True, group="commands")
     def _import(self, path: str) -> None:
         try:
-            record = self.source.import_runs(path)
-            self.post_message(CommandDone(f"imported {record.id} ({len(record.metrics_files)} file(s))"))
+            records = self.source.import_runs(path)
+            self.post_message(CommandDone(f"imported {len(records)} run(s): " + ", ".join(r.id for r in records)))
         except Exception as exc:
             self.post_message(CommandDone(str(exc), "error"))
 

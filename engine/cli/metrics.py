@@ -10,6 +10,7 @@ from pathlib import Path
 from urbanrun.engine.cli.output import emit_line
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.core.files import path_stat, short
+from urbanrun.engine.metrics.attribution import belongs, next_start
 from urbanrun.engine.metrics.sources import MetricSource, discover, expand_globs, format_of, read_to_end
 from urbanrun.engine.runs.store import METRICS_FILE, RunStore
 
@@ -29,9 +30,10 @@ def sources_for(target: str, store: RunStore) -> list[MetricSource]:
     record = store.load(run_id)
     run_dir = store.run_dir(run_id)
     sources = [MetricSource(run_dir / METRICS_FILE, "jsonl"), MetricSource(store.log_path(record), "log")]
+    later = next_start(record, store.load_all()[0]) if record.metrics_files else None
     for extra in expand_globs(record.metrics_files):
         fmt = format_of(extra)
-        if fmt:
+        if fmt and belongs(extra, record.started or record.created, later):  # not an earlier or later run's
             sources.append(MetricSource(extra, fmt))
     return sources
 

@@ -211,11 +211,12 @@ def cmd_logs(args, config, store, sup) -> int:
 def cmd_import(args, config, store, sup) -> int:
     from urbanrun.engine.session.importer import import_path
 
-    record = import_path(store, args.path, args.name)
+    records = import_path(store, args.path, args.name)
     if args.json:
-        print_json(record.to_json(store.run_dir(record.id)))
+        print_json({"runs": [record.to_json(store.run_dir(record.id)) for record in records]})
     else:
-        print(f"imported {record.id}: {len(record.metrics_files)} metrics file(s) from {record.cwd}")
+        for record in records:
+            print(f"imported {record.id}: {len(record.metrics_files)} metrics file(s) from {record.cwd}")
     return 0
 
 

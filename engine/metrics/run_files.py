@@ -9,6 +9,7 @@ from typing import Callable, Iterator
 
 from urbanrun.engine.core.events import Event, LogLines, MetricPoints, Notice, Progress, RunChanged
 from urbanrun.engine.core.state import RunState, State
+from urbanrun.engine.metrics.attribution import belongs, birth
 from urbanrun.engine.metrics.sources import MetricSource, expand_globs, format_of, until_drained
 from urbanrun.engine.runs.store import LOG_FILE, METRICS_FILE, RunRecord
 from urbanrun.engine.metrics.follower import FileFollower
@@ -17,7 +18,9 @@ GLOB_SECONDS = 5.0  # how often a recipe's metrics_files globs are looked at aga
 
 
 class RunSources:
-    def __init__(self, run_dir: Path, record: RunRecord):
+    def __init__(self, run_dir: Path, record: RunRecord, next_start: Callable[[], float | None] = lambda: None):
+        """`next_start`: when the next run in the same cwd with the same metrics_files started
+        (None: none yet); metrics folders created after it belong to that run, not this one."""
         self.run_id = record.id
         log = Path(record.log_path) if record.log_path else run_dir / LOG_FILE
         self.log = FileFollower(log)
@@ -26,7 +29,9 @@ class RunSources:
         jsonl = run_dir / METRICS_FILE
         self.sources: dict[str, MetricSource] = {str(jsonl): MetricSource(jsonl, "jsonl")}
         self.globs = list(record.metrics_files)
-        self.not_before = (record.started or record.created or 0) - 5
+        self.started = record.started or record.created
+        self.next_start = next_start
+        self.not_theirs: set[str] = set()  # globbed files that belong to an earlier run: never ours
         self.next_glob = float("-inf")
         self.reported: dict[str, tuple] = {}
         self.last_progress: dict[str, dict] = {}
@@ -110,15 +115,15 @@ class RunSources:
     def _add_globbed(self) -> None:
         for path in expand_globs(self.globs):
             key = str(path)
-            if key in self.sources:
+            if key in self.sources or key in self.not_theirs:
                 continue
             fmt = format_of(path) or ("wandb" if path.is_dir() else None)
-            try:
-                fresh = path.stat().st_mtime >= self.not_before
-            except OSError:
+            if not fmt:
                 continue
-            if fmt and fresh:  # files older than the run belong to earlier runs
+            if belongs(path, self.started, self.next_start()):
                 self.sources[key] = MetricSource(path, fmt)
+            elif (found := birth(path)) is not None and self.started and found[0] < self.started - found[1]:
+                self.not_theirs.add(key)  # created before this run started: it stays someone else's
 
     def _problems(self, key: str, source: MetricSource, now: float) -> list[Event]:
         state = (source.bad, source.skipped, source.broken)

@@ -9,11 +9,14 @@ from pathlib import Path
 
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.core.files import path_stat, short
+from urbanrun.engine.metrics.attribution import unit_of
 from urbanrun.engine.metrics.sources import discover
 from urbanrun.engine.runs.store import RunRecord, RunStore
 
 
-def import_path(store: RunStore, path: str, name: str | None = None) -> RunRecord:
+def import_path(store: RunStore, path: str, name: str | None = None) -> list[RunRecord]:
+    """One read-only run per training run found: each Lightning version_N, W&B run folder or
+    TensorBoard folder is its own run (never one run with interleaved curves)."""
     target = Path(path).expanduser()
     if path_stat(target, "import path") is None:
         raise UserError(f"{short(path)} does not exist; give a folder or metrics file to import.")
@@ -21,11 +24,22 @@ def import_path(store: RunStore, path: str, name: str | None = None) -> RunRecor
     if not found:
         raise UserError(f"no metrics files under {short(path)} (looked for lightning_logs CSVs, TensorBoard events, "
                         f"W&B offline runs, JSONL and loss-history CSVs).")
+    units: dict[Path, list[Path]] = {}
+    for p, _ in found:
+        units.setdefault(unit_of(p), []).append(p)
     label = re.sub(r"[^A-Za-z0-9_-]+", "-", name or target.resolve().name).strip("-") or "external"
-    times = [p.stat().st_mtime for p, _ in found]
-    files = [str(p.resolve()) for p, _ in found]
-    record = RunRecord(id=store.free_run_id(f"import-{label}"), recipe="import", argv=[], cwd=str(target.resolve()),
-                       status="imported", backend="import", created=time.time(), started=min(times) - 1,
-                       ended=max(times), metrics_files=files)
-    store.create(record)  # a read-only or full runs folder: one sentence, no folder left
-    return record
+    records = []
+    for unit, paths in sorted(units.items(), key=lambda item: _first_time(item[1])):
+        part = "" if len(units) == 1 else "-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", unit.name).strip("-") or "run")
+        times = [p.stat().st_mtime for p in paths]
+        record = RunRecord(id=store.free_run_id(f"import-{label}{part}"), recipe="import", argv=[],
+                           cwd=str(unit.resolve() if len(units) > 1 else target.resolve()), status="imported",
+                           backend="import", created=time.time(), started=min(times) - 1, ended=max(times),
+                           metrics_files=[str(p.resolve()) for p in paths])
+        store.create(record)  # a read-only or full runs folder: one sentence, no folder left
+        records.append(record)
+    return records
+
+
+def _first_time(paths: list[Path]) -> float:
+    return min(p.stat().st_mtime for p in paths)

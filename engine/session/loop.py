@@ -22,6 +22,7 @@ from urbanrun.engine.core.events import Diagnosed, Event, GpuSample, GpuStatus, 
 from urbanrun.engine.gpu.sources import annotate, default_gpu_source
 from urbanrun.engine.gpu.host import HostSampler
 from urbanrun.engine.session.recorder import Recorder
+from urbanrun.engine.metrics.attribution import next_start
 from urbanrun.engine.metrics.run_files import RunSources
 from urbanrun.engine.runs.store import RECORD_FILE, RunRecord, RunStore
 from urbanrun.engine.core.state import State
@@ -119,14 +120,15 @@ class Engine:
         except OSError as exc:  # never let the scratchpad stop a launch or a kill
             self._pending.append(Notice(ts=self.clock(), level="warning", text=f"scratchpad not written: {exc}"))
 
-    def import_runs(self, path: str, name: str | None = None) -> RunRecord:
+    def import_runs(self, path: str, name: str | None = None) -> list[RunRecord]:
         from urbanrun.engine.session.importer import import_path
 
         with self._lock:
-            record = import_path(self.store, path, name)
-            self._remember(record, self.clock())
-            self.follow(record.id)
-            return record
+            records = import_path(self.store, path, name)
+            for record in records:
+                self._remember(record, self.clock())
+                self.follow(record.id)
+            return records
 
     def reload_config(self) -> Config:
         """Re-read config.toml (after the launch form saved new defaults)."""
@@ -151,7 +153,12 @@ class Engine:
 
     def _follow(self, run_id: str) -> None:
         if run_id not in self._sources and run_id not in self._drained and run_id in self._records:
-            self._sources[run_id] = RunSources(self.store.run_dir(run_id), self._records[run_id])
+            self._sources[run_id] = RunSources(self.store.run_dir(run_id), self._records[run_id],
+                                               lambda: self._next_start(run_id))
+
+    def _next_start(self, run_id: str) -> float | None:
+        record = self._records.get(run_id)
+        return next_start(record, list(self._records.values())) if record else None
 
     # -- polling ---------------------------------------------------------------------------------
     def poll(self, now: float | None = None) -> list[Event]:
