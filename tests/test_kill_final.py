@@ -261,3 +261,45 @@ def test_the_engine_the_tui_drives_shows_leftovers_and_its_kill_stops_them(works
     finally:
         engine.close()
         _cleanup(left)
+
+
+def _freezer_group(name: str) -> Path | None:
+    """A cgroup v1 freezer group: a process frozen there is in state D and a SIGKILL takes effect
+    only when it is thawed, as with a process stuck in I/O (root on a v1/hybrid host only)."""
+    group = Path("/sys/fs/cgroup/freezer") / name
+    try:
+        group.mkdir()
+    except OSError:
+        return None
+    return group if (group / "freezer.state").exists() else None
+
+
+def test_a_process_that_survives_the_hard_kill_is_named_with_why_and_kill_exits_1(workspace):
+    run, roles = _launch(workspace, "mixed")
+    stuck, other = roles["child"]
+    group = _freezer_group(f"urbanrun-test-{run['id']}")
+    if group is None:
+        _cleanup([pid for pids in roles.values() for pid in pids])
+        pytest.skip("no cgroup v1 freezer to put a process in uninterruptible sleep")
+    try:
+        (group / "tasks").write_text(str(stuck))
+        (group / "freezer.state").write_text("FROZEN")
+        wait_for(lambda: psutil.Process(stuck).status() == psutil.STATUS_DISK_SLEEP, what="state D")
+        proc = cli("kill", run["id"], "--grace", "0", cwd=workspace, timeout=90)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert f"still alive: {stuck} python" in proc.stderr and "uninterruptible sleep (state D)" in proc.stderr
+        assert not _alive(other) and not _alive(roles["main"][0])  # the rest of the run is gone
+        shown = cli_json("show", run["id"], cwd=workspace)
+        assert shown["status"] == "running" and shown["kill_requested"]  # not `killed`: something lives
+        assert [(d["pid"], d["state"]) for d in shown["leftovers"]] == [(stuck, "disk-sleep")]
+        assert "stopping · 1 process survives the kill" in cli("ls", cwd=workspace, check=True).stdout
+        (group / "freezer.state").write_text("THAWED")  # its I/O "returns": the pending kill lands
+        wait_for(lambda: not _alive(stuck), what="the thawed process to die")
+        final = wait_for(lambda: (r := cli_json("show", run["id"], cwd=workspace))["status"] != "running" and r,
+                         what="the record to say killed")
+        assert final["status"] == "killed" and final["leftovers"] == []
+    finally:
+        (group / "freezer.state").write_text("THAWED")
+        _cleanup([pid for pids in roles.values() for pid in pids])
+        wait_for(lambda: not (group / "tasks").read_text().strip(), timeout=10, what="the freezer group to empty")
+        group.rmdir()

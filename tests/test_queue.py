@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -175,6 +176,7 @@ def test_cancel_a_queued_run_and_one_that_fits_nowhere(workspace, gpu_machine):
     final = show(huge["id"], workspace)
     assert final["status"] == "cancelled" and final["started"] is None and final["exit_code"] is None
     assert not (workspace / "runs" / huge["id"] / "child.json").exists()  # the command never started
+    assert final["cgroup"] is None or not Path(final["cgroup"]).exists()  # its empty cgroup is removed
     again = cli("kill", huge["id"], cwd=workspace)
     assert again.returncode in (0, 2) and "Traceback" not in again.stderr
 

@@ -252,6 +252,7 @@ class Supervisor:
                 return False
             self.store.update(record.id, {"status": "cancelled", "ended": self.clock(), "queue_reason": None,
                                           "queue_position": None})
+        cgroup.remove(record.cgroup, record.id)  # made for a command that will never start
         gate = proctree.process_if_same(record.pid, record.pid_create_time)
         if gate is not None:
             platform.send_stop([gate], gate)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from urbanrun.engine import platform
+from urbanrun.engine.platform import cgroup
 from urbanrun.engine.gpu.nvml import NvmlSource
 from urbanrun.engine.gpu.recorded import RecordedGpuSource
 from urbanrun.engine.gpu.sources import RECORDING_ENV
@@ -88,8 +89,9 @@ def cancel(store: RunStore, run_id: str, now: float) -> bool:
         if queue.position(ledger, run_id) is None and any(p["run_id"] == run_id for p in ledger["promises"]):
             return False
         queue.remove(ledger, run_id)
-        store.update(run_id, {"status": "cancelled", "ended": now, "queue_reason": None, "queue_position": None})
-        return True
+        record = store.update(run_id, {"status": "cancelled", "ended": now, "queue_reason": None, "queue_position": None})
+    cgroup.remove(record.cgroup, run_id)  # made for a command that will never start
+    return True
 
 
 def main(argv: list[str]) -> int:
