@@ -4,16 +4,20 @@ Without GPUs they say why (no driver, version mismatch, permission), never show 
 
 from __future__ import annotations
 
+import numpy as np
 from rich.text import Text
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
 
+from urbanrun.engine.core.series import downsample
 from urbanrun.engine.core.state import State
 
 from .formatting import bar
 from .quiet import QuietStatic
 
+COLOURS = ["cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white"]
 SPARK = "▁▂▃▄▅▆▇█"
 
 
@@ -68,34 +72,93 @@ class GpuSummary(QuietStatic):
         self.update(lines)
 
 
+HISTORY_SECONDS = 600  # the charts show the last 10 minutes (the state keeps the whole session)
+PROCESS_COLUMNS = ("GPU", "PID", "type", "process", "GPU memory", "CPU %", "RSS", "SM %", "run")
+SORTS = {"GPU memory": "used_mem", "CPU %": "cpu", "RSS": "rss", "PID": "pid", "GPU": "gpu", "SM %": "sm_util"}
+
+
+def history_points(series, now_ts: float, scale: float, points: int) -> tuple[list, list]:
+    """The last HISTORY_SECONDS of a GPU field as (minutes before the last sample, value * scale),
+    downsampled with its extremes kept."""
+    x, y = series.arrays("time")
+    keep = (x >= x[-1] - HISTORY_SECONDS) & np.isfinite(y) if len(x) else np.zeros(0, dtype=bool)
+    x, y = downsample(x[keep], y[keep] * scale, points)
+    return ((x - now_ts) / 60.0).tolist(), y.tolist()
+
+
+class SafePlot(PlotextPlot):
+    """A chart whose drawing failure is one line in the chart, never a crash of the app."""
+
+    def render(self):
+        try:
+            return super().render()
+        except Exception as exc:  # noqa: BLE001 - plotext on odd data must not take the app down
+            return Text(f"this chart could not be drawn ({type(exc).__name__}: {exc})", style="bold red")
+
+
 class GpuView(Vertical):
-    """The full view: one history chart a GPU (utilisation and memory %), then the processes."""
+    """The full view: one history chart a GPU field (utilisation and memory %, the last 10
+    minutes), then the processes with their CPU % and RSS beside their GPU memory, sortable
+    (p cycles the order, or select a column header)."""
+
+    BINDINGS = [Binding("p", "sort_processes", "sort processes", show=False,
+                        tooltip="order the GPU processes by GPU memory, CPU %, RSS, PID (p again: the next)")]
+
+    sort_by = "GPU memory"
+    sort_reverse = True
 
     def compose(self):
         yield QuietStatic(id="gpu-status")
         with Horizontal(id="gpu-charts"):
-            yield PlotextPlot(id="gpu-util")
-            yield PlotextPlot(id="gpu-mem")
+            yield SafePlot(id="gpu-util")
+            yield SafePlot(id="gpu-mem")
         yield DataTable(id="gpu-procs", cursor_type="row")
 
     def on_mount(self) -> None:
         table = self.query_one("#gpu-procs", DataTable)
-        for label in ("GPU", "PID", "type", "process", "GPU memory", "SM %", "run"):
+        for label in PROCESS_COLUMNS:
             table.add_column(label, key=label)
 
     _drawn: tuple | None = None  # what the charts and the process table show now
+    _state: State | None = None
+
+    def action_sort_processes(self) -> None:
+        order = list(SORTS)
+        self.sort_by = order[(order.index(self.sort_by) + 1) % len(order)] if self.sort_by in order else order[0]
+        self.sort_reverse = self.sort_by != "PID" and self.sort_by != "GPU"
+        self._resort()
+
+    def on_data_table_header_selected(self, event) -> None:
+        key = event.column_key.value
+        if key in SORTS:
+            self.sort_reverse = not self.sort_reverse if key == self.sort_by else key not in ("PID", "GPU")
+            self.sort_by = key
+            self._resort()
+
+    def _resort(self) -> None:
+        self._drawn = None
+        if self._state is not None:
+            self.app.with_state(lambda: self.show(self._state)) if hasattr(self.app, "with_state") \
+                else self.show(self._state)
+
+    def sorted_processes(self, processes: list[dict]) -> list[dict]:
+        field = SORTS.get(self.sort_by, "used_mem")
+        known = [p for p in processes if isinstance(p.get(field), (int, float))]
+        unknown = [p for p in processes if not isinstance(p.get(field), (int, float))]  # N/A last, either way
+        return sorted(known, key=lambda p: p[field], reverse=self.sort_reverse) + unknown
 
     def show(self, state: State) -> None:
         """Redraw when a GPU sample or the processes changed, not at every poll."""
+        self._state = state
         reason = status_text(state)
         drawn = (reason, tuple((i, len(h), h[-1][0] if h else None) for i, h in state.gpu_history.items()),
-                 tuple(tuple(sorted(p.items())) for p in state.gpu_processes))
+                 tuple(tuple(sorted(p.items())) for p in state.gpu_processes), self.sort_by, self.sort_reverse)
         if drawn == self._drawn:
             return
         self._drawn = drawn
         status = self.query_one("#gpu-status", QuietStatic)
-        charts = [(self.query_one("#gpu-util", PlotextPlot), 1, "utilisation %"),
-                  (self.query_one("#gpu-mem", PlotextPlot), 2, "memory used %")]
+        charts = [(self.query_one("#gpu-util", PlotextPlot), "util", "utilisation %"),
+                  (self.query_one("#gpu-mem", PlotextPlot), "mem", "memory used %")]
         for chart, _, label in charts:
             chart.plt.clear_data()
             chart.plt.clear_figure()
@@ -109,24 +172,30 @@ class GpuView(Vertical):
         for g in state.gpus:
             header.append_text(gpu_line(g, state.gpu_history.get(g.get("index")), width=30))
             header.append(f"  {g.get('name')}  {g.get('pstate') or ''}  SM {g.get('clock_sm') or 'N/A'} MHz\n")
+        header.append(f"processes by {self.sort_by} {'▼' if self.sort_reverse else '▲'} (p: another order)", style="dim")
         status.update(header)
-        for chart, field, _ in charts:
+        for chart, field, label in charts:
             plt = chart.plt
             plt.ylim(0, 100)
-            plt.xlabel("seconds")
-            for g in state.gpus:
-                history = [h for h in list(state.gpu_history.get(g.get("index"), []))[-300:] if h[field] is not None]
-                if not history:
+            plt.xlabel("minutes (last 10)")
+            names = []
+            for k, g in enumerate(state.gpus):
+                series = state.gpu_series.get(g.get("index"), {}).get(field)
+                if series is None or series.count == 0:
                     continue
-                t_end = history[-1][0]
-                total = g.get("mem_total") or 1
-                ys = [h[field] / total * 100 if field == 2 else h[field] for h in history]
-                plt.plot([h[0] - t_end for h in history], ys, marker="braille", label=f"GPU{g.get('index')}")
+                scale = 100.0 / (g.get("mem_total") or 1) if field == "mem" else 1.0
+                xs, ys = history_points(series, series.last_step, scale, max(40, chart.size.width * 2))
+                colour = COLOURS[k % len(COLOURS)]
+                plt.plot(xs, ys, marker="braille", color=colour)
+                names.append(f"GPU{g.get('index')} ({colour})")
+            plt.title(f"{label} · " + ", ".join(names) if names else label)
             chart.refresh()
         table = self.query_one("#gpu-procs", DataTable)
         table.clear()
-        for p in state.gpu_processes:
+        for p in self.sorted_processes(state.gpu_processes):
             used = "N/A" if p.get("used_mem") is None else f"{p['used_mem'] / 2**20:.0f} MiB"
             run = p.get("run_id") or ("not on this host" if p.get("foreign") else "-")
-            table.add_row(str(p.get("gpu")), str(p.get("pid")), p.get("type", "C"), p.get("name") or "?", used,
+            cpu = "-" if p.get("cpu") is None else f"{p['cpu']:.0f}"
+            rss = "-" if p.get("rss") is None else f"{p['rss'] / 2**20:.0f} MiB"
+            table.add_row(str(p.get("gpu")), str(p.get("pid")), p.get("type", "C"), p.get("name") or "?", used, cpu, rss,
                           "-" if p.get("sm_util") is None else str(p["sm_util"]), run)

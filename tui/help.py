@@ -10,6 +10,7 @@ from textual.binding import Binding
 def sections(app_bindings) -> list[tuple[str, list]]:
     from .compare import CompareScreen
     from .dialogs import ConfirmKill, ConfirmScreen, HelpScreen, PromptScreen, RemedyScreen, SummaryScreen
+    from .gpu_pane import GpuView
     from .launch_form import LaunchForm, launch_keys
     from .loss_pane import LossPane
     from .runs_table import RunsTable
@@ -18,6 +19,7 @@ def sections(app_bindings) -> list[tuple[str, list]]:
         ("Runs view, GPU, scratchpad, diagnoses (while the focus is not in a text field)", app_bindings),
         ("Runs table", RunsTable.BINDINGS),
         ("Curves (tab to the plot)", LossPane.BINDINGS),
+        ("GPU view", GpuView.BINDINGS),
         ("Launch form", LaunchForm.BINDINGS + launch_keys()),
         ("Stop a run", ConfirmKill.BINDINGS),
         ("Questions (save as defaults)", ConfirmScreen.BINDINGS),

@@ -22,7 +22,8 @@ from urbanrun.engine.core.series import Series
 
 LOG_LINES_KEPT = 5_000
 NOTICES_KEPT = 200
-GPU_HISTORY = 3600  # samples per GPU kept for charts (an hour at 1 s)
+GPU_HISTORY = 3600  # recent samples per GPU kept for the sparklines (an hour at 1 s)
+GPU_SERIES_CAP = 4096  # per GPU field: the newest 2048 samples exact, all older ones as min/max buckets
 AXIS_KEYS = {"step", "epoch", "time", "timestamp", "_step", "_runtime", "_timestamp"}
 GPU_MEM_KEY = "gpu_mem"  # metrics contract: bytes of GPU memory the run reports holding (optional)
 
@@ -73,6 +74,7 @@ class State:
     gpus: list = field(default_factory=list)
     gpu_processes: list = field(default_factory=list)
     gpu_history: dict = field(default_factory=dict)  # index -> deque of (ts, util %, mem used, temp, power W)
+    gpu_series: dict = field(default_factory=dict)  # index -> {"util": Series, "mem": Series}: the whole session
     host: dict = field(default_factory=dict)
     guard: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -129,6 +131,13 @@ class State:
             if history is None:
                 history = self.gpu_history[g.get("index")] = deque(maxlen=GPU_HISTORY)
             history.append((event.ts, g.get("util_gpu"), g.get("mem_used"), g.get("temp"), g.get("power_w")))
+            series = self.gpu_series.get(g.get("index"))
+            if series is None:
+                series = self.gpu_series[g.get("index")] = {"util": Series(cap=GPU_SERIES_CAP),
+                                                             "mem": Series(cap=GPU_SERIES_CAP)}
+            for name, value in (("util", g.get("util_gpu")), ("mem", g.get("mem_used"))):
+                if isinstance(value, (int, float)):
+                    series[name].append(event.ts, event.ts, float(value))
         self.gpu_processes = [dict(p) for p in event.processes]
         per_run: dict[str, list[dict]] = {}
         for p in self.gpu_processes:

@@ -58,6 +58,7 @@ class Engine:
         self._gpu_status: dict | None = None
         self._foreign_reported = False
         self._seen_pids: set[int] = set()
+        self._gpu_procs: dict = {}  # pid -> psutil.Process of GPU processes, for their CPU %
         self._failing: dict[str, str] = {}  # poll steps failing now, and how (each said once)
         self._slurm_outage: str | None = None
 
@@ -256,7 +257,8 @@ class Engine:
             self._pending.append(GpuStatus(ts=now, status=dict(status)))
         if not status.get("available"):
             return
-        procs, foreign = annotate(procs, self.host.pids if self.host else {}, self._seen_pids)
+        procs, foreign = annotate(procs, self.host.pids if self.host else {}, self._seen_pids,
+                                  self._gpu_procs)
         if foreign and not self._foreign_reported:
             self._foreign_reported = True
             self._pending.append(Notice(ts=now, level="warning", text=(
