@@ -13,6 +13,7 @@ state with the reason; it never stops the other runs from being listed.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 import secrets
@@ -122,7 +123,7 @@ class RunRecord:
         return {k: v for k, v in asdict(self).items() if k not in base or base[k] != v}
 
     def mark_saved(self) -> None:
-        self._base = copy.deepcopy(asdict(self))
+        self._base = asdict(self)  # asdict copies lists and dicts: later edits do not reach it
 
     def adopt(self, other: RunRecord) -> None:
         """Take every field of `other` (the record as written): this copy then sees others' changes too."""
@@ -178,9 +179,14 @@ def _matches(value: Any, hint: Any) -> bool:
     return isinstance(value, origin or hint)
 
 
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(RunRecord)  # ~2 ms: once per process, not once per record read
+
+
 def check_fields(data: dict, where: Path) -> None:
     """Raise RecordError naming the first field whose value has the wrong type."""
-    hints = typing.get_type_hints(RunRecord)
+    hints = _field_types()
     for name, value in data.items():
         hint = hints.get(name)
         if hint is not None and not _matches(value, hint):
@@ -202,15 +208,20 @@ def _describe(hint: Any) -> str:
 
 def status_text(record: dict) -> str:
     """A run's status as people read it, the same in `ls`, `show` and the TUI: `stopping` while a
-    kill is under way, `exited · 2 leftover processes` while processes of an ended run live on."""
+    kill is under way, `exited · 2 leftover processes` while processes of an ended run live on,
+    `stopping · 1 process survives the kill` once the hard kill has not ended one."""
     status = record.get("status") or "starting"
     if status == "running" and record.get("kill_requested"):
         status = "stopping"
-    left = len(record.get("leftovers") or [])
-    if left:
-        status += f" · {left} leftover process{'es' if left > 1 else ''}" if status != "stopping" else \
-            f" · {left} process{'es' if left > 1 else ''} survive{'' if left > 1 else 's'} the kill"
-    return status
+    left = record.get("leftovers") or []
+    if not left:
+        return status
+    many = len(left) > 1
+    if status != "stopping":
+        return f"{status} · {len(left)} leftover process{'es' if many else ''}"
+    if any(d.get("why") for d in left):
+        return f"{status} · {len(left)} process{'es survive' if many else ' survives'} the kill"
+    return f"{status} · {len(left)} process{'es' if many else ''} left"
 
 
 def iso(ts: float | None) -> str | None:
