@@ -65,7 +65,12 @@ RUN = obj({"id": {"type": "string"}, "recipe": {"type": "string"}, "argv": STRIN
            "backend": {"type": "string"}, "params": {"type": "object"}, "changed": {"type": "object"},
            "env": {"type": "object"}, "pid": INT, "exit_code": INT, "signal": INT, "diagnosis": TEXT,
            "diagnoses": {"type": "array", "items": DIAGNOSIS}, "created": TEXT, "started": TEXT, "ended": TEXT,
-           "run_dir": {"type": "string"}},
+           "run_dir": {"type": "string"},
+           "leftovers": {"type": "array", "description": "processes of the run alive after its main process "
+                         "ended, or that outlived a kill (then with state and why); `kill` stops them",
+                         "items": obj({"pid": {"type": "integer"}, "created": NUMBER, "name": TEXT, "state": TEXT,
+                                       "why": TEXT}, required=["pid"])},
+           "cgroup": TEXT | {"description": "the run's own cgroup v2 (Linux, where one could be made)"}},
           required=["id", "recipe", "argv", "cwd", "status", "run_dir"])
 ERROR = obj({"error": obj({"code": {"type": "string"}, "message": {"type": "string"}})})
 POINT_LINE = obj({"source": {"type": "string"}, "point": {"type": "object", "additionalProperties": VALUE}})
