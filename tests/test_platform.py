@@ -101,6 +101,9 @@ def test_open_shared_lets_the_writer_delete_and_rotate(tmp_path):
         assert fh.read() == b"first\n"
     with pytest.raises(FileNotFoundError):
         platform.open_shared(path)
+    with pytest.raises(FileNotFoundError):
+        platform.read_shared(path)
+    assert platform.read_shared(tmp_path / "log.1.txt") == b"first\n"
 
 
 def test_utf8_stdio_survives_a_cp1252_pipe():

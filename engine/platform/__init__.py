@@ -16,6 +16,7 @@ here. The lowest layer: imports nothing of urbanrun (the babysitter imports it t
     lock_file(fd), unlock_file(fd)  a blocking exclusive lock (flock / msvcrt.locking)
     replace(src, dst)             os.replace, retried where the OS refuses while dst is open
     open_shared(path)             open for reading without stopping a writer renaming/deleting it
+    read_shared(path)             the whole file, through open_shared (records, exit status)
     make_private(path)            owner-only access: 0700 folders, 0600 files (POSIX); Windows: ACLs
     EXEC_KEEPS_PID                os.exec* replaces the process (POSIX), not a new pid (Windows)
     RUN_ENV                       environment defaults for a run (the user's own values win)
@@ -69,6 +70,13 @@ def hold_lock(path: str | os.PathLike):
             unlock_file(fd)
     finally:
         os.close(fd)
+
+
+def read_shared(path: str | os.PathLike) -> bytes:
+    """The whole file, read without blocking a writer that replaces it meanwhile (on Windows an
+    open without delete sharing makes the writer's os.replace fail)."""
+    with open_shared(path) as fh:
+        return fh.read()
 
 
 def utf8_stdio() -> None:

@@ -315,7 +315,7 @@ class RunStore:
         """The record, checked field by field; RecordError (a UserError) says what is wrong."""
         path = self.run_dir(run_id) / RECORD_FILE
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(platform.read_shared(path).decode("utf-8"))
         except FileNotFoundError:
             raise RecordError(f"run '{run_id}' has no record ({path} is missing).") from None
         except IsADirectoryError:
@@ -393,7 +393,7 @@ class RunStore:
         One that is not what the babysitter writes is a RecordError."""
         path = self.run_dir(run_id) / EXIT_FILE
         try:
-            status = json.loads(path.read_text(encoding="utf-8"))
+            status = json.loads(platform.read_shared(path).decode("utf-8"))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:  # written atomically: a bad one is not a partial write
