@@ -12,6 +12,7 @@ from typing import Callable, Iterator, TypeVar
 
 T = TypeVar("T")
 
+from urbanrun.engine import platform
 from urbanrun.engine.metrics.parsers.csvmetrics import CsvParser
 from urbanrun.engine.metrics.parsers.jsonl import JsonlParser
 from urbanrun.engine.metrics.parsers.loglines import LogLineParser
@@ -25,7 +26,6 @@ from urbanrun.engine.core.files import not_regular, path_stat
 SKIP_DIRS = {".git", "node_modules", "__pycache__", ".venv", "venv", "site-packages", ".mypy_cache",
              ".pytest_cache", "checkpoints", "cone_cache"}
 MAX_ENTRIES = 50_000
-PSEUDO_FS = {"/proc", "/sys", "/dev", "/run"}  # kernel views of processes and devices: no metrics there
 READ_PER_POLL = 4 << 20  # discovery visits at most this many paths under one root
 
 
@@ -148,7 +148,7 @@ def discover(root: str | os.PathLike, include_logs: bool = False) -> list[tuple[
         for d in wandb_runs:
             found.append((here / d, "wandb"))
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and d not in wandb_runs and not d.startswith(".")
-                         and str(here / d) not in PSEUDO_FS)
+                         and str(here / d) not in platform.PSEUDO_FILESYSTEMS)
         for name in sorted(files):
             path = here / name
             if not _regular(path):

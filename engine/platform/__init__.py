@@ -20,6 +20,7 @@ here. The lowest layer: imports nothing of urbanrun (the babysitter imports it t
     make_private(path)            owner-only access: 0700 folders, 0600 files (POSIX); Windows: ACLs
     EXEC_KEEPS_PID                os.exec* replaces the process (POSIX), not a new pid (Windows)
     RUN_ENV                       environment defaults for a run (the user's own values win)
+    PSEUDO_FILESYSTEMS            folders that are kernel views, not files (never walked for metrics)
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ unlock_file = current.unlock_file
 replace = current.replace
 EXEC_KEEPS_PID = current.EXEC_KEEPS_PID
 RUN_ENV = current.RUN_ENV
+PSEUDO_FILESYSTEMS = current.PSEUDO_FILESYSTEMS
 open_shared = current.open_shared
 make_private = current.make_private
 

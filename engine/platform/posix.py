@@ -17,6 +17,7 @@ STOP_NAME = "SIGTERM"
 KILL_NAME = "SIGKILL"
 EXEC_KEEPS_PID = True
 RUN_ENV: dict[str, str] = {}  # Python's stdio follows the locale, UTF-8 on any current system
+PSEUDO_FILESYSTEMS = frozenset({"/proc", "/sys", "/dev", "/run"})  # kernel views of processes and devices
 
 
 def new_session_kwargs() -> dict:

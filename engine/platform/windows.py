@@ -31,6 +31,7 @@ EXEC_KEEPS_PID = False  # os.exec* starts a new process and ends this one
 # A run's stdout is a file (output.log): Python would write it in the ANSI code page (cp1252) and
 # raise UnicodeEncodeError on the first character outside it; urbanrun reads the log as UTF-8.
 RUN_ENV = {"PYTHONIOENCODING": "utf-8"}
+PSEUDO_FILESYSTEMS: frozenset[str] = frozenset()  # devices live under \\.\, outside the file tree
 
 # winbase.h / winnt.h values (fixed by the Windows ABI)
 CREATE_NEW_PROCESS_GROUP = 0x00000200
