@@ -109,3 +109,25 @@ def test_ls_and_show_on_a_full_disk_show_what_is_known(workspace, mount):
         os.unlink(filler)
     finally:
         cli("kill", run["id"], "--force", "--runs-dir", str(runs), cwd=workspace)
+
+
+def test_a_session_recording_on_a_full_disk_stops_with_a_notice_and_no_event_lost(workspace, mount):
+    from urbanrun.engine.core.config import load_config
+    from urbanrun.engine.core.events import Notice, RunChanged
+    from urbanrun.engine.session.loop import Engine
+
+    runs = mount()
+    engine = Engine(load_config(workspace / "config.toml"), runs_dir=runs, gpu_source=None, host=False)
+    record = engine.launch("long_sleep")
+    try:
+        filler = fill(runs)
+        first = engine.poll()  # the recording cannot be written: the poll still returns its events
+        assert any(isinstance(e, RunChanged) and e.run_id == record.id for e in first)
+        assert engine.state.runs[record.id].status == "running"
+        notices = [e.text for e in engine.poll() if isinstance(e, Notice)]
+        assert any(t.startswith("session recording stopped: ") and "No space left on device" in t for t in notices)
+        assert engine.recorder is None
+        os.unlink(filler)
+    finally:
+        engine.kill(record.id, force=True)
+        engine.close()
