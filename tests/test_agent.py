@@ -75,8 +75,8 @@ def test_static_outputs_match_their_schemas(workspace):
     run_json("scratchpad", "scratchpad", "log", "checked", "the", "schemas", cwd=workspace)
     run_json("scratchpad", "scratchpad", "finish", cwd=workspace)
     run_json("ls", "ls", cwd=workspace)
-    imported = run_json("launch", "import", str(ROOT / "tests" / "fixtures" / "metrics" / "lightning"), cwd=workspace)
-    assert imported["status"] == "imported"
+    imported = run_json("import", "import", str(ROOT / "tests" / "fixtures" / "metrics" / "lightning"), cwd=workspace)
+    assert [r["status"] for r in imported["runs"]] == ["imported"]
 
 
 def test_gpus_output_matches_its_schema(workspace, monkeypatch):

@@ -106,7 +106,9 @@ OUTPUTS = {
                  {"until": {"type": "string"}, "outcome": {"enum": ["met", "ended", "timeout"]},
                   "met": {"type": "boolean"}})}, "required": SUMMARY["required"] + ["next_actions", "wait"]}),
     "events": ("one line of `urbanrun events --json` (and of `launch --follow --json`)", EVENT),
-    "launch": ("the launched run's record (`urbanrun launch RECIPE --json`; also `import --json`)", RUN),
+    "launch": ("the launched run's record (`urbanrun launch RECIPE --json`)", RUN),
+    "import": ("`urbanrun import PATH --json`: one read-only run per training run found (each Lightning "
+               "version_N, W&B run or TensorBoard folder)", obj({"runs": {"type": "array", "items": RUN}})),
     "kill": ("the killed run's record (`urbanrun kill RUN --json`)", RUN),
     "metrics": ("`urbanrun metrics --json`: per-metric summary per source; with --follow, one line per point",
                 {"oneOf": [METRICS_SUMMARY, POINT_LINE]}),
