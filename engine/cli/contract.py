@@ -70,7 +70,8 @@ RUN = obj({"id": {"type": "string"}, "recipe": {"type": "string"}, "argv": STRIN
                          "ended, or that outlived a kill (then with state and why); `kill` stops them",
                          "items": obj({"pid": {"type": "integer"}, "created": NUMBER, "name": TEXT, "state": TEXT,
                                        "why": TEXT}, required=["pid"])},
-           "cgroup": TEXT | {"description": "the run's own cgroup v2 (Linux, where one could be made)"}},
+           "cgroup": TEXT | {"description": "the run's own cgroup v2 (Linux, where one could be made)"},
+           "job_name": TEXT | {"description": "the run's named Job Object (Windows): all its processes"}},
           required=["id", "recipe", "argv", "cwd", "status", "run_dir"])
 ERROR = obj({"error": obj({"code": {"type": "string"}, "message": {"type": "string"}})})
 POINT_LINE = obj({"source": {"type": "string"}, "point": {"type": "object", "additionalProperties": VALUE}})
