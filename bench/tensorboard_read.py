@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import google_crc32c
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -1,17 +1,131 @@
-"""TUI figures: time to first frame (vs a bare Textual app), RSS at idle and CPU while watching
-4 runs, loss-pane frame cost with 1M points (vs plotext on the raw points), and headless replay
-of a one-hour recording (goal <= 2 s)."""
+"""TUI figures, each beside a baseline from the same run, median of REPEATS:
+
+- CPU of the urbanrun process at idle (no runs) vs a bare Textual app of the same size (goal
+  <= 0.5 % of a core);
+- CPU while watching 4 live demo runs (the real cone trainer, CPU, tiny settings; their own
+  processes are not counted) vs the engine polled at the same pace without a UI (goal <= 2 %);
+- time to first frame vs a bare Textual app (goal < 1 s; interpreter start excluded);
+- the loss pane mounted in the app at its real size (160x45): one frame (draw + render) of a
+  noisy 1M-point run vs a 2k-point run (goal <= 2x);
+- headless replay of a one-hour recording vs reading and reducing it without a UI.
+
+The machine may be shared: compare the ratios, which come from the same run."""
 
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 PY = sys.executable
+REPEATS = int(os.environ.get("REPEATS", 3))
+WINDOW = float(os.environ.get("WINDOW", 10))  # seconds of CPU per measurement
+SIZE = (160, 45)
+ME = psutil.Process()
+
+from urbanrun.engine.core.config import load_config  # noqa: E402
+from urbanrun.engine.core.events import MetricPoints, RunChanged  # noqa: E402
+from urbanrun.engine.session.loop import Engine  # noqa: E402
+from urbanrun.tui.app import make_app  # noqa: E402
+from urbanrun.tui.loss_pane import LossPane  # noqa: E402
+from urbanrun.tui.runs_table import RunsTable  # noqa: E402
+
+
+def cpu_share(seconds: float) -> float:
+    """This process's CPU over the next `seconds`, in % of one core (call from a thread)."""
+    c0, t0 = ME.cpu_times(), time.monotonic()
+    time.sleep(seconds)
+    c1 = ME.cpu_times()
+    return (c1.user + c1.system - c0.user - c0.system) / (time.monotonic() - t0) * 100
+
+
+async def app_cpu(pilot) -> list[float]:
+    shares = []
+    for _ in range(REPEATS):
+        shares.append(await asyncio.to_thread(cpu_share, WINDOW))
+    return shares
+
+
+def bare_idle_cpu() -> list[float]:
+    from textual.app import App
+    from textual.widgets import Static
+
+    class Bare(App):
+        def compose(self):
+            yield Static("hello")
+
+    async def go():
+        async with Bare().run_test(size=SIZE) as pilot:
+            await pilot.pause(2)
+            return await app_cpu(pilot)
+
+    return asyncio.run(go())
+
+
+def ratio_line(name: str, ours: list[float], theirs: list[float], unit: str, goal: str, base: str) -> None:
+    a, b = statistics.median(ours), statistics.median(theirs)
+    print(f"{name}: urbanrun {a:.2f}{unit} (runs: {', '.join(f'{v:.2f}' for v in ours)}); {base} {b:.2f}{unit}; "
+          f"ratio {f'{a / b:.1f}' if b else 'n/a (baseline 0)'}; {goal}")
+
+
+def idle_and_watching(tmp: Path) -> None:
+    config = load_config(ROOT / "config.toml")
+    engine = Engine(config, tmp / "runs", record_session=False, autolog=None)
+    app = make_app(engine, scratchpad_dir=tmp / "pad")
+    values = {"epochs": 400, "cones": 8, "batch_size": 4, "device": "cpu"}
+    ids = []
+
+    async def go():
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause(3)
+            idle = await app_cpu(pilot)
+            for _ in range(4):
+                ids.append(engine.launch("cones", values=values).id)
+            deadline = time.monotonic() + 180  # every trainer past its imports and writing metrics
+            while time.monotonic() < deadline and not all(
+                    engine.state.runs.get(i) and engine.state.runs[i].metrics for i in ids):
+                await pilot.pause(1)
+            watching = await app_cpu(pilot)
+            points = sum(r.points_total for r in engine.state.runs.values())
+            await pilot.press("q")
+            return idle, watching, points
+
+    idle, watching, points = asyncio.run(go())
+    print(f"(the 4 runs had written {points} metric points by the end of the measurement)")
+    ratio_line("CPU at idle, no runs", idle, bare_idle_cpu(), "% of a core", "goal <= 0.5 %", "bare Textual app")
+
+    stop = threading.Event()
+
+    def headless():  # the baseline: the same engine work without a UI
+        while not stop.is_set():
+            engine.poll()
+            time.sleep(0.5)
+
+    worker = threading.Thread(target=headless)
+    worker.start()
+    baseline = [cpu_share(WINDOW) for _ in range(REPEATS)]
+    stop.set()
+    worker.join()
+    ratio_line("CPU watching 4 live demo runs", watching, baseline, "% of a core", "goal <= 2 %",
+               "engine polled without a UI")
+    for run_id in ids:
+        engine.kill(run_id, force=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(engine.store.load(i).active for i in ids):
+        engine.poll()
+        time.sleep(0.2)
+    engine.close()
+
+
 FIRST_FRAME = """
 import time, sys, asyncio
 t0 = time.perf_counter()
@@ -23,93 +137,71 @@ async def main():
         print(time.perf_counter() - t0)
 asyncio.run(main())
 """
-OURS = ("from urbanrun.engine.core.config import load_config\nfrom urbanrun.engine.session.loop import Engine\nfrom urbanrun.tui.app import make_app\n"
-        "app = make_app(Engine(load_config(%r), %r, record_session=False))")
+OURS = ("from urbanrun.engine.core.config import load_config\nfrom urbanrun.engine.session.loop import Engine\n"
+        "from urbanrun.tui.app import make_app\n"
+        "app = make_app(Engine(load_config(%r), %r, record_session=False), scratchpad_dir=%r)")
 BARE = "from textual.app import App\nfrom textual.widgets import Static\nclass A(App):\n" \
        "    def compose(self):\n        yield Static('hello')\napp = A()"
 
 
 def first_frame(tmp: Path) -> None:
-    ours = [float(subprocess.run([PY, "-c", FIRST_FRAME % (str(ROOT), OURS % (str(ROOT / "config.toml"), str(tmp)))],
-                                 capture_output=True, text=True, cwd=tmp).stdout.split()[-1]) for _ in range(3)]
-    bare = [float(subprocess.run([PY, "-c", FIRST_FRAME % (str(ROOT), BARE)], capture_output=True, text=True,
-                                 cwd=tmp).stdout.split()[-1]) for _ in range(3)]
-    print(f"time to first frame: urbanrun {min(ours):.2f} s (goal < 1 s); a bare Textual app {min(bare):.2f} s "
-          f"(imports + first paint, interpreter start excluded)")
+    def once(code: str) -> float:
+        return float(subprocess.run([PY, "-c", FIRST_FRAME % (str(ROOT), code)], capture_output=True, text=True,
+                                    cwd=tmp, check=True).stdout.split()[-1])
+
+    ours, bare = [], []
+    for _ in range(REPEATS):
+        ours.append(once(OURS % (str(ROOT / "config.toml"), str(tmp / "runs-ff"), str(tmp / "pad"))))
+        bare.append(once(BARE))
+    ratio_line("time to first frame", ours, bare, " s", "goal < 1 s", "bare Textual app")
 
 
-def watching(tmp: Path) -> None:
-    import psutil
+def loss_frames(tmp: Path) -> None:
+    """The loss pane in the mounted app at its real size: a noisy 1M-point run vs a 2k-point one."""
+    engine = Engine(load_config(ROOT / "config.toml"), tmp / "runs-loss", record_session=False, gpu_source=None,
+                    host=False, autolog=None)
+    rng = np.random.default_rng(0)
 
-    sys.path.insert(0, str(ROOT))
-    from urbanrun.engine.core.config import _build
-    from urbanrun.engine.session.loop import Engine
-    from urbanrun.tui.app import make_app
+    def run_with(run_id: str, n: int) -> None:
+        steps = np.arange(n)
+        loss = 2.0 / (1 + steps * 1e-4) + rng.normal(0, 0.05, n) + (rng.random(n) < 1e-4) * 5  # noise and spikes
+        points = [{"step": int(s), "time": 1.8e9 + s * 0.01, "loss": float(v)} for s, v in zip(steps, loss)]
+        with engine.state.guard:  # as a poll reduces: through the reducer, holding the guard
+            engine.state.apply_all([RunChanged(ts=1.8e9, run={"id": run_id, "recipe": "cones", "status": "exited",
+                                                              "started": 1.8e9, "ended": 1.8e9 + n * 0.01}),
+                                    MetricPoints(ts=1.8e9, run_id=run_id, format="jsonl", points=tuple(points))])
 
-    text = '[recipes.sleep]\ncommand = ["{python}", "-c", "import time; time.sleep(120)"]\n'
-    config = _build(tmp / "config.toml", text, __import__("tomllib").loads(text))
-    engine = Engine(config, tmp / "runs4", record_session=False)
+    run_with("20261130-000000-cones-0001", 1_000_000)
+    run_with("20261130-000000-cones-0002", 2_000)
     app = make_app(engine, scratchpad_dir=tmp / "pad")
-    me = psutil.Process()
 
     async def go():
-        async with app.run_test(size=(160, 45)) as pilot:
-            await pilot.pause(3)
-            idle_rss = me.memory_info().rss
-            for _ in range(4):
-                engine.launch("sleep")
-            await pilot.pause(3)
-            cpu0, t0 = me.cpu_times(), time.monotonic()
-            await pilot.pause(20)
-            cpu1 = me.cpu_times()
-            busy = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / (time.monotonic() - t0)
-            for run_id in list(app.state.runs):
-                engine.kill(run_id, force=True)
+        async with app.run_test(size=SIZE) as pilot:
             await pilot.pause(1)
-            return idle_rss, busy
+            pane, table = app.query_one(LossPane), app.query_one(RunsTable)
+            print(f"loss pane mounted at {pane.size.width}x{pane.size.height} cells in a {SIZE[0]}x{SIZE[1]} app")
+            frames = {}
+            for run_id in sorted(engine.state.runs):
+                table.move_cursor(row=list(table.rows).index(run_id))
+                await pilot.pause(0.3)
+                times = []
+                for _ in range(max(REPEATS, 5)):
+                    with engine.state.guard:
+                        t = time.perf_counter()
+                        pane.draw(engine.state, [run_id])
+                        pane.render()  # plotext builds the frame here
+                        times.append((time.perf_counter() - t) * 1000)
+                frames[engine.state.runs[run_id].metrics["loss"].count] = times
+            return frames
 
-    idle_rss, busy = asyncio.run(go())
+    frames = asyncio.run(go())
+    ratio_line("loss pane frame at 1M noisy points", frames[1_000_000], frames[2_000], " ms", "goal <= 2x",
+               "the same pane at 2k points")
     engine.close()
-    print(f"RSS at idle: {idle_rss / 2**20:.0f} MiB; CPU while watching 4 runs: {busy * 100:.1f}% of one core "
-          f"(polling every 0.5 s, host sampling every 2 s, NVML when present)")
-
-
-def loss_frame() -> None:
-    import numpy as np
-    import plotext as plt
-
-    sys.path.insert(0, str(ROOT))
-    from urbanrun.engine.core.series import Series
-    from urbanrun.engine.core.state import RunState, State
-    from urbanrun.tui.loss_pane import LossPane
-
-    state = State()
-    run = state.runs["r"] = RunState(record={"id": "r", "status": "running"})
-    s = run.metrics["loss"] = Series(cap=2_000_000)
-    for i in range(1_000_000):
-        s.append(i, i, 1 / (1 + i * 1e-4) + (i % 97) * 1e-4)
-    pane = LossPane()
-    pane._size = None
-    reps = 5
-    t = time.perf_counter()
-    for _ in range(reps):
-        pane.draw(state, ["r"])
-        pane.plt.build()
-    ours = (time.perf_counter() - t) / reps
-    x, y = np.frombuffer(s.steps), np.frombuffer(s.values)
-    t = time.perf_counter()
-    plt.clear_figure()
-    plt.plotsize(100, 30)
-    plt.plot(x.tolist(), y.tolist(), marker="braille")
-    plt.build()
-    raw = time.perf_counter() - t
-    print(f"loss pane frame with 1M points: {ours * 1000:.0f} ms (downsample + EMA + plot); plotext on the raw 1M: "
-          f"{raw * 1000:.0f} ms; {raw / ours:.0f}x")
 
 
 def one_hour_replay(tmp: Path) -> None:
-    sys.path.insert(0, str(ROOT))
-    from urbanrun.engine.core.events import GpuSample, GpuStatus, HostSample, LogLines, MetricPoints, RunChanged, encode
+    from urbanrun.engine.core.events import GpuSample, GpuStatus, HostSample, LogLines, encode
 
     t0, run = 1.8e9, "20261125-090000-cones-abcd"
     events = [RunChanged(ts=t0, run={"id": run, "recipe": "cones", "status": "running", "started": t0,
@@ -129,18 +221,36 @@ def one_hour_replay(tmp: Path) -> None:
                                                 "started": t0, "ended": t0 + 3600, "argv": ["python"], "cwd": "/"}))
     path = tmp / "hour.jsonl"
     path.write_text("".join(encode(e) + "\n" for e in events))
-    t = time.perf_counter()
-    out = subprocess.run([PY, "-m", "urbanrun.engine.cli", "--replay", str(path), "--headless"], cwd=ROOT,
-                         capture_output=True, text=True)
-    took = time.perf_counter() - t
-    print(f"headless replay of a one-hour recording ({len(events):,} events, {path.stat().st_size / 1e6:.1f} MB): "
-          f"{took:.2f} s wall including start-up (goal <= 2 s); exit {out.returncode}")
+    def child(argv: list[str]) -> tuple[float, float]:
+        """Wall and CPU seconds of a child process (CPU: what a loaded machine does not inflate)."""
+        before, t = os.times(), time.perf_counter()
+        subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True)
+        after = os.times()
+        return time.perf_counter() - t, after.children_user + after.children_system - before.children_user - \
+            before.children_system
+
+    ours, reduce_only = [], []
+    for _ in range(REPEATS):
+        ours.append(child([PY, "-m", "urbanrun.engine.cli", "--replay", str(path), "--headless"]))
+        reduce_only.append(child([PY, "-c", "from urbanrun.engine.core.state import State\n"
+                                  "from urbanrun.engine.session.recorder import read_session\n"
+                                  f"State().apply_all(read_session({str(path)!r}))"]))
+    what = f"headless replay of one hour ({len(events):,} events, {path.stat().st_size / 1e6:.1f} MB, with start-up)"
+    ratio_line(what + ", wall", [w for w, _ in ours], [w for w, _ in reduce_only], " s", "goal <= 2 s",
+               "read + reduce without a UI")
+    ratio_line(what + ", CPU", [c for _, c in ours], [c for _, c in reduce_only], " s", "", "read + reduce without a UI")
 
 
 if __name__ == "__main__":
     tmp = Path(tempfile.mkdtemp())
     os.environ.setdefault("URBANRUN_CONE_CACHE", str(tmp / "cache"))
-    watching(tmp)  # first: the others leave big series in this process's memory
-    first_frame(tmp)
-    loss_frame()
-    one_hour_replay(tmp)
+    os.chdir(tmp)
+    only = sys.argv[1:] or ["watch", "first", "loss", "replay"]
+    if "watch" in only:
+        idle_and_watching(tmp)  # first: the others leave big series in this process's memory
+    if "first" in only:
+        first_frame(tmp)
+    if "loss" in only:
+        loss_frames(tmp)
+    if "replay" in only:
+        one_hour_replay(tmp)

@@ -85,7 +85,7 @@ async def test_scratchpad_files_are_read_and_saved_off_the_ui_thread(workspace):
     the save lands (merged with the append) once the lock is free."""
     import datetime as dt
 
-    from textual.widgets import TabbedContent, TextArea
+    from textual.widgets import TextArea
 
     from urbanrun.engine.notes import scratchpad
     from urbanrun.tui.scratchpad_pane import ScratchpadPane
@@ -108,13 +108,39 @@ async def test_scratchpad_files_are_read_and_saved_off_the_ui_thread(workspace):
         assert "a run ended" not in editor.text  # never reloaded over unsaved edits
         with scratchpad.locked(path):  # another writer holds the lock
             app.action_save_pad()
-            await pilot.press("r")  # the UI answers keys meanwhile
+            assert app.focused is editor
+            await pilot.press("escape")  # the UI answers keys meanwhile: escape leaves the editor
             await pilot.pause(0.3)
-            assert app.query_one(TabbedContent).active == "main"
+            assert app.focused is not editor
             assert "my own line" not in path.read_text()
         await wait_until(pilot, lambda: "my own line" in path.read_text())
         saved = path.read_text()
         assert "a run ended" in saved and "launched a run" in saved  # the append was merged, not lost
         await wait_until(pilot, lambda: editor.text == saved)
         assert app.query_one(ScratchpadPane).base == saved
+    engine.close()
+
+
+async def test_save_as_defaults_writes_config_in_a_worker(workspace):
+    """ctrl+s in the launch form: config.toml written and read back off the UI thread; the form,
+    the app and the engine then launch with the new default."""
+    from urbanrun.tui.dialogs import ConfirmScreen
+    from urbanrun.tui.launch_form import LaunchForm
+
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.press("l")
+        await wait_until(pilot, lambda: isinstance(app.screen, LaunchForm))
+        form = app.screen
+        await pilot.pause(0.3)
+        form.query_one("#f-epochs").value = "7"
+        await pilot.pause(0.2)
+        form.action_save_defaults()
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: engine.config.recipes["cones"].param("epochs").default == 7)
+        assert load_config(workspace / "config.toml").recipes["cones"].param("epochs").default == 7
+        await wait_until(pilot, lambda: app.config.recipes["cones"].param("epochs").default == 7)
+        assert form.config.recipes["cones"].param("epochs").default == 7
     engine.close()

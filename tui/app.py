@@ -645,10 +645,6 @@ class UrbanrunApp(App):
         self.quit_message = (self.quit_message + "\n" if self.quit_message else "") + note
         self.post_message(CommandDone("", then_exit=True))
 
-    def reload_config(self) -> None:
-        if hasattr(self.source, "reload_config"):
-            self.config = self.source.reload_config()
-
     def get_system_commands(self, screen):
         ours = [b for b in self.BINDINGS if not b.priority]  # not ↑/↓
         titles = {b.description.capitalize() for b in ours}

@@ -51,6 +51,14 @@ class MemoryModelRead(Message):
         self.recipe, self.model = recipe, model
 
 
+class DefaultsSaved(Message):
+    """config.toml saved and read back (config None: it was not, and why)."""
+
+    def __init__(self, config, note: str) -> None:
+        super().__init__()
+        self.config, self.note = config, note
+
+
 class LaunchForm(ModalScreen):
     """Dismisses with {"recipe", "values"} or None."""
 
@@ -282,17 +290,28 @@ class LaunchForm(ModalScreen):
                                            f"{what}\nComments and layout of the file are kept."),
                              lambda yes: yes and self._save_defaults(values))
 
+    @work(thread=True, group="save-defaults")
     def _save_defaults(self, values: dict) -> None:
+        """config.toml is written and read back here, in a worker; the result comes as a message."""
         try:
             path = save_recipe_defaults(self.config, self.recipe_name, values)
-            self.config = load_config(path)
+            config = load_config(path)
+            source = getattr(self.app, "source", None)
+            if hasattr(source, "reload_config"):
+                config = source.reload_config()  # the engine launches with the new defaults
         except (UserError, OSError) as exc:
-            self.notify(str(exc), severity="error")
+            self.post_message(DefaultsSaved(None, str(exc)))
             return
-        reload = getattr(self.app, "reload_config", None)
-        if reload:
-            reload()
-        self.notify(f"saved as the defaults of '{self.recipe_name}' in {path}")
+        self.post_message(DefaultsSaved(config, f"saved as the defaults of '{self.recipe_name}' in {path}"))
+
+    def on_defaults_saved(self, message: DefaultsSaved) -> None:
+        if message.config is None:
+            self.notify(message.note, severity="error")
+            return
+        self.config = message.config
+        if hasattr(self.app, "config"):
+            self.app.config = message.config
+        self.notify(message.note)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

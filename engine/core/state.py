@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import math
 import threading
-from operator import itemgetter
 from collections import deque
 from dataclasses import dataclass, field
+from operator import itemgetter
+
+import numpy as np
 
 from urbanrun.engine.core.events import Diagnosed, Event, GpuSample, GpuStatus, HostSample, LogLines, MetricPoints, Notice, Progress, RunChanged
 from urbanrun.engine.core.series import Series
@@ -212,6 +214,7 @@ def _add_columns(run: RunState, points, fmt: str, ts: float) -> bool:
     if steps is None:  # no step (or no numeric one): a running count, as _add_rows counts
         steps = range(run.points_total, run.points_total + n)
     times = columns.get("time") or [ts] * n
+    steps, times = np.asarray(steps, dtype=np.float64), np.asarray(times, dtype=np.float64)  # once for every metric
     run.points_total += n
     if columns.get("epoch"):
         top = max(columns["epoch"])
