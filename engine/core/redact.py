@@ -1,7 +1,7 @@
 """Secrets out of everything urbanrun writes (run.toml, session recordings, the scratchpad, job
 scripts). A value is a secret by its name (WANDB_API_KEY, --token) or by its shape: credentials in
-a URL, a known token prefix (sk-, ghp_, github_pat_, hf_, xoxb-, AKIA…), an AWS secret key, or — for env and
-argv values — a long high-entropy word. Redaction is idempotent: redacting redacted text is a no-op.
+a URL, a known token prefix (sk-, ghp_, github_pat_, hf_, xoxb-, AKIA…), an AWS secret key, or —
+for env and argv values — a long random-looking word. Redacting redacted text changes nothing.
 
 The run itself still gets the real values; only what is written down is masked.
 """
@@ -25,8 +25,10 @@ _URL_CRED = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@]*:)([^\s@/]+)(@)
 _TOKEN = re.compile(
     r"(?<![A-Za-z0-9])(sk-(?:proj-|live-|test-|ant-)?|ghp_|gho_|ghu_|ghs_|ghr_|github_pat_|hf_|xox[abposr]-|glpat-"
     r"|npm_)([A-Za-z0-9_-]{16,})")  # the body must mix cases/digits: hf_cache_dir is a path
-# NAME=value / --name=value / name: value inside free text, where the name says it is a secret
+_TOKEN_PREFIXES = ("sk-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "hf_", "xox", "glpat-", "npm_")
 _AWS_KEY_ID = re.compile(r"(?<![A-Za-z0-9])(AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])")
+# NAME=value / --name=value / name: value inside free text, where the name says it is a secret
+_NAME_WORDS = ("token", "secret", "passw", "passphrase", "key", "credential")
 _ASSIGNED = re.compile(r"((?:TOKEN(?!IZ|S\b|S[_-])|SECRET|PASSW|PASSPHRASE|API[_-]?KEY|ACCESS[_-]?KEY|PRIVATE[_-]?KEY"
                        r"|CREDENTIAL)[A-Za-z0-9_.-]{0,40}[ \t]*[=:][ \t]*)([\"']?)([^\s\"',;]+)", re.I)
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
@@ -39,9 +41,7 @@ def is_secret_name(name: str) -> bool:
 
 def text(value: str) -> str:
     """Free text (a log line, a message, a command line): mask secrets recognisable by shape."""
-    if not value or not isinstance(value, str):
-        return value
-    if not _suspicious(value):
+    if not value or not isinstance(value, str) or not _suspicious(value):
         return value
     if "://" in value:
         value = _URL_CRED.sub(lambda m: m.group(1) + MASK + m.group(3), value)
@@ -58,10 +58,6 @@ def _suspicious(value: str) -> bool:
         return True
     lower = value.lower()
     return any(word in lower for word in _NAME_WORDS)
-
-
-_TOKEN_PREFIXES = ("sk-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "hf_", "xox", "glpat-", "npm_")
-_NAME_WORDS = ("token", "secret", "passw", "passphrase", "key", "credential")
 
 
 def value(v: str) -> str:
@@ -89,8 +85,9 @@ def looks_random(v: str) -> bool:
     if _entropy(v) < 3.5 or _mixed(v) < 2:
         return False
     longest = max(re.split(r"[-_.=]+", v), key=len)
-    return (len(longest) >= 12 and _class_switches(longest) >= 0.3) or (len(v) >= 20 and len(re.findall(r"[-_.=]", v)) <= 2
-                                                                     and _class_switches(v) >= 0.5)
+    if len(longest) >= 12 and _class_switches(longest) >= 0.3:
+        return True
+    return len(v) >= 20 and len(re.findall(r"[-_.=]", v)) <= 2 and _class_switches(v) >= 0.5
 
 
 def _mixed(v: str) -> int:
