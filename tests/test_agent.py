@@ -292,3 +292,28 @@ def test_progress_events_come_at_most_every_few_seconds(tmp_path):
     assert at(100.0 + PROGRESS_EVERY / 2, 2) == []  # too soon after the last one
     assert at(100.0 + PROGRESS_EVERY, 3) == ["progress"]
     assert at(100.0 + 3 * PROGRESS_EVERY, 3) == []  # nothing new: nothing sent
+
+
+def test_followed_metrics_lines_match_their_schema(workspace):
+    import select
+    import subprocess
+    import sys
+
+    path = workspace / "live.jsonl"
+    path.write_text('{"step": 0, "loss": 1.0}\n')
+    proc = subprocess.Popen([sys.executable, "-m", "urbanrun.engine.cli", "metrics", str(path), "--follow", "--json"],
+                            cwd=workspace, stdout=subprocess.PIPE, text=True)
+    try:
+        line, step, deadline = "", 0, time.monotonic() + 120
+        while not line:  # append until the follower prints: points it read at start are in no line
+            assert time.monotonic() < deadline, "no followed point printed"
+            step += 1
+            with open(path, "a") as fh:
+                fh.write(json.dumps({"step": step, "loss": float("nan") if step == 1 else 1 / step}) + "\n")
+            if select.select([proc.stdout], [], [], 1.0)[0]:
+                line = proc.stdout.readline()
+        point = valid("metrics", json.loads(line))["point"]
+        assert point["step"] >= 1 and (point["loss"] == "nan" or point["loss"] == 1 / point["step"])
+    finally:
+        proc.terminate()
+        proc.wait()
