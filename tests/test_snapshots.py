@@ -88,3 +88,25 @@ def test_launch_form(here, snap_compare):
         pilot.app.push_screen(LaunchForm(config))
         await pilot.pause(0.5)
     assert snap_compare(replay_app("cones_cpu.jsonl"), terminal_size=SIZE, run_before=go)
+
+
+SIZES = [(80, 24), (100, 30), (160, 45), (220, 60)]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("view", ["main", "help", "launch", "gpu"])
+def test_every_size(here, snap_compare, view, size):
+    """At every size: the runs table drops low-value columns before the diagnosis, the log
+    wraps, the footer keeps ? and q; the help, the launch form and the GPU view fit."""
+    config = _build(here / "config.toml", FORM_CONFIG, __import__("tomllib").loads(FORM_CONFIG))
+
+    async def go(pilot):
+        await settle(pilot)
+        if view == "help":
+            await pilot.press("question_mark")
+        elif view == "launch":
+            pilot.app.push_screen(LaunchForm(config))
+        elif view == "gpu":
+            await pilot.press("g")
+        await pilot.pause(0.5)
+    assert snap_compare(replay_app(), terminal_size=size, run_before=go)

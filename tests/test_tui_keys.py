@@ -10,6 +10,7 @@ import os
 import stat
 import tomllib
 
+from textual.geometry import Region
 from textual.widgets import TextArea
 
 from urbanrun.engine.core.config import load_config
@@ -120,11 +121,12 @@ async def test_help_lists_every_key_by_pane(workspace):
         await pilot.press("question_mark")
         await pilot.pause(0.3)
         assert isinstance(app.screen, HelpScreen)
-        help_text = str(app.screen.query_one("#help-text").render())
-        region = app.screen.query_one("#help-text").region
-        assert region.width > 40 and region.height > 10  # not the empty 0x0 box
+        shown = app.screen.query_one("#help-text")
+        assert shown.size.width > 40 and shown.size.height > 40  # not the empty 0x0 box
+        lines = shown.render_lines(Region(0, 0, shown.size.width, shown.size.height))
+        help_text = " ".join(" ".join(line.text for line in lines).split())  # wrapped lines joined
         for binding in app.BINDINGS:
-            assert (binding.tooltip or binding.description) in help_text, binding
+            assert f"{app.get_key_display(binding)} {binding.tooltip or binding.description}" in help_text, binding
         for section in ("Runs table", "Launch form", "Stop a run", "Compare", "This help"):
             assert section in help_text
         await pilot.press("escape")
@@ -244,3 +246,32 @@ async def test_search_result_and_errors_stay_until_the_user_acts(workspace):
         await pilot.pause(1.6)
         assert "exit_after" in str(status.render())
     engine.close()
+
+
+async def test_small_sizes_keep_the_diagnosis_the_wrap_and_the_following(workspace):
+    from urbanrun.engine.session.replay import ReplaySource
+
+    from urbanrun.tui.log_pane import LogPane
+
+    app = make_app(ReplaySource(ROOT / "tests/fixtures/sessions/cones_gpu.jsonl", fast=True),
+                   scratchpad_dir=workspace / "pad")
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_until(pilot, lambda: app.query_one(RunsTable).row_count == 2)
+        table, log = app.query_one(RunsTable), app.query_one(LogPane)
+        await wait_until(pilot, lambda: log.texts)
+        assert "recipe" in table.columns and "why" in table.columns
+        assert log.following and log.scroll_y == log.max_scroll_y
+        for size in ((100, 30), (80, 24), (220, 60), (80, 24)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause(0.5)
+            assert "why" in table.columns and table.row_count == 2  # the diagnosis column stays
+            assert log.following and log.scroll_y == log.max_scroll_y, size  # following survives resizes
+            assert max(line.cell_length for line in log.lines) <= log.scrollable_content_region.width  # wrapped
+        assert "recipe" not in table.columns and "best" not in table.columns
+        assert str(table.get_row_at(0)[1]).startswith(table.selected[9:15])  # the id without its date
+        await pilot.press("w")  # wrap off: long lines are cut at the edge (scroll right)
+        await pilot.pause(0.2)
+        assert max(line.cell_length for line in log.lines) > log.scrollable_content_region.width
+        await pilot.press("z")  # the log takes the full width
+        await pilot.pause(0.2)
+        assert not app.query_one(LossPane).display and log.size.width > 70

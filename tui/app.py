@@ -49,6 +49,9 @@ class UrbanrunApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "urbanrun"
     BINDINGS = [  # the help screen and the command palette are generated from these
+        # ? and q first: the footer shows bindings in this order and cuts what does not fit
+        Binding("question_mark", "help", "help", tooltip="this help: every key, by pane"),
+        Binding("q", "quit_app", "quit", tooltip="quit (runs keep going; drafts today's session summary)"),
         Binding("l", "launch", "launch", tooltip="launch form: recipe, parameters, the exact command line"),
         Binding("k", "kill", "stop",
                 tooltip=f"stop the selected run (asks y/n; {platform.STOP_NAME} to its tree, then {platform.KILL_NAME})"),
@@ -86,8 +89,6 @@ class UrbanrunApp(App):
         Binding("o", "observe", "observe", show=False,
                 tooltip="write a cross-agent observation under today's scratchpad heading (runs it names linked)"),
         Binding("ctrl+s", "save_pad", "save notes", show=False, tooltip="save the scratchpad (merges appended notes)"),
-        Binding("question_mark", "help", "help", tooltip="this help: every key, by pane"),
-        Binding("q", "quit_app", "quit", tooltip="quit (runs keep going; drafts today's session summary)"),
         # ↑/↓ move the runs table's selection wherever the focus is on the runs view (not in a text field)
         Binding("up", "runs_cursor(-1)", "previous run", show=False, priority=True),
         Binding("down", "runs_cursor(1)", "next run", show=False, priority=True),
@@ -554,6 +555,14 @@ class UrbanrunApp(App):
 
     def action_follow(self) -> None:
         self.query_one(LogPane).follow()
+
+    def action_wrap_log(self) -> None:
+        log = self.query_one(LogPane)
+        log.set_wrap(not log.wrap)
+        self.notify("log lines wrap" if log.wrap else "log lines are cut at the edge (scroll right to read)", timeout=2)
+
+    def action_zoom_log(self) -> None:
+        self.query_one("#lower").toggle_class("-log-zoom")  # the loss pane hides; the log takes the width
 
     def action_metric(self, step: int) -> None:
         self.with_state(lambda: self.query_one(LossPane).cycle_metric(self.state, self._selected(), step)

@@ -3,6 +3,8 @@ section a pane or dialog, each key as the footer shows it, with its longer expla
 
 from __future__ import annotations
 
+from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual.binding import Binding
 
@@ -31,15 +33,15 @@ def sections(app_bindings) -> list[tuple[str, list]]:
     ]
 
 
-def help_text(app, app_bindings) -> Text:
-    text = Text()
-    text.append("urbanrun keys", style="bold")
-    text.append("  (ctrl+p: every action by name; in a text field every printable key types, esc leaves it)\n",
-                style="dim")
+def help_text(app, app_bindings) -> Group:
+    parts = [Text.assemble(("urbanrun keys", "bold"),
+                           ("  ctrl+p: every action by name. In a text field every printable key types; "
+                            "esc leaves it.", "dim"))]
     for title, bindings in sections(app_bindings):
-        text.append(f"\n{title}\n", style="bold cyan")
+        table = Table(box=None, show_header=False, padding=(0, 1), expand=True)
+        table.add_column(width=10, no_wrap=True, style="bold")
+        table.add_column(ratio=1)
         for binding in Binding.make_bindings(bindings):
-            key = app.get_key_display(binding)
-            text.append(f"  {key:<12}", style="bold")
-            text.append(f"{binding.tooltip or binding.description}\n")
-    return text
+            table.add_row(app.get_key_display(binding), binding.tooltip or binding.description)
+        parts += [Text(f"\n{title}", style="bold cyan"), table]
+    return Group(*parts)

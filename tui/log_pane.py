@@ -17,10 +17,12 @@ ERROR_RE = re.compile(r"Traceback \(most recent call last\)|^\s*File \"|Error\b|
 
 class LogPane(RichLog):
     def __init__(self, **kwargs):
-        super().__init__(max_lines=5000, wrap=False, highlight=False, markup=False, auto_scroll=True, **kwargs)
+        super().__init__(max_lines=5000, wrap=True, min_width=20, highlight=False, markup=False, auto_scroll=True,
+                         **kwargs)  # min_width: wrap at the pane's width, not at RichLog's default 78
         self.run_id: str | None = None
         self.shown_total = 0
         self.texts: list[str] = []
+        self.rows: list[int] = []  # the row each kept line starts at, as of the last full rewrite
         self.term = ""
         self.matches: list[int] = []
         self.match_index = -1
@@ -43,13 +45,76 @@ class LogPane(RichLog):
         new = run.log_lines_total - self.shown_total
         if new <= 0:
             return
-        at_bottom = self.scroll_offset.y >= self.max_scroll_y - 1
-        self.auto_scroll = at_bottom or self.shown_total == 0
+        if self.shown_total == 0:
+            self.auto_scroll = True  # a newly shown run: follow it
         fresh = [last_frame(line) for line in list(run.log)[-min(new, len(run.log)):]]
         self.texts = (self.texts + fresh)[-5000:]
         self.shown_total = run.log_lines_total
         for line in fresh:
             self.write(self._styled(line))
+
+    # following is the user's choice: scrolling up pauses it, reaching the end (or f) resumes it;
+    # a resize or a re-wrap never changes it
+    def _on_mouse_scroll_up(self, event) -> None:
+        self.auto_scroll = False
+        super()._on_mouse_scroll_up(event)
+
+    def _on_mouse_scroll_down(self, event) -> None:
+        super()._on_mouse_scroll_down(event)
+        self.call_after_refresh(self._resume_at_end)
+
+    def action_scroll_up(self) -> None:
+        self.auto_scroll = False
+        super().action_scroll_up()
+
+    def action_page_up(self) -> None:
+        self.auto_scroll = False
+        super().action_page_up()
+
+    def action_scroll_home(self) -> None:
+        self.auto_scroll = False
+        super().action_scroll_home()
+
+    def action_scroll_down(self) -> None:
+        super().action_scroll_down()
+        self.call_after_refresh(self._resume_at_end)
+
+    def action_page_down(self) -> None:
+        super().action_page_down()
+        self.call_after_refresh(self._resume_at_end)
+
+    def action_scroll_end(self) -> None:
+        self.follow()
+
+    def _resume_at_end(self) -> None:
+        if self.scroll_y >= self.max_scroll_y:
+            self.auto_scroll = True
+
+    def on_resize(self, event) -> None:
+        super().on_resize(event)
+        if self.wrap and self.texts:
+            self._rewrite()  # wrapped lines were cut for the old width
+        elif self.auto_scroll:
+            self.call_after_refresh(self.scroll_end, animate=False)
+
+    def set_wrap(self, wrap: bool) -> None:
+        self.wrap = wrap
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        """Render every kept line again (new width, wrap or search term); following is kept."""
+        following = self.auto_scroll
+        y = self.scroll_y
+        self.clear()
+        self.rows = []
+        for line in self.texts:
+            self.rows.append(len(self.lines))  # where each kept line starts once wrapped (for n/N)
+            self.write(self._styled(line), scroll_end=False)
+        self.auto_scroll = following
+        if following:
+            self.call_after_refresh(self.scroll_end, animate=False)
+        else:
+            self.call_after_refresh(self.scroll_to, y=y, animate=False)
 
     def _styled(self, line: str) -> Text:
         text = Text(line, style="bold red" if ERROR_RE.search(line) else "")
@@ -61,10 +126,8 @@ class LogPane(RichLog):
         self.term = term
         low = term.lower()
         self.matches = [i for i, line in enumerate(self.texts) if low and low in line.lower()]
-        self.clear()
         self.auto_scroll = False
-        for line in self.texts:
-            self.write(self._styled(line))
+        self._rewrite()
         self.match_index = -1
         return self.next_match(1)
 
@@ -73,7 +136,8 @@ class LogPane(RichLog):
             return f"no match for '{self.term}'" if self.term else "type / to search"
         self.match_index = (self.match_index + direction) % len(self.matches)
         line = self.matches[self.match_index]
-        self.scroll_to(y=max(0, line - 3), animate=False)  # RichLog keeps the same 5000 lines we keep
+        row = self.rows[line] if line < len(self.rows) else line  # wrapped lines take several rows
+        self.scroll_to(y=max(0, row - 3), animate=False)
         return f"match {self.match_index + 1}/{len(self.matches)} for '{self.term}' (n/N)"
 
     def follow(self) -> None:

@@ -20,11 +20,38 @@ COLUMNS = [("status", "  "), ("id", "run"), ("recipe", "recipe"), ("progress", "
            ("eta", "ETA"), ("loss", "loss"), ("best", "best"), ("gpu", "GPU mem"), ("time", "time"), ("why", "diagnosis")]
 
 
+# Narrow terminals drop these first (in this order), so the run and its diagnosis keep their room;
+# then the id loses its date. Widths are what the cells usually take, padding included.
+DROP_ORDER = ("recipe", "best", "time", "gpu", "eta")
+WIDTHS = {"status": 4, "id": 28, "recipe": 10, "progress": 15, "eta": 9, "loss": 9, "best": 9, "gpu": 9, "time": 9}
+SHORT_ID = 9  # "YYYYmmdd-" left out of the id
+WHY_ROOM = 30  # what the diagnosis column should keep
+
+
+def layout_for(width: int) -> tuple[tuple[str, ...], bool]:
+    """The columns shown at this width, and whether the id is shortened."""
+    keys = [key for key, _ in COLUMNS]
+    short = False
+
+    def needed():
+        return sum(WIDTHS[k] for k in keys if k in WIDTHS) - (SHORT_ID if short else 0) + WHY_ROOM
+
+    for key in DROP_ORDER:
+        if needed() <= width:
+            break
+        keys.remove(key)
+    if needed() > width:
+        short = True
+    return tuple(keys), short
+
+
 LIVE = ("starting", "pending", "running", "stopping")  # their time and ETA cells move by themselves
 
 
 class RunsTable(DataTable):
-    BINDINGS = [Binding("space", "app.mark", "mark/pause")]  # here, or the DataTable would take space itself
+    # here, or the DataTable would take space itself
+    BINDINGS = [Binding("space", "app.mark", "mark",
+                        tooltip="mark the selected run: overlay its curve, compare (in a replay: pause)")]
 
     def __init__(self, **kwargs):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
@@ -32,10 +59,28 @@ class RunsTable(DataTable):
         self.wanted: str | None = None  # a run to select once its row exists (one just launched)
         self._shown: dict[str, list] = {}  # the cells last drawn per run: only changes are sent
         self._seen: dict[str, tuple] = {}  # per run, (its state's change count, marked) when last drawn
+        self.layout_keys, self.short_ids = layout_for(1000)
 
     def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        labels = dict(COLUMNS)
+        for key in self.layout_keys:
+            self.add_column(labels[key], key=key)
+
+    def on_resize(self, event) -> None:
+        layout = layout_for(event.size.width)
+        if layout != (self.layout_keys, self.short_ids):
+            selected = self.selected
+            self.layout_keys, self.short_ids = layout
+            self.clear(columns=True)  # rows come back at the next refresh, with only these columns
+            self._shown, self._seen = {}, {}
+            self._add_columns()
+            self.wanted = self.wanted or selected
+            redraw = getattr(self.app, "redraw", None)
+            if redraw is not None:
+                self.call_after_refresh(redraw)
 
     @property
     def selected(self) -> str | None:
@@ -59,7 +104,7 @@ class RunsTable(DataTable):
             self.clear()
             self._shown, self._seen = {}, {}
             for run_id in ids:
-                cells = self._cells(state, run_id, now)
+                cells = self._visible(self._cells(state, run_id, now))
                 self._shown[run_id] = cells
                 self.add_row(*cells, key=run_id)
             if selected in state.runs:
@@ -71,8 +116,8 @@ class RunsTable(DataTable):
                 if seen == self._seen.get(run_id) and run.status not in LIVE:
                     continue  # a finished run that nothing changed: its cells are as drawn
                 self._seen[run_id] = seen
-                cells, before = self._cells(state, run_id, now), self._shown.get(run_id, [])
-                for i, ((key, _), value) in enumerate(zip(COLUMNS, cells)):
+                cells, before = self._visible(self._cells(state, run_id, now)), self._shown.get(run_id, [])
+                for i, (key, value) in enumerate(zip(self.layout_keys, cells)):
                     if i >= len(before) or value != before[i]:
                         # recompute the column's width only when the new text does not fit it
                         self.update_cell(run_id, key, value, update_width=_width(value) > self.columns[key].content_width)
@@ -80,6 +125,12 @@ class RunsTable(DataTable):
         if self.wanted in state.runs:
             self.move_cursor(row=ids.index(self.wanted), animate=False)
             self.wanted = None
+
+    def _visible(self, cells: list) -> list:
+        shown = [cell for (key, _), cell in zip(COLUMNS, cells) if key in self.layout_keys]
+        if self.short_ids:
+            shown[1] = shown[1][SHORT_ID:]  # the id: its date goes, the time, recipe and hex stay
+        return shown
 
     def _cells(self, state: State, run_id: str, now: float) -> list:
         run = state.runs[run_id]
