@@ -59,7 +59,7 @@ class GpuSummary(QuietStatic):
     def show(self, state: State) -> None:
         reason = status_text(state)
         if reason:
-            self.update(Text(reason + "\nno GPU readings: runs, logs and curves work as usual.", style="dim"))
+            self._show(Text(reason + "\nno GPU readings: runs, logs and curves work as usual.", style="dim"))
             return
         lines = Text()
         for g in state.gpus:
@@ -69,7 +69,14 @@ class GpuSummary(QuietStatic):
         if host.get("cpu"):
             cpu = sum(host["cpu"]) / len(host["cpu"])
             lines.append(f"CPU {cpu:.0f}%  RAM {host['mem_used'] / 2**30:.1f}/{host['mem_total'] / 2**30:.0f}G", style="dim")
-        self.update(lines)
+        self._show(lines)
+
+    def _show(self, text: Text) -> None:
+        """One line a GPU (cut with … when narrow) and a height set from the line count: an auto
+        height was sometimes left from the previous text after one big update (a replay's)."""
+        text.no_wrap, text.overflow = True, "ellipsis"
+        self.styles.height = min(10, len(text.plain.rstrip("\n").split("\n"))) + 1  # + the border line
+        self.update(text)
 
 
 HISTORY_SECONDS = 600  # the charts show the last 10 minutes (the state keeps the whole session)

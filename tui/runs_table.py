@@ -60,6 +60,7 @@ class RunsTable(DataTable):
         self._shown: dict[str, list] = {}  # the cells last drawn per run: only changes are sent
         self._seen: dict[str, tuple] = {}  # per run, (its state's change count, marked) when last drawn
         self.layout_keys, self.short_ids = layout_for(1000)
+        self._wanted_layout: tuple | None = None
 
     def on_mount(self) -> None:
         self._add_columns()
@@ -70,17 +71,21 @@ class RunsTable(DataTable):
             self.add_column(labels[key], key=key)
 
     def on_resize(self, event) -> None:
-        layout = layout_for(event.size.width)
-        if layout != (self.layout_keys, self.short_ids):
-            selected = self.selected
-            self.layout_keys, self.short_ids = layout
-            self.clear(columns=True)  # rows come back at the next refresh, with only these columns
-            self._shown, self._seen = {}, {}
-            self._add_columns()
-            self.wanted = self.wanted or selected
+        # the columns change with the next refresh of the rows, in one go with them
+        self._wanted_layout = layout_for(event.size.width)
+        if self._wanted_layout != (self.layout_keys, self.short_ids):
             redraw = getattr(self.app, "redraw", None)
             if redraw is not None:
                 self.call_after_refresh(redraw)
+
+    def _apply_layout(self) -> bool:
+        if self._wanted_layout is None or self._wanted_layout == (self.layout_keys, self.short_ids):
+            return False
+        self.layout_keys, self.short_ids = self._wanted_layout
+        self.clear(columns=True)
+        self._shown, self._seen = {}, {}
+        self._add_columns()
+        return True
 
     @property
     def selected(self) -> str | None:
@@ -99,6 +104,9 @@ class RunsTable(DataTable):
 
     def refresh_rows(self, state: State, now: float) -> None:
         ids = sorted(state.runs, reverse=True)  # newest first
+        selected = self.selected
+        if self._apply_layout() and selected in state.runs:
+            self.wanted = self.wanted or selected  # the selection survives the new columns
         if list(self.rows) != ids:  # a run appeared: rebuild in order (RowKey compares equal to its str)
             selected = self.selected
             self.clear()
