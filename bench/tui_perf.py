@@ -74,7 +74,7 @@ def bare_idle_cpu() -> list[float]:
 def ratio_line(name: str, ours: list[float], theirs: list[float], unit: str, goal: str, base: str) -> None:
     a, b = statistics.median(ours), statistics.median(theirs)
     print(f"{name}: urbanrun {a:.2f}{unit} (runs: {', '.join(f'{v:.2f}' for v in ours)}); {base} {b:.2f}{unit}; "
-          f"ratio {f'{a / b:.1f}' if b else 'n/a (baseline 0)'}; {goal}")
+          f"ratio {f'{a / b:.1f}' if b >= 0.05 else 'n/a (baseline ~0)'}; {goal}")
 
 
 def idle_and_watching(tmp: Path) -> None:
