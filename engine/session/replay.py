@@ -11,7 +11,7 @@ import time
 from typing import Callable
 
 from urbanrun.engine.core.errors import UserError
-from urbanrun.engine.core.files import regular_file
+from urbanrun.engine.core.files import path_stat, regular_file
 from urbanrun.engine.core.events import Event
 from urbanrun.engine.core.state import State
 from urbanrun.engine.session.recorder import read_session
@@ -22,7 +22,8 @@ class ReplaySource:
 
     def __init__(self, path: str | os.PathLike, speed: float = 1.0, fast: bool = False,
                  clock: Callable[[], float] = time.monotonic):
-        regular_file(path, "recording")  # a FIFO would block the open, a device never end
+        if path_stat(path, "recording") is not None:  # a missing one is said below, as any unreadable one
+            regular_file(path, "recording")  # a FIFO would block the open, a device never end
         try:
             self.events: list[Event] = read_session(path)
         except OSError as exc:
