@@ -109,7 +109,10 @@ def test_headless_replay_is_deterministic_and_matches_the_recording(tmp_path):
 def test_bad_replay_file_is_one_sentence(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "urbanrun.engine.cli", "--replay", str(tmp_path / "nope.jsonl"),
                               "--headless"], capture_output=True, text=True, cwd=ROOT)
-    assert missing.returncode == 2 and "cannot read the recording" in missing.stderr
+    # one sentence that names the file, exit 2
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr and missing.stderr.count("\n") == 1
+    assert str(tmp_path / "nope.jsonl") in missing.stderr and ("does not exist" in missing.stderr
+                                                              or "No such file" in missing.stderr)
 
 
 def test_tui_does_not_load_torch():

@@ -52,6 +52,8 @@ def _write_until_written(path, data, first_wait=0.5, longest_wait=30.0):
             _write_json(path, data)
             return
         except OSError as exc:
+            if not os.path.isdir(os.path.dirname(path)):  # the run's folder was deleted: nobody will read it
+                return
             if wait == first_wait:  # said once
                 try:
                     print(f"urbanrun: cannot write {path} ({exc.strerror or exc}); retrying every "
