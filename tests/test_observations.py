@@ -219,3 +219,42 @@ def test_area_globs_and_paths():
     assert repo_relative("b.py", "/r/a", "/r") == "a/b.py"
     assert repo_relative("/elsewhere/b.py", "/r/a", "/r") is None
     assert sys.version_info >= (3, 11)
+
+
+NAN_LATER = '''import json, os, sys, time
+sys.path.insert(0, os.getcwd())
+from stage2_fusion.models import full_area_unet
+out = open(os.environ["URBANRUN_METRICS"], "a")
+for step in range(1, 4):
+    loss = full_area_unet.forward(float(step))
+    print(f"Epoch {step}/60 | Train Loss: {loss:.4f}", flush=True)
+    out.write(json.dumps({"step": step, "loss": loss}) + "\\n"); out.flush()
+out.write(json.dumps({"step": 4, "loss": float("nan")}) + "\\n"); out.flush()
+print("Epoch 4/60 | Train Loss: nan", flush=True)
+time.sleep(60)
+'''
+
+
+def test_a_live_error_diagnosis_is_observed_while_the_run_goes_on(workspace, repo):
+    from conftest import drive
+    from urbanrun.engine.core.config import load_config
+    from urbanrun.engine.session.loop import Engine
+
+    launch(workspace, "fusion")  # the last good run
+    (repo / "train.py").write_text(NAN_LATER)
+    git(repo, "commit", "-qam", "train longer, no clipping", author="coordinator")
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None, record_session=False)
+    try:
+        record = engine.launch("fusion")
+        drive(engine, lambda: (engine.store.load(record.id).changes_since_good or {}).get("reason", "").startswith(
+            "diagnosed"), timeout=120)
+        live = engine.store.load(record.id)
+        assert live.status == "running"  # observed while it goes on, not only at its end
+        obs = live.changes_since_good
+        assert obs["commits"][0]["author"] == "coordinator" and obs["files"] == {"other": ["train.py"]}
+        assert scratchpad_text(workspace).count("### Cross-agent observations") == 1
+        engine.kill(record.id, grace=1)
+        drive(engine, lambda: not engine.store.load(record.id).active, timeout=60)
+        assert scratchpad_text(workspace).count("### Cross-agent observations") == 1  # once per run
+    finally:
+        engine.close()

@@ -59,13 +59,14 @@ def last_good_run(store: RunStore, record: RunRecord) -> RunRecord | None:
     return max(earlier, key=lambda r: r.created or 0, default=None)
 
 
-def why_observe(record: RunRecord, good: RunRecord | None, margin: float) -> str | None:
-    """Why this run deserves an observation: it failed, was diagnosed, or ended clearly worse."""
+def why_observe(record: RunRecord, good: RunRecord | None, margin: float, live: tuple[dict, ...] = ()) -> str | None:
+    """Why this run deserves an observation: it failed, was diagnosed (`live`: diagnoses of a run
+    still going, e.g. its loss turned NaN), or ended clearly worse."""
     if record.status == "killed":
         return None  # stopped on purpose
     if record.status in ("failed", "lost") or (record.exit_code not in (None, 0)):
         return "failed"
-    errors = [d.get("kind") for d in record.diagnoses if d.get("severity") in GOOD_ERROR_SEVERITIES]
+    errors = [d.get("kind") for d in (*record.diagnoses, *live) if d.get("severity") in GOOD_ERROR_SEVERITIES]
     if errors:
         return f"diagnosed: {errors[0]}"
     if (good is not None and record.status == "exited" and record.loss_best is not None
@@ -181,10 +182,11 @@ def settings_of(observe: dict | None) -> tuple[float, dict, tuple[str, ...]]:
             tuple(observe.get("data_dirs") or DEFAULT_DATA_DIRS))
 
 
-def observe(store: RunStore, record: RunRecord, observe_settings: dict | None, lines: list[str]) -> dict | None:
+def observe(store: RunStore, record: RunRecord, observe_settings: dict | None, lines: list[str],
+            live: tuple[dict, ...] = ()) -> dict | None:
     margin, areas, data_dirs = settings_of(observe_settings)
     good = last_good_run(store, record)
-    reason = why_observe(record, good, margin)
+    reason = why_observe(record, good, margin, live)
     if reason is None:
         return None
     data = data_observations(lines, record, areas, data_dirs)

@@ -16,7 +16,7 @@ from urbanrun.engine.core.config import Config
 from urbanrun.engine.notes.autolog import AutoLog
 from urbanrun.engine.diagnosis.run_doctor import RunDoctor
 from urbanrun.engine.session.queue_request import queue_request
-from urbanrun.engine.session.run_end import finish_run
+from urbanrun.engine.session.run_end import observe_changes, finish_run
 from urbanrun.engine.notes.scratchpad import settings_from
 from urbanrun.engine.core.events import Diagnosed, Event, GpuSample, GpuStatus, HostSample, Notice, RunChanged
 from urbanrun.engine.gpu.sources import annotate, default_gpu_source
@@ -318,6 +318,16 @@ class Engine:
         active = [r for r in self._records.values() if r.active]
         extra = [Diagnosed(ts=now, run_id=run_id, diagnoses=tuple(d.to_dict() for d in found))
                  for run_id, found in self.doctor.live(active, self.state.runs, self.state.gpus, now)]
+        for event in list(extra):  # a new error while the run goes on (its loss turned NaN): what changed?
+            record = self._records.get(event.run_id)
+            if record is None or record.changes_since_good is not None or \
+                    not any(d.get("severity") == "error" for d in event.diagnoses):
+                continue
+            if observe_changes(self.doctor, record, event.diagnoses):
+                self._note_saved(record)
+                if self.autolog is not None:
+                    self.autolog.observed(record)
+                extra.append(RunChanged(ts=now, run=record.to_dict()))
         self.state.apply_all(extra)
         return extra
 

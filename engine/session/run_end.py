@@ -44,13 +44,14 @@ def finish_run(record: RunRecord, run: RunState | None, doctor: RunDoctor, autol
     return found, relaunch
 
 
-def observe_changes(doctor: RunDoctor, record: RunRecord) -> dict | None:
-    """What changed since the recipe's last good run, when this run failed, was diagnosed or ended
-    clearly worse; kept in the record as `changes_since_good`."""
+def observe_changes(doctor: RunDoctor, record: RunRecord, live: tuple[dict, ...] = ()) -> dict | None:
+    """What changed since the recipe's last good run, when this run failed, was diagnosed (`live`:
+    a new error diagnosis of a run still going) or ended clearly worse; kept in the record as
+    `changes_since_good`."""
     recipe = doctor.config.recipes.get(record.recipe)
     try:
         obs = changes.observe(doctor.store, record, recipe.observe if recipe else None,
-                              read_log_tail(doctor.store.log_path(record)))
+                              read_log_tail(doctor.store.log_path(record)), live)
     except (OSError, ValueError) as exc:  # a repository or record we cannot read is no reason to stop
         obs = {"headline": f"could not compare with the last good run: {exc}", "reason": "error", "run": record.id,
                "commits": [], "files": {}, "params": {}, "data_loading": []}
