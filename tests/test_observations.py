@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from conftest import cli, cli_json
+from urbanrun.engine.cli.contract import load_schema
 
 MODEL_OK = '''"""The stage-2 fusion U-Net (a stand-in)."""
 
@@ -128,7 +130,9 @@ def test_a_broken_model_commit_is_named_with_its_author_and_file(workspace, repo
     assert obs["params"] == {"lr": [0.01, 0.02]}
     assert obs["failing_frame"]["file"] == "stage2_fusion/models/full_area_unet.py"
 
+    jsonschema.validate(bad, load_schema("show"))
     doctor = cli_json("doctor", bad["id"], cwd=workspace)
+    jsonschema.validate(doctor, load_schema("doctor"))
     assert doctor["changes_since_good"]["headline"] == obs["headline"]
     notes = scratchpad_text(workspace)
     assert notes.count("### Cross-agent observations") == 1  # once per run

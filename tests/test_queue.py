@@ -10,9 +10,11 @@ import json
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from conftest import cli, cli_json, wait_for
+from urbanrun.engine.cli.contract import load_schema
 from urbanrun.engine.runs import queue
 
 GB = 1e9
@@ -137,6 +139,7 @@ def test_two_queued_runs_start_one_after_the_other(workspace, gpu_machine):
     first = cli_json("launch", "gpu_job", "--queue", "--set", "seconds=3", cwd=workspace)
     second = cli_json("launch", "gpu_job", "--queue", "--set", "seconds=0.5", cwd=workspace)
     assert first["status"] == "queued" and first["queue_mem_gb"] == 15.0  # the recipe's estimate
+    jsonschema.validate(first, load_schema("launch"))
     wait_for(lambda: show(first["id"], workspace)["status"] == "running", what="the first run to be admitted")
     waiting = wait_for(lambda: (r := show(second["id"], workspace))["queue_reason"] and
                        "unpromised" in r["queue_reason"] and r, what="the second run's reason")
@@ -175,6 +178,7 @@ def test_cancel_a_queued_run_and_one_that_fits_nowhere(workspace, gpu_machine):
     assert killed.get("status", killed.get("run", {}).get("status")) == "cancelled"
     final = show(huge["id"], workspace)
     assert final["status"] == "cancelled" and final["started"] is None and final["exit_code"] is None
+    jsonschema.validate(final, load_schema("show"))
     assert not (workspace / "runs" / huge["id"] / "child.json").exists()  # the command never started
     assert final["cgroup"] is None or not Path(final["cgroup"]).exists()  # its empty cgroup is removed
     again = cli("kill", huge["id"], cwd=workspace)

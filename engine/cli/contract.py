@@ -71,7 +71,25 @@ RUN = obj({"id": {"type": "string"}, "recipe": {"type": "string"}, "argv": STRIN
                          "items": obj({"pid": {"type": "integer"}, "created": NUMBER, "name": TEXT, "state": TEXT,
                                        "why": TEXT}, required=["pid"])},
            "cgroup": TEXT | {"description": "the run's own cgroup v2 (Linux, where one could be made)"},
-           "job_name": TEXT | {"description": "the run's named Job Object (Windows): all its processes"}},
+           "job_name": TEXT | {"description": "the run's named Job Object (Windows): all its processes"},
+           "gpus": {"type": "array", "items": {"type": "integer"},
+                    "description": "GPUs the launch queue admitted it to (its CUDA_VISIBLE_DEVICES)"},
+           "queue_reason": TEXT | {"description": "why a queued run still waits"},
+           "queue_position": INT | {"description": "a queued run's place; 1 starts next"},
+           "queue_mem_gb": NUMBER | {"description": "GPU memory per GPU it asked the queue for"},
+           "git_commit": TEXT, "git_dirty": {"type": ["boolean", "null"]}, "git_root": TEXT,
+           "git_diff_sha": TEXT | {"description": "sha256 of the uncommitted diff at launch (kept as code.diff)"},
+           "changes_since_good": {"type": ["object", "null"], "description": (
+               "what changed since the recipe's last good run, when this run failed, was diagnosed or ended "
+               "clearly worse: headline, reason, last_good, commits [{commit, date, subject, author}], files "
+               "{area: [path]}, uncommitted {files, sha256, diff}, params {name: [before, after]}, "
+               "failing_frame {file, line, function, exception}, data_loading [{kind, path, summary}]"),
+               "properties": {"headline": {"type": "string"}, "reason": {"type": "string"},
+                              "last_good": {"type": "string"},
+                              "commits": {"type": "array", "items": obj(
+                                  {"commit": {"type": "string"}, "date": {"type": "string"},
+                                   "subject": {"type": "string"}, "author": {"type": "string"}})},
+                              "files": {"type": "object", "additionalProperties": STRINGS}}}},
           required=["id", "recipe", "argv", "cwd", "status", "run_dir"])
 ERROR = obj({"error": obj({"code": {"type": "string"}, "message": {"type": "string"}})})
 POINT_LINE = obj({"source": {"type": "string"}, "point": {"type": "object", "additionalProperties": VALUE}})

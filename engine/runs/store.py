@@ -36,7 +36,8 @@ from urbanrun.engine.core.atomic import atomic_write_text
 from urbanrun.engine.core.errors import StorageError, UserError, storage_error
 from urbanrun.engine.core.files import short
 
-STATUSES = ("starting", "pending", "running", "exited", "failed", "killed", "lost", "imported", "unreadable")
+STATUSES = ("queued", "starting", "pending", "running", "exited", "failed", "killed", "cancelled", "lost",
+            "imported", "unreadable")
 ACTIVE = frozenset({"queued", "starting", "pending", "running"})
 RECORD_FILE = "run.toml"
 LOG_FILE = "output.log"
