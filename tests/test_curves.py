@@ -15,7 +15,7 @@ from urbanrun.engine.core.state import RunState, State
 from urbanrun.engine.session.replay import ReplaySource
 from urbanrun.tui.app import make_app
 from urbanrun.tui.curve_groups import group_key, groups
-from urbanrun.tui.loss_pane import CANNOT_DRAW, LossPane
+from urbanrun.tui.loss_pane import LossPane
 
 from conftest import ROOT
 
@@ -71,10 +71,9 @@ def test_the_pane_draws_any_series_at_any_size(runs, size, smoothing, log_y, axi
     pane = LossPane()
     pane.smoothing, pane.log_y, pane.axis, pane.grid, pane.cursor = smoothing, log_y, axis, grid, cursor
     pane.draw(state, ids, size=size)
-    frame = pane.frame(*size)
+    frame = pane.frame(*size)  # raises if plotext cannot draw it: the safety net is not the test
     for span in frame.spans:  # every style is one rich (and so Textual) can parse
         Style.parse(span.style) if isinstance(span.style, str) else None
-    assert CANNOT_DRAW not in frame.plain  # plotext drew it: nothing was left to the safety net
     assert len(frame.plain.splitlines()) <= size[1]
 
 
@@ -85,7 +84,6 @@ def test_the_reported_crash_draws_the_new_run_inside_the_range():
     pane = LossPane()
     pane.draw(state, ids, size=(100, 30))
     text = pane.frame(100, 30).plain
-    assert CANNOT_DRAW not in text
     assert "0.5" in text or "0.49" in text  # the y axis reaches the new run's values
     assert "cones-0000" in text and "cones-0001" in text  # our own legend, one entry a run
 

@@ -93,16 +93,6 @@ def history_points(series, now_ts: float, scale: float, points: int) -> tuple[li
     return ((x - now_ts) / 60.0).tolist(), y.tolist()
 
 
-class SafePlot(PlotextPlot):
-    """A chart whose drawing failure is one line in the chart, never a crash of the app."""
-
-    def render(self):
-        try:
-            return super().render()
-        except Exception as exc:  # noqa: BLE001 - plotext on odd data must not take the app down
-            return Text(f"this chart could not be drawn ({type(exc).__name__}: {exc})", style="bold red")
-
-
 class GpuView(Vertical):
     """The full view: one history chart a GPU field (utilisation and memory %, the last 10
     minutes), then the processes with their CPU % and RSS beside their GPU memory, sortable
@@ -117,8 +107,8 @@ class GpuView(Vertical):
     def compose(self):
         yield QuietStatic(id="gpu-status")
         with Horizontal(id="gpu-charts"):
-            yield SafePlot(id="gpu-util")
-            yield SafePlot(id="gpu-mem")
+            yield PlotextPlot(id="gpu-util")
+            yield PlotextPlot(id="gpu-mem")
         yield DataTable(id="gpu-procs", cursor_type="row")
 
     def on_mount(self) -> None:

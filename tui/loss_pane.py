@@ -6,7 +6,8 @@ plot has focus) that reads every shown curve's value at a step; TensorBoard's de
 over the whole series (`Series.smoothed`), so its strength never depends on the terminal's width;
 log-y; x by step or wall time; a y range per curve that ignores outliers. Curves are plotted from
 downsampled series, never from every raw point. Legend and readout are our own lines under the
-plot, and a plot that cannot be drawn becomes a one-line message: data never crashes the app.
+plot (plotext's legend code raised IndexError on out-of-range series); anything plotext still
+raises is shown in the pane by the app's containment (contained.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ COLOURS = ["cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white
 RICH_COLOURS = {"orange": "dark_orange"}  # the legend's names where rich spells one differently
 SMOOTHING_STEPS = [0.0, *EMA_WEIGHTS]
 CELL_WIDTH, CELL_HEIGHT = 44, 9  # the smallest grid cell worth drawing
-CANNOT_DRAW = "this plot could not be drawn"
 FOOTER_LINES = 3  # at most: legend, cursor readout (the plot keeps the rest)
 
 
@@ -309,16 +309,13 @@ class LossPane(PlotextPlot):
         return self.frame(self.size.width, self.size.height)
 
     def frame(self, width: int, height: int) -> Text:
-        """The plot and its legend/readout lines at a size; a plotext failure becomes one line."""
+        """The plot and its legend/readout lines at a size. A plotext failure propagates: the
+        app's containment (contained.py) shows it in this pane and keeps its traceback."""
         footer = self.footer[:max(0, height - 4)] if height > 4 else []
         plot_height = max(1, height - len(footer))
-        try:
-            self._plot.plotsize(width, plot_height)
-            self._plot._set_size(width, plot_height)  # as textual-plotext's own render does
-            text = Text.from_ansi(self._plot.build().rstrip("\n"))  # plotext ends its last line with one
-        except Exception as exc:  # plotext failing on some data must cost one pane, never the app
-            text = Text(f"{CANNOT_DRAW} ({type(exc).__name__}: {exc}); the runs go on.", style="bold red")
-            text.truncate(max(1, width), overflow="ellipsis")
+        self._plot.plotsize(width, plot_height)
+        self._plot._set_size(width, plot_height)  # as textual-plotext's own render does
+        text = Text.from_ansi(self._plot.build().rstrip("\n"))  # plotext ends its last line with one
         for line in footer:
             text.append("\n")
             text.append_text(line)
