@@ -83,7 +83,7 @@ class Series:
         self.raw_cap = self.cap // 2  # newest points, exact
         self.bucket_cap = self.cap // 8  # each bucket hands up to 4 points to a chart
         self.width = 1  # points a (full) bucket summarises; doubles when the buckets merge
-        self._raw = np.empty((3, 64))  # step, time, value rows; grows up to raw_cap columns
+        self._raw = np.empty((3, min(64, self.raw_cap)))  # step, time, value rows; grows up to raw_cap columns
         self._n_raw = 0
         self._buckets = np.empty((0, COLS))
         self._n_buckets = 0
