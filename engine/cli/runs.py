@@ -17,26 +17,23 @@ from urbanrun.engine.metrics.follower import FileFollower, last_lines
 FOLLOW_INTERVAL = 0.2
 KILL_VERIFY_SECONDS = 10.0  # after the grace: the hard kill repeats this long before kill reports survivors
 
+def _pairs(items: list[str], flag: str, expected: str, name_ok=lambda name: bool(name.strip())) -> dict[str, str]:
+    """NAME=VALUE items of a repeated flag; a malformed one is one sentence naming the flag."""
+    out = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or not name_ok(name):
+            raise UserError(f"{flag} expects {expected}, not '{item}'.")
+        out[name.strip()] = value
+    return out
+
+
 def cmd_launch(args, config, store: RunStore, sup: Supervisor) -> int:
-    overrides = {}
-    for item in args.set:
-        name, eq, value = item.partition("=")
-        if not eq or not name.strip():
-            raise UserError(f"--set expects NAME=VALUE (e.g. --set batch_size=16), not '{item}'.")
-        overrides[name.strip()] = value
-    env = {}
-    for item in getattr(args, "env", []):
-        name, eq, value = item.partition("=")
-        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise UserError(f"--env expects NAME=VALUE with a variable name (e.g. --env PYTORCH_CUDA_ALLOC_CONF="
-                            f"expandable_segments:True), not '{item}'.")
-        env[name] = value
-    options = {}
-    for item in args.opt:
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise UserError(f"--opt expects KEY=VALUE (e.g. --opt nproc_per_node=2), not '{item}'.")
-        options[key.strip()] = value
+    overrides = _pairs(args.set, "--set", "NAME=VALUE (e.g. --set batch_size=16)")
+    env = _pairs(getattr(args, "env", []), "--env", "NAME=VALUE with a variable name (e.g. --env "
+                 "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True)",
+                 lambda name: re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None)
+    options = _pairs(args.opt, "--opt", "KEY=VALUE (e.g. --opt nproc_per_node=2)")
     queued = config.recipe(args.recipe).queue if args.queue is None else args.queue
     if not queued and (args.mem is not None or args.gpus is not None or args.priority):
         raise UserError("--mem, --gpus and --priority are for queued launches: add --queue.")
