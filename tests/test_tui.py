@@ -155,9 +155,10 @@ async def test_diagnosis_on_the_row_and_relaunch_with_a_remedy(workspace):
     app = make_app(engine, scratchpad_dir=workspace / "pad")
     async with app.run_test(size=(200, 45)) as pilot:
         record = app.source.launch("fake_oom", values={"batch_size": 4, "amp": False})
-        await wait_until(pilot, lambda: app.state.runs.get(record.id) and app.state.runs[record.id].status == "exited")
-        # this run did not OOM (4 <= 8): relaunch it with a remedy by hand
         table = app.query_one(RunsTable)
+        await wait_until(pilot, lambda: app.state.runs.get(record.id) and app.state.runs[record.id].status == "exited"
+                         and record.id in [str(k.value) for k in table.rows])  # the row is drawn, not only reduced
+        # this run did not OOM (4 <= 8): relaunch it with a remedy by hand
         table.move_cursor(row=list(table.rows).index(record.id))
         await pilot.press("R")
         await wait_until(pilot, lambda: isinstance(app.screen, RemedyScreen))
