@@ -216,34 +216,20 @@ def _dispatch(args) -> int:
 
 
 # -- commands ------------------------------------------------------------------------------------
-def cmd_status(args, config, store, sup) -> int:
-    from urbanrun.engine.cli.agent import cmd_status as run
+def _lazy(module: str, name: str):
+    """A command whose module is imported only when the command runs (agent commands, the MCP server)."""
+    def handler(args, config, store, sup) -> int:
+        import importlib
 
-    return run(args, config, store, sup)
-
-
-def cmd_wait(args, config, store, sup) -> int:
-    from urbanrun.engine.cli.agent import cmd_wait as run
-
-    return run(args, config, store, sup)
+        return getattr(importlib.import_module(module), name)(args, config, store, sup)
+    return handler
 
 
-def cmd_events(args, config, store, sup) -> int:
-    from urbanrun.engine.cli.agent import cmd_events as run
-
-    return run(args, config, store, sup)
-
-
-def cmd_schema(args, config, store, sup) -> int:
-    from urbanrun.engine.cli.agent import cmd_schema as run
-
-    return run(args, config, store, sup)
-
-
-def cmd_mcp(args, config, store, sup) -> int:
-    from urbanrun.engine.cli.mcp_server import cmd_mcp as run
-
-    return run(args, config, store, sup)
+cmd_status = _lazy("urbanrun.engine.cli.agent", "cmd_status")
+cmd_wait = _lazy("urbanrun.engine.cli.agent", "cmd_wait")
+cmd_events = _lazy("urbanrun.engine.cli.agent", "cmd_events")
+cmd_schema = _lazy("urbanrun.engine.cli.agent", "cmd_schema")
+cmd_mcp = _lazy("urbanrun.engine.cli.mcp_server", "cmd_mcp")
 
 
 def cmd_metrics(args, config, store, sup) -> int:
