@@ -92,6 +92,51 @@ def test_several_gpus_exclusive_and_max_per_gpu():
     assert not third.admitted and "GPU 1 already has 1 run(s) (max_per_gpu)" in third.reason
 
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "gpus"
+
+
+def test_nvml_na_per_process_memory_is_unknown_never_zero_held():
+    """The recorded RTX 3090 under WDDM: NVML lists the admitted run's process with memory N/A.
+    Its promise stays owed in full until a figure is known (its own `gpu_mem`); then the device's
+    own free memory decides. The same card with per-process figures settles by NVML alone."""
+    from urbanrun.engine.gpu.recorded import RecordedGpuSource
+
+    status, gpus, procs = RecordedGpuSource(FIXTURES / "rtx3090_wddm_1gpu.jsonl").snapshot()
+    assert procs and procs[0]["used_mem"] is None and gpus[0]["mem_free"] is not None
+    free_gb = gpus[0]["mem_free"] / GB  # ~11 GB: the run's ~14 GB is in the device's used memory
+    pid = procs[0]["pid"]
+    ledger = ledger_with(("a", 15.0), ("b", 5.0))
+    assert queue.try_admit(ledger, "a", status, [{**gpus[0], "mem_free": 25.0 * GB}], [], now=1.0).admitted
+    a_state = {"active": True, "pids": [pid], "gpu_mem": None}
+    queue.settle(ledger, {"a": a_state, "b": {"queued": True}}, procs, gpus, 2.0)
+    assert queue.held_by_run(procs, gpus[0], {pid}) is None
+    waiting = queue.try_admit(ledger, "b", status, gpus, procs, now=2.0)
+    assert not waiting.admitted and waiting.reason == "needs 5.0 GB, GPU 0 has 0.0 GB unpromised"
+    a_state["gpu_mem"] = 13.5 * GB  # the run reports what it holds: its promise is visibly kept
+    queue.settle(ledger, {"a": a_state, "b": {"queued": True}}, procs, gpus, 3.0)
+    assert queue.unpromised(gpus[0], ledger) == pytest.approx(free_gb * GB)
+    assert queue.try_admit(ledger, "b", status, gpus, procs, now=3.0).admitted
+
+    status, gpus, procs = RecordedGpuSource(FIXTURES / "rtx3090_1gpu.jsonl").snapshot()
+    ledger = ledger_with(("a", 15.0), ("b", 5.0))
+    assert queue.try_admit(ledger, "a", status, [{**gpus[0], "mem_free": 25.0 * GB}], [], now=1.0).admitted
+    queue.settle(ledger, {"a": {"active": True, "pids": [pid], "gpu_mem": 1.0}, "b": {"queued": True}},
+                 procs, gpus, 2.0)
+    assert ledger["promises"][0]["visible_bytes"] == procs[0]["used_mem"]  # NVML's figure wins over the run's
+    assert queue.try_admit(ledger, "b", status, gpus, procs, now=2.0).admitted
+
+
+def test_free_memory_the_device_does_not_report_is_never_assumed():
+    ledger = ledger_with(("a", 1.0))
+    silent = {"index": 0, "uuid": UUID, "mem_total": 24 * GB, "mem_used": None, "mem_free": None}
+    refused = queue.try_admit(ledger, "a", OK, [silent], [{"gpu": 0, "pid": 7, "used_mem": None}], now=1.0)
+    assert not refused.admitted and refused.reason == "needs 1.0 GB, GPU 0 reports no free memory figure"
+    assert queue.unpromised(silent, ledger) == 0.0
+    used_only = {**silent, "mem_used": 20 * GB}  # free = total - used, both reported
+    assert queue.device_free(used_only) == 4 * GB
+    assert queue.try_admit(ledger, "a", OK, [used_only], [], now=1.0).admitted
+
+
 def test_reordering_and_a_damaged_ledger(tmp_path):
     with queue.locked(tmp_path) as ledger:
         for run_id in ("a", "b", "c"):
@@ -205,6 +250,35 @@ def test_queue_input_errors_are_one_sentence(workspace, gpu_machine):
     assert proc.returncode == 2 and "has no memory estimate" in proc.stderr
     assert not [p for p in (workspace / "runs").glob("*") if p.is_dir()] if (workspace / "runs").exists() else True
     assert sys.platform != "win32"
+
+
+WDDM_RECIPE = """
+[recipes.wddm_job]
+command = ["{python}", "-c", "import json, os, pathlib, time\\nrun = pathlib.Path(os.environ['URBANRUN_RUN_DIR'])\\nwhile not (run / 'report').exists(): time.sleep(0.05)\\nopen(os.environ['URBANRUN_METRICS'], 'a').write(json.dumps({'step': 1, 'gpu_mem': 14e9}) + chr(10))\\nwhile not (run / 'finish').exists(): time.sleep(0.05)"]
+"""
+
+
+def test_a_wddm_run_holding_its_promise_is_known_by_its_own_gpu_mem(workspace, gpu_machine):
+    """For real: the first run's process is listed by the recorded NVML with memory N/A. Until the
+    run reports `gpu_mem` its promise stays owed (the GPU is not taken for empty); once it does, the
+    second run is admitted beside it on the device's own free memory."""
+    (workspace / "config.toml").write_text((workspace / "config.toml").read_text() + WDDM_RECIPE)
+    first = cli_json("launch", "wddm_job", "--queue", "--mem", "15", cwd=workspace)
+    run_dir = workspace / "runs" / first["id"]
+    try:
+        wait_for(lambda: (run_dir / "child.json").exists(), what="the first run to start")
+        child = json.loads((run_dir / "child.json").read_text())["pid"]
+        gpu_machine(9.0, [{"gpu": 0, "pid": child, "type": "C", "used_mem": None}])  # WDDM: N/A
+        second = cli_json("launch", "gpu_job", "--queue", "--mem", "5", "--set", "seconds=0.2", cwd=workspace)
+        wait_for(lambda: show(second["id"], workspace)["queue_reason"] == "needs 5.0 GB, GPU 0 has 0.0 GB unpromised",
+                 what="the second run to wait on the first's promise")
+        (run_dir / "report").touch()
+        done = wait_for(lambda: (s := show(second["id"], workspace))["status"] == "exited" and s, timeout=60,
+                        what="the second run admitted beside the first")
+        assert show(first["id"], workspace)["status"] == "running" and done["gpus"] == [0]
+    finally:
+        (run_dir / "finish").touch()
+    wait_for(lambda: show(first["id"], workspace)["status"] == "exited", timeout=60, what="the first run to end")
 
 
 # -- in the TUI: the form's queue toggle, reordering, cancelling; an observation by hand ----------------

@@ -8,6 +8,12 @@ do not yet visibly hold (a run's memory appears seconds to minutes after it star
 NVML's free memory would admit two runs into the same memory). A promise is released when the run's
 processes visibly hold it, or a settle delay after the run ended.
 
+What a run holds is NVML's per-process figure; where NVML has none (N/A under WDDM on Windows GeForce
+cards, MIG, containers) it is the run's own `gpu_mem` (bytes, metrics contract), and where neither is
+known the promise stays owed in full: N/A is never taken for 0 bytes held. A GPU's free memory is only
+ever the device's own reading (nvmlDeviceGetMemoryInfo), never assumed: a GPU that reports none admits
+nothing.
+
 No daemon: each queued run's gate process (engine/session/queue_gate.py) calls `try_admit` for
 itself every poll, under the lock; the head of the queue is admitted first (FIFO by priority).
 """
@@ -128,16 +134,28 @@ def release(ledger: dict, run_id: str) -> None:
 
 
 # -- admission ------------------------------------------------------------------------------------------
-def held_by_run(processes: list[dict], gpu: dict, pids: set[int]) -> float:
-    """Bytes NVML shows the run's processes holding on this GPU."""
-    return sum(p.get("used_mem") or 0 for p in processes if p.get("pid") in pids and p.get("gpu") == gpu.get("index"))
+def held_by_run(processes: list[dict], gpu: dict, pids: set[int]) -> float | None:
+    """Bytes NVML shows the run's processes holding on this GPU; None when it shows no figure for
+    any of them (not listed, or listed with N/A memory)."""
+    figures = [p["used_mem"] for p in processes
+               if p.get("pid") in pids and p.get("gpu") == gpu.get("index") and p.get("used_mem") is not None]
+    return float(sum(figures)) if figures else None
+
+
+def visible(processes: list[dict], gpu: dict, state: dict) -> float:
+    """What an admitted run visibly holds on this GPU: NVML's figure, else the run's own `gpu_mem`
+    (its device's figure, taken for each of its GPUs), else nothing yet."""
+    held = held_by_run(processes, gpu, set(state.get("pids") or ()))
+    if held is None:
+        held = state.get("gpu_mem")
+    return held or 0.0
 
 
 def settle(ledger: dict, run_state: dict[str, dict], processes: list[dict], gpus: list[dict], now: float,
            settle_seconds: float = SETTLE_SECONDS) -> None:
     """Drop promises that are visible in NVML or whose run ended more than settle_seconds ago, and
     waiting entries whose run is no longer queued. `run_state` maps run id -> {"active", "ended",
-    "pids", "queued"} as the caller read them."""
+    "pids", "queued", "gpu_mem"} as the caller read them (gpu_mem: the run's own latest figure, or None)."""
     by_uuid = {g.get("uuid"): g for g in gpus}
     kept = []
     for p in ledger["promises"]:
@@ -148,19 +166,26 @@ def settle(ledger: dict, run_state: dict[str, dict], processes: list[dict], gpus
             if now - ended >= settle_seconds:
                 continue
         gpu = by_uuid.get(p["gpu_uuid"])
-        if gpu is not None and state.get("pids"):
-            held = held_by_run(processes, gpu, set(state["pids"]))
-            p["visible_bytes"] = held
+        if gpu is not None and (state.get("pids") or state.get("gpu_mem") is not None):
+            p["visible_bytes"] = visible(processes, gpu, state)
         kept.append(p)
     ledger["promises"] = kept
     ledger["waiting"] = [w for w in ledger["waiting"] if run_state.get(w["run_id"], {}).get("queued", True)]
 
 
+def device_free(gpu: dict) -> float | None:
+    """The GPU's free bytes as the device reports them (free, or total - used); None if it does not."""
+    if gpu.get("mem_free") is not None:
+        return float(gpu["mem_free"])
+    if gpu.get("mem_total") is not None and gpu.get("mem_used") is not None:
+        return float(gpu["mem_total"] - gpu["mem_used"])
+    return None
+
+
 def unpromised(gpu: dict, ledger: dict) -> float:
-    """NVML's free bytes on this GPU minus promises its runs do not yet visibly hold."""
-    free = gpu.get("mem_free")
-    if free is None and gpu.get("mem_total") is not None:
-        free = gpu["mem_total"] - (gpu.get("mem_used") or 0)
+    """NVML's free bytes on this GPU minus promises its runs do not yet visibly hold (0 when the
+    device reports no free memory: none is assumed)."""
+    free = device_free(gpu)
     owed = 0.0
     for p in ledger["promises"]:
         if p["gpu_uuid"] == gpu.get("uuid"):
@@ -185,6 +210,8 @@ def _fits(entry: dict, gpu: dict, ledger: dict, processes: list[dict]) -> tuple[
     limit = entry.get("max_per_gpu")
     if limit and _runs_on(gpu, ledger, processes) >= limit:
         return False, f"{name} already has {limit} run(s) (max_per_gpu)"
+    if device_free(gpu) is None:
+        return False, f"{name} reports no free memory figure"
     available = unpromised(gpu, ledger)
     if available < entry["mem_gb"] * GB:
         return False, f"{name} has {available / GB:.1f} GB unpromised"

@@ -12,6 +12,8 @@ ever starting (status `cancelled`).
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import sys
 import time
@@ -23,7 +25,9 @@ from urbanrun.engine.gpu.nvml import NvmlSource
 from urbanrun.engine.gpu.recorded import RecordedGpuSource
 from urbanrun.engine.gpu.sources import RECORDING_ENV
 from urbanrun.engine.runs import proctree, queue
-from urbanrun.engine.runs.store import RunRecord, RunStore
+from urbanrun.engine.core.state import GPU_MEM_KEY
+from urbanrun.engine.metrics.follower import last_lines
+from urbanrun.engine.runs.store import METRICS_FILE, RunRecord, RunStore
 
 POLL_SECONDS = 2.0
 
@@ -50,8 +54,28 @@ def run_pids(record: RunRecord) -> list[int]:
     return [p.pid for p in proctree.tree_members(root, record.job_name)] if root else []
 
 
+def reported_gpu_mem(run_dir: Path, lines: int = 64) -> float | None:
+    """The run's own latest `gpu_mem` (bytes) among the last lines of its metrics.jsonl, or None:
+    what the queue counts as held where NVML's per-process memory is N/A (WDDM, MIG, containers)."""
+    try:
+        tail = last_lines(run_dir / METRICS_FILE, lines)
+    except OSError:
+        return None
+    for line in reversed(tail):
+        if GPU_MEM_KEY not in line:
+            continue
+        try:
+            value = json.loads(line).get(GPU_MEM_KEY)
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf:
+            return float(value)
+    return None
+
+
 def run_states(store: RunStore, ledger: dict) -> dict[str, dict]:
-    """What the ledger needs to know of the runs it names: alive?, ended when?, pids, still queued?"""
+    """What the ledger needs to know of the runs it names: alive?, ended when?, pids, still queued?,
+    the run's own GPU memory figure."""
     out = {}
     for run_id in {p["run_id"] for p in ledger["promises"]} | {w["run_id"] for w in ledger["waiting"]}:
         try:
@@ -59,8 +83,10 @@ def run_states(store: RunStore, ledger: dict) -> dict[str, dict]:
         except Exception:  # a record gone or unreadable: its promise and place go too
             out[run_id] = {"active": False, "ended": 0.0, "queued": False}
             continue
+        started = record.active and record.status != "queued"
         out[run_id] = {"active": record.active, "ended": record.ended, "queued": record.status == "queued",
-                       "pids": run_pids(record) if record.active and record.status != "queued" else []}
+                       "pids": run_pids(record) if started else [],
+                       "gpu_mem": reported_gpu_mem(store.run_dir(run_id)) if started else None}
     return out
 
 
