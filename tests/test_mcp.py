@@ -96,3 +96,42 @@ async def test_bad_input_is_an_error_result_and_the_server_goes_on(workspace):
         assert "not a run id" in await error(client, "run_logs", run="../etc")
         assert "not a valid regular expression" in await error(client, "run_logs", run="x", search="(")
         assert (await call(client, "list_runs"))["runs"] == []  # still answering
+
+
+async def test_every_tool_publishes_the_cli_schema_and_the_sdk_holds_results_to_it(workspace):
+    """In process: the SDK derives each outputSchema from the tool's return type (no private SDK
+    state), equal to `urbanrun schema NAME`; a result that breaks it is an error, never sent."""
+    import json
+
+    from conftest import cli
+    from urbanrun.engine.cli.mcp_server import build_server
+    from urbanrun.engine.core.config import load_config
+    from urbanrun.engine.runs.store import RunStore
+
+    config = load_config(workspace / "config.toml")
+    server = build_server(config, RunStore(config.runs_dir))
+    async with Client(server) as client:
+        for tool in (await client.list_tools()).tools:
+            printed = json.loads(cli("schema", TOOL_SCHEMAS[tool.name], cwd=workspace, check=True).stdout)
+            assert tool.output_schema == printed == load_schema(TOOL_SCHEMAS[tool.name]), tool.name
+        assert (await call(client, "list_runs"))["runs"] == []
+
+    # a result that breaks its schema (a log line without its number) is refused before it is sent
+    from mcp.server.mcpserver import MCPServer
+
+    from urbanrun.engine.cli.mcp_server import output_type
+
+    def run_logs(run: str) -> dict:
+        return {"schema_version": 1, "run": run, "path": "output.log", "total_lines": 1, "search": None,
+                "lines": [{"text": "Epoch 1/2"}]}
+
+    run_logs.__annotations__["return"] = output_type("logs")  # (this file's annotations are strings)
+    bare = MCPServer("contract")
+    bare.add_tool(run_logs, structured_output=True)
+    async with Client(bare) as client:
+        assert (await client.list_tools()).tools[0].output_schema == load_schema("logs")
+        result = await client.call_tool("run_logs", {"run": "x"})
+        assert result.is_error and result.structured_content is None
+        assert result.content[0].text == "Error executing tool run_logs"  # the SDK keeps the detail server-side
+    with pytest.raises(ValueError, match="the logs output breaks its schema at lines/0: 'line' is a required"):
+        output_type("logs").model_validate(run_logs("x"))

@@ -15,7 +15,7 @@ import inspect
 import re
 import typing
 from collections import deque
-from typing import Any
+from typing import Annotated, Any
 
 from urbanrun.engine.cli.contract import load_schema
 from urbanrun.engine.cli.output import versioned
@@ -193,20 +193,39 @@ def build_server(config: Config, store: RunStore):
     server = MCPServer("urbanrun", instructions=INSTRUCTIONS, log_level="WARNING")
     for name, schema_name in TOOL_SCHEMAS.items():
         body = getattr(tools, name)
-        server.add_tool(_threaded(body, anyio, ToolError), name=name, description=inspect.cleandoc(body.__doc__),
-                        structured_output=True, annotations=ToolAnnotations(readOnlyHint=name in READ_ONLY,
-                                                                            destructiveHint=name == "kill_run"))
-        # publish the CLI's schema for this output (the SDK would derive a bare "object" from dict)
-        server._tool_manager.get_tool(name).fn_metadata.output_schema = load_schema(schema_name)
+        server.add_tool(_threaded(body, anyio, ToolError, output_type(schema_name)), name=name,
+                        description=inspect.cleandoc(body.__doc__), structured_output=True,
+                        annotations=ToolAnnotations(readOnlyHint=name in READ_ONLY, destructiveHint=name == "kill_run"))
     return server
 
 
-def _threaded(body, anyio, tool_error):
-    """The tool as a coroutine with the body's typed signature: the body runs in a worker thread
-    (a wait must not stop the server answering), its result versioned; a user's mistake becomes
-    the tool's error result."""
+def output_type(schema_name: str):
+    """The tools' return annotation for one CLI output: a pydantic root model whose JSON Schema is
+    the shipped file (the SDK publishes it as the tool's outputSchema) and whose validation is
+    that schema's (the SDK validates every result against it before it is sent)."""
+    import jsonschema
+    from pydantic import AfterValidator, RootModel, WithJsonSchema
 
-    async def tool(**kwargs) -> dict[str, Any]:
+    schema = load_schema(schema_name)
+    validator = jsonschema.Draft202012Validator(schema)
+
+    def conforms(value: dict) -> dict:
+        problem = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        if problem is not None:
+            where = "/".join(str(p) for p in problem.absolute_path) or "the result"
+            raise ValueError(f"the {schema_name} output breaks its schema at {where}: {problem.message}")
+        return value
+
+    root = Annotated[dict[str, Any], AfterValidator(conforms), WithJsonSchema(schema)]
+    return type(f"{schema_name.capitalize()}Output", (RootModel[root],), {"__module__": __name__})
+
+
+def _threaded(body, anyio, tool_error, output):
+    """The tool as a coroutine with the body's typed signature and `output` as its return type: the
+    body runs in a worker thread (a wait must not stop the server answering), its result
+    versioned; a user's mistake becomes the tool's error result."""
+
+    async def tool(**kwargs):
         try:
             result = await anyio.to_thread.run_sync(functools.partial(body, **kwargs))
         except (UserError, CommandFailed) as exc:
@@ -217,7 +236,7 @@ def _threaded(body, anyio, tool_error):
     signature = inspect.signature(body)
     tool.__signature__ = signature.replace(
         parameters=[p.replace(annotation=hints.get(p.name, Any)) for p in signature.parameters.values()],
-        return_annotation=dict[str, Any])
+        return_annotation=output)
     tool.__name__, tool.__doc__ = body.__name__, body.__doc__
     return tool
 
