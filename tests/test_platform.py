@@ -180,7 +180,175 @@ def test_windows_replace_retries_while_the_target_is_held(tmp_path, monkeypatch)
 def test_windows_functions_without_a_job_do_nothing_harmful():
     assert windows.group_pids(1234, None) == []
     assert windows.create_job(None) is None
-    assert windows.assign_to_job(None, os.getpid()) is False
+
+
+@pytest.mark.skipif(ctypes.sizeof(ctypes.c_void_p) != 8, reason="the documented sizes are x64's")
+def test_thread_snapshot_entry_layout_matches_windows():
+    assert ctypes.sizeof(windows.THREADENTRY32) == 28  # tlhelp32.h: seven 32-bit fields, on x86 and x64
+    assert [getattr(windows.THREADENTRY32, f).offset for f in ("dwSize", "cntUsage", "th32ThreadID",
+                                                               "th32OwnerProcessID", "dwFlags")] == [0, 4, 8, 12, 24]
+    assert windows.THREAD_ENTRY_MIN_SIZE == 16
+    assert (windows.CREATE_SUSPENDED, windows.TH32CS_SNAPTHREAD, windows.THREAD_SUSPEND_RESUME) == (0x4, 0x4, 0x2)
+    assert windows.RESUME_FAILED == 0xFFFFFFFF and windows.INVALID_HANDLE_VALUE == 2 ** 64 - 1
+    assert windows.threads_of([(7, 100), (8, 200), (9, 100)], 100) == [7, 9]
+
+
+class FakeKernel32:
+    """kernel32 at the Windows API boundary, as documented: a failed call returns 0 (ResumeThread:
+    (DWORD)-1) and sets the thread's last error; Thread32First/Next fill the caller's THREADENTRY32
+    (whose dwSize the caller must set) and end with ERROR_NO_MORE_FILES. Counts open handles."""
+
+    def __init__(self, refuse=(), others=((11, 4, 28), (12, 999, 12))):
+        self.refuse, self.others = set(refuse), list(others)  # (thread id, owner pid, dwSize filled)
+        self.handles, self.next, self.last_error = {}, 100, 0
+        self.processes, self.resumed, self.entries = [], [], []
+
+    def _open(self, what):
+        self.next += 1
+        self.handles[self.next] = what
+        return self.next
+
+    def _refused(self, name, value=0):
+        if name in self.refuse:
+            self.last_error = 5  # ERROR_ACCESS_DENIED
+            return True
+        return False
+
+    def CreateJobObjectW(self, attributes, name):
+        return 0 if self._refused("CreateJobObjectW") else self._open(("job", name))
+
+    def SetInformationJobObject(self, job, info_class, info, size):
+        assert info_class == 9 and size == 144 and self.handles[job][0] == "job"
+        assert info._obj.BasicLimitInformation.LimitFlags == windows.JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
+        return 0 if self._refused("SetInformationJobObject") else 1
+
+    def OpenProcess(self, access, inherit, pid):
+        assert access == windows.PROCESS_SET_QUOTA | windows.PROCESS_TERMINATE
+        self.processes.append(pid)
+        return 0 if self._refused("OpenProcess") else self._open(("process", pid))
+
+    def AssignProcessToJobObject(self, job, process):
+        assert self.handles[job][0] == "job" and self.handles[process][0] == "process"
+        return 0 if self._refused("AssignProcessToJobObject") else 1
+
+    def CreateToolhelp32Snapshot(self, flags, pid):
+        assert flags == windows.TH32CS_SNAPTHREAD
+        if self._refused("CreateToolhelp32Snapshot"):
+            return windows.INVALID_HANDLE_VALUE
+        self.entries = [*self.others[:1], *((500 + i, p, 28) for i, p in enumerate(self.processes)), *self.others[1:]]
+        return self._open(("snapshot",))
+
+    def Thread32First(self, snapshot, ref):
+        self.cursor = 0
+        return self.Thread32Next(snapshot, ref)
+
+    def Thread32Next(self, snapshot, ref):
+        entry = ref._obj
+        assert self.handles[snapshot] == ("snapshot",) and entry.dwSize == 28  # set by the caller each time
+        if self.cursor == len(self.entries):
+            self.last_error = 18  # ERROR_NO_MORE_FILES
+            return 0
+        tid, owner, filled = self.entries[self.cursor]
+        self.cursor += 1
+        entry.th32ThreadID, entry.th32OwnerProcessID, entry.dwSize = tid, owner, filled
+        return 1
+
+    def OpenThread(self, access, inherit, tid):
+        assert access == windows.THREAD_SUSPEND_RESUME
+        return 0 if self._refused("OpenThread") else self._open(("thread", tid))
+
+    def ResumeThread(self, thread):
+        if self._refused("ResumeThread"):
+            return windows.RESUME_FAILED
+        self.resumed.append(self.handles[thread][1])
+        return 1  # its previous suspend count: it was suspended
+
+    def CloseHandle(self, handle):
+        del self.handles[handle]
+        return 1
+
+
+class PopenAsWindows(subprocess.Popen):
+    """The real Popen, started with what Windows' would get; creationflags are kept for the test
+    and left out here (POSIX refuses them), so the child really runs and really must be killed."""
+
+    made: list = []
+
+    def __init__(self, args, creationflags=0, **kwargs):
+        super().__init__(args, **kwargs)
+        self.creationflags = creationflags
+        PopenAsWindows.made.append(self)
+
+
+@pytest.fixture
+def kernel32(monkeypatch):
+    def install(**kwargs):
+        fake = FakeKernel32(**kwargs)
+        monkeypatch.setattr(windows, "_k32", fake)
+        monkeypatch.setattr(windows, "_last_error", lambda: fake.last_error)
+        monkeypatch.setattr(windows, "_message", lambda code: {5: "Access is denied.", 18: "No more files."}[code])
+        return fake
+
+    PopenAsWindows.made = []
+    monkeypatch.setattr(windows.subprocess, "Popen", PopenAsWindows)
+    return install
+
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+def test_the_child_joins_its_job_suspended_then_its_one_thread_is_resumed(kernel32):
+    k32 = kernel32()
+    job = windows.create_job("Local\\urbanrun-r1")
+    child = windows.start_child(SLEEPER, job, stdin=subprocess.DEVNULL)
+    try:
+        assert child.creationflags == windows.CREATE_SUSPENDED | windows.CREATE_NEW_PROCESS_GROUP
+        assert k32.processes == [child.pid]
+        assert k32.resumed == [500]  # its thread, not the other process's nor the half-filled entry's
+        assert list(k32.handles.values()) == [("job", "Local\\urbanrun-r1")]  # every other handle closed
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.parametrize("refused, says", [
+    ("OpenProcess", "could not open process {pid} to put it in its Job Object: Access is denied. (Windows error 5)"),
+    ("AssignProcessToJobObject", "could not put process {pid} in its Job Object: Access is denied. (Windows error 5)"),
+    ("CreateToolhelp32Snapshot", "could not take a snapshot of the system's threads: Access is denied."),
+    ("OpenThread", "could not open thread 500 of process {pid} to resume it: Access is denied."),
+    ("ResumeThread", "could not resume thread 500 of process {pid}: Access is denied. (Windows error 5)"),
+])
+def test_a_child_that_cannot_be_jobbed_or_resumed_never_runs_outside_its_job(kernel32, refused, says):
+    k32 = kernel32(refuse={refused})
+    job = windows.create_job("Local\\urbanrun-r2")
+    with pytest.raises(OSError) as caught:
+        windows.start_child(SLEEPER, job)
+    child = PopenAsWindows.made[-1]
+    assert child.returncode is not None  # terminated (and reaped) before the error is told
+    assert str(caught.value).startswith("it was stopped before it ran, so that it never runs outside its Job Object: ")
+    assert says.format(pid=child.pid) in str(caught.value)
+    assert list(k32.handles.values()) == [("job", "Local\\urbanrun-r2")]
+
+
+def test_no_thread_to_resume_and_no_job_are_errors_too(kernel32):
+    k32 = kernel32()
+    k32.CreateToolhelp32Snapshot = lambda flags, pid: k32._open(("snapshot",))  # a snapshot without the child
+    k32.entries = [(11, 4, 28)]
+    with pytest.raises(OSError, match=r"no thread of process \d+ was found to resume"):
+        windows.start_child(SLEEPER, windows.create_job("Local\\urbanrun-r3"))
+    with pytest.raises(OSError, match="no Job Object to put it in"):
+        windows.start_child(SLEEPER, None)
+    assert all(p.returncode is not None for p in PopenAsWindows.made)
+
+
+def test_a_job_windows_refuses_is_one_clear_error(kernel32):
+    kernel32(refuse={"CreateJobObjectW"})
+    with pytest.raises(OSError, match=r"could not create the Job Object Local\\urbanrun-r4: Access is denied"):
+        windows.create_job("Local\\urbanrun-r4")
+    k32 = kernel32(refuse={"SetInformationJobObject"})
+    with pytest.raises(OSError, match="could not set kill-on-close on the Job Object"):
+        windows.create_job("Local\\urbanrun-r5")
+    assert k32.handles == {}  # the half-made job is closed
 
 
 def test_the_whole_package_imports_as_on_windows():

@@ -5,7 +5,12 @@ here. The lowest layer: imports nothing of urbanrun (the babysitter imports it t
 
     new_session_kwargs()          Popen keywords that put a run in its own session / group
     job_name(run_id)              the named Job Object of a run (Windows), else None
-    create_job(name), assign_to_job(job, pid)  the babysitter puts its child in that job
+    create_job(name)              the run's kill-on-close Job Object (Windows; OSError if refused), else None
+    start_child(command, job, **popen_kwargs)  the babysitter's child, started inside that job (Windows:
+                                  suspended until it is in it; OSError, the child gone, if it cannot be)
+    stop_child(child)             the babysitter's graceful stop of its child: SIGTERM / CTRL_BREAK_EVENT
+    STOP_BY_REQUEST               a kill asks the babysitter to stop its child (engine/runs/stop_request.py)
+                                  instead of sending the stop itself (Windows: only it shares the console)
     become_subreaper(), reap_children()  the babysitter keeps (and reaps) orphans of the run (Linux)
     join_cgroup(path)             the run's command starts inside the run's cgroup v2 (Linux)
     cgroup (module)               a run's own cgroup v2: create, pids, kill, remove (None/[] elsewhere)
@@ -40,8 +45,10 @@ STOP_NAME = current.STOP_NAME
 KILL_NAME = current.KILL_NAME
 new_session_kwargs = current.new_session_kwargs
 job_name = current.job_name
+STOP_BY_REQUEST = current.STOP_BY_REQUEST
 create_job = current.create_job
-assign_to_job = current.assign_to_job
+start_child = current.start_child
+stop_child = current.stop_child
 become_subreaper = current.become_subreaper
 reap_children = current.reap_children
 join_cgroup = current.join_cgroup

@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import subprocess
 import sys
 from typing import BinaryIO, Callable, Iterable
 
@@ -15,6 +16,7 @@ import psutil
 NAME = "posix"
 STOP_NAME = "SIGTERM"
 KILL_NAME = "SIGKILL"
+STOP_BY_REQUEST = False  # a signal reaches a run from any terminal: the supervisor sends the stop itself
 EXEC_KEEPS_PID = True
 RUN_ENV: dict[str, str] = {}  # Python's stdio follows the locale, UTF-8 on any current system
 PSEUDO_FILESYSTEMS = frozenset({"/proc", "/sys", "/dev", "/run"})  # kernel views of processes and devices
@@ -64,8 +66,9 @@ def join_cgroup(path: str) -> None:
         pass
 
 
-def assign_to_job(job, pid: int) -> bool:
-    return False
+def start_child(command: list[str], job, **popen_kwargs) -> subprocess.Popen:
+    """The run's command, started (no Job Object: the babysitter's session is the run's group)."""
+    return subprocess.Popen(command, **popen_kwargs)
 
 
 def handle_stop_signals(handler: Callable) -> None:
@@ -95,6 +98,12 @@ def group_pids(leader_pid: int | None, job_name: str | None = None) -> list[int]
 def send_stop(procs: Iterable[psutil.Process], leader: psutil.Process | None = None) -> int:
     """SIGTERM to each process; returns how many were still there to receive it."""
     return _send(procs, signal.SIGTERM)
+
+
+def stop_child(child: subprocess.Popen) -> None:
+    """The babysitter's graceful stop of its child, on a stop request: SIGTERM (Popen has not reaped
+    the child, so its pid is still its own)."""
+    child.send_signal(signal.SIGTERM)
 
 
 def kill_hard(procs: Iterable[psutil.Process], job_name: str | None = None) -> int:

@@ -1,10 +1,13 @@
 """Windows process control and files, on documented APIs (kernel32 through ctypes, _winapi, msvcrt).
 
-A run's babysitter starts in a new console process group (CREATE_NEW_PROCESS_GROUP) and puts its
-child in a named Job Object with kill-on-close: every process the run starts is in the job, even
-once its parent has gone, and the job dies with the babysitter's handle. A graceful stop is one
-CTRL_BREAK_EVENT to the group (Python's default for SIGBREAK ends the process; a script may catch
-it to checkpoint); the kill after the grace is TerminateJobObject. Locks are msvcrt.locking;
+A run's babysitter starts its child suspended (CREATE_SUSPENDED), as the leader of a console process
+group of its own (CREATE_NEW_PROCESS_GROUP), puts it in a named Job Object with kill-on-close and only
+then resumes it: every process the run ever starts is in the job, even once its parent has gone, and
+the job dies with the babysitter's handle. A graceful stop is one CTRL_BREAK_EVENT to the child's
+group, sent by the babysitter on a stop request (engine/runs/stop_request.py: the event reaches only
+processes sharing the sender's console, and the babysitter is the one that shares the run's);
+Python's default for SIGBREAK ends the process, a script may catch it to checkpoint. The kill after
+the grace is TerminateJobObject. Locks are msvcrt.locking;
 os.replace is retried while another process holds the target open; followed files are opened
 with FILE_SHARE_DELETE so that a trainer's logger can still rotate or delete them.
 
@@ -18,7 +21,7 @@ import ctypes
 import errno
 import os
 import signal
-import sys
+import subprocess
 import time
 from typing import BinaryIO, Callable, Iterable
 
@@ -27,14 +30,21 @@ import psutil
 NAME = "windows"
 STOP_NAME = "CTRL_BREAK_EVENT"
 KILL_NAME = "TerminateJobObject"
+STOP_BY_REQUEST = True  # the stop goes through the babysitter, the one process sharing the run's console
 EXEC_KEEPS_PID = False  # os.exec* starts a new process and ends this one
 # A run's stdout is a file (output.log): Python would write it in the ANSI code page (cp1252) and
 # raise UnicodeEncodeError on the first character outside it; urbanrun reads the log as UTF-8.
 RUN_ENV = {"PYTHONIOENCODING": "utf-8"}
 PSEUDO_FILESYSTEMS: frozenset[str] = frozenset()  # devices live under \\.\, outside the file tree
 
-# winbase.h / winnt.h values (fixed by the Windows ABI)
+# winbase.h / winnt.h / tlhelp32.h values (fixed by the Windows ABI)
+CREATE_SUSPENDED = 0x00000004
 CREATE_NEW_PROCESS_GROUP = 0x00000200
+TH32CS_SNAPTHREAD = 0x00000004
+THREAD_SUSPEND_RESUME = 0x0002
+ERROR_NO_MORE_FILES = 18
+RESUME_FAILED = 0xFFFFFFFF  # ResumeThread's (DWORD)-1
+INVALID_HANDLE_VALUE = ctypes.c_void_p(-1).value
 CTRL_BREAK_EVENT = 1
 SIGBREAK = 21
 JOB_OBJECT_QUERY = 0x0004
@@ -56,6 +66,7 @@ REPLACE_DELAYS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)  # ~1.6 s in all,
 # Fixed-width types: ctypes.wintypes.DWORD is a C long, 8 bytes on Linux, so the layouts below
 # would not be Windows' when tested there.
 DWORD = ctypes.c_uint32
+LONG = ctypes.c_int32
 LARGE_INTEGER = ctypes.c_int64
 ULONGLONG = ctypes.c_uint64
 SIZE_T = ctypes.c_size_t
@@ -78,6 +89,20 @@ class JOBOBJECT_EXTENDED_LIMIT_INFORMATION(ctypes.Structure):
     _fields_ = [("BasicLimitInformation", JOBOBJECT_BASIC_LIMIT_INFORMATION), ("IoInfo", IO_COUNTERS),
                 ("ProcessMemoryLimit", SIZE_T), ("JobMemoryLimit", SIZE_T),
                 ("PeakProcessMemoryUsed", SIZE_T), ("PeakJobMemoryUsed", SIZE_T)]
+
+
+class THREADENTRY32(ctypes.Structure):
+    _fields_ = [("dwSize", DWORD), ("cntUsage", DWORD), ("th32ThreadID", DWORD), ("th32OwnerProcessID", DWORD),
+                ("tpBasePri", LONG), ("tpDeltaPri", LONG), ("dwFlags", DWORD)]
+
+
+# an entry is usable only if Windows filled it at least up to the owner's pid
+THREAD_ENTRY_MIN_SIZE = THREADENTRY32.th32OwnerProcessID.offset + ctypes.sizeof(DWORD)
+
+
+def threads_of(entries: Iterable[tuple[int, int]], pid: int) -> list[int]:
+    """Thread ids owned by `pid`, from (thread id, owner pid) pairs of a thread snapshot."""
+    return [tid for tid, owner in entries if owner == pid]
 
 
 def kill_on_close_limits() -> JOBOBJECT_EXTENDED_LIMIT_INFORMATION:
@@ -107,22 +132,40 @@ def job_name(run_id: str) -> str:
 
 
 def create_job(name: str | None):
-    """The babysitter's named kill-on-close job (its handle held for the babysitter's life), or
-    None with a line on stderr if Windows refuses (the run still starts, without a job)."""
+    """The babysitter's named kill-on-close job (its handle held for the babysitter's life);
+    OSError saying why if Windows refuses: a run is never started outside its job."""
     if not name:
         return None
     k32 = _kernel32()
     handle = k32.CreateJobObjectW(None, name)
     if not handle:
-        print(f"urbanrun: could not create Job Object {name}: {ctypes.WinError(ctypes.get_last_error())}",
-              file=sys.stderr, flush=True)
-        return None
+        raise _error(f"could not create the Job Object {name}")
     info = kill_on_close_limits()
     if not k32.SetInformationJobObject(handle, JOB_OBJECT_EXTENDED_LIMIT_INFORMATION, ctypes.byref(info),
                                        ctypes.sizeof(info)):
-        print(f"urbanrun: could not set kill-on-close on {name}: {ctypes.WinError(ctypes.get_last_error())}",
-              file=sys.stderr, flush=True)
+        error = _error(f"could not set kill-on-close on the Job Object {name}")
+        k32.CloseHandle(handle)
+        raise error
     return handle
+
+
+def start_child(command: list[str], job, **popen_kwargs) -> subprocess.Popen:
+    """Start the run's command suspended, leading a console process group of its own, put it in
+    `job`, then resume it: nothing of the run runs, even for an instant, outside the job (a process
+    started before the assignment would escape it). If it cannot be put in the job or resumed, it
+    is terminated before running any code of its own, and OSError says why."""
+    flags = popen_kwargs.pop("creationflags", 0) | CREATE_SUSPENDED | CREATE_NEW_PROCESS_GROUP
+    child = subprocess.Popen(command, creationflags=flags, **popen_kwargs)
+    try:
+        if job is None:
+            raise OSError("no Job Object to put it in")
+        assign_to_job(job, child.pid)
+        resume_threads(child.pid)
+    except OSError as exc:
+        child.kill()  # TerminateProcess on the handle Popen holds: never a reused pid
+        child.wait()
+        raise OSError(f"it was stopped before it ran, so that it never runs outside its Job Object: {exc}") from None
+    return child
 
 
 def become_subreaper() -> bool:
@@ -137,26 +180,59 @@ def join_cgroup(path: str) -> None:
     return None  # no cgroups; the Job Object is the run's group
 
 
-def assign_to_job(job, pid: int) -> bool:
-    """Put the babysitter's child (its handle still held by Popen, so the pid is its) in the job;
-    processes it starts from then on are in the job too."""
-    if job is None:
-        return False
-    import _winapi
-
+def assign_to_job(job, pid: int) -> None:
+    """Put the babysitter's (still suspended) child in the job: processes it starts from then on
+    are in the job too. Popen holds the child's handle, so `pid` is still its. OSError if refused."""
+    k32 = _kernel32()
+    process = k32.OpenProcess(PROCESS_SET_QUOTA | PROCESS_TERMINATE, False, pid)
+    if not process:
+        raise _error(f"could not open process {pid} to put it in its Job Object")
     try:
-        process = _winapi.OpenProcess(PROCESS_SET_QUOTA | PROCESS_TERMINATE, False, pid)
-    except OSError as exc:
-        print(f"urbanrun: could not open process {pid} to put it in its job: {exc}", file=sys.stderr, flush=True)
-        return False
-    try:
-        if _kernel32().AssignProcessToJobObject(job, process):
-            return True
-        print(f"urbanrun: could not put process {pid} in its job: {ctypes.WinError(ctypes.get_last_error())}",
-              file=sys.stderr, flush=True)
-        return False
+        if not k32.AssignProcessToJobObject(job, process):
+            raise _error(f"could not put process {pid} in its Job Object")
     finally:
-        _winapi.CloseHandle(process)
+        k32.CloseHandle(process)
+
+
+def resume_threads(pid: int) -> None:
+    """Resume the suspended process `pid`. Popen keeps no handle on its main thread, so the thread
+    is found the documented way: a thread snapshot (CreateToolhelp32Snapshot, Thread32First/Next),
+    then OpenThread(THREAD_SUSPEND_RESUME) and ResumeThread on each thread it owns (a new suspended
+    process has just one). OSError if none is found or one cannot be resumed."""
+    k32 = _kernel32()
+    tids = threads_of(_thread_snapshot(k32), pid)
+    if not tids:
+        raise OSError(f"no thread of process {pid} was found to resume")
+    for tid in tids:
+        thread = k32.OpenThread(THREAD_SUSPEND_RESUME, False, tid)
+        if not thread:
+            raise _error(f"could not open thread {tid} of process {pid} to resume it")
+        try:
+            if k32.ResumeThread(thread) == RESUME_FAILED:
+                raise _error(f"could not resume thread {tid} of process {pid}")
+        finally:
+            k32.CloseHandle(thread)
+
+
+def _thread_snapshot(k32) -> list[tuple[int, int]]:
+    """(thread id, owner pid) of every thread in the system, from one Toolhelp snapshot."""
+    snapshot = k32.CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0)
+    if not snapshot or snapshot == INVALID_HANDLE_VALUE:
+        raise _error("could not take a snapshot of the system's threads")
+    try:
+        entries, entry = [], THREADENTRY32()
+        entry.dwSize = ctypes.sizeof(THREADENTRY32)
+        more = k32.Thread32First(snapshot, ctypes.byref(entry))
+        while more:
+            if entry.dwSize >= THREAD_ENTRY_MIN_SIZE:  # Windows may fill less than asked
+                entries.append((entry.th32ThreadID, entry.th32OwnerProcessID))
+            entry.dwSize = ctypes.sizeof(THREADENTRY32)
+            more = k32.Thread32Next(snapshot, ctypes.byref(entry))
+        if _last_error() != ERROR_NO_MORE_FILES:
+            raise _error("could not read the snapshot of the system's threads")
+        return entries
+    finally:
+        k32.CloseHandle(snapshot)
 
 
 def handle_stop_signals(handler: Callable) -> None:
@@ -188,16 +264,16 @@ def group_pids(leader_pid: int | None, job_name: str | None = None) -> list[int]
 
 
 def send_stop(procs: Iterable[psutil.Process], leader: psutil.Process | None = None) -> int:
-    """One CTRL_BREAK_EVENT to the leader's process group (the whole run); returns how many of
-    `procs` were alive. Without a live leader, or without a console shared with the run (urbanrun
-    started without one), nothing graceful can be sent: the kill after the grace ends the tree."""
-    alive = [p for p in procs if _running(p)]
-    if leader is not None and _running(leader):
-        try:
-            os.kill(leader.pid, getattr(signal, "CTRL_BREAK_EVENT", CTRL_BREAK_EVENT))
-        except OSError:
-            pass
-    return len(alive)
+    """Sends nothing; returns how many of `procs` are alive. CTRL_BREAK_EVENT reaches only processes
+    sharing the sender's console, which a urbanrun in another terminal does not: the stop is asked
+    of the run's babysitter instead (STOP_BY_REQUEST), and the kill after the grace ends the tree."""
+    return len([p for p in procs if _running(p)])
+
+
+def stop_child(child: subprocess.Popen) -> None:
+    """The babysitter's graceful stop of its child: one CTRL_BREAK_EVENT to the child's process
+    group (it leads one of its own), which reaches every process of the run on the console."""
+    child.send_signal(getattr(signal, "CTRL_BREAK_EVENT", CTRL_BREAK_EVENT))
 
 
 def kill_hard(procs: Iterable[psutil.Process], job_name: str | None = None) -> int:
@@ -285,6 +361,20 @@ def open_shared(path: str | os.PathLike) -> BinaryIO:
 _k32 = None
 
 
+def _last_error() -> int:
+    return ctypes.get_last_error()
+
+
+def _message(code: int) -> str:
+    return ctypes.FormatError(code).strip()
+
+
+def _error(what: str) -> OSError:
+    """OSError for the kernel32 call that just failed: what was tried, and Windows' own words."""
+    code = _last_error()
+    return OSError(f"{what}: {_message(code)} (Windows error {code})")
+
+
 def _kernel32():
     """kernel32 with argument types declared (handles are pointer-wide; the defaults truncate)."""
     global _k32
@@ -298,6 +388,12 @@ def _kernel32():
             ("QueryInformationJobObject", bool_, (handle, ctypes.c_int, ctypes.c_void_p, DWORD, ctypes.c_void_p)),
             ("AssignProcessToJobObject", bool_, (handle, handle)),
             ("TerminateJobObject", bool_, (handle, ctypes.c_uint)),
+            ("OpenProcess", handle, (DWORD, bool_, DWORD)),
+            ("CreateToolhelp32Snapshot", handle, (DWORD, DWORD)),
+            ("Thread32First", bool_, (handle, ctypes.POINTER(THREADENTRY32))),
+            ("Thread32Next", bool_, (handle, ctypes.POINTER(THREADENTRY32))),
+            ("OpenThread", handle, (DWORD, bool_, DWORD)),
+            ("ResumeThread", DWORD, (handle,)),
             ("CloseHandle", bool_, (handle,)),
         ):
             fn = getattr(k32, name)

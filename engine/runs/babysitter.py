@@ -1,13 +1,16 @@
 """The babysitter: started by urbanrun in a session of its own, it runs one command, waits for it,
 and writes how it ended to RUN_DIR/exit_status.json — so an exit is known even when no urbanrun
-was open at the time. The standard library and the platform layer only; run as a script:
+was open at the time. The standard library, the platform layer and the stop request only; run as a script:
 
     python babysitter.py RUN_DIR [--cgroup PATH] -- ARGV...
 
 It ignores the stop signals (through a handler, not SIG_IGN, so the child does not inherit the
 ignoring): a stop reaches the whole tree, and the babysitter must outlive its child to record the
-child's end. On Windows it puts the child in the run's named Job Object (kill-on-close, held open
-while the babysitter lives). stdout/stderr are inherited from urbanrun (the run's output.log).
+child's end. While it waits it serves a stop asked through the run folder (stop_request.py: the way a
+kill reaches a Windows run, whose console only the babysitter shares). On Windows the child starts
+suspended, joins the run's named Job Object (kill-on-close, held open while the babysitter lives)
+and only then runs; if it cannot join, it never runs. stdout/stderr are inherited from urbanrun
+(the run's output.log).
 
 On Linux it is a child subreaper: processes of the run whose parent exits (double-forked,
 daemons in sessions of their own included) are reparented to it rather than to init, so they stay findable as
@@ -23,6 +26,7 @@ import sys
 import time
 
 from urbanrun.engine import platform
+from urbanrun.engine.runs import stop_request
 
 EXIT_FILE = "exit_status.json"
 
@@ -68,6 +72,16 @@ def _ignore(signum, frame):
     pass
 
 
+def _wait_serving_stop_requests(run_dir, child):
+    """Wait for the child; meanwhile, a stop asked through the run folder (stop_request.py) is sent
+    to it once, by this process: on Windows the only one sharing the run's console."""
+    while child.poll() is None:
+        if stop_request.serve(run_dir, child.pid, lambda: platform.stop_child(child)):
+            return child.wait()  # one graceful stop per run: nothing more to look for
+        time.sleep(stop_request.POLL_SECONDS)  # five looks a second (a stat), no busy wait
+    return child.returncode
+
+
 def main(argv):
     cgroup = None
     if len(argv) >= 3 and argv[1] == "--cgroup":
@@ -77,24 +91,23 @@ def main(argv):
         return 2
     run_dir, command = argv[0], argv[2:]
     platform.handle_stop_signals(_ignore)
-    job = platform.create_job(platform.job_name(os.path.basename(os.path.normpath(run_dir))))
     platform.become_subreaper()
     started = time.time()
     try:
-        child = subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                 preexec_fn=(lambda: platform.join_cgroup(cgroup)) if cgroup else None)
+        job = platform.create_job(platform.job_name(os.path.basename(os.path.normpath(run_dir))))
+        child = platform.start_child(command, job, stdin=subprocess.DEVNULL,
+                                     preexec_fn=(lambda: platform.join_cgroup(cgroup)) if cgroup else None)
     except OSError as exc:
         print(f"urbanrun: could not start {command[0]!r}: {exc}", file=sys.stderr, flush=True)
         _write_until_written(os.path.join(run_dir, EXIT_FILE),
                     {"exit_code": 127, "signal": None, "started": started, "ended": time.time(),
                      "child_pid": None, "error": str(exc)})
         return 127
-    platform.assign_to_job(job, child.pid)
     try:
         _write_json(os.path.join(run_dir, "child.json"), {"pid": child.pid, "started": started})
     except OSError:
         pass  # only a hint for finding a child whose babysitter was killed; the wait matters more
-    code = child.wait()
+    code = _wait_serving_stop_requests(run_dir, child)
     _write_until_written(os.path.join(run_dir, EXIT_FILE),
                 {"exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None,
                  "started": started, "ended": time.time(), "child_pid": child.pid})

@@ -18,7 +18,7 @@ import psutil
 from urbanrun.engine import platform
 from urbanrun.engine.core import redact
 from urbanrun.engine.platform import cgroup
-from urbanrun.engine.runs import code_state, proctree, queue
+from urbanrun.engine.runs import code_state, proctree, queue, stop_request
 from urbanrun.engine.core.config import Config, Recipe, expand
 from urbanrun.engine.core.errors import UserError, storage_error
 from urbanrun.engine.runs.backends import BACKENDS, slurm, torchrun
@@ -240,8 +240,20 @@ class Supervisor:
         if force:
             self._kill_hard(record, members)
         else:
-            platform.send_stop(members, proctree.process_if_same(record.pid, record.pid_create_time))
+            self._stop(record, members)
         return record, True
+
+    def _stop(self, record: RunRecord, procs: list) -> None:
+        """The graceful stop: asked of the run's babysitter where only it can send it (Windows: it
+        shares the run's console), else sent to `procs` from here. Asking can fail (a full disk):
+        then nothing graceful is sent, and the hard kill after the grace ends the run."""
+        if not platform.STOP_BY_REQUEST:
+            platform.send_stop(procs, proctree.process_if_same(record.pid, record.pid_create_time))
+            return
+        try:
+            stop_request.request(self.store.run_dir(record.id), self.clock())
+        except OSError:
+            pass
 
     def cancel_queued(self, record: RunRecord) -> bool:
         """Take a run that still waits out of the queue (status `cancelled`, never started) and tell
@@ -427,7 +439,8 @@ class Supervisor:
         if joined:
             record.kill_targets = record.kill_targets + [proctree.identity(p) for p in joined]
         if now < record.kill_deadline:
-            platform.send_stop(joined, proctree.process_if_same(record.pid, record.pid_create_time))
+            if joined:
+                self._stop(record, joined)
             return
         if members:
             self._kill_hard(record, members)
