@@ -101,3 +101,43 @@ def test_saving_defaults_changes_only_those_lines_and_keeps_the_file_mode(tmp_pa
     assert len(changed) == 2 and all("default" in line for line in changed), changed
     save_recipe_defaults(load_config(path), "cones", {"batch_size": None})  # None removes the default
     assert "default" not in tomllib.loads(path.read_text())["recipes"]["cones"]["params"]["batch_size"]
+
+
+@pytest.fixture
+def user_dirs(tmp_path, monkeypatch):
+    """A folder with no config.toml, and private XDG config/data folders (no real home touched)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.delenv("URBANRUN_RUNS_DIR", raising=False)
+    monkeypatch.chdir(elsewhere)
+    return tmp_path
+
+
+def test_the_packaged_config_keeps_runs_out_of_the_install(user_dirs):
+    # an installed urbanrun's default config lies in site-packages: runs there would vanish on upgrade
+    config = load_config()
+    assert config.path == DEFAULT_CONFIG and config.packaged
+    assert config.runs_dir == user_dirs / "xdg-data" / "urbanrun" / "runs"
+    assert DEFAULT_CONFIG.parent not in config.runs_dir.parents
+
+
+def test_a_users_own_config_is_found_and_saving_defaults_never_edits_the_install(user_dirs):
+    packaged = DEFAULT_CONFIG.read_text()
+    path = save_recipe_defaults(load_config(), "cones", {"batch_size": 48})
+    assert path == user_dirs / "xdg-config" / "urbanrun" / "config.toml"
+    assert DEFAULT_CONFIG.read_text() == packaged
+    config = load_config()  # now found in the user's config folder, before the packaged default
+    assert config.path == path and not config.packaged
+    assert config.recipe("cones").param("batch_size").default == 48
+    assert config.runs_dir == user_dirs / "xdg-data" / "urbanrun" / "runs"  # runs did not move
+    assert "# Where your UrbanRepML checkout lives" in path.read_text()  # a copy with its comments
+    save_recipe_defaults(config, "cones", {"epochs": 3})  # a second save edits the user's copy
+    assert load_config().recipe("cones").param("batch_size").default == 48
+
+
+def test_a_config_in_the_working_folder_wins_and_keeps_runs_beside_it(user_dirs):
+    (user_dirs / "elsewhere" / "config.toml").write_text(DEFAULT_CONFIG.read_text())
+    config = load_config()
+    assert not config.packaged and config.runs_dir == (user_dirs / "elsewhere" / "runs").resolve()

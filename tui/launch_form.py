@@ -286,7 +286,7 @@ class LaunchForm(ModalScreen):
 
         changed = {k: v for k, v in values.items() if v != self.recipe.param(k).default}
         what = ", ".join(f"{k} = {v!r}" for k, v in changed.items()) or "the current values (no change)"
-        self.app.push_screen(ConfirmScreen(f"Save as the defaults of '{self.recipe_name}' in {self.config.path}?",
+        self.app.push_screen(ConfirmScreen(f"Save as the defaults of '{self.recipe_name}' in {self.config.editable_path}?",
                                            f"{what}\nComments and layout of the file are kept."),
                              lambda yes: yes and self._save_defaults(values))
 

@@ -21,6 +21,7 @@ from urbanrun.engine.core.atomic import atomic_write_text
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.core.files import path_stat, regular_file, short
 from urbanrun.engine.core.params import Param, ParamError, param_from_table
+from urbanrun.engine.platform import user_config_dir, user_data_dir
 
 # the installed urbanrun package (the checkout's root in a development install): config.toml lies there
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,6 +90,13 @@ class Config:
     runs_dir: Path | None = None
     kill_grace: float = 10.0
     backends: dict = field(default_factory=dict)  # [backends.slurm], [backends.torchrun]
+    packaged: bool = False  # the default shipped inside the install: read-only, never edited in place
+
+    @property
+    def editable_path(self) -> Path:
+        """The file that saving defaults writes: this one, or for the packaged default the user's own
+        config.toml (an install's files are not the user's to edit, and an upgrade would lose them)."""
+        return user_config_dir() / "config.toml" if self.packaged else self.path
 
     def recipe(self, name: str) -> Recipe:
         if name not in self.recipes:
@@ -120,8 +128,10 @@ def find_config(explicit: str | os.PathLike | None = None) -> Path:
         if path_stat(path, "config file") is None:
             raise UserError(f"config file {short(path)} does not exist; pass an existing file to --config.")
         return regular_file(path, "config file")  # a FIFO would block the read, a device never end
-    local = Path("config.toml")
-    return local if local.is_file() else DEFAULT_CONFIG
+    for candidate in (Path("config.toml"), user_config_dir() / "config.toml"):
+        if candidate.is_file():
+            return candidate
+    return DEFAULT_CONFIG
 
 
 def load_config(path: str | os.PathLike | None = None) -> Config:
@@ -247,8 +257,14 @@ def _build(path: Path, text: str, data: dict) -> Config:
         raise fail("backends", None, f"has unknown backend(s) {', '.join(sorted(unknown))}; known: {', '.join(BACKENDS)}")
     config = Config(path=path, text=text, data=data, recipes=recipes, paths=dict(paths), kill_grace=float(grace),
                     backends=backends)
+    config.packaged = path is DEFAULT_CONFIG
     runs = Path(os.path.expanduser(runs_dir))
-    config.runs_dir = runs if runs.is_absolute() else (path.resolve().parent / runs)
+    # relative to the config's folder, except for the packaged default (its folder is the install,
+    # site-packages, where runs would be lost on upgrade) and the user's own config.toml (a config
+    # folder holds settings, not gigabytes): those put runs in the user's data folder
+    user_level = config.packaged or path.resolve().parent == user_config_dir().resolve()
+    base = user_data_dir() if user_level else path.resolve().parent
+    config.runs_dir = runs if runs.is_absolute() else base / runs
     ctx = config.context()
     for recipe in recipes.values():  # unknown placeholders are config mistakes: catch them at load
         for part in (*recipe.command, recipe.cwd, *recipe.env.values(), *recipe.metrics_files):
@@ -287,7 +303,9 @@ def save_recipe_defaults(config: Config, recipe_name: str, values: dict[str, Any
     recipe = config.recipe(recipe_name)
     for name in values:
         recipe.param(name)  # unknown names are an error before anything is written
-    text = config.path.read_text(encoding="utf-8")
+    target = config.editable_path
+    source = target if target.is_file() else config.path  # the packaged default seeds the user's copy
+    text = source.read_text(encoding="utf-8")
     doc = tomlkit.parse(text)
     params = doc["recipes"][recipe_name].setdefault("params", tomlkit.table(is_super_table=True))
     for name, value in values.items():
@@ -300,10 +318,11 @@ def save_recipe_defaults(config: Config, recipe_name: str, values: dict[str, Any
     try:
         tomllib.loads(edited)
     except tomllib.TOMLDecodeError as exc:  # never write a file urbanrun could not read back
-        raise UserError(f"{config.path}: the defaults were not saved, the edited file would not parse ({exc}); "
+        raise UserError(f"{target}: the defaults were not saved, the edited file would not parse ({exc}); "
                         "edit the recipe's `default = …` lines by hand.") from exc
-    atomic_write_text(config.path, edited)
-    return config.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, edited)
+    return target
 
 
 SCRATCHPAD_KEYS = {"root": str, "role": str, "coordinator": str, "pattern": str, "session": str, "log": list}

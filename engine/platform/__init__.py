@@ -26,6 +26,7 @@ here. The lowest layer: imports nothing of urbanrun (the babysitter imports it t
     EXEC_KEEPS_PID                os.exec* replaces the process (POSIX), not a new pid (Windows)
     RUN_ENV                       environment defaults for a run (the user's own values win)
     PSEUDO_FILESYSTEMS            folders that are kernel views, not files (never walked for metrics)
+    user_config_dir(), user_data_dir()  a user's own config folder and data folder (XDG / %APPDATA%)
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ RUN_ENV = current.RUN_ENV
 PSEUDO_FILESYSTEMS = current.PSEUDO_FILESYSTEMS
 open_shared = current.open_shared
 make_private = current.make_private
+user_config_dir = current.user_config_dir
+user_data_dir = current.user_data_dir
 
 
 @contextlib.contextmanager

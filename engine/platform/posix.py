@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
 import psutil
@@ -142,3 +143,13 @@ def make_private(path: str | os.PathLike) -> None:
     """Readable by its owner only: 0700 for a folder, 0600 for a file (a run's folder, a job script,
     a session recording hold command lines and output)."""
     os.chmod(path, 0o700 if os.path.isdir(path) else 0o600)
+
+
+def user_config_dir() -> Path:
+    """Where a user's own config.toml lives: $XDG_CONFIG_HOME/urbanrun, else ~/.config/urbanrun."""
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "urbanrun"
+
+
+def user_data_dir() -> Path:
+    """Where runs go when no config.toml names a place: $XDG_DATA_HOME/urbanrun, else ~/.local/share/urbanrun."""
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "urbanrun"

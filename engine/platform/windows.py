@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
 import psutil
@@ -405,3 +406,13 @@ def _kernel32():
 def make_private(path: str | os.PathLike) -> None:
     """Nothing to do: Windows has no mode bits (os.chmod only sets read-only); files under the
     user's profile inherit an ACL that admits only the user, SYSTEM and administrators."""
+
+
+def user_config_dir() -> Path:
+    """Where a user's own config.toml lives: %APPDATA%\\urbanrun (roams with the profile)."""
+    return Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming") / "urbanrun"
+
+
+def user_data_dir() -> Path:
+    """Where runs go when no config.toml names a place: %LOCALAPPDATA%\\urbanrun (large, machine-local)."""
+    return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "urbanrun"
