@@ -99,6 +99,7 @@ BASE = f'id = "{BAD_ID}"\nrecipe = "x"\nargv = ["x"]\ncwd = "/"\n'
     (BASE + 'status = "exited"\nparams = 5\n', "field 'params' = 5 is not a table"),
     (BASE.replace(BAD_ID, "../escape") + 'status = "running"\n', "its id '../escape' is not its folder's name"),
     ('id = [broken', "is not a valid run record"),
+    ('pid = "abc"\n', f"has no `id`; a run record's id is its folder's name ('{BAD_ID}')"),
     (f'id = "{BAD_ID}"\nstatus = "exited"\n', "is missing fields a run record needs"),
 ])
 def test_a_malformed_record_is_that_runs_unreadable_state(workspace, body, reason):

@@ -325,8 +325,11 @@ class RunStore:
             raise RecordError(f"{path} is not a valid run record ({exc}); the run's other files are untouched.") from None
         except OSError as exc:
             raise RecordError(f"{path} cannot be read ({exc.strerror or exc}).") from None
-        if data.get("id") != run_id:
-            raise RecordError(f"{path}: its id {data.get('id')!r} is not its folder's name '{run_id}'; "
+        if "id" not in data:
+            raise RecordError(f"{path} has no `id`; a run record's id is its folder's name ('{run_id}'): "
+                              f"add `id = \"{run_id}\"` if the folder is a run, else move the folder out of the runs folder.")
+        if data["id"] != run_id:
+            raise RecordError(f"{path}: its id {data['id']!r} is not its folder's name '{run_id}'; "
                               f"the record is not used until they agree.")
         check_fields(data, path)
         try:
