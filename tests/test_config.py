@@ -141,3 +141,10 @@ def test_a_config_in_the_working_folder_wins_and_keeps_runs_beside_it(user_dirs)
     (user_dirs / "elsewhere" / "config.toml").write_text(DEFAULT_CONFIG.read_text())
     config = load_config()
     assert not config.packaged and config.runs_dir == (user_dirs / "elsewhere" / "runs").resolve()
+
+
+def test_a_recipe_without_cwd_runs_in_the_absolute_folder_urbanrun_started_in(user_dirs):
+    (user_dirs / "elsewhere" / "config.toml").write_text('[recipes.x]\ncommand = ["{python}", "-c", "pass"]\n')
+    config = load_config()
+    cwd = config.recipe("x").resolved_cwd(config.context())
+    assert cwd.is_absolute() and cwd == user_dirs / "elsewhere"  # a SLURM script's --chdir names it

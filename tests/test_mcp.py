@@ -78,7 +78,7 @@ async def test_the_training_runner_loop_over_mcp(workspace):
         notes = await call(client, "scratchpad_read")
         assert "relaunched fake_oom with batch_size=16" in open(notes["today"]).read()
         advice = await call(client, "advise_batch", recipe="cones", gpu_memory_gb=24)
-        assert advice["gpu"] == "24 GB given" and advice["text"]
+        assert advice["gpu"] == "a 24 GB GPU (as given)" and advice["text"]
         assert (await call(client, "gpus"))["gpus"][0]["name"]
         assert len((await call(client, "list_runs", all=True))["runs"]) == 4
 

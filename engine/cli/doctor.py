@@ -94,7 +94,7 @@ def advice(config: Config, store: RunStore, recipe_name: str, gpu_index: int | N
     if gpu_memory is not None:
         if not 0 < gpu_memory < math.inf:  # nan and inf are no amount of memory
             raise UserError(f"--gpu-memory expects GB > 0, not {gpu_memory}.")
-        available, where = gpu_memory, f"{gpu_memory:g} GB given"
+        available, where = gpu_memory, f"a {gpu_memory:g} GB GPU (as given)"
     else:
         from urbanrun.engine.gpu.sources import default_gpu_source
 

@@ -77,7 +77,8 @@ class Recipe:
         return argv
 
     def resolved_cwd(self, context: dict[str, str]) -> Path:
-        return Path(os.path.expanduser(expand(self.cwd, context, where=f"recipes.{self.name}.cwd")))
+        # absolute, so the record and a SLURM script (`#SBATCH --chdir`) name the folder, not "."
+        return Path(os.path.expanduser(expand(self.cwd, context, where=f"recipes.{self.name}.cwd"))).absolute()
 
 
 @dataclass
