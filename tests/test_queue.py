@@ -270,8 +270,8 @@ def test_a_wddm_run_holding_its_promise_is_known_by_its_own_gpu_mem(workspace, g
         child = json.loads((run_dir / "child.json").read_text())["pid"]
         gpu_machine(9.0, [{"gpu": 0, "pid": child, "type": "C", "used_mem": None}])  # WDDM: N/A
         second = cli_json("launch", "gpu_job", "--queue", "--mem", "5", "--set", "seconds=0.2", cwd=workspace)
-        wait_for(lambda: show(second["id"], workspace)["queue_reason"] == "needs 5.0 GB, GPU 0 has 0.0 GB unpromised",
-                 what="the second run to wait on the first's promise")
+        wait_for(lambda: show(second["id"], workspace)["queue_reason"]
+                 == "needs 5.0 GB, GPU 0 has 0.0 GB unpromised", what="the second run to wait on the first's promise")
         (run_dir / "report").touch()
         done = wait_for(lambda: (s := show(second["id"], workspace))["status"] == "exited" and s, timeout=60,
                         what="the second run admitted beside the first")

@@ -10,6 +10,7 @@ from urbanrun.engine.cli.output import emit
 from urbanrun.engine.core.errors import CommandFailed, UserError
 from urbanrun.engine.core.text import last_frame
 from urbanrun.engine.core.files import path_stat, regular_file
+from urbanrun.engine.runs import stop_request
 from urbanrun.engine.runs.store import RunRecord, RunStore, status_text
 from urbanrun.engine.runs.supervisor import Supervisor
 from urbanrun.engine.metrics.follower import FileFollower, last_lines
@@ -144,6 +145,8 @@ def cmd_kill(args, config, store: RunStore, sup: Supervisor) -> int:
               f"{exit_text(record)}) in {took:.1f}s; no process of the run is left.")
     else:
         print(f"killed {run_id} ({exit_text(record)}) in {took:.1f}s; no process of the run is left.")
+        if not args.force and (note := stop_request.outcome(store.run_dir(run_id))):
+            print(f"note: {note}")
     return 0
 
 

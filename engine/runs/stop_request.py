@@ -44,6 +44,17 @@ def served(run_dir: str | os.PathLike) -> dict | None:
     return _read(Path(run_dir) / STOP_SERVED)
 
 
+def outcome(run_dir: str | os.PathLike) -> str | None:
+    """A sentence for a kill's report when its graceful stop did not happen as asked, else None."""
+    if not (Path(run_dir) / STOP_REQUEST).exists():
+        return None
+    answer = served(run_dir)
+    if answer is None:
+        return ("its babysitter did not answer the stop request (gone, or the run had ended), "
+                "so no graceful stop was sent.")
+    return f"its babysitter's graceful stop failed: {answer['error']}." if answer.get("error") else None
+
+
 def serve(run_dir: str | os.PathLike, child_pid: int, stop: Callable[[], None]) -> bool:
     """The babysitter's side, called while its child runs: if a stop is asked and not yet answered,
     call `stop` (the platform's stop of the child) and write the answer. True if it served one now."""

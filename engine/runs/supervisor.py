@@ -430,7 +430,7 @@ class Supervisor:
         return True
 
     def _escalate(self, record: RunRecord, now: float) -> None:
-        """During the grace: SIGTERM to processes that joined the run since the kill began (a kill
+        """During the grace: the graceful stop to processes that joined the run since the kill began (a kill
         right after launch, a late fork). After it: the hard kill to every member, on every call, until
         none is left, whether or not the main process has already exited."""
         members = self.members(record)
