@@ -37,12 +37,14 @@ from .log_pane import LogPane
 from .loss_pane import LossPane
 from .quiet import QuietStatic
 from .messages import CommandDone, Polled, SummaryDrafted
+from .run_summary import RunSummary
 from .runs_table import RunsTable
 from .scratchpad_pane import ScratchpadPane
 from .top_bar import top_bar_text
 
 POLL_SECONDS = 0.5
 PLOT_SECONDS = 1.0
+SUMMARY_SECONDS = 1.0  # a live run's summary (its ETA, its time) is recomputed at most this often
 
 
 class UrbanrunApp(App):
@@ -115,6 +117,9 @@ class UrbanrunApp(App):
         self._after_poll: list = []  # UI work that needs the state, deferred while a poll holds it
         self._plot_forced = False
         self._follow_wanted: str | None = None
+        self._summary_wanted: str | None = None  # the selected run, whose summary the poll worker computes
+        self._summary_basis: tuple | None = None  # (run id, active, monotonic time) of the last one: poll worker only
+        self._summary: dict | None = None
         self._last_plot = 0.0
         self._plot_dirty = True
         self.quit_message = ""
@@ -128,6 +133,7 @@ class UrbanrunApp(App):
         with TabbedContent(initial="main", id="tabs"):
             with TabPane("Runs", id="main"):
                 yield RunsTable(id="runs")  # full width: every column, the diagnosis included
+                yield RunSummary(id="run-summary")  # the selected run, as `urbanrun status` says it
                 with Horizontal(id="lower"):
                     yield LossPane(id="loss")
                     with Vertical(id="right"):
@@ -176,7 +182,26 @@ class UrbanrunApp(App):
             events = self.source.poll()
         except Exception as exc:  # a source failure must not kill the UI: show it and keep polling
             events = [Notice(ts=time.time(), level="error", text=f"polling failed: {exc}")]
-        self.post_message(Polled(events))  # a message, not call_from_thread: dropped if the app is gone
+        summary = self._summary_of(self._summary_wanted, events)
+        self.post_message(Polled(events, summary))  # a message, not call_from_thread: dropped if the app is gone
+
+    def _summary_of(self, run_id: str | None, events: list[Event]) -> dict | None:
+        """In the poll worker: the selected run's summary by the engine's one function (the source's
+        `summary`), when it may have changed: another run, events of it, a live run's clock. None:
+        keep the one shown."""
+        if not run_id or not hasattr(self.source, "summary"):
+            return None
+        wall = time.monotonic()
+        basis = self._summary_basis
+        touched = any(getattr(e, "run_id", None) == run_id for e in events)
+        if basis and basis[0] == run_id and not touched and not (basis[1] and wall - basis[2] >= SUMMARY_SECONDS):
+            return None
+        try:
+            summary = self.source.summary(run_id)
+        except Exception as exc:  # an unreadable record: said in the pane, the poll goes on
+            summary = {"id": run_id, "error": str(exc), "active": False}
+        self._summary_basis = (run_id, bool(summary.get("active")), wall)
+        return summary
 
     @property
     def _winding_down(self) -> bool:
@@ -189,6 +214,8 @@ class UrbanrunApp(App):
             if self.is_running:
                 super().exit(*self._exit_args, **self._exit_kwargs)
             return
+        if message.summary is not None:
+            self._summary = message.summary
         self._show_events(message.events)
         deferred, self._after_poll = self._after_poll, []
         for action in deferred:
@@ -247,6 +274,9 @@ class UrbanrunApp(App):
         selected = table.selected
         if selected and not self.read_only:
             self._follow_wanted = selected  # a finished run's files are read when it is selected
+        self._summary_wanted = selected
+        run_summary = self.query_one(RunSummary)
+        feed(run_summary, lambda: run_summary.show(selected, self._summary))
         run = self.state.runs.get(selected) if selected else None
         log = self.query_one(LogPane)
         feed(log, lambda: log.show(run))

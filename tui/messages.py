@@ -9,9 +9,10 @@ from textual.message import Message
 class Polled(Message):
     """One poll's events, already reduced into the source's state by the poll."""
 
-    def __init__(self, events: list) -> None:
+    def __init__(self, events: list, summary: dict | None = None) -> None:
         super().__init__()
         self.events = events
+        self.summary = summary  # the selected run's summary, when the poll worker computed it anew
 
 
 class CommandDone(Message):

@@ -140,12 +140,14 @@ class Engine:
 
     def summary(self, run_id: str) -> dict:
         """The run's summary (engine/session/summary.py) from this engine's state of it: the same
-        figures, verdict and next actions `urbanrun status` prints."""
+        figures, verdict and next actions `urbanrun status` prints. Its diagnoses are those this
+        engine's live doctor found and stored (not diagnosed again, nothing written)."""
         from urbanrun.engine.session.summary import run_summary
 
         with self._lock:
             record = self._records.get(run_id) or self.store.load(run_id)
-            return run_summary(self.store, record, self.config, self.clock(), self.state.runs.get(run_id), save=False)
+            return run_summary(self.store, record, self.config, self.clock(), self.state.runs.get(run_id), save=False,
+                               diagnose=False)
 
     def follow(self, run_id: str) -> None:
         """Read a run's files (also a finished run's: the view asked for its log and metrics)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Callable
 
 from urbanrun.engine.core.errors import UserError
@@ -59,6 +60,19 @@ class ReplaySource:
             self._paused_total += now - self._paused_at
             self._paused_at = None
         return self.paused
+
+    def summary(self, run_id: str) -> dict:
+        """A run's summary (engine/session/summary.py) as the recording has it so far, at the
+        recording's own clock; its diagnoses are the recorded ones."""
+        from urbanrun.engine.runs.store import RunRecord, RunStore
+        from urbanrun.engine.session.summary import run_summary
+
+        with self.state.guard:
+            run = self.state.runs[run_id]
+            record = RunRecord.from_dict(run.record)
+            record.diagnoses = run.diagnoses or record.diagnoses  # the latest recorded diagnosis event's
+            store = RunStore(Path(self.path).resolve().parent.parent)  # runs/sessions/X.jsonl: its runs folder
+            return run_summary(store, record, None, self.state.last_ts, run, save=False, diagnose=False)
 
     def poll(self, now: float | None = None) -> list[Event]:
         with self.state.guard:
