@@ -275,3 +275,100 @@ async def test_small_sizes_keep_the_diagnosis_the_wrap_and_the_following(workspa
         await pilot.press("z")  # the log takes the full width
         await pilot.pause(0.2)
         assert not app.query_one(LossPane).display and log.size.width > 70
+
+
+async def test_relaunch_is_offered_only_where_a_remedy_applies(workspace):
+    engine, app = app_on(workspace, FAILING)
+    async with app.run_test(size=(160, 45)) as pilot:
+        fixable = engine.launch("fake_oom", values={"batch_size": 4})  # has a batch size to halve
+        plain = engine.launch("exit_after", values={"code": 1, "seconds": 0.1})  # no parameter a remedy changes
+        table = app.query_one(RunsTable)
+        await wait_until(pilot, lambda: table.row_count == 2 and all(
+            app.state.runs[r.id].status in ("exited", "failed") for r in (fixable, plain)))
+
+        def offered():
+            binding = app.screen.active_bindings.get("R")
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            return binding is not None and binding.enabled, any(t.startswith("Relaunch with remedy") for t in titles)
+
+        table.move_cursor(row=list(table.rows).index(plain.id))
+        await pilot.pause(0.3)
+        assert offered() == (False, False)  # shown disabled, not in the palette
+        await pilot.press("R")  # pressed anyway: says why, opens nothing
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, RemedyScreen)
+        assert any(plain.id in n.message and "no relaunch remedy" in n.message for n in app._notifications)
+        table.move_cursor(row=list(table.rows).index(fixable.id))  # the selection changes: R comes back
+        await pilot.pause(0.3)
+        assert offered() == (True, True)
+        await pilot.press("R")
+        await wait_until(pilot, lambda: isinstance(app.screen, RemedyScreen))
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        edge = engine.launch("edge_float", values={})  # diagnosed: fixed in the code, not by a relaunch
+        await wait_until(pilot, lambda: app.state.runs.get(edge.id) is not None and app.state.runs[edge.id].diagnoses)
+        await pilot.press("d")
+        await pilot.pause(0.3)
+        assert app.query_one(DiagnosesPane).selected == edge.id and offered() == (False, False)
+    engine.close()
+
+
+async def test_escape_leaves_every_text_field_for_the_runs_table(workspace):
+    engine, app = app_on(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.3)
+        table = app.query_one(RunsTable)
+        await pilot.press("s", "h", "i", "escape")  # the scratchpad editor
+        await pilot.pause(0.2)
+        assert app.query_one("#tabs").active == "main" and app.focused is table
+        assert "hi" in app.query_one("#pad-editor", TextArea).text  # nothing typed is lost
+        await pilot.press("slash", "x", "escape")  # the log search
+        await pilot.pause(0.2)
+        assert app.focused is table and not app.query_one("#search").display
+        await pilot.press("F", "l", "o", "escape")  # the curves filter
+        await pilot.pause(0.2)
+        assert app.screen is app.screen_stack[0] and app.focused is table
+        await pilot.press("l")  # the launch form: esc in a field closes the form
+        await wait_until(pilot, lambda: isinstance(app.screen, LaunchForm))
+        app.screen.query_one("#f-epochs").focus()
+        await pilot.press("3", "escape")
+        await pilot.pause(0.3)
+        assert app.screen is app.screen_stack[0] and app.focused is table and not engine.state.runs
+        await pilot.press("i", "x", "escape")  # the import prompt
+        await pilot.pause(0.2)
+        assert app.screen is app.screen_stack[0] and app.focused is table
+    engine.close()
+
+
+async def test_left_right_move_the_curve_cursor_from_the_runs_table_not_in_text(workspace):
+    engine, app = app_on(workspace)
+    async with app.run_test(size=(160, 45)) as pilot:
+        run = engine.launch("cones", values={"epochs": 2, "cones": 8})
+        loss = app.query_one(LossPane)
+        await wait_until(pilot, lambda: app.state.runs.get(run.id) is not None
+                         and app.state.runs[run.id].status == "exited", seconds=120)
+        app.redraw(force_plot=True)
+        await pilot.pause(0.5)
+        table = app.query_one(RunsTable)
+        assert app.focused is table and loss.cursor is None
+        await pilot.press("left")  # no tab to the plot: the cursor shows at the last step
+        await pilot.pause(0.2)
+        last = loss.cursor
+        assert last is not None and any("step" in str(line) for line in loss.footer)
+        await pilot.press("left")
+        await pilot.pause(0.2)
+        assert loss.cursor < last
+        await pilot.press("right")
+        await pilot.pause(0.2)
+        assert loss.cursor == last
+        await pilot.press("escape")  # hides it, as on the plot
+        await pilot.pause(0.2)
+        assert loss.cursor is None and app.focused is table
+        await pilot.press("slash", "a", "b", "left", "left", "c")  # in the search box ←/→ move the caret
+        await pilot.pause(0.2)
+        assert app.query_one("#search").value == "cab" and loss.cursor is None
+        await pilot.press("escape")
+        await pilot.press("s", "x", "y", "left", "z")  # and in the scratchpad editor
+        await pilot.pause(0.2)
+        assert "xzy" in app.query_one("#pad-editor", TextArea).text and loss.cursor is None
+    engine.close()

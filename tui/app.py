@@ -21,6 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane, Tabs, TextArea
 
 from urbanrun.engine import platform
+from urbanrun.engine.core.config import Notify
 from urbanrun.engine.core.events import Event, MetricPoints, Notice, RunChanged
 from urbanrun.engine.notes import scratchpad
 from urbanrun.engine.core.state import State
@@ -37,6 +38,7 @@ from .log_pane import LogPane
 from .loss_pane import LossPane
 from .quiet import QuietStatic
 from .messages import CommandDone, Polled, SummaryDrafted
+from .notify import notifications, terminal_sequence
 from .run_summary import RunSummary
 from .runs_table import RunsTable
 from .scratchpad_pane import ScratchpadPane
@@ -94,6 +96,16 @@ class UrbanrunApp(App):
         # ↑/↓ move the runs table's selection wherever the focus is on the runs view (not in a text field)
         Binding("up", "runs_cursor(-1)", "previous run", show=False, priority=True),
         Binding("down", "runs_cursor(1)", "next run", show=False, priority=True),
+        # ←/→ move the curves' cursor while the runs table (it scrolls only up and down) or the plot
+        # has the focus; in a text field, the log or the tab bar they keep their own job
+        Binding("left", "curve_cursor(-1)", "cursor ←", show=False, priority=True,
+                tooltip="curves: the cursor one step left (runs table or plot focused): every shown run's value there"),
+        Binding("right", "curve_cursor(1)", "cursor →", show=False, priority=True,
+                tooltip="curves: the cursor one step right (esc hides it)"),
+        Binding("shift+left", "curve_cursor(-10)", "cursor ← ×10", show=False, priority=True,
+                tooltip="curves: the cursor ten columns left"),
+        Binding("shift+right", "curve_cursor(10)", "cursor → ×10", show=False, priority=True,
+                tooltip="curves: the cursor ten columns right"),
     ]
     LETTER_ACTIONS = focus.letter_actions(BINDINGS)
 
@@ -126,6 +138,9 @@ class UrbanrunApp(App):
         self.errors = ErrorReport(source)
         self._palette_action = False
         self.status_note: str | None = None  # kept in the log's status bar until the user acts
+        self.notify_settings = getattr(self.config, "notify", None) or Notify()
+        self._told = None  # what the notifications told about each run (None: not looked yet)
+        self._relaunch_offered = False  # a remedy applies to the run R would relaunch (see check_action)
 
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -217,6 +232,7 @@ class UrbanrunApp(App):
         if message.summary is not None:
             self._summary = message.summary
         self._show_events(message.events)
+        self.with_state(self._notify_news)
         deferred, self._after_poll = self._after_poll, []
         for action in deferred:
             self.with_state(action)
@@ -230,6 +246,23 @@ class UrbanrunApp(App):
             if isinstance(e, Notice) and e.level in ("warning", "error"):
                 self.notify(e.text, severity="error" if e.level == "error" else "warning", timeout=8)
         self.redraw(force_plot=self._plot_forced)
+
+    def _notify_news(self) -> None:
+        """A toast for each run that ended, failed or got a new kind of diagnosis since the last
+        poll; while the terminal is not focused, also a terminal notification and the bell."""
+        settings = self.notify_settings
+        self._told, notes = notifications(self._told, self.state.runs, settings.on)
+        for note in notes:
+            if settings.toast:
+                self.notify(note.body, title=note.title, severity=note.severity,
+                            timeout=15 if note.severity == "error" else 8)
+            if not self.app_focus:
+                self.write_terminal(terminal_sequence(note, settings))
+
+    def write_terminal(self, text: str) -> None:
+        """Raw bytes for the terminal, through the driver (its writer keeps them whole, between frames)."""
+        if text and self._driver is not None:
+            self._driver.write(text)
 
     def with_state(self, action) -> None:
         """Run `action` (UI work that reads the state) now if no poll holds the state, else right
@@ -301,6 +334,7 @@ class UrbanrunApp(App):
             ids += [r for r in sorted(table.marked) if r != selected]
             loss = self.query_one(LossPane)
             feed(loss, lambda: loss.draw(self.state, ids))
+        self._update_relaunch_offer()
 
     def _log_status(self, run) -> None:
         log = self.query_one(LogPane)
@@ -327,6 +361,10 @@ class UrbanrunApp(App):
             self.query_one(LossPane).metric = None
             self.redraw()
 
+    def on_option_list_option_highlighted(self, event) -> None:
+        if event.option_list.id == "diag-list":  # another diagnosis shown: R may apply, or not
+            self.with_state(self._update_relaunch_offer)
+
     def on_tabbed_content_tab_activated(self, event) -> None:
         self.redraw()
         target = focus.main_widget(self.screen, event.pane.id)
@@ -338,11 +376,29 @@ class UrbanrunApp(App):
         """App keys that type a character act only when the focus takes no text (see focus.py)."""
         if self._palette_action:
             return True
-        if action in self.LETTER_ACTIONS:
-            return focus.keys_allowed(self.focused)
+        if action in self.LETTER_ACTIONS and not focus.keys_allowed(self.focused):
+            return False
+        if action == "relaunch":  # shown disabled where no remedy applies (R then says why: on_key)
+            return True if self._relaunch_offered else None
         if action == "runs_cursor":
             return self._runs_cursor_target() is not None
+        if action == "curve_cursor":
+            return self._curve_cursor_target() is not None
         return True
+
+    def _curve_cursor_target(self) -> LossPane | None:
+        """The plot, when ←/→ should move its cursor: the runs view is shown with the plot (not the
+        zoomed log), and the focus is on the runs table or the plot."""
+        if self.screen is not self.screen_stack[0] or self.query_one(TabbedContent).active != "main":
+            return None
+        if self.query_one("#lower").has_class("-log-zoom") or not isinstance(self.focused, (RunsTable, LossPane)):
+            return None
+        return self.query_one(LossPane)
+
+    def action_curve_cursor(self, columns: int) -> None:
+        pane = self._curve_cursor_target()
+        if pane is not None:
+            pane.action_cursor(columns)
 
     def _runs_cursor_target(self) -> RunsTable | None:
         """The runs table, when ↑/↓ should move it: the runs view is shown, the focus is not in it
@@ -360,13 +416,16 @@ class UrbanrunApp(App):
             table.action_cursor_down() if step > 0 else table.action_cursor_up()
 
     def leave_text_field(self) -> None:
-        """Escape in a text field: back to the tab's main widget (the search box also closes)."""
+        """Escape in a text field: back to the tab's main widget (the search box also closes); from
+        the scratchpad editor, the tab's main widget itself, back to the runs table."""
         search = self.query_one("#search", Input)
         if self.focused is search:
             search.display = False
-        target = focus.main_widget(self.screen, self.query_one(TabbedContent).active)
-        if target is None or target is self.focused:  # the scratchpad editor: to the tab bar (r, g, d work)
-            target = self.query_one(TabbedContent).query_one(Tabs)
+        tabs = self.query_one(TabbedContent)
+        target = focus.main_widget(self.screen, tabs.active)
+        if target is None or target is self.focused:
+            tabs.active = "main"  # its tab-activated handler focuses the runs table
+            target = self.query_one(RunsTable)
         target.focus()
 
     # -- headless replay ---------------------------------------------------------------------------
@@ -460,10 +519,21 @@ class UrbanrunApp(App):
         except Exception as exc:
             self.post_message(CommandDone(str(exc), "error"))
 
-    def action_relaunch(self) -> None:
-        # the run whose diagnosis is shown on the Diagnoses tab, else the runs table's selection
+    def _relaunch_target(self) -> str | None:
+        """The run whose diagnosis is shown on the Diagnoses tab, else the runs table's selection."""
         on_diagnoses = self.query_one(TabbedContent).active == "diag"
-        run_id = self.query_one(DiagnosesPane).selected if on_diagnoses else self._selected()
+        return self.query_one(DiagnosesPane).selected if on_diagnoses else self._selected()
+
+    def _update_relaunch_offer(self) -> None:
+        """Whether R applies (read under the state; check_action only reads the answer)."""
+        run = self.state.runs.get(self._relaunch_target() or "")
+        offered = run is not None and not self.read_only and bool(self._remedies(run)[0])
+        if offered != self._relaunch_offered:
+            self._relaunch_offered = offered
+            self.refresh_bindings()
+
+    def action_relaunch(self) -> None:
+        run_id = self._relaunch_target()
         if run_id and self._writable():
             self.with_state(lambda: self._offer_remedies(run_id))
         elif not run_id:
@@ -685,7 +755,8 @@ class UrbanrunApp(App):
         self.post_message(CommandDone("", then_exit=True))
 
     def get_system_commands(self, screen):
-        ours = [b for b in self.BINDINGS if not b.priority]  # not ↑/↓
+        # not ↑/↓, nor what does not apply now (R where no remedy applies)
+        ours = [b for b in self.BINDINGS if not b.priority and (b.action != "relaunch" or self._relaunch_offered)]
         titles = {b.description.capitalize() for b in ours}
         for command in super().get_system_commands(screen):
             if command.title not in titles:  # ours does the same, and more (quit drafts the summary)
@@ -705,6 +776,11 @@ class UrbanrunApp(App):
     def on_key(self, event) -> None:
         if event.key == "escape" and self.status_note:
             self.note(None)
+        if event.key == "escape" and isinstance(self.focused, RunsTable) and self._curve_cursor_target():
+            self.query_one(LossPane).action_cursor_off()  # the cursor ←/→ showed goes, as on the plot
+        if event.key == "R" and not self._relaunch_offered and focus.keys_allowed(self.focused) \
+                and self.screen is self.screen_stack[0]:
+            self.action_relaunch()  # R is disabled here: say why (no run, no remedy for its cause, a replay)
         if event.key == "escape" and isinstance(self.focused, (Input, TextArea)) and self.screen is self.screen_stack[0]:
             self.leave_text_field()
 

@@ -55,8 +55,7 @@ class DiagnosesPane(Horizontal):
         self._show_detail()
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        event.stop()
-        self._show_detail()
+        self._show_detail()  # the event goes on to the app: whether R applies to this run
 
     def _show_detail(self) -> None:
         state = self._state

@@ -20,7 +20,7 @@ def sections(app_bindings) -> list[tuple[str, list]]:
     return [
         ("Runs view, GPU, scratchpad, diagnoses (while the focus is not in a text field)", app_bindings),
         ("Runs table", RunsTable.BINDINGS),
-        ("Curves (tab to the plot)", LossPane.BINDINGS),
+        ("Curves (tab to the plot; ←/→ work from the runs table too)", LossPane.BINDINGS),
         ("GPU view", GpuView.BINDINGS),
         ("Launch form", LaunchForm.BINDINGS + launch_keys()),
         ("Stop a run", ConfirmKill.BINDINGS),

@@ -1,8 +1,8 @@
 """Curves like TensorBoard's, in the terminal (plotext through textual-plotext).
 
 The selected run and the marked ones overlaid; train/val pairs (`train_loss`/`val_loss`) on one
-plot; one plot (m/M picks it) or a grid of every metric, filtered by name; a cursor (←/→ when the
-plot has focus) that reads every shown curve's value at a step; TensorBoard's debiased EMA taken
+plot; one plot (m/M picks it) or a grid of every metric, filtered by name; a cursor (←/→ with the
+runs table or the plot focused) that reads every shown curve's value at a step; TensorBoard's debiased EMA taken
 over the whole series (`Series.smoothed`), so its strength never depends on the terminal's width;
 log-y; x by step or wall time; a y range per curve that ignores outliers. Curves are plotted from
 downsampled series, never from every raw point. Legend and readout are our own lines under the
@@ -57,11 +57,7 @@ def _num(v: float) -> str:
 class LossPane(PlotextPlot):
     can_focus = True
     BINDINGS = [
-        Binding("left", "cursor(-1)", "cursor ←", show=False,
-                tooltip="cursor one column left: every shown curve's value at that step, under the plot"),
-        Binding("right", "cursor(1)", "cursor →", show=False, tooltip="cursor one column right"),
-        Binding("shift+left", "cursor(-10)", "cursor ← ×10", show=False, tooltip="cursor ten columns left"),
-        Binding("shift+right", "cursor(10)", "cursor → ×10", show=False, tooltip="cursor ten columns right"),
+        # ←/→ are the app's (they move this cursor from the runs table too); these need the plot focused
         Binding("home", "cursor_edge(-1)", "cursor to start", show=False, tooltip="cursor to the first step"),
         Binding("end", "cursor_edge(1)", "cursor to end", show=False, tooltip="cursor to the last step"),
         Binding("escape", "cursor_off", "hide cursor", show=False, tooltip="hide the cursor"),

@@ -19,6 +19,7 @@ from urbanrun.engine.diagnosis.run_doctor import LIVE_SECONDS, has_new_non_finit
 from urbanrun.engine.metrics.run_files import RunSources
 from urbanrun.engine.runs.store import RunRecord, RunStore, iso
 from urbanrun.engine.session.summary import idle_seconds, run_summary
+from urbanrun.engine.session.transitions import Told, transition
 
 WATCH_INTERVAL = 1.0
 DIAGNOSE_EVERY = 3.0  # seconds between two diagnoses of a run whose files grow (NaN: at once)
@@ -175,7 +176,7 @@ class EventStream:
         self.store, self.sup, self.config, self.only = store, sup, config, only
         self.watches: dict[str, RunWatch] = {}
         self.seen: set[str] = set()
-        self.kinds: dict[str, set[str]] = {}
+        self.told: dict[str, Told] = {}
         self.last_progress: dict[str, tuple[float, dict]] = {}
         self.next_scan = 0.0
 
@@ -239,17 +240,16 @@ class EventStream:
         current = {"progress": {k: v for k, v in summary["progress"].items()
                                 if k not in ("eta_seconds", "elapsed_seconds", "steps_per_second")},
                    "metric": summary["metric"]}
-        ended = not summary["active"]
+        told, news = transition(self.told.get(run_id, Told()), summary["active"], summary["diagnoses"])
+        self.told[run_id] = told
+        ended = news.ended
         if current != sent and (force_progress or ended or now - sent_at >= PROGRESS_EVERY):
             self.last_progress[run_id] = (now, current)
             out.append({"event": "progress", "run": run_id, "ts": iso(now), "progress": summary["progress"],
                         "metric": summary["metric"]})
-        known = self.kinds.setdefault(run_id, set())
-        for d in summary["diagnoses"]:
-            if d.get("kind") not in known:
-                known.add(d.get("kind"))
-                out.append({"event": "diagnosis", "run": run_id, "ts": iso(now), "diagnosis": d,
-                            "verdict": summary["verdict"], "next_actions": summary.get("next_actions", [])})
+        for d in news.diagnoses:
+            out.append({"event": "diagnosis", "run": run_id, "ts": iso(now), "diagnosis": d,
+                        "verdict": summary["verdict"], "next_actions": summary.get("next_actions", [])})
         if ended:
             out.append({"event": "ended", "run": run_id, "ts": summary["ended"] or iso(now),
                         "status": summary["status"], "exit_code": summary["exit_code"], "signal": summary["signal"],

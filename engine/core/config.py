@@ -81,6 +81,20 @@ class Recipe:
         return Path(os.path.expanduser(expand(self.cwd, context, where=f"recipes.{self.name}.cwd"))).absolute()
 
 
+NOTIFY_ABOUT = ("ended", "failed", "diagnosis")
+TERMINAL_NOTIFICATIONS = ("auto", "osc777", "osc9", "off")
+
+
+@dataclass(frozen=True)
+class Notify:
+    """[notify]: a toast in the app, and while the terminal is not focused a terminal notification
+    (OSC 777 / OSC 9) and the bell, about the events named in `on`."""
+    toast: bool = True
+    terminal: str = "auto"
+    bell: bool = True
+    on: tuple = NOTIFY_ABOUT
+
+
 @dataclass
 class Config:
     path: Path
@@ -91,6 +105,7 @@ class Config:
     runs_dir: Path | None = None
     kill_grace: float = 10.0
     backends: dict = field(default_factory=dict)  # [backends.slurm], [backends.torchrun]
+    notify: Notify = field(default_factory=Notify)
     packaged: bool = False  # the default shipped inside the install: read-only, never edited in place
 
     @property
@@ -257,7 +272,7 @@ def _build(path: Path, text: str, data: dict) -> Config:
     if unknown:
         raise fail("backends", None, f"has unknown backend(s) {', '.join(sorted(unknown))}; known: {', '.join(BACKENDS)}")
     config = Config(path=path, text=text, data=data, recipes=recipes, paths=dict(paths), kill_grace=float(grace),
-                    backends=backends)
+                    backends=backends, notify=_notify_table(fail, data.get("notify", {})))
     config.packaged = path is DEFAULT_CONFIG
     runs = Path(os.path.expanduser(runs_dir))
     # relative to the config's folder, except for the packaged default (its folder is the install,
@@ -371,3 +386,23 @@ def _observe_table(fail, where: str, table) -> dict:
         raise fail(where, sorted(unknown)[0], "is not a setting of observe (known: margin, areas, data_dirs)")
     return {k: v for k, v in (("margin", margin), ("areas", areas), ("data_dirs", dirs)) if v is not None}
 
+
+
+def _notify_table(fail, table) -> Notify:
+    """[notify]: toast and bell true/false, terminal one of TERMINAL_NOTIFICATIONS, on a list of
+    NOTIFY_ABOUT."""
+    if not isinstance(table, dict):
+        raise fail("notify", None, 'must be a table like { toast = true, terminal = "auto", bell = true }')
+    unknown = set(table) - {"toast", "terminal", "bell", "on"}
+    if unknown:
+        raise fail("notify", sorted(unknown)[0], "is not a setting of notify (known: toast, terminal, bell, on)")
+    for key in ("toast", "bell"):
+        if not isinstance(table.get(key, True), bool):
+            raise fail("notify", key, "must be true or false")
+    terminal = table.get("terminal", "auto")
+    if terminal not in TERMINAL_NOTIFICATIONS:
+        raise fail("notify", "terminal", f"must be one of {', '.join(repr(t) for t in TERMINAL_NOTIFICATIONS)}")
+    on = table.get("on", list(NOTIFY_ABOUT))
+    if not isinstance(on, list) or not all(isinstance(v, str) and v in NOTIFY_ABOUT for v in on):
+        raise fail("notify", "on", f"must be a list of {', '.join(repr(v) for v in NOTIFY_ABOUT)} (or [] for none)")
+    return Notify(toast=table.get("toast", True), terminal=terminal, bell=table.get("bell", True), on=tuple(on))

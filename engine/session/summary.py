@@ -22,6 +22,7 @@ from urbanrun.engine.diagnosis.rules import Diagnosis, headline
 from urbanrun.engine.diagnosis.run_doctor import live_diagnoses, merged
 from urbanrun.engine.metrics.run_files import read_run
 from urbanrun.engine.runs.store import METRICS_FILE, RunRecord, RunStore, iso
+from urbanrun.engine.session.transitions import failed
 
 RATE_POINTS = 200  # the recent intervals the rate is smoothed over
 RATE_SMOOTHING = 0.7  # EMA weight on seconds per step (debiased, as TensorBoard; tqdm smooths as much)
@@ -131,8 +132,7 @@ def verdict(record: RunRecord, diagnoses: list[dict]) -> str:
     sick = any(d.get("severity") in ("error", "warning") for d in diagnoses)
     if record.active:
         return "running-sick" if sick else "running-healthy"
-    failed = record.status not in ("exited", "imported") or any(d.get("severity") == "error" for d in diagnoses)
-    return "ended-failed" if failed else "ended-ok"
+    return "ended-failed" if failed(record.status, diagnoses) else "ended-ok"
 
 
 def stored_figures(figures: dict) -> dict:
