@@ -659,7 +659,8 @@ class UrbanrunApp(App):
     def action_wrap_log(self) -> None:
         log = self.query_one(LogPane)
         log.set_wrap(not log.wrap)
-        self.notify("log lines wrap" if log.wrap else "log lines are cut at the edge (scroll right to read)", timeout=2)
+        self.notify("log lines wrap" if log.wrap else "log lines are cut at the edge (tab to the log, then → reads on)",
+                    timeout=3)
 
     def action_zoom_log(self) -> None:
         self.query_one("#lower").toggle_class("-log-zoom")  # the loss pane hides; the log takes the width

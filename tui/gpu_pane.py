@@ -72,11 +72,20 @@ class GpuSummary(QuietStatic):
         self._show(lines)
 
     def _show(self, text: Text) -> None:
-        """One line a GPU (cut with … when narrow) and a height set from the line count: an auto
-        height was sometimes left from the previous text after one big update (a replay's)."""
-        text.no_wrap, text.overflow = True, "ellipsis"
-        self.styles.height = min(10, len(text.plain.rstrip("\n").split("\n"))) + 1  # + the border line
+        """A height set from the lines the text takes at this width (an auto height was sometimes
+        left from the previous text after one big update, a replay's): at 80 columns a no-GPU
+        reason wraps, and a height by its line count alone cut it mid-sentence."""
+        width = self.content_region.width
+        if width > 0:
+            lines = len(Text(text.plain.rstrip("\n")).wrap(self.app.console, width))
+        else:
+            lines = len(text.plain.rstrip("\n").split("\n"))
+        self.styles.height = min(10, lines) + 1  # + the border line
         self.update(text)
+
+    def on_resize(self) -> None:
+        if isinstance(self.content, Text):  # the text wraps differently at the new width
+            self._show(self.content)
 
 
 HISTORY_SECONDS = 600  # the charts show the last 10 minutes (the state keeps the whole session)

@@ -181,7 +181,7 @@ class LossPane(PlotextPlot):
                 plt.plot(x.tolist(), y.tolist(), color=curve.colour, marker="braille")
             if span and all(math.isfinite(v) for v in span):
                 spans.append(span)
-        plt.title(key if self._panels and len(self._panels) > 1 else self._title(key))
+        plt.title(key if self._panels and len(self._panels) > 1 else self._title(key, width))
         plt.xlabel("minutes" if self.axis == "time" else "step")
         if spans:  # every curve's bulk stays in view; only its own outliers may leave it
             lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
@@ -198,14 +198,19 @@ class LossPane(PlotextPlot):
             plt.vline(self.cursor, "white")
         return drawn
 
-    def _title(self, key: str) -> str:
-        bits = [key, f"smoothing {self.smoothing:g}"]
-        if self.log_y:
-            bits.append("log y")
-        bits.append(f"x: {self.axis}")
-        if self.filter:
-            bits.append(f"filter '{self.filter}'")
-        return " · ".join(bits)
+    def _title(self, key: str, width: int = 1000) -> str:
+        """The plot's title, shortened to fit: plotext drops a title wider than the plot, and with
+        it the only sign of the filter, log y and the smoothing (seen at 80 columns)."""
+        long = [key, f"smoothing {self.smoothing:g}", "log y" if self.log_y else "", f"x: {self.axis}",
+                f"filter '{self.filter}'" if self.filter else ""]
+        short = [key, f"ema {self.smoothing:g}", "log y" if self.log_y else "",
+                 "x: time" if self.axis == "time" else "", f"'{self.filter}'" if self.filter else ""]
+        room = max(8, width - 8)
+        for bits in (long, short):
+            title = " · ".join(b for b in bits if b)
+            if len(title) <= room:
+                return title
+        return title[:room - 1] + "…"
 
     def _why_empty(self, state: State, run_ids: list[str]) -> str:
         if not run_ids:

@@ -74,6 +74,9 @@ def _ended_note(run_id: str, record: dict, new: tuple, diagnoses: list) -> Note:
         how = status
     worst = sorted(new or diagnoses, key=lambda d: {"error": 0, "warning": 1}.get(d.get("severity"), 2))
     body = how + (f": {worst[0].get('kind')}: {worst[0].get('summary')}" if worst else "")
+    best = record.get("loss_best")
+    if not bad and isinstance(best, (int, float)):  # how well it went, as the runs table says
+        body += f"; best {record.get('loss_name') or 'loss'} {best:.4g}"
     word = "ended" if not bad else "failed" if status == "exited" else status  # exited 0, but with an error
     title = f"{run_id} {word}"
     return Note("failed" if bad else "ended", run_id, title, body, "error" if bad else "information")
