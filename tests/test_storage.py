@@ -131,3 +131,19 @@ def test_a_session_recording_on_a_full_disk_stops_with_a_notice_and_no_event_los
     finally:
         engine.kill(record.id, force=True)
         engine.close()
+
+
+def test_a_disk_that_fills_between_the_run_folder_and_its_start_ends_launch_with_nothing_left(workspace, mount):
+    # room for the run folder and its first record, not for the record's update once the run
+    # started: launch stops the run (its babysitter included: it would retry its exit status on
+    # this disk forever while launch waited for it) and says so in one sentence
+    runs = mount(size="64k")
+    filler = fill(runs)
+    with open(filler, "r+b") as fh:
+        fh.truncate(os.path.getsize(filler) - 4096)  # one page free
+    proc = cli("launch", "long_sleep", "--runs-dir", str(runs), cwd=workspace, timeout=60)
+    assert proc.returncode == 1, proc
+    assert "No space left on device" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert os.listdir(runs) == []
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(runs) in " ".join(p.info["cmdline"] or [])]
+    assert leftovers == [], leftovers

@@ -201,8 +201,10 @@ class Supervisor:
         except OSError:
             # a run whose start cannot be recorded would run unseen: stop it before it does anything
             root = proctree.process_if_same(popen.pid, record.pid_create_time)
-            platform.kill_hard(proctree.tree_members(root, record.job_name) if root else [], record.job_name)
+            # the babysitter too: it would retry its exit status on this disk forever, and this wait with it
+            platform.kill_hard([root, *proctree.tree_members(root, record.job_name)] if root else [], record.job_name)
             popen.wait()
+            cgroup.remove(record.cgroup, record.id)
             record.pid = record.pid_create_time = None  # nothing of it runs: launch removes its folder
             raise
         self._popens[record.id] = popen
