@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from urbanrun.engine.core.points import Points
+
 EVENT_TYPES: dict[str, type] = {}
 
 
@@ -48,11 +50,12 @@ class LogLines(Event):
 @register
 @dataclass(frozen=True)
 class MetricPoints(Event):
-    """Points from a metrics source: each a dict with step/epoch/time and metric values."""
+    """Points from a metrics source: each a dict with step/epoch/time and metric values (a tuple
+    of dicts, or Points: blocks of columns that the reducer takes whole)."""
 
     run_id: str = ""
     source: str = ""
-    points: tuple[dict, ...] = ()
+    points: tuple[dict, ...] | Points = ()
     format: str = "jsonl"  # jsonl | csv | tensorboard | wandb | log (log-line metrics yield to the others)
 
 
@@ -113,7 +116,14 @@ def encode(event: Event) -> str:
     data: dict[str, Any] = {"type": type(event).__name__}
     for f in fields(event):
         data[f.name] = getattr(event, f.name)
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=_plain)
+
+
+def _plain(value):
+    """Points (blocks of columns) are written as the list of dicts they stand for."""
+    if isinstance(value, Points):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def decode(line: str) -> Event:

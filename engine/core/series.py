@@ -13,6 +13,7 @@ Points are appended one by one (`append`) or in bulk from numpy arrays (`extend`
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -26,8 +27,9 @@ FIRST, LAST, LO, HI = 4, 8, 12, 16  # each starts a group of 4: index, step, tim
 # the smoothing weights a chart offers; for each, a bucket keeps its points' own EMA contribution
 # sum((1-w) * w**(n-1-k) * v_k), so the EMA across buckets is exact, not an estimate from the mean
 EMA_WEIGHTS = (0.3, 0.6, 0.8, 0.9, 0.95, 0.99)
-EMA_COL = {w: 20 + i for i, w in enumerate(EMA_WEIGHTS)}
-COLS = 20 + len(EMA_WEIGHTS)
+EMA_FIRST = 20
+EMA_COL = {w: EMA_FIRST + i for i, w in enumerate(EMA_WEIGHTS)}
+COLS = EMA_FIRST + len(EMA_WEIGHTS)
 
 
 def _summarise(x: np.ndarray, t: np.ndarray, v: np.ndarray, start: int) -> np.ndarray:
@@ -49,11 +51,24 @@ def _summarise(x: np.ndarray, t: np.ndarray, v: np.ndarray, start: int) -> np.nd
         out[:, col + 1] = x[r, pos]
         out[:, col + 2] = t[r, pos]
         out[:, col + 3] = v[r, pos]
+    if finite.all():  # the usual case: every row weighs its columns alike, one matrix product
+        out[:, EMA_FIRST:EMA_FIRST + len(EMA_WEIGHTS)] = v @ _ema_factors(width)
+        return out
     later = out[:, NFIN][:, None] - np.cumsum(finite, axis=1)  # finite points after each point
     clean = np.where(finite, v, 0.0)
     for w, col in EMA_COL.items():
         out[:, col] = ((1 - w) * np.power(w, later) * clean).sum(axis=1)
     return out
+
+
+@functools.lru_cache(maxsize=32)
+def _ema_factors(width: int) -> np.ndarray:
+    """(width, len(EMA_WEIGHTS)): what each of `width` finite points adds to its bucket's EMA
+    contribution, (1-w) * w**(points after it), for each weight."""
+    weights = np.array(EMA_WEIGHTS)
+    factors = (1 - weights) * np.power(weights, np.arange(width - 1, -1, -1, dtype=np.float64)[:, None])
+    factors.flags.writeable = False
+    return factors
 
 
 def _combine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

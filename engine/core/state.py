@@ -20,6 +20,7 @@ from operator import itemgetter
 import numpy as np
 
 from urbanrun.engine.core.events import Diagnosed, Event, GpuSample, GpuStatus, HostSample, LogLines, MetricPoints, Notice, Progress, RunChanged
+from urbanrun.engine.core.points import Block, Points, whole
 from urbanrun.engine.core.series import Series
 
 LOG_LINES_KEPT = 5_000
@@ -179,11 +180,15 @@ class State:
 
 
 def add_points(run: RunState, points, fmt: str = "jsonl", ts: float = 0.0) -> None:
-    """Metric points into a run's series (the reducer's step; also used by commands that read
-    files without an engine). A point's step is its step, else its epoch, else a running count;
-    log-line metrics yield to a structured source of the same name."""
-    if not _add_columns(run, points, fmt, ts):
-        _add_rows(run, points, fmt, ts)
+    """Metric points (dicts, or Points with blocks of columns) into a run's series (the reducer's
+    step; also used by commands that read files without an engine). A point's step is its step,
+    else its epoch, else a running count; log-line metrics yield to a structured source of the
+    same name."""
+    for part in points.parts if type(points) is Points else (points,):
+        if type(part) is Block:
+            _add_block(run, part, fmt, ts)
+        elif not _add_columns(run, part, fmt, ts):
+            _add_rows(run, part, fmt, ts)
 
 
 _NUMBERS = {int, float}
@@ -209,20 +214,36 @@ def _add_columns(run: RunState, points, fmt: str, ts: float) -> bool:
                 return False  # numbers mixed with other things (or a bool step): value by value
     except (KeyError, TypeError):
         return False
-    n = len(points)
     steps = columns.get("step") if "step" in names else columns.get("epoch")
+    epochs = columns.get("epoch")
+    top = whole(float(max(epochs))) if epochs else None
+    _extend(run, columns, steps, columns.get("time"), top, len(points), fmt, ts)
+    return True
+
+
+def _add_block(run: RunState, block: Block, fmt: str, ts: float) -> None:
+    """A block of columns (points with the same names, all numbers): as _add_columns takes them."""
+    columns = {name: block.values[:, i] for i, name in enumerate(block.names)}
+    steps = columns.get("step") if "step" in columns else columns.get("epoch")
+    epochs = columns.get("epoch")
+    top = whole(float(epochs.max())) if epochs is not None else None
+    _extend(run, columns, steps, columns.get("time"), top, len(block), fmt, ts)
+
+
+def _extend(run: RunState, columns: dict, steps, times, top_epoch, n: int, fmt: str, ts: float) -> None:
+    """n points' columns into the series: by their steps, else a running count; by their times,
+    else the event's."""
     if steps is None:  # no step (or no numeric one): a running count, as _add_rows counts
         steps = range(run.points_total, run.points_total + n)
-    times = columns.get("time") or [ts] * n
+    if times is None:
+        times = np.full(n, ts, dtype=np.float64)
     steps, times = np.asarray(steps, dtype=np.float64), np.asarray(times, dtype=np.float64)  # once for every metric
     run.points_total += n
-    if columns.get("epoch"):
-        top = max(columns["epoch"])
-        run.epoch = top if run.epoch is None else max(run.epoch, top)
+    if top_epoch is not None:
+        run.epoch = top_epoch if run.epoch is None else max(run.epoch, top_epoch)
     for name, values in columns.items():
         if name not in AXIS_KEYS and _column_for(run, name, fmt) is not None:
             run.metrics[name].extend(steps, times, values)
-    return True
 
 
 def _add_rows(run: RunState, points, fmt: str, ts: float) -> None:
@@ -231,7 +252,7 @@ def _add_rows(run: RunState, points, fmt: str, ts: float) -> None:
         run.points_total += 1
         epoch = point.get("epoch")
         if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) and (run.epoch is None or epoch > run.epoch):
-            run.epoch = epoch
+            run.epoch = whole(float(epoch))  # as every path keeps it: a float64, whole ones as ints
         step = point.get("step", epoch)
         step = run.points_total - 1 if not isinstance(step, (int, float)) else step
         when = point.get("time")
@@ -256,6 +277,29 @@ def _reported_gpu_mem(run: RunState, points, ts: float) -> None:
     figure for it; NVML's figure, when there is one, wins."""
     if run.gpu_mem_source == "nvml":
         return
+    for part in points.parts if type(points) is Points else (points,):
+        if type(part) is Block:
+            _reported_gpu_mem_block(run, part, ts)
+        else:
+            _reported_gpu_mem_dicts(run, part, ts)
+
+
+def _reported_gpu_mem_block(run: RunState, block: Block, ts: float) -> None:
+    values = block.column(GPU_MEM_KEY)
+    if values is None:
+        return
+    kept = (values >= 0) & (values < math.inf)
+    if not kept.any():
+        return
+    times = block.column("time")
+    values = values[kept]
+    times = np.full(len(values), ts) if times is None else times[kept]
+    run.gpu_mem, run.gpu_mem_source = float(values[-1]), "run"
+    run.gpu_mem_peak = max(run.gpu_mem_peak, float(values.max()))
+    run.gpu_mem_history.extend(times, times, values)
+
+
+def _reported_gpu_mem_dicts(run: RunState, points, ts: float) -> None:
     for point in points:
         value = point.get(GPU_MEM_KEY)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:

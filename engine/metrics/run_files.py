@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from urbanrun.engine.core.events import Event, LogLines, MetricPoints, Notice, Progress, RunChanged
+from urbanrun.engine.core.points import Points
 from urbanrun.engine.core.state import RunState, State
 from urbanrun.engine.metrics.attribution import belongs, birth
 from urbanrun.engine.metrics.sources import MetricSource, expand_globs, format_of, until_drained
@@ -108,7 +109,8 @@ class RunSources:
         points, _ = source.poll()
         events: list[Event] = []
         if points:
-            events.append(MetricPoints(ts=now, run_id=self.run_id, source=key, points=tuple(points),
+            events.append(MetricPoints(ts=now, run_id=self.run_id, source=key,
+                                       points=points if isinstance(points, Points) else tuple(points),
                                        format=source.format))
         return events + self._problems(key, source, now)
 

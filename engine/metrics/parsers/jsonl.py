@@ -3,19 +3,32 @@ flattened with '/' (`{"train": {"loss": 1}}` -> `train/loss`, as TensorBoard and
 non-numeric values dropped. A line holding anything but an object (null, a number, a string, an
 array) is counted as a bad line and never becomes a point.
 
-Fast path: a whole batch of lines is parsed by orjson in one call (as one JSON array); a line
-that fails (NaN tokens, a torn or corrupt line) is parsed alone, with json as the fallback, and
-the lines around it stay batches.
+Fast path: a trainer writes the same keys in the same order on every line, so its lines differ
+only in the characters of their numbers. A line's *shape* is the line without those characters
+(0-9 . - + e E): one bytes.translate for a whole block. A line that parses alone as a flat object
+of finite numbers, whose every quote belongs to a key, teaches its shape's *layout* (its keys).
+Then a run of lines of a known shape is parsed by one orjson call, the keys are checked to be
+the layout's in its order (one list comparison), and the values go into one float64 array (each
+of their characters is a number's, so each is a number): a block of columns, no dict kept per
+point. A line of any other shape (torn, blank, NaN, strings, nested, other keys) is parsed alone,
+with json as the fallback, so one bad line costs one line; a run that still fails (`01`, `1e999`,
+keys that differ only in digits) is parsed line by line. Both paths give the same points.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import math
 
+import numpy as np
 import orjson
 
+from urbanrun.engine.core.points import Points
+
 PARSE_BLOCK = 64 << 10
+NUMBER_CHARS = b"0123456789.-+eE"
+MAX_LAYOUTS = 64  # shapes remembered; a file with more layouts than this is not a trainer's log
 
 
 class JsonlParser:
@@ -25,30 +38,26 @@ class JsonlParser:
         self.bad_lines = 0
         self.first_error: str | None = None
         self.lines_seen = 0  # for line numbers in error messages
+        self._layouts: dict[bytes, list[str]] = {}  # a line's shape -> its keys, in order
 
     def feed(self, lines: list[str], first_line_no: int | None = None) -> list[dict]:
+        """Points from lines of text, each parsed alone (the reference the fast path matches)."""
         first = self.lines_seen if first_line_no is None else first_line_no
         self.lines_seen = first + len(lines)
-        numbered = [(first + i + 1, line) for i, line in enumerate(lines) if line.strip()]
-        if not numbered:
-            return []
-        try:
-            objects = orjson.loads("[" + ",".join(line for _, line in numbered) + "]")
-            if len(objects) != len(numbered):  # a line held `1, 2`: find it line by line
-                raise orjson.JSONDecodeError("count", "", 0)
-        except orjson.JSONDecodeError:
-            objects = [self._one(line) for _, line in numbered]
-        return self._points(objects, [no for no, _ in numbered])
+        points = [self._parse_line(line, first + i + 1) for i, line in enumerate(lines)]
+        return [p for p in points if p]
 
-    def feed_blocks(self, blocks: list[bytes]) -> list[dict]:
-        points: list[dict] = []
+    def feed_blocks(self, blocks: list[bytes]) -> Points:
+        points = Points()
         for block in blocks:
-            points += self.feed_block(block)
+            self.feed_block(block, points)
         return points
 
-    def feed_block(self, block: bytes) -> list[dict]:
-        """Points from a block of newline-terminated lines, parsed by one orjson call per ~64 KiB."""
-        points: list[dict] = []
+    def feed_block(self, block: bytes, points: Points | None = None) -> Points:
+        """Points from a block of lines (a last line without its newline counts as whole)."""
+        points = Points() if points is None else points
+        if block and not block.endswith(b"\n"):
+            block += b"\n"
         start = 0
         # Parsed JSON holds no reference cycles, so the cyclic GC (which would rescan the growing
         # list of fresh dicts again and again) has nothing to find here: pause it for the batch.
@@ -58,52 +67,93 @@ class JsonlParser:
             while start < len(block):  # small parses reuse memory; one huge parse thrashes it
                 end = block.find(b"\n", start + PARSE_BLOCK)
                 end = len(block) if end < 0 else end + 1
-                points += self._parse_block(block[start:end])
+                self._parse_block(block[start:end], points)
                 start = end
         finally:
             if paused:
                 gc.enable()
         return points
 
-    def _parse_block(self, block: bytes) -> list[dict]:
-        """One orjson call for the block. When it fails (NaN tokens, a torn, blank or corrupt
-        line), the failing line is parsed alone and the lines before and after it stay block
-        parses: one bad line costs one line's slow path, not its whole block's."""
-        points: list[dict] = []
-        while block:
-            doc = b"[" + block.rstrip(b"\r\n").replace(b"\n", b",") + b"]"
-            try:
-                objects = orjson.loads(doc)
-            except orjson.JSONDecodeError as exc:
-                start, end = _line_around(block, _byte_offset(doc, exc.pos) - 1)
-                if start:  # a torn line shows its error on the next line: the part before may fail too
-                    points += self._parse_block(block[:start])
-                points += self.feed([block[start:end].decode("utf-8", errors="replace").rstrip("\r\n")])
-                block = block[end:]
-                continue
-            return points + self._objects(block, objects)
-        return points
+    def _parse_block(self, block: bytes, points: Points) -> None:
+        first_no = self.lines_seen + 1
+        shapes = block.translate(None, NUMBER_CHARS)
+        cut = shapes.find(b"\n") + 1
+        keys = self._layouts.get(shapes[:cut - 1])
+        n = len(shapes) // cut
+        if keys is not None and shapes == shapes[:cut] * n:  # the usual block: one layout throughout
+            values = _numbers(block[:-1], keys, n)
+            if values is not None:
+                self.lines_seen += n
+                points.add_block(tuple(keys), values)
+                return
+        self.lines_seen += shapes.count(b"\n")
+        self._parse_mixed(block, shapes, first_no, points)
 
-    def _objects(self, block: bytes, objects: list) -> list[dict]:
-        if block.count(b"{") == len(objects) and b"[" not in block and all(type(o) is dict for o in objects):
-            self.lines_seen += len(objects)
-            return objects  # objects only, with one '{' each: flat, nothing to filter
-        if len(objects) != block.count(b"\n"):  # a line held `1, 2`: find it line by line
-            return self.feed(block.decode("utf-8", errors="replace").split("\n")[:-1])
-        first = self.lines_seen
-        self.lines_seen += len(objects)  # one value a line
-        return self._points(objects, range(first + 1, first + 1 + len(objects)))
+    def _parse_mixed(self, block: bytes, shapes: bytes, first_no: int, points: Points) -> None:
+        """The lines of the block's main layout in one parse, every other line alone, in order.
+        Lines are found with numpy (no bytes object per line)."""
+        ends = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)  # each line's newline
+        shape_ends = np.flatnonzero(np.frombuffer(shapes, np.uint8) == 10)
+        n, at, shape_at = len(ends), [0, *(ends + 1).tolist()], [0, *(shape_ends + 1).tolist()]
 
-    def _points(self, objects: list, line_numbers) -> list[dict]:
-        points = []
-        for obj, line_no in zip(objects, line_numbers):
-            if type(obj) is not dict:
-                self._bad(line_no, obj.why if type(obj) is _NotJson else f"not a JSON object but {_kind(obj)}")
-                continue
-            point = _point(obj)
-            if point:
-                points.append(point)
-        return points
+        def line(i: int) -> bytes:
+            return block[at[i]:at[i + 1] - 1]
+
+        def shape(i: int) -> bytes:
+            return shapes[shape_at[i]:shape_at[i + 1] - 1]
+
+        known = [s for s in (shape(0), shape(n // 2), shape(n - 1)) if s in self._layouts]
+        if not known:  # a file's first lines (or a new layout's): each alone, until one teaches its shape
+            i = 0
+            while i < n and shape(i) not in self._layouts:
+                self._parse_raw_line(line(i), first_no + i, points, shape(i))
+                i += 1
+            if i < n:
+                self._parse_mixed(block[at[i]:], shapes[shape_at[i]:], first_no + i, points)
+            return
+        main = max(known, key=known.count)  # not a val line that happens to come first
+        starts = np.array(shape_at[:-1])
+        same = shape_ends - starts == len(main)
+        rows = np.flatnonzero(same)
+        grid = np.frombuffer(shapes, np.uint8)[starts[rows, None] + np.arange(len(main))]
+        same[rows] = (grid == np.frombuffer(main, np.uint8)).all(axis=1)
+        odd = np.flatnonzero(~same).tolist()
+        good, after = [], 0
+        for j in odd:
+            good.append(block[at[after]:at[j]])
+            after = j + 1
+        good.append(block[at[after]:])
+        keys = self._layouts[main]
+        values = _numbers(b"".join(good)[:-1], keys, n - len(odd)) if len(odd) < n else np.empty((0, len(keys)))
+        if values is None:  # not all numbers after all (`01`, `1e999`, keys that differ in digits)
+            odd = range(n)
+            values = np.empty((0, len(keys)))
+        names, row, after = tuple(keys), 0, 0
+        for j in odd:
+            points.add_block(names, values[row:row + j - after])
+            row += j - after
+            self._parse_raw_line(line(j), first_no + j, points, shape(j))
+            after = j + 1
+        points.add_block(names, values[row:])
+
+    def _parse_raw_line(self, raw: bytes, line_no: int, points: Points, shape: bytes | None = None) -> None:
+        point = self._parse_line(raw.decode("utf-8", errors="replace"), line_no)
+        if not point:
+            return
+        points.add(point)
+        if shape is not None and shape not in self._layouts and _teaches_layout(point, shape):
+            if len(self._layouts) < MAX_LAYOUTS:
+                self._layouts[shape] = list(point)
+
+    def _parse_line(self, line: str, line_no: int) -> dict | None:
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            return None  # a blank line is no record (its number still counts)
+        obj = self._one(line)
+        if type(obj) is not dict:
+            self._bad(line_no, obj.why if type(obj) is _NotJson else f"not a JSON object but {_kind(obj)}")
+            return None
+        return _point(obj) or None
 
     def _bad(self, line_no: int, why: str) -> None:
         self.bad_lines += 1
@@ -122,6 +172,23 @@ class JsonlParser:
             return _NotJson(str(exc) if isinstance(exc, ValueError) else "nested too deeply")
 
 
+# A line of a layout's shape becomes one flat JSON array: `{"a": 1, "b": 2}` -> ` "a", 1, "b", 2 `
+TO_ARRAY = bytes.maketrans(b"{}:\n", b"  ,,")
+
+
+def _numbers(lines: bytes, keys: list[str], n: int) -> np.ndarray | None:
+    """n lines of one shape (joined by newlines or commas) as an n x len(keys) array of their
+    values; None unless every line holds exactly `keys`, in order, each with a JSON number."""
+    try:
+        flat = orjson.loads(b"[" + lines.translate(TO_ARRAY) + b"]")
+    except orjson.JSONDecodeError:
+        return None
+    k = len(keys)
+    if len(flat) != 2 * k * n or flat[0::2] != keys * n:
+        return None
+    return np.array(flat[1::2], dtype=np.float64).reshape(n, k)
+
+
 class _NotJson:
     """A line that is not JSON at all, and why."""
 
@@ -129,17 +196,12 @@ class _NotJson:
         self.why = why
 
 
-def _byte_offset(doc: bytes, pos: int) -> int:
-    """orjson reports a character position; the block is bytes (the same when it is ASCII)."""
-    return pos if doc.isascii() else len(doc.decode("utf-8", errors="replace")[:pos].encode("utf-8"))
-
-
-def _line_around(block: bytes, offset: int) -> tuple[int, int]:
-    """The line of `block` holding byte `offset` (a newline belongs to its line): [start, end)."""
-    offset = min(max(offset, 0), len(block) - 1)
-    start = block.rfind(b"\n", 0, offset) + 1
-    end = block.find(b"\n", offset)
-    return start, len(block) if end < 0 else end + 1
+def _teaches_layout(point: dict, shape: bytes) -> bool:
+    """A flat object of finite numbers whose every quote is a key's: every line of its shape then
+    has numbers (and only numbers) where it has them. Keys holding what TO_ARRAY changes don't."""
+    return (shape.count(b'"') == 2 * len(point) and not any(c in key for key in point for c in "{}:")
+            and all(type(v) is int and -2 ** 64 < v < 2 ** 64 or type(v) is float and math.isfinite(v)
+                    for v in point.values()))
 
 
 def _kind(obj) -> str:
@@ -149,10 +211,13 @@ def _kind(obj) -> str:
         type(obj), type(obj).__name__)
 
 
-def _point(obj: dict) -> dict | None:
+FLOAT_MAX = 1.7976931348623157e308
+
+
+def _point(obj: dict) -> dict:
     for value in obj.values():
         vt = type(value)
-        if vt is not float and vt is not int:
+        if vt is not float and (vt is not int or not -FLOAT_MAX < value < FLOAT_MAX):
             return flatten(obj)
     return obj
 
@@ -167,6 +232,8 @@ def flatten(obj: dict, prefix: str = "", depth: int = 0) -> dict:
         if isinstance(value, dict):
             if depth < MAX_DEPTH:
                 out.update(flatten(value, name + "/", depth + 1))
+        elif isinstance(value, int) and not isinstance(value, bool) and not -FLOAT_MAX < value < FLOAT_MAX:
+            out[name] = math.inf if value > 0 else -math.inf  # an integer beyond any float (json keeps it whole)
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             out[name] = value
     return out
