@@ -157,7 +157,7 @@ def test_a_record_without_create_time_is_lost_and_its_pid_untouched(workspace):
             f'id = "{run_id}"\nrecipe = "leaver"\nargv = ["x"]\ncwd = "/"\nstatus = "running"\n'
             f'pid = {bystander.pid}\nstarted = {time.time() - 60}\n')
         shown = cli_json("show", run_id, cwd=workspace)
-        assert shown["status"] == "lost" and "no process create time" in shown["error"]
+        assert shown["status"] == "lost" and "no process create time" in shown["problem"]
         proc = cli("kill", run_id, cwd=workspace)
         assert proc.returncode == 0 and bystander.poll() is None
     finally:

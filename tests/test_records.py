@@ -111,7 +111,7 @@ def test_a_malformed_record_is_that_runs_unreadable_state(workspace, body, reaso
     assert "unreadable" in proc.stdout and reason in proc.stderr
     listed = {r["id"]: r for r in cli_json("ls", "--all", cwd=workspace)["runs"]}
     assert listed[GOOD_ID]["status"] == "exited"
-    assert listed[BAD_ID]["status"] == "unreadable" and reason in listed[BAD_ID]["error"]
+    assert listed[BAD_ID]["status"] == "unreadable" and reason in listed[BAD_ID]["problem"]
     for command in ("show", "kill"):
         proc = cli(command, BAD_ID, cwd=workspace)
         assert proc.returncode == 2 and reason in proc.stderr and "Traceback" not in proc.stderr
@@ -139,7 +139,7 @@ def test_a_malformed_exit_status_is_that_runs_unreadable_state(workspace, exit_s
     (run_dir / "exit_status.json").write_text(exit_status)
     listed = {r["id"]: r for r in cli_json("ls", "--all", cwd=workspace)["runs"]}
     assert listed[GOOD_ID]["status"] == "exited"
-    assert listed[BAD_ID]["status"] == "unreadable" and reason in listed[BAD_ID]["error"]
+    assert listed[BAD_ID]["status"] == "unreadable" and reason in listed[BAD_ID]["problem"]
     assert (run_dir / "exit_status.json").read_text() == exit_status  # the evidence is kept
     shown = cli("show", BAD_ID, cwd=workspace)
     assert shown.returncode == 0 and "unreadable" in shown.stdout and reason in shown.stdout

@@ -7,6 +7,8 @@ WATCH_INTERVAL seconds: cheap sleeps between looks, never a busy loop.
 
 from __future__ import annotations
 
+import math
+
 import sys
 import time
 
@@ -114,10 +116,12 @@ def parse_until(text: str) -> tuple[str, float | None]:
     name, eq, value = text.partition("=")
     if name == "step" and eq:
         try:
-            return "step", float(value)
+            step = float(value)
         except ValueError:
-            pass
-    raise UserError(f"--until expects end, diagnosis or step=N (e.g. step=500), not '{text}'.")
+            step = None
+        if step is not None and 0 <= step < math.inf:  # step=-1 would be met at once, step=nan never
+            return "step", step
+    raise UserError(f"--until expects end, diagnosis or step=N with N a step >= 0 (e.g. step=500), not '{text}'.")
 
 
 def condition_met(until: str, target: float | None, summary: dict) -> bool:
@@ -196,7 +200,9 @@ class EventStream:
         try:
             record = self.store.load(run_id)
         except UserError:
-            return []
+            if run_id == self.only:  # the run asked for: its unreadable record is the answer (exit 2)
+                raise
+            return []  # one run among all: the others still stream
         if not record.active and not include_ended:
             return []
         events = [self._launched(record)]

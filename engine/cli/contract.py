@@ -66,6 +66,8 @@ RUN = obj({"id": {"type": "string"}, "recipe": {"type": "string"}, "argv": STRIN
            "env": {"type": "object"}, "pid": INT, "exit_code": INT, "signal": INT, "diagnosis": TEXT,
            "diagnoses": {"type": "array", "items": DIAGNOSIS}, "created": TEXT, "started": TEXT, "ended": TEXT,
            "run_dir": {"type": "string"},
+           "problem": TEXT | {"description": "why the run is lost or its record unreadable, or what its babysitter "
+                              "could not do (a run object never has a top-level `error`: that is a failure)"},
            "leftovers": {"type": "array", "description": "processes of the run alive after its main process "
                          "ended, or that outlived a kill (then with state and why); `kill` stops them",
                          "items": obj({"pid": {"type": "integer"}, "created": NUMBER, "name": TEXT, "state": TEXT,
@@ -170,6 +172,8 @@ def build(name: str) -> dict:
     schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"{BASE}/{name}.json",
               "title": f"urbanrun {name}", "description": title}
     versioned = {"schema_version": {"const": SCHEMA_VERSION}}
+    if name != "error":  # an agent tells a failure by its top-level `error` object alone
+        schema["not"] = {"required": ["error"]}
     if "oneOf" in body or "anyOf" in body:
         schema |= {"type": "object", "required": ["schema_version"], "properties": versioned, **body}
     else:

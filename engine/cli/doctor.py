@@ -24,6 +24,8 @@ MARKS = {"error": "✖", "warning": "!", "info": "·"}
 def doctor(target: str, store: RunStore, config: Config | None = None) -> tuple[str, list[Diagnosis]]:
     """The diagnoses of a log file, or of a run: for a run, the same list `status` and `show`
     give (its output diagnosed again, with what was found while it ran)."""
+    if not target.strip():  # Path("") is ".", the current folder: not what was meant
+        raise UserError("doctor needs a log file or a run id (`urbanrun ls --all`), not an empty name.")
     path = Path(target)
     st = path_stat(path, "log file")
     if st is not None and stat.S_ISREG(st.st_mode):

@@ -104,7 +104,7 @@ def cmd_show(args, config, store, sup) -> int:
         return 0
     data = record.to_json(run_dir)
     data["status"] = status_text(record.to_dict())
-    for key in ("id", "recipe", "status", "exit_code", "signal", "error", "pid", "job_id", "unreachable_since",
+    for key in ("id", "recipe", "status", "exit_code", "signal", "problem", "pid", "job_id", "unreachable_since",
                 "started", "ended", "cwd", "git_commit", "run_dir", "gpus", "queue_position", "queue_reason"):
         if data.get(key) not in (None, [], ""):
             print(f"{key:<11} {data[key]}")

@@ -12,6 +12,7 @@ ITEM_TYPES = ("int", "float", "string")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _TRUE = {"true", "1", "yes", "on", "y"}
 _FALSE = {"false", "0", "no", "off", "n"}
+INT_MIN, INT_MAX = -2 ** 63, 2 ** 63 - 1  # TOML's integers (the record and config.toml are TOML)
 
 
 class ParamError(ValueError):
@@ -65,12 +66,13 @@ class Param:
         if kind == "int":
             if isinstance(text, bool):
                 raise ParamError(f"must be a whole number, not {text!r}")
-            if isinstance(text, int):
-                return text
             try:
-                return int(str(text).strip())
+                value = text if isinstance(text, int) else int(str(text).strip())
             except ValueError:
                 raise ParamError(f"must be a whole number, not {text!r}") from None
+            if not INT_MIN <= value <= INT_MAX:
+                raise ParamError(f"must be a whole number between {INT_MIN} and {INT_MAX}, not {text!r}")
+            return value
         if kind == "float":
             if isinstance(text, bool):
                 raise ParamError(f"must be a number, not {text!r}")

@@ -153,6 +153,8 @@ class RunRecord:
             out[key] = iso(out[key])
         out.pop("kill_deadline")
         out.pop("kill_targets")
+        # not "error": a top-level "error" is the CLI's failure object, and `show` of a lost run succeeds
+        out["problem"] = out.pop("error")
         return out
 
 

@@ -1,0 +1,172 @@
+"""The contract attacked as an agent uses it: only `--json`, every output validated against its
+schema, every failure one `{"error": {...}}` object on stdout with exit 2 (bad input) or 1, and no
+successful output carrying a top-level `error` (an agent tells a failure by that key alone)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import jsonschema
+
+from conftest import cli
+from urbanrun.engine.cli.contract import load_schema
+
+
+def agent(schema: str, *args, cwd, code: int | None = 0, lines: bool = False):
+    """The real CLI as an agent runs it: its exit code, its stdout parsed and validated (an error
+    object against the error schema, anything else against `schema`)."""
+    proc = cli(*args, "--json", cwd=cwd)
+    docs = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()] if lines \
+        else [json.loads(proc.stdout)]
+    for doc in docs:
+        failed = isinstance(doc.get("error"), dict)
+        jsonschema.validate(doc, load_schema("error" if failed else schema), cls=jsonschema.Draft202012Validator)
+        assert failed or "error" not in doc, doc
+    if code is not None:
+        assert proc.returncode == code, (args, proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return docs if lines else docs[0]
+
+
+def error_of(*args, cwd, code: int = 2) -> dict:
+    doc = agent("error", *args, cwd=cwd, code=code)
+    assert set(doc) == {"schema_version", "error"}, doc
+    return doc["error"]
+
+
+def launched(cwd, *args) -> str:
+    return agent("launch", "launch", *args, cwd=cwd)["id"]
+
+
+def test_bad_run_references(workspace):
+    first = launched(workspace, "exit_after", "--set", "seconds=0.1")
+    second = launched(workspace, "exit_after", "--set", "seconds=0.1")
+    for ref, code in [("", "bad_input"), ("..", "bad_input"), ("../runs", "bad_input"), ("a/b", "bad_input"),
+                      (first[:8], "ambiguous_run"), ("abcd", "run_not_found"), (first[:-4] + "zzzz", "run_not_found")]:
+        for command in ("status", "show", "wait", "kill", "doctor"):
+            error = error_of(command, ref, cwd=workspace)
+            assert error["code"] == code, (command, ref, error)
+    ambiguous = error_of("status", first[:8], cwd=workspace)["message"]
+    assert first in ambiguous and second in ambiguous  # the candidates, to pick from
+    assert "an empty name" in error_of("doctor", "", cwd=workspace)["message"]  # not ". is a folder"
+    assert agent("status", "status", first[-4:], cwd=workspace)["id"] == first  # the unique tail works
+    assert agent("events", "events", "--run", "zzzz", cwd=workspace, code=2, lines=True)[0]["error"]["code"] == \
+        "run_not_found"
+
+
+def test_wait_on_an_ended_run_and_past_its_end(workspace):
+    run_id = launched(workspace, "cones", "--set", "epochs=2", "--set", "cones=8")
+    done = agent("wait", "wait", run_id, "--timeout", "120", cwd=workspace)
+    assert done["wait"] == {"until": "end", "outcome": "met", "met": True} and done["verdict"] == "ended-ok"
+    again = agent("wait", "wait", run_id, "--timeout", "0", cwd=workspace)  # already ended: met at once
+    assert again["wait"]["outcome"] == "met" and again["progress"] == done["progress"]
+    steps = done["progress"]["step"]
+    past = agent("wait", "wait", run_id, "--until", f"step={steps + 1}", "--timeout", "5", cwd=workspace, code=1)
+    assert past["wait"] == {"until": f"step={steps + 1}", "outcome": "ended", "met": False}
+    reached = agent("wait", "wait", run_id, "--until", f"step={steps}", cwd=workspace)
+    assert reached["wait"]["outcome"] == "met"
+    for until in ("step=-1", "step=nan", "step=inf", "step=", "step=ten", "epoch=2"):
+        assert "--until expects" in error_of("wait", run_id, "--until", until, cwd=workspace)["message"]
+
+
+def test_bad_launches_are_refused_and_leave_nothing(workspace):
+    cases = [(["nosuch"], "unknown recipe 'nosuch'"),
+             (["cones", "--set", "epochs=abc"], "must be a whole number"),
+             (["cones", "--set", "epochs=1.5"], "must be a whole number"),
+             (["cones", "--set", "epochs=99999999999999999999999"], "between"),  # TOML holds 64-bit integers
+             (["cones", "--set", "epochs"], "--set expects NAME=VALUE"),
+             (["cones", "--set", "nosuch=1"], "has no parameter 'nosuch'"),
+             (["cones", "--set", "dims=8,x"], "must be a whole number"),
+             (["diverge", "--set", "lr=nan"], "must be a finite number"),
+             (["fake_oom", "--set", "amp=maybe"], "must be true or false"),
+             (["cones", "--env", "A B=1"], "--env expects NAME=VALUE")]
+    for args, sentence in cases:
+        error = error_of("launch", *args, cwd=workspace)
+        assert error["code"] == "bad_input" and sentence in error["message"], (args, error)
+    runs = workspace / "runs"
+    assert not runs.exists() or not [p for p in runs.iterdir() if p.name != "sessions"]
+
+
+def test_kill_twice(workspace):
+    run_id = launched(workspace, "long_sleep")
+    first = agent("kill", "kill", run_id, cwd=workspace)
+    assert first["status"] == "killed" and first["problem"] is None
+    second = agent("kill", "kill", run_id, cwd=workspace)  # nothing left to stop: the record as it is
+    assert second["status"] == "killed" and second["ended"] == first["ended"]
+    forced = agent("kill", "kill", run_id, "--force", cwd=workspace)
+    assert forced["status"] == "killed"
+    waited = agent("wait", "wait", run_id, "--until", "step=5", "--timeout", "5", cwd=workspace, code=1)
+    assert waited["wait"]["outcome"] == "ended" and waited["verdict"] == "ended-failed"
+
+
+def test_an_unreadable_record(workspace):
+    run_id = launched(workspace, "exit_after", "--set", "seconds=0.1")
+    agent("wait", "wait", run_id, "--timeout", "60", cwd=workspace)
+    record = workspace / "runs" / run_id / "run.toml"
+    record.write_text(record.read_text()[:40] + "\n[[[torn")
+    for args in (["status", run_id], ["show", run_id], ["wait", run_id, "--timeout", "1"], ["kill", run_id],
+                 ["doctor", run_id], ["metrics", run_id]):
+        error = error_of(*args, cwd=workspace)
+        assert "run.toml is not a valid run record" in error["message"], (args, error)
+    streamed = agent("events", "events", "--run", run_id, cwd=workspace, code=2, lines=True)  # not silence
+    assert len(streamed) == 1 and "not a valid run record" in streamed[0]["error"]["message"]
+    listed = agent("ls", "ls", "--all", cwd=workspace)["runs"]
+    assert [(r["id"], r["status"]) for r in listed] == [(run_id, "unreadable")]
+    assert "not a valid run record" in listed[0]["problem"]
+
+
+def test_torn_and_null_metrics_lines(workspace):
+    run_id = launched(workspace, "exit_after", "--set", "seconds=0.1")
+    agent("wait", "wait", run_id, "--timeout", "60", cwd=workspace)
+    (workspace / "runs" / run_id / "metrics.jsonl").write_text(
+        '{"step": 1, "loss": 0.5, "time": 1000}\n'
+        'null\n'
+        '{"step": null, "loss": null}\n'
+        '[1, 2, 3]\n'
+        '"text"\n'
+        '\x00\x00\n'
+        '{"step": 2, "loss": 0.25, "time": 1001}\n'
+        '{"step": 3, "loss": NaN, "time": 1002}\n'
+        '{"step": 4, "loss": 0.2, "ti')  # torn: being written
+    status = agent("status", "status", run_id, cwd=workspace)
+    assert status["metric"] == {"name": "loss", "last": "nan", "last_step": 3, "best": 0.25, "best_step": 2}
+    assert status["progress"]["step"] == 3
+    assert "nan_loss" in {d["kind"] for d in agent("doctor", "doctor", run_id, cwd=workspace)["diagnoses"]}
+    agent("show", "show", run_id, cwd=workspace)
+    agent("ls", "ls", cwd=workspace)
+    agent("metrics", "metrics", run_id, cwd=workspace)
+
+
+def test_events_follow_while_runs_start_and_end(workspace):
+    stream = subprocess.Popen([sys.executable, "-m", "urbanrun.engine.cli", "events", "--follow", "--json"],
+                              cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        quick = [launched(workspace, "exit_after", "--set", f"code={code}", "--set", "seconds=0.5")
+                 for code in (0, 3)]
+        long = launched(workspace, "long_sleep")
+        agent("kill", "kill", long, cwd=workspace)
+        for run_id in quick:
+            agent("wait", "wait", run_id, "--timeout", "60", cwd=workspace)
+        events, deadline = [], time.monotonic() + 60
+        ended = set()
+        while ended != {*quick, long}:  # each run's `ended` reaches the stream (a few seconds late at most)
+            assert time.monotonic() < deadline, f"events ended for {ended} only"
+            line = stream.stdout.readline()
+            assert line, stream.stderr.read()
+            event = json.loads(line)
+            jsonschema.validate(event, load_schema("events"), cls=jsonschema.Draft202012Validator)
+            events.append(event)
+            if event["event"] == "ended":
+                ended.add(event["run"])
+    finally:
+        stream.terminate()
+        stream.wait(10)
+    for run_id in (*quick, long):
+        mine = [e["event"] for e in events if e["run"] == run_id]
+        assert mine.count("launched") == 1 and mine.count("ended") == 1 and mine[0] == "launched", (run_id, mine)
+    final = {e["run"]: e for e in events if e["event"] == "ended"}
+    assert [final[r]["status"] for r in (*quick, long)] == ["exited", "failed", "killed"]
+    assert [final[r]["verdict"] for r in (*quick, long)] == ["ended-ok", "ended-failed", "ended-failed"]
