@@ -239,7 +239,7 @@ def new_run_id(recipe: str, now: float | None = None) -> str:
 
 class RunStore:
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.root = Path(root).absolute()  # run_dir in records and --json names the folder from anywhere
 
     def run_dir(self, run_id: str) -> Path:
         """The run's folder; an id that could name anything outside the runs folder is refused."""
