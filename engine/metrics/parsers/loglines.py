@@ -4,7 +4,8 @@
     12:01:02 INFO Epoch   10/100  loss=0.012345  best=0.012001
     Epoch 1/2:  45%|████▌     | 45/100 [00:10<00:12,  4.50it/s, loss=0.123]
 
-`key=value` pairs anywhere, `Key: value` segments between `|`, `Epoch i/N` / `Step i/N`
+`key=value` pairs anywhere (except on a settings line, one with a `key=word` or `key=[...]` pair such
+as `Model: dims=[32, 64] device=cpu batch_size=8`), `Key: value` segments between `|`, `Epoch i/N` / `Step i/N`
 progress, tqdm bars (the last carriage-return frame), after a Python logging prefix is stripped.
 Per-recipe regexes with named groups add to these. Log-line metric names are snake_cased
 (`Train Loss` -> `train_loss`). A line with nothing number-like is rejected by one regex search.
@@ -27,6 +28,10 @@ PREFIX = re.compile(
     r"(?:[\w.]+\s+-\s+)?"  # logger name in "name - LEVEL - msg"
     r"(?:\[?(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\]?(?::[\w.]+:|\s*[-:|]\s*|\s+))?")
 KEY_EQ = re.compile(r"(?<![\w./-])([A-Za-z_][\w./-]{0,63})\s*=\s*(" + NUM + ")" + _END, re.I)
+# a key=value whose value is a word or a bracket (device=cpu, amp=False, dims=[32, 64]): the line is a
+# settings dump (a model or config printout), and its numbers (batch_size=8) are settings, not metrics
+SETTING_PAIR = re.compile(r"(?<![\w./-])[A-Za-z_][\w./-]{0,63}\s*=\s*(?:[\[{(]|(?![-+]?(?:nan|inf(?:inity)?)(?![a-z_]))[A-Za-z_])",
+                          re.I)
 KEY_COLON = re.compile(r"^\s*([A-Za-z][\w ./-]{0,47}?)\s*:\s*(" + NUM + r")\s*$", re.I)
 PROGRESS = re.compile(r"\b(epoch|step|iter(?:ation)?|batch)\b\s*[:#\[]?\s*(\d+)\s*/\s*(\d+)", re.I)
 PROGRESS_CUT = re.compile(PROGRESS.pattern + r"\]?\s*:?", re.I)
@@ -120,8 +125,9 @@ class LogLineParser:
             point.setdefault(unit, n)
         if progress is not None and bar is None:
             line = PROGRESS_CUT.sub(" | ", line)  # "Step 3/9 loss: 1" -> " |  loss: 1"
-        for key, text in KEY_EQ.findall(line):
-            point[snake(key)] = _value(text)
+        if not SETTING_PAIR.search(line):
+            for key, text in KEY_EQ.findall(line):
+                point[snake(key)] = _value(text)
         if "|" in line or ":" in line:
             for segment in line.split("|") if "|" in line else [line]:
                 m = KEY_COLON.match(segment)
