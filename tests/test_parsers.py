@@ -139,6 +139,18 @@ def test_wandb_offline_run_history_config_and_summary(tmp_path):
             fh.write(data[i:i + 333])
         got += growing.poll()
     assert got == points and growing.bad_records == 0
+    # a poll reads a bounded amount (the whole file once took up to 1 GB a poll): 300 bytes a poll
+    # still gives every point, once, with records split across reads (and a chunk longer than a
+    # read is read whole)
+    bounded, got, polls = WandbRunReader(wandb_file), [], 0
+    bounded.max_read = 300
+    while polls < len(data):
+        before = bounded.offset
+        got += bounded.poll()
+        polls += 1
+        if bounded.offset == before:
+            break
+    assert got == points and bounded.bad_records == 0 and polls > len(data) // 300 // 2
 
 
 def test_urbanrepml_logging_lines():

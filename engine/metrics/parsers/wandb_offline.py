@@ -14,7 +14,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from urbanrun.engine.metrics.follower import read_new_bytes
+from urbanrun.engine.metrics.follower import MAX_READ_PER_POLL, read_new_bytes
 from urbanrun.engine.metrics.parsers.protowire import FIXED64, LEN, WireError, as_double, as_signed, fields
 
 HEADER = b":W&B"
@@ -29,6 +29,7 @@ AXES = {"_step": "step", "_timestamp": "time"}
 
 class WandbRunReader:
     format = "wandb"
+    max_read = MAX_READ_PER_POLL
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -42,8 +43,14 @@ class WandbRunReader:
     def poll(self) -> list[dict]:
         if self.broken:
             return []
-        buf, _ = read_new_bytes(self.path, self.offset, 1 << 30)
-        return self._parse(buf) if buf else []
+        limit = self.max_read  # a bounded poll: the rest comes next time
+        while True:
+            buf, _ = read_new_bytes(self.path, self.offset, limit)
+            before = self.offset
+            points = self._parse(buf) if buf else []
+            if points or self.offset != before or len(buf) < limit:
+                return points
+            limit *= 2  # not even one chunk fitted: read more
 
     def _parse(self, buf: bytes) -> list[dict]:
         points, pos, base = [], 0, self.offset
