@@ -75,7 +75,7 @@ class GpuSummary(QuietStatic):
         """A height set from the lines the text takes at this width (an auto height was sometimes
         left from the previous text after one big update, a replay's): at 80 columns a no-GPU
         reason wraps, and a height by its line count alone cut it mid-sentence."""
-        width = self.content_region.width
+        width = self.size.width  # the content's width: what the text wraps at
         if width > 0:
             lines = len(Text(text.plain.rstrip("\n")).wrap(self.app.console, width))
         else:

@@ -59,6 +59,9 @@ class DefaultsSaved(Message):
         self.config, self.note = config, note
 
 
+SHORT_ROWS = 32
+
+
 class LaunchForm(ModalScreen):
     """Dismisses with {"recipe", "values"} or None."""
 
@@ -104,6 +107,17 @@ class LaunchForm(ModalScreen):
     async def on_mount(self) -> None:
         await self._build_fields()
 
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        """Below SHORT_ROWS the fields, selects and buttons lose their borders and the dialog its
+        margins: at 24 rows the bordered form left the parameters one line, the typed value unseen."""
+        short = self.app.size.height < SHORT_ROWS
+        self.set_class(short, "-short")
+        for widget in self.query("Input, Select, Button"):
+            widget.compact = short
+
     @property
     def recipe(self) -> Recipe:
         return self.config.recipes[self.recipe_name]
@@ -129,6 +143,7 @@ class LaunchForm(ModalScreen):
             rows.append(Vertical(Label(hint, classes="field-hint"), widget,
                                  Label("", id=f"err-{p.name}", classes="field-error"), classes="field"))
         await box.mount_all(rows)
+        self._fit()
         self._update_command()
 
     async def on_select_changed(self, event: Select.Changed) -> None:

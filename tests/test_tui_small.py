@@ -1,0 +1,70 @@
+"""Found using the app at 80x24 in tmux as a person would (issue #13): the launch form's fields
+were one line tall (the typed value unseen), the no-GPU reason was cut mid-sentence, and a plot
+title too wide for the plot (a filter, log y) vanished with the only sign of the filter."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from textual.geometry import Region
+
+from urbanrun.engine.core.config import _build
+from urbanrun.engine.session.replay import ReplaySource
+from urbanrun.tui.app import make_app
+from urbanrun.tui.gpu_pane import GpuSummary
+from urbanrun.tui.launch_form import LaunchForm
+from urbanrun.tui.loss_pane import LossPane
+
+from conftest import ROOT
+from test_snapshots import FORM_CONFIG
+from test_tui_keys import wait_until
+
+CPU_SESSION = ROOT / "tests" / "fixtures" / "sessions" / "cones_cpu.jsonl"
+
+
+def shown_text(widget) -> str:
+    lines = widget.render_lines(Region(0, 0, widget.outer_size.width, widget.outer_size.height))
+    return "\n".join(line.text for line in lines)
+
+
+def replay(workspace):
+    return make_app(ReplaySource(CPU_SESSION, fast=True), scratchpad_dir=workspace / "pad")
+
+
+async def test_every_launch_field_is_seen_whole_at_80x24(workspace):
+    config = _build(Path("config.toml"), FORM_CONFIG, tomllib.loads(FORM_CONFIG))
+    app = replay(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        form = LaunchForm(config, "unet")
+        app.push_screen(form)
+        await pilot.pause(0.8)
+        fields = form.query_one("#fields")
+        for name in ("batch_size", "amp", "device", "lr"):
+            widget = form.query_one(f"#f-{name}")
+            assert widget.region.height >= 1 and fields.region.contains_region(widget.region), name
+        form.query_one("#f-lr").focus()
+        form.query_one("#f-lr").value = ""
+        await pilot.press("2", "e", "-", "4")  # typed where it is seen
+        await pilot.pause(0.2)
+        assert form.query_one("#f-lr").value == "2e-4"
+        assert "--lr 0.0002" in str(form.query_one("#command").render())
+        await pilot.resize_terminal(160, 45)  # room again: the bordered fields come back
+        await pilot.pause(0.5)
+        assert not form.has_class("-short") and not form.query_one("#f-lr").compact
+
+
+async def test_the_no_gpu_reason_and_a_filtered_plot_title_are_whole_at_80x24(workspace):
+    app = replay(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        summary = app.query_one(GpuSummary)
+        await wait_until(pilot, lambda: "not installed" in str(summary.content))
+        await pilot.pause(0.5)
+        text = " ".join(shown_text(summary).split())
+        assert "libnvidia-ml is not installed)" in text and "work as usual" in text
+        await pilot.press("F", "v", "a", "l", "enter")
+        await pilot.pause(0.3)
+        app.redraw(force_plot=True)
+        await pilot.pause(0.5)
+        assert "'val'" in shown_text(app.query_one(LossPane)).split("\n")[0]  # the title keeps the filter
