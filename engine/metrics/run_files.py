@@ -119,7 +119,7 @@ class RunSources:
             key = str(path)
             if key in self.sources or key in self.not_theirs:
                 continue
-            fmt = format_of(path) or ("wandb" if path.is_dir() else None)
+            fmt = format_of(path)  # the same rule as `urbanrun metrics RUN` (a W&B run folder by its name)
             if not fmt:
                 continue
             if belongs(path, self.started, self.next_start()):
