@@ -102,8 +102,10 @@ def test_open_shared_lets_the_writer_delete_and_rotate(tmp_path):
     with pytest.raises(FileNotFoundError):
         platform.open_shared(path)
     with pytest.raises(FileNotFoundError):
-        platform.read_shared(path)
-    assert platform.read_shared(tmp_path / "log.1.txt") == b"first\n"
+        platform.read_shared(path, 100)
+    assert platform.read_shared(tmp_path / "log.1.txt", 6) == b"first\n"
+    with pytest.raises(OSError, match="over 5 bytes"):
+        platform.read_shared(tmp_path / "log.1.txt", 5)
 
 
 def test_utf8_stdio_survives_a_cp1252_pipe():

@@ -21,7 +21,7 @@ here. The lowest layer: imports nothing of urbanrun (the babysitter imports it t
     lock_file(fd), unlock_file(fd)  a blocking exclusive lock (flock / msvcrt.locking)
     replace(src, dst)             os.replace, retried where the OS refuses while dst is open
     open_shared(path)             open for reading without stopping a writer renaming/deleting it
-    read_shared(path)             the whole file, through open_shared (records, exit status)
+    read_shared(path, limit)      a regular file of at most limit bytes, through open_shared (records, exit status)
     make_private(path)            owner-only access: 0700 folders, 0600 files (POSIX); Windows: ACLs
     EXEC_KEEPS_PID                os.exec* replaces the process (POSIX), not a new pid (Windows)
     RUN_ENV                       environment defaults for a run (the user's own values win)
@@ -32,7 +32,9 @@ here. The lowest layer: imports nothing of urbanrun (the babysitter imports it t
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -84,11 +86,20 @@ def hold_lock(path: str | os.PathLike):
         os.close(fd)
 
 
-def read_shared(path: str | os.PathLike) -> bytes:
+def read_shared(path: str | os.PathLike, limit: int) -> bytes:
     """The whole file, read without blocking a writer that replaces it meanwhile (on Windows an
-    open without delete sharing makes the writer's os.replace fail)."""
+    open without delete sharing makes the writer's os.replace fail). Only a regular file of at most
+    `limit` bytes is read: a FIFO or device there would block or never end, and a file far larger
+    than any urbanrun writes would stall every listing (OSError saying which)."""
     with open_shared(path) as fh:
-        return fh.read()
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "it is not a regular file", os.fspath(path))
+        data = fh.read(limit + 1)
+        if len(data) > limit:
+            raise OSError(errno.EFBIG, f"it holds over {limit:,} bytes, far more than urbanrun writes there",
+                          os.fspath(path))
+        return data
 
 
 def utf8_stdio() -> None:

@@ -136,7 +136,10 @@ def replace(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 
 
 def open_shared(path: str | os.PathLike) -> BinaryIO:
-    return open(path, "rb")  # POSIX never stops a rename or unlink of an open file
+    # POSIX never stops a rename or unlink of an open file. O_NONBLOCK: a FIFO put where a file was
+    # expected opens at once (its kind is then refused) instead of blocking until a writer comes;
+    # reads of a regular file ignore the flag.
+    return os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb")
 
 
 def make_private(path: str | os.PathLike) -> None:

@@ -24,6 +24,7 @@ from urbanrun.engine.core.atomic import atomic_write_bytes
 
 STOP_REQUEST = "stop_request.json"
 STOP_SERVED = "stop_served.json"
+REQUEST_LIMIT = 64 * 1024  # a request is a few fields; nothing larger is read
 POLL_SECONDS = 0.2  # how often the babysitter looks for a request while its child runs
 
 
@@ -76,7 +77,7 @@ def serve(run_dir: str | os.PathLike, child_pid: int, stop: Callable[[], None]) 
 
 def _read(path: Path) -> dict | None:
     try:
-        data = json.loads(platform.read_shared(path))
+        data = json.loads(platform.read_shared(path, REQUEST_LIMIT))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

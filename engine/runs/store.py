@@ -44,6 +44,11 @@ LOG_FILE = "output.log"
 METRICS_FILE = "metrics.jsonl"
 EXIT_FILE = "exit_status.json"
 LOCK_FILE = ".run.toml.lock"
+# A record holds a command line and environment (the OS caps both at a few MB) and a few KB more;
+# an exit status is a few numbers. Anything larger was not written by urbanrun, and parsing it
+# whole would stall every listing (a 200 MB record took `ls` a minute and 700 MB).
+RECORD_LIMIT = 8 * 1024 * 1024
+EXIT_STATUS_LIMIT = 64 * 1024
 LOCK_TIMEOUT = 30.0  # seconds; a writer holds the lock for one read and one write
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 RUN_DIR_MODE = 0o700  # a run's folder holds its command line and output: its owner's only
@@ -318,7 +323,7 @@ class RunStore:
         """The record, checked field by field; RecordError (a UserError) says what is wrong."""
         path = self.run_dir(run_id) / RECORD_FILE
         try:
-            data = tomllib.loads(platform.read_shared(path).decode("utf-8"))
+            data = tomllib.loads(platform.read_shared(path, RECORD_LIMIT).decode("utf-8"))
         except FileNotFoundError:
             raise RecordError(f"run '{run_id}' has no record ({path} is missing).") from None
         except IsADirectoryError:
@@ -399,7 +404,7 @@ class RunStore:
         One that is not what the babysitter writes is a RecordError."""
         path = self.run_dir(run_id) / EXIT_FILE
         try:
-            status = json.loads(platform.read_shared(path).decode("utf-8"))
+            status = json.loads(platform.read_shared(path, EXIT_STATUS_LIMIT).decode("utf-8"))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:  # written atomically: a bad one is not a partial write

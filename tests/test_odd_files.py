@@ -1,0 +1,58 @@
+"""Files in a run folder that urbanrun did not write: a run.toml or exit_status.json that is a
+FIFO, a device, or hundreds of MB. Each is that run's `unreadable` state in one sentence; no
+listing blocks on it (a FIFO used to hang `ls` forever) or parses it whole (a 200 MB record took
+`ls` a minute and 700 MB), and the other runs are listed as before."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conftest import cli, cli_json
+from urbanrun.engine.runs.store import RECORD_LIMIT
+from test_records import BAD_ID, BASE, GOOD_ID, _good_run
+
+
+def _fifo(path):
+    os.mkfifo(path)
+
+
+def _device(path):
+    os.symlink("/dev/zero", path)  # endless: read whole, it never returns
+
+
+def _huge(path):
+    with open(path, "w") as fh:  # valid TOML of a record, padded far past what urbanrun writes
+        fh.write(BASE + 'status = "exited"\n' + "# padding " + "x" * RECORD_LIMIT + "\n")
+
+
+ODD = [(_fifo, "not a regular file"), (_device, "not a regular file"), (_huge, "over 8,388,608 bytes")]
+
+
+@pytest.mark.parametrize("make, reason", ODD, ids=["fifo", "device", "huge"])
+def test_an_odd_run_record_is_that_runs_problem_and_never_blocks_a_listing(workspace, make, reason):
+    _good_run(workspace)
+    run_dir = workspace / "runs" / BAD_ID
+    run_dir.mkdir()
+    make(run_dir / "run.toml")
+    proc = cli("ls", "--all", cwd=workspace, timeout=60)
+    assert proc.returncode == 0 and GOOD_ID in proc.stdout and "unreadable" in proc.stdout
+    assert reason in proc.stderr and str(run_dir / "run.toml") in proc.stderr and "Traceback" not in proc.stderr
+    listed = {r["id"]: r for r in cli_json("ls", "--all", cwd=workspace)["runs"]}
+    assert listed[GOOD_ID]["status"] == "exited" and reason in listed[BAD_ID]["problem"]
+    for command in ("show", "kill", "status"):
+        proc = cli(command, BAD_ID, cwd=workspace, timeout=60)
+        assert proc.returncode == 2 and reason in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("make, reason", ODD[:2], ids=["fifo", "device"])
+def test_an_odd_exit_status_is_that_runs_problem(workspace, make, reason):
+    _good_run(workspace)
+    run_dir = workspace / "runs" / BAD_ID
+    run_dir.mkdir()
+    (run_dir / "run.toml").write_text(BASE + 'status = "running"\npid = 1\npid_create_time = 1.0\nstarted = 1.0\n')
+    make(run_dir / "exit_status.json")
+    listed = {r["id"]: r for r in cli_json("ls", "--all", cwd=workspace)["runs"]}
+    assert listed[GOOD_ID]["status"] == "exited"
+    assert listed[BAD_ID]["status"] == "unreadable" and reason in listed[BAD_ID]["problem"]
