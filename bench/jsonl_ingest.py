@@ -2,7 +2,8 @@
 short, as a killed writer leaves it), end to end: read, parse, reduce into the series, summarise
 (count, last, min with its step, max per metric). Baseline: a plain orjson loop over the lines
 computing the same summary. Both run in this process, interleaved, median of REPEATS; the ratio
-is urbanrun's time over the loop's (goal <= 0.6). The json.loads loop is shown for scale."""
+is urbanrun's time over the loop's (goal <= 0.6). The json.loads loop is shown for scale.
+PROFILE=1 then profiles one urbanrun pass: where its time goes, by function."""
 
 import json
 import os
@@ -94,6 +95,13 @@ def main():
     ratio = median["urbanrun metrics"] / median["orjson loop + summary"]
     print(f"urbanrun / orjson loop = {ratio:.2f} (goal <= 0.6); "
           f"urbanrun / json loop = {median['urbanrun metrics'] / median['json loop + summary']:.2f}")
+    if os.environ.get("PROFILE"):
+        import cProfile
+        import pstats
+
+        profile = cProfile.Profile()
+        profile.runcall(ours, path, store)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(15)
 
 
 if __name__ == "__main__":
