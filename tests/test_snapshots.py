@@ -56,7 +56,7 @@ def replay_app(name="cones_gpu.jsonl"):
 async def settle(pilot):
     await pilot.pause(0.5)
     await pilot.app.workers.wait_for_complete()
-    pilot.app.redraw(force_plot=True)  # the plot redraws at most once a second: draw the last points now
+    pilot.app.redraw(force_plot=True)  # numbers and curves redraw on a tick (2 s, the plot 5 s): draw the last points now
     await pilot.pause(0.5)
     # a last full layout: the replay's one big poll can leave the GPU summary's auto height from a
     # layout pass taken mid-update (seen as a 1- or 4-line summary from run to run)

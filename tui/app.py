@@ -3,7 +3,8 @@
 The data source is passed in (an Engine, or a ReplaySource): `make_app(source)` serves both
 `urbanrun` and the tests. Polling runs in one non-overlapping thread worker; the poll reduces its
 events into the source's state (the session's one State: the app keeps no copy) and posts them
-as one message; the UI thread then redraws what changed — the loss pane at most once a second.
+as one message; the UI thread then draws a run's news at once, and what moves by itself
+(numbers, log lines, GPU readings, the summary, curves) once every FRAME_SECONDS (see `_redraw`).
 The UI thread reads the state only between polls and never waits for it (see `with_state`),
 and touches no file: commands, the scratchpad and the quit summary run in thread workers whose
 results come back as messages.
@@ -45,8 +46,9 @@ from .scratchpad_pane import ScratchpadPane
 from .top_bar import top_bar_text
 
 POLL_SECONDS = 0.5
-PLOT_SECONDS = 1.0
-SUMMARY_SECONDS = 1.0  # a live run's summary (its ETA, its time) is recomputed at most this often
+FRAME_SECONDS = 2.0  # what moves by itself is redrawn at this pace (nvitop's default refresh)
+PLOT_SECONDS = 5.0  # new points of a shown run redraw its plot at most this often (a plotext frame: ~10-25 ms)
+SUMMARY_SECONDS = FRAME_SECONDS  # a live run's summary (its ETA, its time) is recomputed at most this often
 
 
 class UrbanrunApp(App):
@@ -133,6 +135,7 @@ class UrbanrunApp(App):
         self._summary_basis: tuple | None = None  # (run id, active, monotonic time) of the last one: poll worker only
         self._summary: dict | None = None
         self._last_plot = 0.0
+        self._last_frame = -FRAME_SECONDS  # time.monotonic() of the last redraw of what moves by itself
         self._plot_dirty = True
         self.quit_message = ""
         self.errors = ErrorReport(source)
@@ -302,13 +305,24 @@ class UrbanrunApp(App):
             self.state.guard.release()
 
     def _redraw(self, force_plot: bool) -> None:
+        """A poll's news (a new run, a status, a mark, a diagnosis) is drawn at once; what moves
+        by itself (numbers, log lines, GPU readings, the summary, the plot) once a FRAME_SECONDS
+        tick: every update repaints, and a log line relayouts the whole screen."""
+        wall = time.monotonic()
+        due = force_plot or wall - self._last_frame >= FRAME_SECONDS
         table = self.query_one(RunsTable)
-        feed(table, lambda: table.refresh_rows(self.state, self.now()))
+        news = []
+        feed(table, lambda: news.append(table.refresh_rows(self.state, self.now(), numbers=due)))
+        run_summary = self.query_one(RunSummary)
+        # the selected run's first summary is news too (its pane says "computing…" until then)
+        first_summary = run_summary.summary is None and (self._summary or {}).get("id") == table.selected
+        if not (due or any(news) or first_summary):
+            return
+        self._last_frame = wall
         selected = table.selected
         if selected and not self.read_only:
             self._follow_wanted = selected  # a finished run's files are read when it is selected
         self._summary_wanted = selected
-        run_summary = self.query_one(RunSummary)
         feed(run_summary, lambda: run_summary.show(selected, self._summary))
         run = self.state.runs.get(selected) if selected else None
         log = self.query_one(LogPane)
@@ -327,7 +341,6 @@ class UrbanrunApp(App):
             feed(pane, lambda: pane.show(self.state))
         elif tabs.active == "pad":
             self.query_one(ScratchpadPane).refresh_from_disk()  # a worker looks; a message reloads
-        wall = time.monotonic()
         if force_plot or (self._plot_dirty and wall - self._last_plot >= PLOT_SECONDS):
             self._last_plot, self._plot_dirty = wall, False
             ids = [selected] if selected else []

@@ -1,5 +1,10 @@
 """The runs table: status glyph, id, recipe, progress bar, ETA, last and best loss, GPU memory,
-runtime. Rows are updated in place (no flicker, the cursor stays put)."""
+runtime. Rows are updated in place (no flicker, the cursor stays put).
+
+Any cell update makes Textual's DataTable render every visible cell again (its render caches are
+keyed by one update counter), and with runs going some number moves at every poll: changed
+numbers (progress, loss, ETA, time, GPU memory) are sent only when the app's frame tick says so,
+all rows in one go; a new run, a status, a mark or a diagnosis is news, sent at once."""
 
 from __future__ import annotations
 
@@ -46,6 +51,7 @@ def layout_for(width: int) -> tuple[tuple[str, ...], bool]:
 
 
 LIVE = ("starting", "pending", "running", "stopping")  # their time and ETA cells move by themselves
+AT_ONCE = {"status", "id", "why"}  # the cells whose change is news: the glyph and mark, the id's colour, the diagnosis
 
 
 class RunsTable(DataTable):
@@ -102,7 +108,9 @@ class RunsTable(DataTable):
             self.marked.symmetric_difference_update({run_id})
         return run_id
 
-    def refresh_rows(self, state: State, now: float) -> None:
+    def refresh_rows(self, state: State, now: float, numbers: bool = True) -> bool:
+        """Show the state's runs; with `numbers` False, only their news (changed numbers are kept
+        unsent until a call with `numbers`). Returns whether anything was sent."""
         ids = sorted(state.runs, reverse=True)  # newest first
         selected = self.selected
         if self._apply_layout() and selected in state.runs:
@@ -117,22 +125,36 @@ class RunsTable(DataTable):
                 self.add_row(*cells, key=run_id)
             if selected in state.runs:
                 self.move_cursor(row=ids.index(selected), animate=False)
+            sent = True
         else:
-            for run_id in ids:
-                run = state.runs[run_id]
-                seen = (run.changes, run_id in self.marked)
-                if seen == self._seen.get(run_id) and run.status not in LIVE:
-                    continue  # a finished run that nothing changed: its cells are as drawn
-                self._seen[run_id] = seen
-                cells, before = self._visible(self._cells(state, run_id, now)), self._shown.get(run_id, [])
-                for i, (key, value) in enumerate(zip(self.layout_keys, cells)):
-                    if i >= len(before) or value != before[i]:
-                        # recompute the column's width only when the new text does not fit it
-                        self.update_cell(run_id, key, value, update_width=_width(value) > self.columns[key].content_width)
-                self._shown[run_id] = cells
+            sent = self._update_rows(state, ids, now, numbers)
         if self.wanted in state.runs:
             self.move_cursor(row=ids.index(self.wanted), animate=False)
             self.wanted = None
+        return sent
+
+    def _update_rows(self, state: State, ids: list[str], now: float, numbers: bool) -> bool:
+        changes = []  # (run_id, what it was drawn from, its cells, the indexes of the changed ones)
+        for run_id in ids:
+            run = state.runs[run_id]
+            seen = (run.changes, run_id in self.marked)
+            if seen == self._seen.get(run_id) and (run.status not in LIVE or not numbers):
+                continue  # nothing changed in its state since drawn; a live run's clocks wait for `numbers`
+            cells, before = self._visible(self._cells(state, run_id, now)), self._shown.get(run_id, [])
+            changed = [i for i, value in enumerate(cells) if i >= len(before) or value != before[i]]
+            if changed:
+                changes.append((run_id, seen, cells, changed))
+            else:
+                self._seen[run_id] = seen
+        if not changes or not (numbers or any(self.layout_keys[i] in AT_ONCE for *_, changed in changes for i in changed)):
+            return False  # nothing new, or only numbers, kept unsent until `numbers`
+        for run_id, seen, cells, changed in changes:
+            for i in changed:
+                key, value = self.layout_keys[i], cells[i]
+                # recompute the column's width only when the new text does not fit it
+                self.update_cell(run_id, key, value, update_width=_width(value) > self.columns[key].content_width)
+            self._shown[run_id], self._seen[run_id] = cells, seen
+        return True
 
     def _visible(self, cells: list) -> list:
         shown = [cell for (key, _), cell in zip(COLUMNS, cells) if key in self.layout_keys]

@@ -1,0 +1,118 @@
+"""What the app redraws, and when (the TUI's CPU while it watches runs): a run's news (its status,
+a diagnosis, a mark) is drawn at once; what moves by itself (numbers, log lines, curves) waits for
+the frame tick and is then drawn right; a fixed-size bar never relayouts the screen.
+
+The events go through the engine's real reducer, under its guard, as a poll's would; the tick is
+moved by the module's FRAME_SECONDS, never by waiting."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+
+import urbanrun.tui.app as app_module
+from urbanrun.engine.core.config import load_config
+from urbanrun.engine.core.events import LogLines, MetricPoints, RunChanged
+from urbanrun.engine.session.loop import Engine
+from urbanrun.tui.app import make_app
+from urbanrun.tui.log_pane import LogPane
+from urbanrun.tui.quiet import QuietStatic
+from urbanrun.tui.runs_table import RunsTable
+
+RUN = "20261130-000000-cones-0001"
+
+
+def _engine(workspace) -> Engine:
+    return Engine(load_config(workspace / "config.toml"), workspace / "runs", record_session=False, gpu_source=None,
+                  host=False, autolog=None)
+
+
+def _reduce(engine: Engine, *events) -> None:
+    with engine.state.guard:  # as a poll reduces: through the reducer, holding the guard
+        engine.state.apply_all(list(events))
+
+
+def _record(status: str, t0: float) -> dict:
+    run = {"id": RUN, "recipe": "cones", "status": status, "started": t0}
+    return run if status == "running" else {**run, "ended": t0 + 5, "exit_code": 1}
+
+
+def _loss(t0: float, step: int, value: float) -> MetricPoints:
+    return MetricPoints(ts=t0 + step, run_id=RUN, points=({"step": step, "time": t0 + step, "loss": value},))
+
+
+def _cells(table: RunsTable) -> dict[str, str]:
+    return {key: str(table.get_cell(RUN, key)) for key in table.layout_keys}
+
+
+async def test_news_at_once_numbers_and_log_on_the_tick(workspace, monkeypatch):
+    engine = _engine(workspace)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    t0 = time.time() - 60
+    async with app.run_test(size=(160, 45)) as pilot:
+        _reduce(engine, RunChanged(ts=t0, run=_record("running", t0)), _loss(t0, 1, 0.5))
+        app.redraw()  # a key or a resize: everything now
+        await pilot.pause(0.2)
+        table, log = app.query_one(RunsTable), app.query_one(LogPane)
+        assert _cells(table)["loss"] == "0.5" and "▶" in _cells(table)["status"]
+
+        monkeypatch.setattr(app_module, "FRAME_SECONDS", 1e9)  # no tick comes
+        _reduce(engine, _loss(t0, 2, 0.25), LogLines(ts=t0 + 2, run_id=RUN, lines=("epoch 2 loss=0.25",)))
+        app.redraw(force_plot=False)  # as after a poll
+        assert _cells(table)["loss"] == "0.5"  # a number waits for the tick
+        assert "epoch 2" not in "\n".join(log.texts)  # so does a log line (each one relayouts the screen)
+
+        monkeypatch.setattr(app_module, "FRAME_SECONDS", 0.0)  # the tick
+        app.redraw(force_plot=False)
+        assert _cells(table)["loss"] == "0.25" and _cells(table)["best"] == "0.25"
+        assert log.texts[-1] == "epoch 2 loss=0.25"
+
+        monkeypatch.setattr(app_module, "FRAME_SECONDS", 1e9)
+        _reduce(engine, _loss(t0, 3, 0.125))
+        app.redraw(force_plot=False)
+        assert _cells(table)["loss"] == "0.25"
+        _reduce(engine, RunChanged(ts=t0 + 5, run=_record("failed", t0)))
+        app.redraw(force_plot=False)  # news: drawn at once, with the numbers that waited
+        cells = _cells(table)
+        assert "✖" in cells["status"] and cells["loss"] == "0.125" and cells["time"] == "0:05"
+        assert "✖ 1 failed" in app.query_one("#top-bar", QuietStatic).content.plain  # the top bar's counts too
+        await pilot.press("q")
+    engine.close()
+
+
+async def test_marking_a_run_is_drawn_at_once(workspace, monkeypatch):
+    engine = _engine(workspace)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    t0 = time.time() - 60
+    async with app.run_test(size=(160, 45)) as pilot:
+        _reduce(engine, RunChanged(ts=t0, run=_record("running", t0)), _loss(t0, 1, 0.5))
+        app.redraw()
+        await pilot.pause(0.2)
+        monkeypatch.setattr(app_module, "FRAME_SECONDS", 1e9)
+        table = app.query_one(RunsTable)
+        table.toggle_mark()
+        app.redraw(force_plot=False)
+        assert "●" in _cells(table)["status"]
+        await pilot.press("q")
+    engine.close()
+
+
+async def test_a_fixed_size_bar_repaints_alone_and_an_auto_height_one_relayouts(workspace):
+    engine = _engine(workspace)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause(0.2)
+        asked = []
+        bar = app.query_one("#log-status", QuietStatic)  # height 1 (app.tcss)
+        detail = app.query_one("#diag-detail", QuietStatic)  # height auto: its text sets its height
+        for widget in (bar, detail):
+            real = widget.refresh
+            widget.refresh = lambda *a, _w=widget, _real=real, **k: (asked.append((_w.id, k.get("layout"))),
+                                                                   _real(*a, **k))[1]
+        bar.update(Text("new status"))
+        bar.update(Text("new status"))  # the same text: nothing at all
+        detail.update(Text("one\ntwo\nthree"))
+        assert asked == [("log-status", False), ("diag-detail", True)]
+        await pilot.press("q")
+    engine.close()
