@@ -98,21 +98,34 @@ async def test_marking_a_run_is_drawn_at_once(workspace, monkeypatch):
     engine.close()
 
 
-async def test_a_fixed_size_bar_repaints_alone_and_an_auto_height_one_relayouts(workspace):
+def _layouts_asked(widget: QuietStatic, text: str) -> list[bool]:
+    """The `layout` of each refresh that updating the widget's text asks for."""
+    asked, real = [], widget.refresh
+    widget.refresh = lambda *a, **k: (asked.append(bool(k.get("layout"))), real(*a, **k))[1]
+    try:
+        widget.update(Text(text))
+    finally:
+        del widget.refresh
+    return asked
+
+
+async def test_a_bar_relayouts_the_screen_only_when_its_size_changes(workspace):
     engine = _engine(workspace)
     app = make_app(engine, scratchpad_dir=workspace / "pad")
     async with app.run_test(size=(160, 45)) as pilot:
+        app._poll_timer.pause()  # no redraw from a poll sets these bars meanwhile
         await pilot.pause(0.2)
-        asked = []
         bar = app.query_one("#log-status", QuietStatic)  # height 1 (app.tcss)
-        detail = app.query_one("#diag-detail", QuietStatic)  # height auto: its text sets its height
-        for widget in (bar, detail):
-            real = widget.refresh
-            widget.refresh = lambda *a, _w=widget, _real=real, **k: (asked.append((_w.id, k.get("layout"))),
-                                                                   _real(*a, **k))[1]
-        bar.update(Text("new status"))
-        bar.update(Text("new status"))  # the same text: nothing at all
-        detail.update(Text("one\ntwo\nthree"))
-        assert asked == [("log-status", False), ("diag-detail", True)]
+        assert _layouts_asked(bar, "new status") == [False]
+        assert _layouts_asked(bar, "new status") == []  # the same text: nothing at all
+        summary = app.query_one("#run-summary", QuietStatic)  # height auto: its lines set its height
+        assert _layouts_asked(summary, "step 1 · time 0:01\nloss 0.5") == [False, True]
+        await pilot.pause(0.2)
+        assert summary.size.height == 2
+        # other text in as many lines: repainted alone; a line more: the screen relayouts
+        assert _layouts_asked(summary, "step 2 · time 0:03\nloss 0.25") == [False]
+        assert _layouts_asked(summary, "step 3 · time 0:05\nloss 0.125\nrunning-healthy") == [False, True]
+        await pilot.pause(0.2)
+        assert summary.size.height == 3
         await pilot.press("q")
     engine.close()
