@@ -5,7 +5,8 @@ stay true) with the admitted GPUs in its environment (CUDA_VISIBLE_DEVICES, CUDA
 
 No daemon: every queued run has its own gate, so the queue advances with no urbanrun open and
 survives urbanrun's restarts. A stop (platform.send_stop) while waiting cancels the run: it leaves the queue without
-ever starting (status `cancelled`).
+ever starting (status `cancelled`). Where no stop is sent (Windows), the canceller marks the record and the ledger
+itself, and the gate, finding its run no longer queued at its next look, ends.
 
     python -m urbanrun.engine.session.queue_gate RUN_DIR -- BABYSITTER ARGS...
 """
