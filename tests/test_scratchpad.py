@@ -6,6 +6,7 @@ whose numbers match the day's runs."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import shutil
 import subprocess
@@ -168,3 +169,33 @@ def test_log_cli_and_bad_input(pad, workspace):
     assert "logged to" in out and "— data loader fixed" in _today(pad)
     bad = cli("scratchpad", "log", cwd=workspace)
     assert bad.returncode == 2 and "needs the text" in bad.stderr
+
+
+def test_a_byte_that_is_not_utf8_stops_no_launch_and_is_never_lost(pad, workspace):
+    """A line pasted by a Latin-1 editor (and a NUL) in today's notes: launch, log and finish
+    used to end in a UnicodeDecodeError traceback, launch after its run had started."""
+    path = pad / "training-runner" / f"{dt.date.today().isoformat()}.md"
+    odd = b"# notes\ncaf\xe9 from a Latin-1 editor\nnul\x00byte\n"
+    path.write_bytes(odd)
+    run = cli("launch", "exit_after", "--set", "seconds=0.1", "--json", cwd=workspace)
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    run_id = json.loads(run.stdout)["id"]
+    logged = cli("scratchpad", "log", "after the odd byte", cwd=workspace)
+    assert logged.returncode == 0 and "Traceback" not in logged.stderr, logged.stderr
+    raw = path.read_bytes()
+    assert raw.startswith(odd)  # appended after, never rewritten
+    assert f"launched {run_id}".encode() in raw and "— after the odd byte".encode() in raw
+    text, note = scratchpad.save(path, scratchpad.read(path) + "edited in the TUI\n", scratchpad.read(path))
+    assert "not UTF-8" in note and "edited in the TUI" in path.read_text()
+    kept = list(path.parent.glob("*.theirs-bytes-*.md"))
+    assert len(kept) == 1 and kept[0].read_bytes() == raw  # the original bytes, as they were
+
+
+def test_odd_text_is_one_entry_under_its_own_heading(pad, workspace):
+    """Text with newlines, its own markdown headings, a carriage return and 100 KB (near the
+    128 KB an argument may hold) is one entry: the first line its heading, the rest kept whole."""
+    body = "## Unresolved\n- fake item\r\n" + "x" * 100_000
+    out = cli("scratchpad", "log", f"first line\n{body}", cwd=workspace)
+    assert out.returncode == 0, out.stderr
+    text = _today(pad)
+    assert re.search(r"^## \d\d:\d\d — first line\n## Unresolved\n- fake item\r?\n" + "x" * 100_000 + "\n", text, re.M)

@@ -18,11 +18,12 @@ from pathlib import Path
 
 from urbanrun.engine import platform
 from urbanrun.engine.core import redact
-from urbanrun.engine.core.atomic import atomic_write_text
+from urbanrun.engine.core.atomic import atomic_write_bytes, atomic_write_text
 
 DATE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 RUN_ID_RE = re.compile(r"\b\d{8}-\d{6}-[A-Za-z0-9_-]+?-[0-9a-f]{4}\b")
 EVENTS = ("launch", "end", "diagnosis", "kill", "observation")
+NOTES_LIMIT = 64 * 1024 * 1024  # a day's notes are KBs; a FIFO or a GB file there is refused, not read
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,20 @@ def latest_path(folder: Path) -> Path | None:
 
 
 def read(path: Path | None) -> str:
+    """The notes as text. A byte that is not UTF-8 (a line pasted by a Latin-1 editor) reads as
+    U+FFFD: one odd byte must not stop every launch and kill from being logged (save keeps the
+    original bytes aside before it rewrites such a file)."""
+    raw = read_bytes(path)
+    return "" if raw is None else raw.decode("utf-8", errors="replace")
+
+
+def read_bytes(path: Path | None) -> bytes | None:
     if path is None:
-        return ""
+        return None
     try:
-        return path.read_text(encoding="utf-8")
+        return platform.read_shared(path, NOTES_LIMIT)
     except FileNotFoundError:
-        return ""
+        return None
 
 
 @contextlib.contextmanager
@@ -127,18 +136,35 @@ def entry(heading: str, body: str = "", when: dt.datetime | None = None) -> str:
 def save(path: Path, text: str, base: str) -> tuple[str, str]:
     """Write `text` (edited from `base`). Returns (what the file now holds, a note for the user)."""
     with locked(path):
-        disk = read(path)
+        raw = read_bytes(path) or b""
+        disk = raw.decode("utf-8", errors="replace")
         note = "saved"
+        if not _is_utf8(raw):  # rewriting it turns its odd bytes into U+FFFD: keep them as they were
+            original = _aside(path, "bytes")
+            atomic_write_bytes(original, raw)
+            note = f"saved; the file held bytes that are not UTF-8, its original is kept as {original.name}"
         if disk != base:
             if disk.startswith(base):  # lines appended while we edited: keep them after ours
                 text = text.rstrip("\n") + "\n" + disk[len(base):].lstrip("\n")
-                note = "saved, with the lines appended meanwhile merged in"
+                note += ", with the lines appended meanwhile merged in"
             else:
-                theirs = path.with_name(f"{path.stem}.theirs-{dt.datetime.now():%H%M%S}.md")
+                theirs = _aside(path)
                 atomic_write_text(theirs, disk)
-                note = f"saved; the file had changed on disk, that version is kept as {theirs.name}"
+                note += f"; the file had changed on disk, that version is kept as {theirs.name}"
         atomic_write_text(path, text)
         return text, note
+
+
+def _aside(path: Path, kind: str = "") -> Path:
+    return path.with_name(f"{path.stem}.theirs-{kind + '-' if kind else ''}{dt.datetime.now():%H%M%S}.md")
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 # -- reading the team's notes -----------------------------------------------------------------------
