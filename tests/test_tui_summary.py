@@ -1,6 +1,7 @@
 """The TUI shows the selected run's summary as `urbanrun status RUN --json` gives it: the same
 function computes both (the engine's), so for real finished demo runs launched from the CLI, with
-no TUI watching them, the figures the app shows are the status command's, value for value."""
+no TUI watching them, the figures the app shows (the summary pane, the row's progress) are the
+status command's, value for value."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ async def test_the_selected_runs_summary_is_urbanrun_status(workspace):
             step = "-" if p["step"] is None else p["step"]
             assert f"step {step}" + (f"/{p['total_steps']}" if p["total_steps"] else "") + " · " in shown
             assert f"epoch {p['epoch']}/{p['total_epochs']} · {p['fraction']:.0%}" in shown
+            assert f"{p['epoch']}/{p['total_epochs']}" in str(table.get_cell(run_id, "progress"))  # the row agrees
             assert f"time {duration(p['elapsed_seconds'])}" in shown
             assert not p["steps_per_second"] or f"{num(p['steps_per_second'])} steps/s" in shown
             assert (f"{m['name']} {num(m['last'])} @{m['last_step']}, best {num(m['best'])} @{m['best_step']}"

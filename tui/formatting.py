@@ -31,6 +31,13 @@ def num(value: float | None) -> str:
     return f"{value:.4g}"
 
 
+def whole(value) -> str:
+    """A step or epoch as the JSON gives it: whole numbers without a decimal point."""
+    if value is None:
+        return "-"
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else num(value)
+
+
 def status_of(record: dict) -> str:
     """The status to show: a running run that was asked to stop shows `stopping`."""
     status = record.get("status", "starting")

@@ -12,7 +12,7 @@ import shlex
 
 from rich.text import Text
 
-from .formatting import duration, num
+from .formatting import duration, num, whole
 from .quiet import QuietStatic
 
 VERDICT_STYLES = {"running-healthy": "green", "running-sick": "bold yellow", "ended-ok": "green",
@@ -37,9 +37,9 @@ def summary_text(s: dict) -> Text:
     if s.get("error"):
         return Text(f"summary: {s['error']}", style="red")
     p = s.get("progress") or {}
-    progress = [f"step {_whole(p.get('step'))}" + (f"/{_whole(p['total_steps'])}" if p.get("total_steps") else "")]
+    progress = [f"step {whole(p.get('step'))}" + (f"/{whole(p['total_steps'])}" if p.get("total_steps") else "")]
     if p.get("epoch") is not None:
-        progress.append(f"epoch {_whole(p['epoch'])}" + (f"/{_whole(p['total_epochs'])}" if p.get("total_epochs") else ""))
+        progress.append(f"epoch {whole(p['epoch'])}" + (f"/{whole(p['total_epochs'])}" if p.get("total_epochs") else ""))
     if p.get("fraction") is not None:
         progress.append(f"{p['fraction']:.0%}")
     if p.get("steps_per_second"):
@@ -49,7 +49,7 @@ def summary_text(s: dict) -> Text:
     progress.append(f"time {duration(p.get('elapsed_seconds'))}")
 
     m = s.get("metric")
-    results = [f"{m['name']} {num(m['last'])} @{_whole(m['last_step'])}, best {num(m['best'])} @{_whole(m['best_step'])}"
+    results = [f"{m['name']} {num(m['last'])} @{whole(m['last_step'])}, best {num(m['best'])} @{whole(m['best_step'])}"
                if m else "no metric yet"]
     peak = s.get("gpu_peak_mb")
     results.append(f"GPU peak {peak / 1024:.1f} GiB" if peak else "GPU peak -")
@@ -79,9 +79,3 @@ def action_text(action: dict) -> str:
         return f"look at {action.get('file')}{line}{why}"
     return str(action)
 
-
-def _whole(value) -> str:
-    """A step or epoch as the JSON gives it (whole numbers without a decimal point)."""
-    if value is None:
-        return "-"
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else num(value)

@@ -19,7 +19,7 @@ from urbanrun.engine.core.state import State, loss_name
 from urbanrun.engine.runs.store import RunRecord, status_text
 from urbanrun.engine.session.summary import progress_of
 
-from .formatting import GLYPHS, bar, duration, gib, num, status_of
+from .formatting import GLYPHS, bar, duration, gib, num, status_of, whole
 
 COLUMNS = [("status", "  "), ("id", "run"), ("recipe", "recipe"), ("progress", "progress"),
            ("eta", "ETA"), ("loss", "loss"), ("best", "best"), ("gpu", "GPU mem"), ("time", "time"), ("why", "diagnosis")]
@@ -169,10 +169,11 @@ class RunsTable(DataTable):
         glyph, colour = GLYPHS.get(status, ("·", "white"))
         name = loss_name(run)
         series = run.metrics.get(name) if name else None
-        progress = _progress(run)
+        summary = _summary_progress(run, now)
+        progress = _progress(summary, rec.get("status"))
         started, ended = rec.get("started"), rec.get("ended")
         runtime = (ended or now) - started if started else None
-        eta = _eta(run, now) if status == "running" else None
+        eta = summary["eta_seconds"] if summary and status == "running" else None
         peak = run.gpu_mem if status == "running" else (rec.get("gpu_mem_peak_mb") or 0) * 2 ** 20
         mark = Text("●" if run_id in self.marked else " ", style="bold cyan")
         return [
@@ -193,24 +194,21 @@ def _width(cell) -> int:
     return cell.cell_len if isinstance(cell, Text) else cell_len(str(cell))
 
 
-def _eta(run, now: float) -> float | None:
-    """The run summary's ETA (from the smoothed step rate), the one `status` and the agents see."""
+def _summary_progress(run, now: float) -> dict | None:
+    """The run summary's progress (engine/session/summary.py: epochs and steps of their totals,
+    the ETA from the smoothed step rate), the one the summary pane, `status` and the agents see."""
     try:
-        return progress_of(RunRecord.from_dict(run.record), run, now)["eta_seconds"]
-    except (TypeError, KeyError, ValueError):  # a record too incomplete to say: no ETA rather than a wrong one
+        return progress_of(RunRecord.from_dict(run.record), run, now)
+    except (TypeError, KeyError, ValueError):  # a record too incomplete to say: no progress rather than a wrong one
         return None
 
 
-def _progress(run) -> tuple[float | None, str]:
-    for unit in ("epoch", "step"):
-        p = run.progress.get(unit)
-        if p and p.get("total"):
-            return p["n"] / p["total"], f"{p['n']}/{p['total']}"
-    p = run.progress.get("batch")
-    if p and p.get("epochs"):
-        done = (p["epoch"] - 1 + p["n"] / max(p["total"], 1)) / p["epochs"]
-        return done, f"{p['epoch']}/{p['epochs']}"
-    if run.record.get("status") == "exited":
+def _progress(progress: dict | None, status: str | None) -> tuple[float | None, str]:
+    """The bar's fraction and its label: epochs of their total, else steps of theirs."""
+    for unit, total in (("epoch", "total_epochs"), ("step", "total_steps")):
+        if progress and progress[unit] is not None and progress[total]:
+            return progress["fraction"], f"{whole(progress[unit])}/{whole(progress[total])}"
+    if status == "exited":
         return 1.0, "done"
     return None, ""
 
