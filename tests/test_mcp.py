@@ -72,7 +72,8 @@ async def test_the_training_runner_loop_over_mcp(workspace):
 
         long = await call(client, "launch_run", recipe="long_sleep")
         killed = await call(client, "kill_run", run=long["id"])
-        assert killed["status"] == "killed"
+        assert killed["status"] == "killed" and killed["problem"] is None
+        assert (await call(client, "kill_run", run=long["id"]))["ended"] == killed["ended"]  # twice: as it was
 
         await call(client, "scratchpad_log", text="relaunched fake_oom with batch_size=16\nafter a CUDA OOM")
         notes = await call(client, "scratchpad_read")
@@ -93,6 +94,10 @@ async def test_bad_input_is_an_error_result_and_the_server_goes_on(workspace):
         assert "not an environment variable" in await error(client, "launch_run", recipe="cones",
                                                            env={"A B": "x"})
         assert "--until expects" in await error(client, "wait_run", run="last", until="forever")
+        assert "--until expects" in await error(client, "wait_run", run="last", until="step=-1")
+        assert "timeout expects" in await error(client, "wait_run", run="last", timeout=-1)
+        assert "not a run id" in await error(client, "run_status", run="")
+        assert "no 'last' run" in await error(client, "kill_run", run="last")
         assert "not a run id" in await error(client, "run_logs", run="../etc")
         assert "not a valid regular expression" in await error(client, "run_logs", run="x", search="(")
         assert (await call(client, "list_runs"))["runs"] == []  # still answering
