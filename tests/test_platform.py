@@ -138,7 +138,8 @@ def test_pid_list_is_parsed_as_windows_writes_it():
 
 
 def test_windows_names_and_creation_flags():
-    assert windows.new_session_kwargs() == {"creationflags": 0x200}  # CREATE_NEW_PROCESS_GROUP
+    # CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW: a console of its own, so closing the terminal spares the run
+    assert windows.new_session_kwargs() == {"creationflags": 0x200 | 0x08000000}
     assert windows.job_name("20261130-101500-cones-1a2b") == "Local\\urbanrun-20261130-101500-cones-1a2b"
     assert platform.posix.job_name("20261130-101500-cones-1a2b") is None
     assert (windows.STOP_NAME, windows.KILL_NAME) == ("CTRL_BREAK_EVENT", "TerminateJobObject")
@@ -381,7 +382,7 @@ def test_the_whole_package_imports_as_on_windows():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     first = out.stdout.splitlines()[0].split()
-    assert first[:2] == ["windows", "512"] and int(first[2]) > 40
+    assert first[:2] == ["windows", str(0x200 | 0x08000000)] and int(first[2]) > 40
     assert "CTRL_BREAK_EVENT" in out.stdout and "TerminateJobObject" in out.stdout
 
 

@@ -41,6 +41,7 @@ PSEUDO_FILESYSTEMS: frozenset[str] = frozenset()  # devices live under \\.\, out
 # winbase.h / winnt.h / tlhelp32.h values (fixed by the Windows ABI)
 CREATE_SUSPENDED = 0x00000004
 CREATE_NEW_PROCESS_GROUP = 0x00000200
+CREATE_NO_WINDOW = 0x08000000
 TH32CS_SNAPTHREAD = 0x00000004
 THREAD_SUSPEND_RESUME = 0x0002
 ERROR_NO_MORE_FILES = 18
@@ -123,7 +124,11 @@ def parse_pid_list(buffer: bytes) -> tuple[int, list[int]]:
 
 # -- process creation and the babysitter -----------------------------------------------------
 def new_session_kwargs() -> dict:
-    return {"creationflags": CREATE_NEW_PROCESS_GROUP}
+    """How the babysitter starts: its own group (Ctrl+C in urbanrun's terminal is not the run's) and
+    its own hidden console (CREATE_NO_WINDOW): closing the terminal urbanrun ran in sends
+    CTRL_CLOSE_EVENT to every process attached to that console, which would end the run; and the
+    run's child shares the babysitter's console, so the babysitter's CTRL_BREAK_EVENT reaches it."""
+    return {"creationflags": CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW}
 
 
 def job_name(run_id: str) -> str:
