@@ -4,6 +4,11 @@ not focused; [notify] validated like every other table."""
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+
+import pexpect
 import pytest
 from textual import events
 
@@ -163,3 +168,24 @@ async def test_real_runs_ending_and_failing_give_one_toast_each_and_osc_only_whe
         assert len(written) == 1 and f"\x1b]777;notify;urbanrun: {bad.id} failed;" in written[0]
         assert written[0].endswith("\x07\x07")  # the notification, then the bell
     engine.close()
+
+
+# -- a real terminal: focus reports in, notification bytes out ---------------------------------------
+def test_in_a_real_terminal_an_unfocused_failure_writes_osc_777_and_the_bell_once(workspace):
+    """urbanrun in a pseudo-terminal: the terminal reports focus out (CSI O), as xterm, foot or
+    tmux with focus-events do; a run launched from the CLI fails meanwhile. (Focused: no bytes,
+    see the Pilot test above.)"""
+    env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TERM_PROGRAM", "KITTY_WINDOW_ID")}
+    env["TERM"] = "xterm-256color"
+    tui = pexpect.spawn(sys.executable, ["-m", "urbanrun.engine.cli"], cwd=str(workspace), env=env,
+                        dimensions=(30, 100), encoding="utf-8", codec_errors="replace", timeout=60)
+    try:
+        tui.expect("Diagnoses")  # drawn
+        tui.send("\x1b[O")  # the user went to another window
+        away = cli("launch", "exit_after", "--set", "code=3", "--set", "seconds=0.1", cwd=workspace, check=True)
+        away_id = re.search(r"\d{8}-\d{6}-exit_after-[0-9a-f]{4}", away.stdout).group(0)
+        tui.expect(re.escape(f"\x1b]777;notify;urbanrun: {away_id} failed;") + r"[^\x07\x1b]*\x07\x07")
+        tui.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=2.5)  # five polls later: told once, not again
+        assert "\x1b]777;" not in tui.before and "\x07\x07" not in tui.before
+    finally:
+        tui.terminate(force=True)
