@@ -56,3 +56,13 @@ def test_an_odd_exit_status_is_that_runs_problem(workspace, make, reason):
     listed = {r["id"]: r for r in cli_json("ls", "--all", cwd=workspace)["runs"]}
     assert listed[GOOD_ID]["status"] == "exited"
     assert listed[BAD_ID]["status"] == "unreadable" and reason in listed[BAD_ID]["problem"]
+
+
+def test_a_runs_folder_that_is_a_file_is_said_by_every_command(workspace):
+    (workspace / "runs").write_text("not a folder\n")
+    for args in (["ls"], ["ls", "--all", "--json"], ["events"], ["show", "last"], ["status", "1a2b"], ["kill", "last"],
+                 ["launch", "exit_after"]):
+        proc = cli(*args, cwd=workspace, timeout=60)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert "is a file; give a folder" in proc.stderr + proc.stdout and "no runs" not in proc.stdout, args
+    assert (workspace / "runs").read_text() == "not a folder\n"

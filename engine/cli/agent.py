@@ -187,6 +187,7 @@ class EventStream:
     def initial(self, history: bool) -> list[dict]:
         """The runs as they are now; `history`: finished runs too (else only the active ones and
         the run asked for)."""
+        self.store.check_folder()
         out = []
         for run_id in self._ids():
             out += self._first_look(run_id, include_ended=history or run_id == self.only)

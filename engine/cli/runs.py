@@ -259,6 +259,7 @@ def runs_with_summaries(store: RunStore, config, records: list[RunRecord]) -> di
 
 def refreshed(store: RunStore, sup: Supervisor) -> tuple[list[RunRecord], list[str]]:
     """All records, the running ones (and ended ones with leftovers) reconciled with their processes first."""
+    store.check_folder()  # else a file there lists as "no runs yet"
     records, problems = store.load_all()
     for record in records:
         _reconcile(store, sup, record)

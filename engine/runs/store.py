@@ -256,8 +256,7 @@ class RunStore:
         """The run's folder with its first record. A folder that cannot be made or written (read
         only, full) is one sentence naming it, and nothing of the attempt is left behind."""
         path = self.run_dir(record.id)
-        if self.root.exists() and not self.root.is_dir():
-            raise UserError(f"the runs folder {self.root} is a file; give a folder (--runs-dir or URBANRUN_RUNS_DIR).")
+        self.check_folder()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             path.mkdir(mode=RUN_DIR_MODE)
@@ -273,6 +272,11 @@ class RunStore:
             self.discard(record.id)
             raise storage_error(exc, self.root, "write a run record") from None
         return path
+
+    def check_folder(self) -> None:
+        """A runs folder that is a file is one sentence; a missing one is only a folder without runs yet."""
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"the runs folder {self.root} is a file; give a folder (--runs-dir or URBANRUN_RUNS_DIR).")
 
     def discard(self, run_id: str) -> None:
         """Remove a run folder that never held a run (its launch failed before anything started)."""
@@ -373,6 +377,7 @@ class RunStore:
         (`20261125-1741`, `1a2b`); bad, unknown or ambiguous refs are UserErrors that list candidates."""
         if not ref or len(ref) > 255 or not RUN_ID_RE.match(ref) or ".." in ref:
             raise UserError(f"'{short(ref)}' is not a run id (ids look like 20261125-174100-cones-1a2b; no '/' or '..').")
+        self.check_folder()
         ids = self.ids()
         if ref in ids:
             return ref
