@@ -146,7 +146,7 @@ class FileFollower:
                 break
             budget -= len(data)
             self._offset += len(data)
-            self._guard = (self._guard + data)[-GUARD:]
+            self._guard = (self._guard + data[-GUARD:])[-GUARD:]  # not a copy of the whole chunk
             self._split(data, out)
 
     def _split(self, data: bytes, out: list[bytes]) -> None:
