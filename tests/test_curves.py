@@ -149,3 +149,18 @@ async def test_curves_keys_in_the_app_never_crash_it(workspace):
         await pilot.pause(0.3)
         assert pane.filter == "acc"
         assert app.is_running
+
+
+def test_the_title_fits_the_width_the_plot_is_drawn_at():
+    # plotext drops a title wider than the plot: at 80 columns the filter and log y vanished with
+    # it; and a plot drawn before its pane had a size (the compare screen) kept a title for 20 columns
+    state, ids = _state([{"train_loss": list(np.linspace(1.0, 0.1, 50)), "val_loss": list(np.linspace(1.1, 0.2, 50))}])
+    pane = LossPane()
+    pane.filter, pane.log_y = "val", True
+    pane.draw(state, ids, size=(48, 20))
+    assert pane.frame(48, 20).plain.split("\n")[0].strip() == "loss · ema 0.6 · log y · 'val'"
+    pane.draw(state, ids, size=(20, 10))
+    assert pane.frame(120, 30).plain.split("\n")[0].strip() == "loss · smoothing 0.6 · log y · x: step · filter 'val'"
+    empty, none = _state([{}])
+    pane.draw(empty, none, size=(48, 20))
+    assert pane.frame(48, 20).plain.split("\n")[0].strip().startswith("no metrics yet")  # why it is empty, cut, not gone

@@ -46,9 +46,9 @@ def test_a_failure_with_its_diagnosis_is_one_note_naming_the_cause():
     told, notes = notifications(told, {"c": run("c", "starting")})
     assert notes == []
     told, notes = notifications(told, {"c": run("c", "failed", [OOM], exit_code=1)})
-    assert notes == [Note("failed", "c", "c failed", "failed (exit code 1): cuda_oom: CUDA out of memory", "error")]
+    assert notes == [Note("failed", "c", "c failed", "exit code 1: cuda_oom: CUDA out of memory", "error")]
     killed = notifications(told, {"k": run("k", "killed", signal=15)})[1]  # new, already ended: told
-    assert [(n.title, n.body) for n in killed] == [("k killed", "killed (signal 15)")]
+    assert [(n.title, n.body) for n in killed] == [("k killed", "signal 15")]
 
 
 def test_a_diagnosis_kind_is_told_once_even_when_it_goes_and_comes_back():
@@ -62,7 +62,7 @@ def test_a_diagnosis_kind_is_told_once_even_when_it_goes_and_comes_back():
     assert [n.title for n in notes] == ["r: nan_loss"]
     # it then fails of it: one note, the ending, naming the diagnosis already told
     told, notes = notifications(told, {"r": run("r", "failed", [SLOW, NAN], exit_code=1)})
-    assert [(n.about, n.body) for n in notes] == [("failed", "failed (exit code 1): nan_loss: the loss is NaN")]
+    assert [(n.about, n.body) for n in notes] == [("failed", "exit code 1: nan_loss: the loss is NaN")]
 
 
 def test_on_filters_and_imports_are_not_ends():
@@ -154,7 +154,7 @@ async def test_real_runs_ending_and_failing_give_one_toast_each_and_osc_only_whe
         await wait_until(pilot, lambda: any(ok.id in t[0] for t in toasts), seconds=120)
         await pilot.pause(1.5)  # a few more polls: nothing new to tell
         assert [t[0] for t in toasts if ok.id in t[0]] == [f"{ok.id} ended"]
-        assert toasts[0][1].startswith("exited (exit code 0); best ") and toasts[0][2] == "information"
+        assert toasts[0][1].startswith("exit code 0; best ") and toasts[0][2] == "information"
         assert written == []  # the terminal is focused: the toast is enough
 
         app.post_message(events.AppBlur())  # the user went to another window

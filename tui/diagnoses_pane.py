@@ -12,6 +12,7 @@ from textual.widgets.option_list import Option
 
 from urbanrun.engine.core.state import State
 
+from .formatting import cut
 from .quiet import QuietStatic
 
 STYLE = {"error": ("✖", "bold red"), "warning": ("⚠", "bold yellow"), "info": ("·", "bold")}
@@ -94,7 +95,7 @@ def _describe(text: Text, run, why_not: str | None) -> None:
         text.append(f"  {glyph} {d.get('kind')}: ", style=style)
         text.append(f"{d.get('summary')}\n")
         for line in d.get("evidence", [])[:4]:
-            text.append(f"      | {line[:200]}\n", style="dim")
+            text.append(f"      | {cut(line, 200)}\n", style="dim")
         for remedy in d.get("remedies", []):
             text.append(f"      → {remedy}\n", style="cyan")
     changes = rec.get("changes_since_good")
@@ -102,7 +103,7 @@ def _describe(text: Text, run, why_not: str | None) -> None:
         text.append("  what changed: ", style="bold magenta")
         text.append(f"{changes.get('headline')}\n")
         for c in changes.get("commits", [])[:5]:
-            text.append(f"      {c['commit']} {c['date'][:10]} {c['subject'][:70]} ({c['author']})\n", style="dim")
+            text.append(f"      {c['commit']} {c['date'][:10]} {cut(c['subject'], 70)} ({c['author']})\n", style="dim")
         for area, paths in changes.get("files", {}).items():
             text.append(f"      {area}: {', '.join(paths[:5])}\n", style="dim")
         for name, (old, new) in changes.get("params", {}).items():

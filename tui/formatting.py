@@ -49,3 +49,8 @@ def bar(fraction: float | None, width: int = 10) -> str:
         return " " * width
     filled = max(0, min(width, round(fraction * width)))
     return "█" * filled + "░" * (width - filled)
+
+
+def cut(text: str, limit: int) -> str:
+    """At most `limit` characters; a cut one ends with … (it was cut, not the whole line)."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -24,6 +24,7 @@ from urbanrun.engine.core.series import EMA_WEIGHTS, Series, downsample, robust_
 from urbanrun.engine.core.state import State, loss_name
 
 from .curve_groups import group_key, groups
+from .formatting import cut
 
 COLOURS = ["cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white"]  # plotext's names
 RICH_COLOURS = {"orange": "dark_orange"}  # the legend's names where rich spells one differently
@@ -78,6 +79,7 @@ class LossPane(PlotextPlot):
         self._xs = np.empty(0)  # every shown x (plot units), sorted: where the cursor can stop
         self._source: tuple[State, list[str]] | None = None
         self._size_hint: tuple[int, int] | None = None
+        self._one_title = None
 
     # -- choices -----------------------------------------------------------------------------------
     def cycle_metric(self, state: State, run_id: str | None, step: int = 1) -> str | None:
@@ -105,6 +107,7 @@ class LossPane(PlotextPlot):
         plt.clear_data()
         plt.clear_figure()
         self._panels = self._choose_panels(state, run_ids)
+        self._one_title = None  # the one plot's title (or why it is empty), fitted to the width at render
         width, height = size or (self.size.width, self.size.height)
         width, height = max(20, width), max(6, height)
         shown = self._panels
@@ -124,7 +127,7 @@ class LossPane(PlotextPlot):
             self.cursor = float(min(max(self.cursor, self._xs[0]), self._xs[-1]))
         if not drawn:
             self.empty_reason = self._why_empty(state, run_ids)
-            plt.title(self.empty_reason)
+            self._one_title = lambda width: cut(self.empty_reason, width - 2)
         self.footer = self._footer(shown, len(self._panels) - len(shown), width)
         self.refresh()
 
@@ -181,7 +184,10 @@ class LossPane(PlotextPlot):
                 plt.plot(x.tolist(), y.tolist(), color=curve.colour, marker="braille")
             if span and all(math.isfinite(v) for v in span):
                 spans.append(span)
-        plt.title(key if self._panels and len(self._panels) > 1 else self._title(key, width))
+        if self._panels and len(self._panels) > 1:
+            plt.title(key)
+        else:
+            self._one_title = lambda width: self._title(key, width)
         plt.xlabel("minutes" if self.axis == "time" else "step")
         if spans:  # every curve's bulk stays in view; only its own outliers may leave it
             lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
@@ -316,6 +322,8 @@ class LossPane(PlotextPlot):
         plot_height = max(1, height - len(footer))
         self._plot.plotsize(width, plot_height)
         self._plot._set_size(width, plot_height)  # as textual-plotext's own render does
+        if self._one_title is not None:  # plotext drops a title wider than the plot: fit it here
+            self._plot.title(self._one_title(width))
         text = Text.from_ansi(self._plot.build().rstrip("\n"))  # plotext ends its last line with one
         for line in footer:
             text.append("\n")

@@ -25,6 +25,7 @@ from urbanrun.engine.runs.store import ACTIVE
 from urbanrun.engine.session.transitions import Told, failed, transition
 
 from .diagnoses_pane import run_diagnoses
+from .formatting import cut
 
 TEXT_MAX = 200  # characters of a terminal notification's title or body
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
@@ -66,12 +67,12 @@ def notifications(told: dict[str, Told] | None, runs: dict, on=("ended", "failed
 def _ended_note(run_id: str, record: dict, new: tuple, diagnoses: list) -> Note:
     status = record.get("status", "")
     bad = failed(status, diagnoses)
-    if record.get("signal"):
-        how = f"{status} (signal {record['signal']})"
+    if record.get("signal"):  # the title says how it ended (failed, killed, lost): the body says why
+        how = f"signal {record['signal']}"
     elif record.get("exit_code") is not None:
-        how = f"{status} (exit code {record['exit_code']})"
+        how = f"exit code {record['exit_code']}"
     else:
-        how = status
+        how = str(record.get("error") or status)
     worst = sorted(new or diagnoses, key=lambda d: {"error": 0, "warning": 1}.get(d.get("severity"), 2))
     body = how + (f": {worst[0].get('kind')}: {worst[0].get('summary')}" if worst else "")
     best = record.get("loss_best")
@@ -89,8 +90,7 @@ def _diagnosis_note(run_id: str, d: dict) -> Note:
 
 def clean(text: str) -> str:
     """Text safe inside an OSC string: no control characters (ESC, BEL, C1), bounded length."""
-    text = " ".join(CONTROL.sub(" ", text).split())
-    return text if len(text) <= TEXT_MAX else text[:TEXT_MAX - 1] + "…"
+    return cut(" ".join(CONTROL.sub(" ", text).split()), TEXT_MAX)
 
 
 def terminal_kind(setting: str, env=os.environ) -> str | None:
