@@ -334,3 +334,45 @@ async def test_the_tui_queues_reorders_and_cancels(workspace, gpu_machine):
         engine.kill(first)
         await pilot.press("q")
     engine.close()
+
+
+def _on_disk(workspace, run_id) -> dict:
+    """The record as the gates left it: read from the file, since ls/show would reconcile it."""
+    import tomllib
+    return tomllib.loads((workspace / "runs" / run_id / "run.toml").read_text())
+
+
+def test_a_gate_killed_while_queued_never_blocks_the_runs_behind_it(workspace, gpu_machine):
+    """The head of the queue loses its gate (SIGKILL, the OOM killer) and no urbanrun is open to
+    mark it lost: the run behind it used to wait 'behind' it forever."""
+    import os
+    import signal
+
+    gpu_machine(5.0)
+    head = cli_json("launch", "gpu_job", "--queue", "--mem", "10", cwd=workspace)
+    behind = cli_json("launch", "gpu_job", "--queue", "--mem", "10", "--set", "seconds=0.2", cwd=workspace)
+    wait_for(lambda: "waiting behind" in (_on_disk(workspace, behind["id"]).get("queue_reason") or ""),
+             what="the second run to wait behind the first")
+    os.kill(head["pid"], signal.SIGKILL)
+    gpu_machine(23.0)
+    wait_for(lambda: _on_disk(workspace, behind["id"])["status"] == "running", timeout=60,
+             what="the run behind a dead gate to be admitted with no urbanrun open")
+    assert _on_disk(workspace, head["id"])["status"] == "queued"  # no gate writes another run's record
+    assert cli_json("show", head["id"], cwd=workspace)["status"] == "lost"  # the next look says it
+    wait_for(lambda: show(behind["id"], workspace)["status"] == "exited", timeout=60, what="the admitted run's end")
+
+
+def test_a_queued_run_whose_record_is_deleted_ends_its_gate_and_frees_its_place(workspace, gpu_machine):
+    gpu_machine(5.0)
+    gone = cli_json("launch", "gpu_job", "--queue", "--mem", "10", cwd=workspace)
+    behind = cli_json("launch", "gpu_job", "--queue", "--mem", "10", "--set", "seconds=0.2", cwd=workspace)
+    wait_for(lambda: "waiting behind" in (_on_disk(workspace, behind["id"]).get("queue_reason") or ""), what="waiting")
+    (workspace / "runs" / gone["id"] / "run.toml").unlink()
+    import psutil
+    psutil.Process(gone["pid"]).wait(timeout=60)  # the gate ends (not our child: no exit code to see)
+    log = (workspace / "runs" / gone["id"] / "output.log").read_text()
+    assert "no longer queued" in log and "has no record" in log and "Traceback" not in log
+    assert not (workspace / "runs" / gone["id"] / "child.json").exists()
+    assert gone["id"] not in (workspace / "runs" / queue.LEDGER_FILE).read_text()
+    gpu_machine(23.0)
+    wait_for(lambda: show(behind["id"], workspace)["status"] == "exited", timeout=60, what="the run behind it")

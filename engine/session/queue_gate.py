@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from urbanrun.engine.gpu.sources import RECORDING_ENV
 from urbanrun.engine.runs import proctree, queue
 from urbanrun.engine.core.state import GPU_MEM_KEY
 from urbanrun.engine.metrics.follower import last_lines
-from urbanrun.engine.runs.store import METRICS_FILE, RunRecord, RunStore
+from urbanrun.engine.runs.store import METRICS_FILE, RecordError, RunRecord, RunStore
 
 POLL_SECONDS = 2.0
 
@@ -85,16 +86,33 @@ def run_states(store: RunStore, ledger: dict) -> dict[str, dict]:
             out[run_id] = {"active": False, "ended": 0.0, "queued": False}
             continue
         started = record.active and record.status != "queued"
+        if record.status == "queued" and gate_gone(record):  # its place would block the queue forever
+            out[run_id] = {"active": False, "ended": record.created or 0.0, "queued": False}
+            continue
         out[run_id] = {"active": record.active, "ended": record.ended, "queued": record.status == "queued",
                        "pids": run_pids(record) if started else [],
                        "gpu_mem": reported_gpu_mem(store.run_dir(run_id)) if started else None}
     return out
 
 
+def gate_gone(record: RunRecord) -> bool:
+    """A queued run's gate is known to be gone (SIGKILLed, the OOM killer, a reboot): its recorded
+    pid and create time name no live process here. No urbanrun may be open to mark the run lost,
+    so the other gates take it out of the line themselves. A record without a pid yet (its launch
+    is still starting the gate) or from another host is never judged."""
+    if record.pid is None or record.pid_create_time is None or record.host not in (None, socket.gethostname()):
+        return False
+    return proctree.process_if_same(record.pid, record.pid_create_time) is None
+
+
 def step(store: RunStore, run_id: str, reader: GpuReader, now: float) -> queue.Decision:
     """One look, under the ledger's lock: settle promises, then try to admit this run."""
     with queue.locked(store.root) as ledger:
-        record = store.load(run_id)
+        try:
+            record = store.load(run_id)
+        except RecordError as exc:  # deleted or damaged while waiting: nothing is left to start
+            queue.remove(ledger, run_id)
+            return queue.Decision(False, reason=f"no longer queued ({exc})")
         if record.status != "queued":
             return queue.Decision(False, reason=f"no longer queued ({record.status})")
         if queue.position(ledger, run_id) is None:  # a damaged or deleted ledger: take our place again
@@ -141,6 +159,7 @@ def main(argv: list[str]) -> int:
         if decision.admitted:
             break
         if decision.reason.startswith("no longer queued"):
+            print(f"urbanrun: {run_id} {decision.reason}; it never started.", flush=True)
             return 0
         if (decision.reason, decision.position) != shown:
             shown = (decision.reason, decision.position)
