@@ -49,6 +49,12 @@ async def test_every_launch_field_is_seen_whole_at_80x24(workspace):
         await pilot.press("2", "e", "-", "4")  # typed where it is seen
         await pilot.pause(0.2)
         assert form.query_one("#f-lr").value == "2e-4"
+        await pilot.press("x")  # a wrong value: named and highlighted, and still seen as typed
+        await pilot.pause(0.2)
+        lr = form.query_one("#f-lr")
+        assert lr.has_class("invalid") and lr.region.height == 1 and fields.region.contains_region(lr.region)
+        assert "2e-4x" in shown_text(lr) and "fix lr:" in str(form.query_one("#command").render())
+        await pilot.press("backspace")
         assert "--lr 0.0002" in str(form.query_one("#command").render())
         await pilot.resize_terminal(160, 45)  # room again: the bordered fields come back
         await pilot.pause(0.5)
