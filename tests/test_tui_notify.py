@@ -48,7 +48,7 @@ def test_a_failure_with_its_diagnosis_is_one_note_naming_the_cause():
     told, notes = notifications(told, {"c": run("c", "failed", [OOM], exit_code=1)})
     assert notes == [Note("failed", "c", "c failed", "exit code 1: cuda_oom: CUDA out of memory", "error")]
     killed = notifications(told, {"k": run("k", "killed", signal=15)})[1]  # new, already ended: told
-    assert [(n.title, n.body) for n in killed] == [("k killed", "signal 15")]
+    assert [(n.title, n.body, n.severity) for n in killed] == [("k killed", "signal 15", "warning")]
 
 
 def test_a_diagnosis_kind_is_told_once_even_when_it_goes_and_comes_back():

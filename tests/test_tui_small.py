@@ -74,3 +74,17 @@ async def test_the_no_gpu_reason_and_a_filtered_plot_title_are_whole_at_80x24(wo
         app.redraw(force_plot=True)
         await pilot.pause(0.5)
         assert "'val'" in shown_text(app.query_one(LossPane)).split("\n")[0]  # the title keeps the filter
+
+
+async def test_the_quit_summary_fits_80x24_and_says_what_esc_does(workspace):
+    from urbanrun.tui.dialogs import SummaryScreen
+
+    app = replay(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        app.push_screen(SummaryScreen("Training: 1 run(s) launched today (1 exited)."))
+        await pilot.pause(0.5)
+        dialog = app.screen.query_one("#summary-dialog")
+        assert app.screen.region.contains_region(dialog.region)  # it was 100 columns wide on an 80-column screen
+        title = " ".join(shown_text(app.screen.query_one("#summary-title")).split())
+        assert title.endswith("esc quits without writing it")

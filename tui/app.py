@@ -520,7 +520,7 @@ class UrbanrunApp(App):
         """Something of the run is alive: it runs, or it ended leaving processes behind."""
         record = self.state.runs[run_id].record
         if record.get("status") not in ("queued", "starting", "pending", "running") and not record.get("leftovers"):
-            self.notify(f"{run_id} is {record.get('status')}: nothing to stop", severity="warning")
+            self.notify(f"{run_id} already ended ({record.get('status')}): nothing to stop", severity="warning")
             return False
         return True
 

@@ -127,7 +127,8 @@ class SummaryScreen(ModalScreen):
         from textual.widgets import TextArea
 
         with Vertical(id="summary-dialog"):
-            yield Label("Session summary for today's scratchpad — edit it; ctrl+s writes it, esc quits without")
+            yield Label("Session summary for today's scratchpad — edit it; ctrl+s writes it, "
+                        "esc quits without writing it", id="summary-title")
             yield TextArea(self.draft, id="summary-text", soft_wrap=True)
 
     def action_write(self) -> None:

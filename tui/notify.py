@@ -80,7 +80,8 @@ def _ended_note(run_id: str, record: dict, new: tuple, diagnoses: list) -> Note:
         body += f"; best {record.get('loss_name') or 'loss'} {best:.4g}"
     word = "ended" if not bad else "failed" if status == "exited" else status  # exited 0, but with an error
     title = f"{run_id} {word}"
-    return Note("failed" if bad else "ended", run_id, title, body, "error" if bad else "information")
+    severity = "information" if not bad else "warning" if status in ("killed", "cancelled") else "error"  # stopped on purpose
+    return Note("failed" if bad else "ended", run_id, title, body, severity)
 
 
 def _diagnosis_note(run_id: str, d: dict) -> Note:
