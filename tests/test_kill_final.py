@@ -6,6 +6,7 @@ time, and a kill of a run that already ended."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -303,3 +304,25 @@ def test_a_process_that_survives_the_hard_kill_is_named_with_why_and_kill_exits_
         _cleanup([pid for pids in roles.values() for pid in pids])
         wait_for(lambda: not (group / "tasks").read_text().strip(), timeout=10, what="the freezer group to empty")
         group.rmdir()
+
+
+def test_killing_a_copy_of_a_live_runs_folder_never_stops_the_original(workspace):
+    """`cp -r runs/A runs/B` (an id fixed to match its folder) while A runs: B's record names A's
+    babysitter, with its true create time. Killing B used to stop A's whole tree and call B killed."""
+    run, roles = _launch(workspace, "mixed")
+    original = Path(run["run_dir"])
+    copy_id = run["id"][:-4] + "c0de"
+    copy = original.parent / copy_id
+    shutil.copytree(original, copy)
+    (copy / "run.toml").write_text((copy / "run.toml").read_text().replace(run["id"], copy_id))
+    try:
+        proc = cli("kill", copy_id, "--grace", "0", cwd=workspace, timeout=60)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert "nothing was signalled" in proc.stdout, proc.stdout
+        time.sleep(0.5)
+        assert all(_alive(pid) for pids in roles.values() for pid in pids)  # A's whole tree
+        assert cli_json("show", run["id"], cwd=workspace)["status"] == "running"
+        assert cli_json("show", copy_id, cwd=workspace)["status"] == "lost"
+    finally:
+        cli("kill", run["id"], "--grace", "0", cwd=workspace, timeout=60)
+    assert not any(_alive(pid) for pids in roles.values() for pid in pids)

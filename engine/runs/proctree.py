@@ -6,6 +6,8 @@ reboot or a long time, and must never fool reattach or kill.
 
 from __future__ import annotations
 
+import os
+
 import psutil
 
 from urbanrun.engine import platform
@@ -27,6 +29,37 @@ def process_if_same(pid: int | None, create_time: float | None) -> psutil.Proces
         return proc
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
+
+
+def run_root(record) -> psutil.Process | None:
+    """The live process a run record names (its babysitter, or its queue gate): the pid and create
+    time must match, and its command line must name the run's folder, as every babysitter and gate
+    is started with it. A record copied from another run's folder (or edited) names that run's
+    babysitter, with the right create time: killing the copy must never stop the original."""
+    proc = process_if_same(record.pid, record.pid_create_time)
+    if proc is None:
+        return None
+    try:
+        argv = proc.cmdline()
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.Error:  # not ours to read (hidepid): no proof either way, the identity stands
+        return proc
+    # empty while the gate execs into the babysitter (same pid): no proof either way
+    if not argv or any(os.path.basename(arg.rstrip("/\\")) == record.id for arg in argv):
+        return proc
+    return None
+
+
+def names_run(proc: psutil.Process, run_id: str) -> bool:
+    """False when the process's environment names another run (URBANRUN_RUN_ID, which every run's
+    command is started with): a copied child.json names the original run's command. An environment
+    that cannot be read, or without the variable (an exec with a cleared one), proves nothing."""
+    try:
+        named = proc.environ().get("URBANRUN_RUN_ID")
+    except psutil.Error:
+        return True
+    return named is None or named == run_id
 
 
 def create_time_of(pid: int) -> float | None:

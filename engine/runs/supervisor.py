@@ -250,7 +250,7 @@ class Supervisor:
         shares the run's console), else sent to `procs` from here. Asking can fail (a full disk):
         then nothing graceful is sent, and the hard kill after the grace ends the run."""
         if not platform.STOP_BY_REQUEST:
-            platform.send_stop(procs, proctree.process_if_same(record.pid, record.pid_create_time))
+            platform.send_stop(procs, proctree.run_root(record))
             return
         try:
             stop_request.request(self.store.run_dir(record.id), self.clock())
@@ -267,7 +267,7 @@ class Supervisor:
             self.store.update(record.id, {"status": "cancelled", "ended": self.clock(), "queue_reason": None,
                                           "queue_position": None})
         cgroup.remove(record.cgroup, record.id)  # made for a command that will never start
-        gate = proctree.process_if_same(record.pid, record.pid_create_time)
+        gate = proctree.run_root(record)
         if gate is not None:
             platform.send_stop([gate], gate)
         return True
@@ -289,7 +289,7 @@ class Supervisor:
         if record.backend == "slurm":
             return []  # a SLURM job's processes are the scheduler's to end: its state says when
         found: dict[int, object] = {}
-        root = proctree.process_if_same(record.pid, record.pid_create_time)
+        root = proctree.run_root(record)
         if root is not None:
             found.update((p.pid, p) for p in proctree.tree_members(root, record.job_name))
         elif record.job_name:  # Windows: the run's named Job Object is an identity of its own
@@ -349,7 +349,7 @@ class Supervisor:
 
     def _settle(self, record: RunRecord, status: dict | None, alive: list, now: float) -> None:
         """An active record: has its main process ended, and how?"""
-        root = proctree.process_if_same(record.pid, record.pid_create_time)
+        root = proctree.run_root(record)
         if status is not None:
             if record.kill_requested and alive:
                 return  # the main process ended, the kill goes on: `killed` only when nothing is left
@@ -447,7 +447,7 @@ class Supervisor:
         if members:
             self._kill_hard(record, members)
             return
-        root = proctree.process_if_same(record.pid, record.pid_create_time)
+        root = proctree.run_root(record)
         if root is not None and now > record.kill_deadline + BABYSITTER_LINGER \
                 and not (self.store.run_dir(record.id) / EXIT_FILE).exists():
             platform.kill_hard([root], record.job_name)  # a babysitter that cannot finish: end it too
@@ -460,9 +460,11 @@ class Supervisor:
         try:  # its identity: started by the babysitter just after the time it wrote down
             proc = psutil.Process(child["pid"])
             started = float(child.get("started") or 0)
-            return started - 1 <= proc.create_time() <= started + CHILD_START_WINDOW and proctree.alive(proc)
+            if not (started - 1 <= proc.create_time() <= started + CHILD_START_WINDOW and proctree.alive(proc)):
+                return False
         except (psutil.Error, TypeError, ValueError):
             return False
+        return proctree.names_run(proc, record.id)
 
 
 def _begin_kill(record: RunRecord, now: float, grace: float, force: bool, targets: list[dict]) -> None:

@@ -52,7 +52,7 @@ class GpuReader:
 
 
 def run_pids(record: RunRecord) -> list[int]:
-    root = proctree.process_if_same(record.pid, record.pid_create_time)
+    root = proctree.run_root(record)
     return [p.pid for p in proctree.tree_members(root, record.job_name)] if root else []
 
 
@@ -96,13 +96,13 @@ def run_states(store: RunStore, ledger: dict) -> dict[str, dict]:
 
 
 def gate_gone(record: RunRecord) -> bool:
-    """A queued run's gate is known to be gone (SIGKILLed, the OOM killer, a reboot): its recorded
+    """A queued run's gate is known to be gone (killed hard, the OOM killer, a reboot): its recorded
     pid and create time name no live process here. No urbanrun may be open to mark the run lost,
     so the other gates take it out of the line themselves. A record without a pid yet (its launch
     is still starting the gate) or from another host is never judged."""
     if record.pid is None or record.pid_create_time is None or record.host not in (None, socket.gethostname()):
         return False
-    return proctree.process_if_same(record.pid, record.pid_create_time) is None
+    return proctree.run_root(record) is None
 
 
 def step(store: RunStore, run_id: str, reader: GpuReader, now: float) -> queue.Decision:
