@@ -66,3 +66,18 @@ def test_a_runs_folder_that_is_a_file_is_said_by_every_command(workspace):
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert "is a file; give a folder" in proc.stderr + proc.stdout and "no runs" not in proc.stdout, args
     assert (workspace / "runs").read_text() == "not a folder\n"
+
+
+@pytest.mark.parametrize("make", [_fifo, _device], ids=["fifo", "device"])
+def test_an_odd_output_log_never_blocks_show_doctor_or_status(workspace, make):
+    """output.log replaced by a FIFO or /dev/zero: `doctor RUN` blocked forever on either (the
+    FIFO's open, the device's endless read); `show` did too, then (opened without blocking) ended
+    in a traceback. Each now answers, the log said to be unreadable where it is shown."""
+    _good_run(workspace)
+    make(workspace / "runs" / GOOD_ID / "output.log")
+    shown = cli("show", GOOD_ID, cwd=workspace, timeout=60)
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    assert "output.log cannot be read (it is not a regular file)" in shown.stdout
+    for args in (["doctor", GOOD_ID], ["status", GOOD_ID], ["show", GOOD_ID, "--json"], ["logs", GOOD_ID]):
+        proc = cli(*args, cwd=workspace, timeout=60)
+        assert proc.returncode in (0, 2) and "Traceback" not in proc.stderr, (args, proc.stderr)

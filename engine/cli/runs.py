@@ -122,8 +122,13 @@ def cmd_show(args, config, store, sup) -> int:
         print_status(run_summary(store, record, config))
     log = store.log_path(record)
     if log.exists():
-        print("── last lines of output.log ──")
-        _write_lines(last_lines(log, 10))
+        try:
+            tail = last_lines(log, 10)
+        except OSError as exc:  # a FIFO or device in its place: say so, show the rest
+            print(f"── output.log cannot be read ({exc.strerror or exc}) ──")
+        else:
+            print("── last lines of output.log ──")
+            _write_lines(tail)
     return 0
 
 

@@ -9,6 +9,7 @@ import math
 import os
 from pathlib import Path
 
+from urbanrun.engine import platform
 from urbanrun.engine.core.config import Config, Recipe
 from urbanrun.engine.diagnosis.rules import Diagnosis, diagnose, headline
 from urbanrun.engine.runs.store import RunRecord, RunStore
@@ -21,7 +22,7 @@ LIVE_SECONDS = 10.0
 
 def read_log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> list[str]:
     try:
-        with open(path, "rb") as fh:
+        with platform.open_regular(path) as fh:  # a FIFO there would block, /dev/zero never end
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             fh.seek(max(0, size - limit))

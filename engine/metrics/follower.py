@@ -191,7 +191,7 @@ def read_new_bytes(path: Path, offset: int, limit: int) -> tuple[bytes, int]:
         return b"", offset
     if size <= offset:
         return b"", size
-    with platform.open_shared(path) as fh:
+    with platform.open_regular(path) as fh:
         fh.seek(offset)
         return fh.read(min(size - offset, limit)), size
 
@@ -201,7 +201,7 @@ def last_lines(path: str | os.PathLike, n: int, block: int = 1 << 16, max_bytes:
     max_bytes of it: lines longer than that are not worth holding in memory)."""
     if n <= 0:
         return []
-    with platform.open_shared(path) as fh:
+    with platform.open_regular(path) as fh:
         fh.seek(0, os.SEEK_END)
         end = fh.tell()
         pos, data = end, b""

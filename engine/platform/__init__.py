@@ -21,6 +21,7 @@ here. The lowest layer: imports nothing of urbanrun (the babysitter imports it t
     lock_file(fd), unlock_file(fd)  a blocking exclusive lock (flock / msvcrt.locking)
     replace(src, dst)             os.replace, retried where the OS refuses while dst is open
     open_shared(path)             open for reading without stopping a writer renaming/deleting it
+    open_regular(path)            open_shared, refusing a FIFO or device (OSError)
     read_shared(path, limit)      a regular file of at most limit bytes, through open_shared (records, exit status)
     make_private(path)            owner-only access: 0700 folders, 0600 files (POSIX); Windows: ACLs
     EXEC_KEEPS_PID                os.exec* replaces the process (POSIX), not a new pid (Windows)
@@ -86,15 +87,22 @@ def hold_lock(path: str | os.PathLike):
         os.close(fd)
 
 
+def open_regular(path: str | os.PathLike):
+    """open_shared, for a regular file only: a FIFO there (opened without blocking) or a device
+    (/dev/zero never ends) is an OSError saying so, checked on the open file itself."""
+    fh = open_shared(path)
+    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+        fh.close()
+        raise OSError(errno.EINVAL, "it is not a regular file", os.fspath(path))
+    return fh
+
+
 def read_shared(path: str | os.PathLike, limit: int) -> bytes:
     """The whole file, read without blocking a writer that replaces it meanwhile (on Windows an
     open without delete sharing makes the writer's os.replace fail). Only a regular file of at most
     `limit` bytes is read: a FIFO or device there would block or never end, and a file far larger
     than any urbanrun writes would stall every listing (OSError saying which)."""
-    with open_shared(path) as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, "it is not a regular file", os.fspath(path))
+    with open_regular(path) as fh:
         data = fh.read(limit + 1)
         if len(data) > limit:
             raise OSError(errno.EFBIG, f"it holds over {limit:,} bytes, far more than urbanrun writes there",
