@@ -59,7 +59,7 @@ def test_advise_without_a_gpu_reads_as_a_sentence(workspace):
 
 def test_the_runs_table_eta_comes_from_a_smoothed_rate():
     from urbanrun.engine.core.events import MetricPoints, Progress, RunChanged
-    from urbanrun.tui.runs_table import _eta
+    from urbanrun.tui.runs_table import _summary_progress
 
     state = State()
     record = {"id": "20260101-000000-a-0001", "recipe": "a", "status": "running", "started": 0.0, "argv": [],
@@ -71,7 +71,7 @@ def test_the_runs_table_eta_comes_from_a_smoothed_rate():
     for step in range(1, 301):
         t += 60.0 if step == 200 else 1.0  # one stalled step (a checkpoint save) among steady ones
         state.apply_all([MetricPoints(ts=t, run_id=record["id"], points=({"step": step, "time": t, "loss": 1.0},))])
-        etas.append(_eta(state.runs[record["id"]], t))
+        etas.append(_summary_progress(state.runs[record["id"]], t)["eta_seconds"])
     assert etas[150] == __import__("pytest").approx(1000 - 151, rel=0.05)  # steady: one second a step
     jumps = [abs(b - a) / a for a, b in zip(etas[150:], etas[151:])]
     assert max(jumps) < 0.5  # the stalled step moves the ETA, it does not make it jump 0:01 -> 2:49
