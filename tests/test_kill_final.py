@@ -326,3 +326,27 @@ def test_killing_a_copy_of_a_live_runs_folder_never_stops_the_original(workspace
     finally:
         cli("kill", run["id"], "--grace", "0", cwd=workspace, timeout=60)
     assert not any(_alive(pid) for pids in roles.values() for pid in pids)
+
+
+@pytest.mark.parametrize("mode", ["mixed", "daemon"])
+def test_with_the_babysitter_killed_and_no_cgroup_kill_still_ends_every_process(workspace, mode):
+    """No cgroup (a user without a delegated subtree, macOS) and the babysitter SIGKILLed from
+    outside: kill found nothing, waited, and said 'still alive: the babysitter' (dead) while the
+    run's processes all lived on. Every process of a run carries its URBANRUN_RUN_ID."""
+    run, roles = _launch(workspace, mode)
+    everyone = [pid for pids in roles.values() for pid in pids]
+    record = Path(run["run_dir"]) / "run.toml"
+    record.write_text("".join(line for line in record.read_text().splitlines(True)
+                              if not line.startswith("cgroup =")))  # as made where none can be
+    try:
+        psutil.Process(run["pid"]).kill()
+        wait_for(lambda: not _alive(run["pid"]), what="the babysitter to die")
+        assert all(_alive(pid) for pid in everyone)
+        proc = cli("kill", run["id"], "--grace", "1", cwd=workspace, timeout=90)
+        assert proc.returncode == 0, proc.stderr
+        assert [pid for pid in everyone if _alive(pid)] == []
+        assert cli_json("show", run["id"], cwd=workspace)["status"] in ("killed", "lost")
+    finally:
+        _cleanup(everyone)
+        if run["cgroup"] and Path(run["cgroup"]).exists():
+            os.rmdir(run["cgroup"])

@@ -62,6 +62,23 @@ def names_run(proc: psutil.Process, run_id: str) -> bool:
     return named is None or named == run_id
 
 
+def carrying_run_id(run_id: str, not_before: float | None) -> list[psutil.Process]:
+    """Live processes started (no earlier than the run) with this run's URBANRUN_RUN_ID in their
+    environment, as every process of the run is, orphans and daemons that left its session included: the run's
+    processes where its babysitter was killed from outside and no cgroup or job holds them. One
+    pass over the processes this user may read; never this process itself."""
+    found = []
+    for proc in psutil.process_iter(["create_time"]):
+        try:
+            if proc.pid == os.getpid() or (not_before is not None and proc.info["create_time"] < not_before - 1):
+                continue
+            if proc.environ().get("URBANRUN_RUN_ID") == run_id and alive(proc):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
 def create_time_of(pid: int) -> float | None:
     try:
         return psutil.Process(pid).create_time()

@@ -294,6 +294,8 @@ class Supervisor:
             found.update((p.pid, p) for p in proctree.tree_members(root, record.job_name))
         elif record.job_name:  # Windows: the run's named Job Object is an identity of its own
             found.update((p.pid, p) for p in proctree.session_members(None, record.started, record.job_name))
+        elif record.active and not record.cgroup:  # babysitter killed from outside, nothing else holds them
+            found.update((p.pid, p) for p in proctree.carrying_run_id(record.id, record.started or record.created))
         for pid in cgroup.pids(record.cgroup, record.id):  # membership is the identity: taken now
             try:
                 found.setdefault(pid, psutil.Process(pid))
