@@ -376,3 +376,22 @@ def test_a_queued_run_whose_record_is_deleted_ends_its_gate_and_frees_its_place(
     assert gone["id"] not in (workspace / "runs" / queue.LEDGER_FILE).read_text()
     gpu_machine(23.0)
     wait_for(lambda: show(behind["id"], workspace)["status"] == "exited", timeout=60, what="the run behind it")
+
+
+def test_a_ledger_with_fields_of_the_wrong_kind_costs_only_those_entries(workspace, gpu_machine):
+    """A hand-edited queue.json (a text seq, a text mem_gb, a promise without one): every gate
+    read it and crashed (ValueError, KeyError), so no queued run could ever start again."""
+    gpu_machine(5.0)
+    run = cli_json("launch", "gpu_job", "--queue", "--mem", "10", "--set", "seconds=0.2", cwd=workspace)
+    wait_for(lambda: "unpromised" in (show(run["id"], workspace)["queue_reason"] or ""), what="waiting")
+    (workspace / "runs" / queue.LEDGER_FILE).write_text(json.dumps({
+        "seq": "abc", "waiting": [{"run_id": run["id"], "mem_gb": "big", "gpus": 1}, {"run_id": "other"}, "x"],
+        "promises": [{"run_id": "gone"}, {"run_id": "old", "mem_gb": 1, "gpu_uuid": UUID, "admitted": "noon"}]}))
+    listed = cli("ls", cwd=workspace)
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+    wait_for(lambda: run["id"] in json.dumps(queue.read(workspace / "runs")["waiting"]), what="the gate to re-enqueue")
+    gpu_machine(23.0)
+    final = wait_for(lambda: (s := show(run["id"], workspace))["status"] == "exited" and s, timeout=60, what="admission")
+    assert final["exit_code"] == 0
+    log = (workspace / "runs" / run["id"] / "output.log").read_text()
+    assert "Traceback" not in log

@@ -21,6 +21,7 @@ itself every poll, under the lock; the head of the queue is admitted first (FIFO
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from contextlib import contextmanager
@@ -78,9 +79,65 @@ def read(runs_dir: Path) -> dict:
         data = {}
     if not isinstance(data, dict):
         data = {}
-    waiting = [w for w in data.get("waiting", []) if isinstance(w, dict) and isinstance(w.get("run_id"), str)]
-    promises = [p for p in data.get("promises", []) if isinstance(p, dict) and isinstance(p.get("run_id"), str)]
-    return {"waiting": waiting, "promises": promises, "seq": int(data.get("seq", 0) or 0)}
+    waiting = [w for w in map(_waiting, _list(data.get("waiting"))) if w is not None]
+    promises = [p for p in map(_promise, _list(data.get("promises"))) if p is not None]
+    try:
+        seq = _number(data.get("seq"), int, 0)
+    except ValueError:
+        seq = 0
+    seq = max([seq] + [w["seq"] for w in waiting])
+    return {"waiting": waiting, "promises": promises, "seq": seq}
+
+
+# An entry with a field of the wrong kind (a hand edit, another version) is dropped, never a crash of
+# every gate: a waiting run's gate puts it back from its record; a promise is the admitted run's own.
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+REQUIRED = object()
+
+
+def _number(value, kind, default, least=None):
+    if value is None:
+        if default is REQUIRED:
+            raise ValueError(value)
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(value)
+    if least is not None and value < least:
+        raise ValueError(value)
+    return kind(value)
+
+
+def _waiting(w) -> dict | None:
+    if not isinstance(w, dict) or not isinstance(w.get("run_id"), str):
+        return None
+    try:
+        return {"run_id": w["run_id"], "mem_gb": _number(w.get("mem_gb"), float, REQUIRED, 0),
+                "gpus": _number(w.get("gpus"), int, 1, 1), "priority": _number(w.get("priority"), int, 0),
+                "exclusive": bool(w.get("exclusive")), "max_per_gpu": _number(w.get("max_per_gpu"), int, None, 1),
+                "seq": _number(w.get("seq"), int, 0), "enqueued": _number(w.get("enqueued"), float, 0.0)}
+    except ValueError:
+        return None
+
+
+def _promise(p) -> dict | None:
+    if not isinstance(p, dict) or not isinstance(p.get("run_id"), str):
+        return None
+    try:
+        out = {**p, "gpu_uuid": p.get("gpu_uuid") if isinstance(p.get("gpu_uuid"), str) else None,
+               "mem_gb": _number(p.get("mem_gb"), float, REQUIRED, 0)}
+        for key in ("admitted", "ended_seen", "visible_bytes"):  # bad: as if not yet known
+            try:
+                out[key] = _number(p.get(key), float, None)
+            except ValueError:
+                out[key] = None
+            if out[key] is None:
+                out.pop(key)
+        return out
+    except ValueError:
+        return None
 
 
 def enqueue(ledger: dict, run_id: str, mem_gb: float, gpus: int = 1, priority: int = 0,
