@@ -85,3 +85,21 @@ def test_typed_values_from_the_form_all_reach_the_command(workspace):
     assert argv[argv.index("--epochs") + 1] == "1" and argv[argv.index("--batch-size") + 1] == "2"
     assert argv[argv.index("--device") + 1] == "cpu" and "--amp" in argv and "--max-steps" in argv
     drive(engine, lambda e=engine: e.state.runs[record.id].status != "running")
+
+
+def test_log_line_metrics_step_aside_once_a_structured_source_gives_points():
+    # the demo prints `Epoch 3/30 | Train Loss: 0.14 | Val Loss: 0.12` and writes train_loss_epoch and
+    # val_loss to metrics.jsonl: the log's copies under other names and steps must not join the plot
+    from urbanrun.engine.core.state import State
+
+    state = State()
+    state.apply(MetricPoints(ts=1, run_id="r", source="output.log", format="log",
+                             points=({"epoch": 1, "train_loss": 0.5, "val_loss": 0.6},)))
+    assert set(state.runs["r"].metrics) == {"train_loss", "val_loss"}  # a log-only script: its log is its metrics
+    state.apply(MetricPoints(ts=2, run_id="r", source="metrics.jsonl", format="jsonl",
+                             points=({"step": 6, "epoch": 1, "train_loss_epoch": 0.5, "val_loss": 0.6},)))
+    state.apply(MetricPoints(ts=3, run_id="r", source="output.log", format="log",
+                             points=({"epoch": 2, "train_loss": 0.4, "val_loss": 0.5},)))
+    run = state.runs["r"]
+    assert set(run.metrics) == {"train_loss_epoch", "val_loss"} and run.metrics["val_loss"].count == 1
+    assert set(run.metric_formats.values()) == {"jsonl"}

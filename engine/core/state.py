@@ -182,8 +182,16 @@ class State:
 def add_points(run: RunState, points, fmt: str = "jsonl", ts: float = 0.0) -> None:
     """Metric points (dicts, or Points with blocks of columns) into a run's series (the reducer's
     step; also used by commands that read files without an engine). A point's step is its step,
-    else its epoch, else a running count; log-line metrics yield to a structured source of the
-    same name."""
+    else its epoch, else a running count. Log lines are a run's metrics only until a structured
+    source (metrics.jsonl, CSV, TensorBoard, W&B) gives points: from then on the log only repeats
+    them, under other names and steps (the demo's `Train Loss` beside its `train_loss_epoch`)."""
+    fed_by = run.metric_formats
+    if fmt == "log":
+        if any(f != "log" for f in fed_by.values()):
+            return
+    elif any(f == "log" for f in fed_by.values()):
+        for name in [n for n, f in fed_by.items() if f == "log"]:
+            del run.metrics[name], fed_by[name]
     for part in points.parts if type(points) is Points else (points,):
         if type(part) is Block:
             _add_block(run, part, fmt, ts)
@@ -242,12 +250,13 @@ def _extend(run: RunState, columns: dict, steps, times, top_epoch, n: int, fmt: 
     if top_epoch is not None:
         run.epoch = top_epoch if run.epoch is None else max(run.epoch, top_epoch)
     for name, values in columns.items():
-        if name not in AXIS_KEYS and _column_for(run, name, fmt) is not None:
+        if name not in AXIS_KEYS:
+            _column_for(run, name, fmt)
             run.metrics[name].extend(steps, times, values)
 
 
 def _add_rows(run: RunState, points, fmt: str, ts: float) -> None:
-    columns: dict[str, tuple[list, list, list] | None] = {}  # name -> steps, times, values (None: skipped)
+    columns: dict[str, tuple[list, list, list]] = {}  # name -> steps, times, values
     for point in points:
         run.points_total += 1
         epoch = point.get("epoch")
@@ -260,16 +269,14 @@ def _add_rows(run: RunState, points, fmt: str, ts: float) -> None:
         for name, value in point.items():
             if name in AXIS_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
-            column = columns.get(name, ())
-            if column == ():
+            column = columns.get(name)
+            if column is None:
                 column = columns[name] = _column_for(run, name, fmt)
-            if column is not None:
-                column[0].append(step)
-                column[1].append(when)
-                column[2].append(value)
+            column[0].append(step)
+            column[1].append(when)
+            column[2].append(value)
     for name, column in columns.items():
-        if column is not None:
-            run.metrics[name].extend(*column)  # one numpy append a metric a batch
+        run.metrics[name].extend(*column)  # one numpy append a metric a batch
 
 
 def _reported_gpu_mem(run: RunState, points, ts: float) -> None:
@@ -311,13 +318,12 @@ def _reported_gpu_mem_dicts(run: RunState, points, ts: float) -> None:
         run.gpu_mem_history.append(when, when, run.gpu_mem)
 
 
-def _column_for(run: RunState, name: str, fmt: str) -> tuple[list, list, list] | None:
-    fed_by = run.metric_formats.get(name)
-    if fed_by is None or (fed_by == "log" and fmt != "log"):
-        run.metrics[name] = Series()  # first source, or a structured one replacing log lines
+def _column_for(run: RunState, name: str, fmt: str) -> tuple[list, list, list]:
+    """The lists a batch's values of `name` gather in, its series made on first sight (which
+    source may feed a run at all is settled in add_points)."""
+    if name not in run.metric_formats:
+        run.metrics[name] = Series()
         run.metric_formats[name] = fmt
-    elif fmt == "log" and fed_by != "log":
-        return None  # a structured source already feeds this name: the log line repeats it
     return [], [], []
 
 
