@@ -199,3 +199,21 @@ def test_odd_text_is_one_entry_under_its_own_heading(pad, workspace):
     assert out.returncode == 0, out.stderr
     text = _today(pad)
     assert re.search(r"^## \d\d:\d\d — first line\n## Unresolved\n- fake item\r?\n" + "x" * 100_000 + "\n", text, re.M)
+
+
+def test_a_latin1_byte_a_nul_or_a_lone_surrogate_in_an_entry_is_written_as_text(pad, workspace):
+    """`scratchpad log` typed in a Latin-1 terminal (a byte that is not UTF-8 in argv), or an agent's
+    text with a NUL or a lone surrogate (MCP): log and observe ended in a UnicodeEncodeError
+    traceback, and a NUL made the notes binary to grep."""
+    for action in ("log", "observe"):
+        proc = subprocess.run([sys.executable, "-m", "urbanrun.engine.cli", "scratchpad", action.encode(),
+                               b"caf\xe9 " + action.encode()], cwd=workspace, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    from urbanrun.engine.cli.scratchpad import log_entry
+
+    log_entry(scratchpad.Settings(root=pad), "agent note\nwith a NUL \x00 and \ud800 here")
+    raw = (pad / "training-runner" / f"{dt.date.today().isoformat()}.md").read_bytes()
+    assert b"\x00" not in raw
+    text = raw.decode("utf-8")  # strict: the file stays UTF-8
+    assert "caf\ufffd log" in text and "caf\ufffd observe" in text
+    assert "with a NUL \ufffd and \ufffd here" in text

@@ -21,6 +21,7 @@ from urbanrun.engine.core import redact
 from urbanrun.engine.core.atomic import atomic_write_bytes, atomic_write_text
 
 DATE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
+NOT_TEXT_RE = re.compile("[\x00\ud800-\udfff]")
 RUN_ID_RE = re.compile(r"\b\d{8}-\d{6}-[A-Za-z0-9_-]+?-[0-9a-f]{4}\b")
 EVENTS = ("launch", "end", "diagnosis", "kill", "observation")
 NOTES_LIMIT = 64 * 1024 * 1024  # a day's notes are KBs; a FIFO or a GB file there is refused, not read
@@ -108,7 +109,7 @@ def append(path: Path, text: str, marker: str | None = None, title: str | None =
     """Append an entry; with a marker, only once (a restarted urbanrun does not log twice). Secrets
     recognisable by shape (a token, URL credentials, KEY=value) are masked: entries come from
     records, logs and agents, and the scratchpad is shared."""
-    text = redact.text(text)
+    text = as_text(redact.text(text))
     with locked(path):
         current = read(path)
         if marker and f"<!-- urbanrun:{marker} -->" in current:
@@ -126,6 +127,13 @@ def append(path: Path, text: str, marker: str | None = None, title: str | None =
             fh.flush()
             os.fsync(fh.fileno())
         return True
+
+
+def as_text(text: str) -> str:
+    """What a notes file can hold: a NUL (binary to grep and editors) and what UTF-8 cannot encode
+    (a lone surrogate: a Latin-1 byte in a command line, or sent by an agent) become U+FFFD, so an
+    entry is written whole instead of failing with UnicodeEncodeError."""
+    return NOT_TEXT_RE.sub("\ufffd", text)
 
 
 def entry(heading: str, body: str = "", when: dt.datetime | None = None) -> str:
