@@ -246,6 +246,17 @@ def test_a_nul_character_in_a_command_is_refused_before_anything_is_written(work
     assert _runs(workspace) == []
 
 
+def test_a_byte_that_is_not_utf8_in_launch_arguments_is_refused_before_anything_is_written(workspace):
+    """`--env NOTE=caf\xe9` typed in a Latin-1 terminal: the record could not be written (an internal
+    UnicodeEncodeError with a traceback) and an empty run folder was left behind."""
+    proc = subprocess.run([sys.executable, "-m", "urbanrun.engine.cli", "launch", "exit_after", "--env",
+                           b"NOTE=caf\xe9", "--json"], cwd=workspace, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    error = json.loads(proc.stdout)["error"]
+    assert error["code"] == "bad_input" and "'caf?' holds a byte that is not UTF-8" in error["message"]
+    assert _runs(workspace) == []
+
+
 def test_a_very_long_import_name_still_makes_a_valid_run_id(workspace):
     (workspace / "m.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
     proc = cli("import", str(workspace / "m.jsonl"), "--name", "n" * 3000, cwd=workspace, check=True)

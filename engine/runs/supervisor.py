@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from urbanrun.engine.runs.backends import BACKENDS, slurm, torchrun
 from urbanrun.engine.runs.store import EXIT_FILE, LOG_FILE, METRICS_FILE, RecordError, RunRecord, RunStore
 
 BABYSITTER = Path(__file__).resolve().parent / "babysitter.py"
+SURROGATE_RE = re.compile("[\ud800-\udfff]")  # how Python holds argv/env bytes that are not UTF-8
 QUEUE_GATE = "-m urbanrun.engine.session.queue_gate"  # a queued run's first process (argv words)
 BABYSITTER_LINGER = 5.0  # seconds a babysitter may outlive its tree after a kill before it is killed too
 SURVIVOR_AFTER = 3.0  # seconds after the first hard kill: a process still alive then survives it (state D)
@@ -77,10 +79,15 @@ class Supervisor:
                             f"fix `command` in {self.config.path}.")
         env_overrides = {k: expand(v, ctx, where=f"recipes.{recipe.name}.env") for k, v in recipe.env.items()}
         env_overrides.update(env or {})
-        for part in (*argv, *env_overrides, *env_overrides.values()):
+        texts = [v for v in (*chosen.values(), *(options or {}).values()) if isinstance(v, str)]
+        for part in (*argv, *env_overrides, *env_overrides.values(), *texts):
             if "\0" in part:  # no argv or environment can carry a NUL byte; Popen would fail after the folder
                 raise UserError(f"recipe '{recipe.name}': {part.split(chr(0))[0]!r}… holds a NUL character, which no "
                                 f"command line or environment can pass; remove it.")
+            if SURROGATE_RE.search(part):  # a byte that is not UTF-8 (a Latin-1 terminal): the record could not hold it
+                shown = SURROGATE_RE.sub("?", part)
+                raise UserError(f"recipe '{recipe.name}': {shown!r} holds a byte that is not UTF-8 (shown as ?); "
+                                f"the run's record is UTF-8: type it in UTF-8.")
         opts: dict = {}
         if backend == "torchrun":
             opts = torchrun.options(self.config.backends.get("torchrun", {}),
