@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -255,6 +257,13 @@ def test_a_byte_that_is_not_utf8_in_launch_arguments_is_refused_before_anything_
     error = json.loads(proc.stdout)["error"]
     assert error["code"] == "bad_input" and "'caf?' holds a byte that is not UTF-8" in error["message"]
     assert _runs(workspace) == []
+    latin1 = os.path.join(os.fsencode(workspace), b"caf\xe9")  # a project folder named in Latin-1
+    os.mkdir(latin1)
+    shutil.copy(workspace / "config.toml", os.fsdecode(latin1))
+    proc = subprocess.run([sys.executable, "-m", "urbanrun.engine.cli", "launch", "exit_after"], cwd=latin1,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "caf?' holds a byte that is not UTF-8" in proc.stderr, proc.stderr
+    assert not os.path.exists(os.path.join(latin1, b"runs")) or os.listdir(os.path.join(latin1, b"runs")) == []
 
 
 def test_a_very_long_import_name_still_makes_a_valid_run_id(workspace):

@@ -271,6 +271,9 @@ class RunStore:
         except OSError as exc:
             self.discard(record.id)
             raise storage_error(exc, self.root, "write a run record") from None
+        except BaseException:  # whatever stopped the record (a bug, Ctrl-C) leaves no folder without one
+            self.discard(record.id)
+            raise
         return path
 
     def check_folder(self) -> None:

@@ -80,14 +80,14 @@ class Supervisor:
         env_overrides = {k: expand(v, ctx, where=f"recipes.{recipe.name}.env") for k, v in recipe.env.items()}
         env_overrides.update(env or {})
         texts = [v for v in (*chosen.values(), *(options or {}).values()) if isinstance(v, str)]
-        for part in (*argv, *env_overrides, *env_overrides.values(), *texts):
+        for part in (str(cwd), *argv, *env_overrides, *env_overrides.values(), *texts):
             if "\0" in part:  # no argv or environment can carry a NUL byte; Popen would fail after the folder
                 raise UserError(f"recipe '{recipe.name}': {part.split(chr(0))[0]!r}… holds a NUL character, which no "
                                 f"command line or environment can pass; remove it.")
             if SURROGATE_RE.search(part):  # a byte that is not UTF-8 (a Latin-1 terminal): the record could not hold it
                 shown = SURROGATE_RE.sub("?", part)
                 raise UserError(f"recipe '{recipe.name}': {shown!r} holds a byte that is not UTF-8 (shown as ?); "
-                                f"the run's record is UTF-8: type it in UTF-8.")
+                                f"the run's record is UTF-8 text and cannot hold it: use UTF-8 (retype the value, or rename the folder).")
         opts: dict = {}
         if backend == "torchrun":
             opts = torchrun.options(self.config.backends.get("torchrun", {}),
