@@ -113,19 +113,19 @@ async def test_a_bar_relayouts_the_screen_only_when_its_size_changes(workspace):
     engine = _engine(workspace)
     app = make_app(engine, scratchpad_dir=workspace / "pad")
     async with app.run_test(size=(160, 45)) as pilot:
-        app._poll_timer.pause()  # no redraw from a poll sets these bars meanwhile
-        await pilot.pause(0.2)
         bar = app.query_one("#log-status", QuietStatic)  # height 1 (app.tcss)
         assert _layouts_asked(bar, "new status") == [False]
         assert _layouts_asked(bar, "new status") == []  # the same text: nothing at all
-        summary = app.query_one("#run-summary", QuietStatic)  # height auto: its lines set its height
-        assert _layouts_asked(summary, "step 1 · time 0:01\nloss 0.5") == [False, True]
+        probe = QuietStatic()  # height auto (Static's), as the run summary's: its lines set its height
+        await app.screen.mount(probe, before=0)
         await pilot.pause(0.2)
-        assert summary.size.height == 2
+        assert _layouts_asked(probe, "step 1 · time 0:01\nloss 0.5") == [False, True]
+        await pilot.pause(0.2)
+        assert probe.size.height == 2
         # other text in as many lines: repainted alone; a line more: the screen relayouts
-        assert _layouts_asked(summary, "step 2 · time 0:03\nloss 0.25") == [False]
-        assert _layouts_asked(summary, "step 3 · time 0:05\nloss 0.125\nrunning-healthy") == [False, True]
+        assert _layouts_asked(probe, "step 2 · time 0:03\nloss 0.25") == [False]
+        assert _layouts_asked(probe, "step 3 · time 0:05\nloss 0.125\nrunning-healthy") == [False, True]
         await pilot.pause(0.2)
-        assert summary.size.height == 3
+        assert probe.size.height == 3
         await pilot.press("q")
     engine.close()

@@ -136,6 +136,7 @@ class UrbanrunApp(App):
         self._summary: dict | None = None
         self._last_plot = 0.0
         self._last_frame = -FRAME_SECONDS  # time.monotonic() of the last redraw of what moves by itself
+        self._panes_mounted = False  # the later tabs' panes (see _mount_later_panes)
         self._plot_dirty = True
         self.quit_message = ""
         self.errors = ErrorReport(source)
@@ -159,17 +160,39 @@ class UrbanrunApp(App):
                         yield LogPane(id="log")
                         yield QuietStatic(id="log-status")
                         yield Input(placeholder="search the log (enter; n/N next/prev; esc)", id="search")
-            with TabPane("GPU", id="gpu"):
-                yield GpuView(id="gpu-view")
-            with TabPane("Scratchpad", id="pad"):
-                yield ScratchpadPane(self.pad_settings, getattr(self.source, "store", None), today=self.today,
-                                     id="scratchpad")
-            with TabPane("Diagnoses", id="diag"):
-                yield DiagnosesPane(remedy_note=self._remedy_note, id="diagnoses")
+            # their panes are mounted after the first frame (see _mount_later_panes)
+            yield TabPane("GPU", id="gpu")
+            yield TabPane("Scratchpad", id="pad")
+            yield TabPane("Diagnoses", id="diag")
         yield Footer()
+
+    async def _mount_later_panes(self) -> None:
+        """The tabs not shown at start get their panes after the first frame: composing and
+        styling them took a third of it. Until then `_tab_with_pane` says no tab has one."""
+        later = {"gpu": GpuView(id="gpu-view"),
+                 "pad": ScratchpadPane(self.pad_settings, getattr(self.source, "store", None), today=self.today,
+                                       id="scratchpad"),
+                 "diag": DiagnosesPane(remedy_note=self._remedy_note, id="diagnoses")}
+        for tab, pane in later.items():
+            holder = self.query_one(f"#{tab}", TabPane)
+            await holder.mount(pane)
+            contain_panes(holder)  # not self.screen: a dialog may be the screen by now
+        self._panes_mounted = True
+        active = self.query_one(TabbedContent).active
+        if active != "main":  # a tab chosen before its pane came: draw it and focus its main widget
+            self.redraw()
+            target = focus.main_widget(self.screen, active)
+            if target is not None:
+                target.focus()
+
+    def _tab_with_pane(self) -> str | None:
+        """The tab shown, once its pane is mounted (None just after start, on a later tab)."""
+        active = self.query_one(TabbedContent).active
+        return active if active == "main" or self._panes_mounted else None
 
     def on_mount(self) -> None:
         contain_panes(self.screen)  # a pane that cannot draw shows why; the app keeps running
+        self.call_after_refresh(self._mount_later_panes)
         self.query_one("#search", Input).display = False
         self.query_one(RunsTable).focus()
         if self.headless_summary:
@@ -332,14 +355,14 @@ class UrbanrunApp(App):
         feed(summary, lambda: summary.show(self.state))
         bar = self.query_one("#top-bar", Static)
         feed(bar, lambda: bar.update(top_bar_text(self, self.state)))
-        tabs = self.query_one(TabbedContent)
-        if tabs.active == "gpu":
+        tab = self._tab_with_pane()
+        if tab == "gpu":
             view = self.query_one(GpuView)
             feed(view, lambda: view.show(self.state))
-        elif tabs.active == "diag":
+        elif tab == "diag":
             pane = self.query_one(DiagnosesPane)
             feed(pane, lambda: pane.show(self.state))
-        elif tabs.active == "pad":
+        elif tab == "pad":
             self.query_one(ScratchpadPane).refresh_from_disk()  # a worker looks; a message reloads
         if force_plot or (self._plot_dirty and wall - self._last_plot >= PLOT_SECONDS):
             self._last_plot, self._plot_dirty = wall, False
@@ -534,7 +557,7 @@ class UrbanrunApp(App):
 
     def _relaunch_target(self) -> str | None:
         """The run whose diagnosis is shown on the Diagnoses tab, else the runs table's selection."""
-        on_diagnoses = self.query_one(TabbedContent).active == "diag"
+        on_diagnoses = self._tab_with_pane() == "diag"
         return self.query_one(DiagnosesPane).selected if on_diagnoses else self._selected()
 
     def _update_relaunch_offer(self) -> None:
@@ -715,7 +738,7 @@ class UrbanrunApp(App):
         self.redraw()
 
     def action_save_pad(self) -> None:
-        if self.query_one(TabbedContent).active == "pad":
+        if self._tab_with_pane() == "pad":
             self.query_one(ScratchpadPane).save()  # in a worker; its note comes back as a message
 
     def action_help(self) -> None:
