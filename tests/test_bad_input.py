@@ -266,6 +266,18 @@ def test_a_byte_that_is_not_utf8_in_launch_arguments_is_refused_before_anything_
     assert not os.path.exists(os.path.join(latin1, b"runs")) or os.listdir(os.path.join(latin1, b"runs")) == []
 
 
+def test_import_of_a_folder_whose_name_is_not_utf8_is_one_sentence_and_imports_nothing(workspace):
+    folder = os.path.join(os.fsencode(workspace), b"caf\xe9", b"lightning_logs", b"version_0")
+    os.makedirs(folder)
+    with open(os.path.join(folder, b"metrics.csv"), "w") as fh:
+        fh.write("epoch,step,train_loss\n0,1,0.5\n")
+    proc = subprocess.run([sys.executable, "-m", "urbanrun.engine.cli", "import", os.path.join(os.fsencode(workspace),
+                           b"caf\xe9")], cwd=workspace, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "caf? has a name that is not UTF-8" in proc.stderr
+    assert _runs(workspace) == []
+
+
 def test_a_very_long_import_name_still_makes_a_valid_run_id(workspace):
     (workspace / "m.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
     proc = cli("import", str(workspace / "m.jsonl"), "--name", "n" * 3000, cwd=workspace, check=True)

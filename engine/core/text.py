@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def last_frame(line: str) -> str:
     """What a terminal leaves of a line holding carriage returns: its last non-blank frame (a
@@ -10,3 +12,13 @@ def last_frame(line: str) -> str:
         return line
     frames = [f for f in line.split("\r") if f.strip()]
     return frames[-1] if frames else ""
+
+
+# How Python holds bytes of a command line, an environment or a file name that are not UTF-8
+# (surrogateescape): text that a UTF-8 file (a run record, the scratchpad) cannot hold.
+SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def not_utf8(text: str) -> str | None:
+    """The text with each byte that is not UTF-8 shown as ?, or None if it is all UTF-8."""
+    return SURROGATES.sub("?", text) if SURROGATES.search(text) else None

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from urbanrun.engine import platform
 from urbanrun.engine.core import redact
+from urbanrun.engine.core.text import SURROGATES
 from urbanrun.engine.core.atomic import atomic_write_bytes, atomic_write_text
 
 DATE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
-NOT_TEXT_RE = re.compile("[\x00\ud800-\udfff]")
 RUN_ID_RE = re.compile(r"\b\d{8}-\d{6}-[A-Za-z0-9_-]+?-[0-9a-f]{4}\b")
 EVENTS = ("launch", "end", "diagnosis", "kill", "observation")
 NOTES_LIMIT = 64 * 1024 * 1024  # a day's notes are KBs; a FIFO or a GB file there is refused, not read
@@ -133,7 +133,7 @@ def as_text(text: str) -> str:
     """What a notes file can hold: a NUL (binary to grep and editors) and what UTF-8 cannot encode
     (a lone surrogate: a Latin-1 byte in a command line, or sent by an agent) become U+FFFD, so an
     entry is written whole instead of failing with UnicodeEncodeError."""
-    return NOT_TEXT_RE.sub("\ufffd", text)
+    return SURROGATES.sub("\ufffd", text).replace("\x00", "\ufffd")
 
 
 def entry(heading: str, body: str = "", when: dt.datetime | None = None) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -21,12 +20,12 @@ from urbanrun.engine.core import redact
 from urbanrun.engine.platform import cgroup
 from urbanrun.engine.runs import code_state, proctree, queue, stop_request
 from urbanrun.engine.core.config import Config, Recipe, expand
+from urbanrun.engine.core.text import not_utf8
 from urbanrun.engine.core.errors import UserError, storage_error
 from urbanrun.engine.runs.backends import BACKENDS, slurm, torchrun
 from urbanrun.engine.runs.store import EXIT_FILE, LOG_FILE, METRICS_FILE, RecordError, RunRecord, RunStore
 
 BABYSITTER = Path(__file__).resolve().parent / "babysitter.py"
-SURROGATE_RE = re.compile("[\ud800-\udfff]")  # how Python holds argv/env bytes that are not UTF-8
 QUEUE_GATE = "-m urbanrun.engine.session.queue_gate"  # a queued run's first process (argv words)
 BABYSITTER_LINGER = 5.0  # seconds a babysitter may outlive its tree after a kill before it is killed too
 SURVIVOR_AFTER = 3.0  # seconds after the first hard kill: a process still alive then survives it (state D)
@@ -84,8 +83,7 @@ class Supervisor:
             if "\0" in part:  # no argv or environment can carry a NUL byte; Popen would fail after the folder
                 raise UserError(f"recipe '{recipe.name}': {part.split(chr(0))[0]!r}… holds a NUL character, which no "
                                 f"command line or environment can pass; remove it.")
-            if SURROGATE_RE.search(part):  # a byte that is not UTF-8 (a Latin-1 terminal): the record could not hold it
-                shown = SURROGATE_RE.sub("?", part)
+            if (shown := not_utf8(part)) is not None:  # a Latin-1 terminal or folder: the record cannot hold it
                 raise UserError(f"recipe '{recipe.name}': {shown!r} holds a byte that is not UTF-8 (shown as ?); "
                                 f"the run's record is UTF-8 text and cannot hold it: use UTF-8 (retype the value, or rename the folder).")
         opts: dict = {}

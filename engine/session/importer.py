@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.core.text import not_utf8
 from urbanrun.engine.core.files import path_stat, short
 from urbanrun.engine.metrics.attribution import unit_of
 from urbanrun.engine.metrics.sources import discover
@@ -24,6 +25,10 @@ def import_path(store: RunStore, path: str, name: str | None = None) -> list[Run
     if not found:
         raise UserError(f"no metrics files under {short(path)} (looked for lightning_logs CSVs, TensorBoard events, "
                         f"W&B offline runs, JSONL and loss-history CSVs).")
+    for p in (target.resolve(), *(p.resolve() for p, _ in found)):
+        if (shown := not_utf8(str(p))) is not None:  # checked before any run is made: all or nothing
+            raise UserError(f"{short(shown)} has a name that is not UTF-8 (shown as ?), which a run record (UTF-8 "
+                            f"text) cannot hold; rename it, then import again.")
     units: dict[Path, list[Path]] = {}
     for p, _ in found:
         units.setdefault(unit_of(p), []).append(p)
