@@ -147,3 +147,26 @@ def test_a_disk_that_fills_between_the_run_folder_and_its_start_ends_launch_with
     assert os.listdir(runs) == []
     leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(runs) in " ".join(p.info["cmdline"] or [])]
     assert leftovers == [], leftovers
+
+
+def test_kill_of_a_run_whose_folder_cannot_be_written_still_ends_it(workspace):
+    """The run's folder made immutable (chattr +i; a read-only remount is refused while the run
+    writes its log): kill ended in a PermissionError traceback and left the run running. The kill
+    goes on from memory and says the record could not be updated."""
+    run = cli_json("launch", "long_sleep", cwd=workspace)
+    run_dir = run["run_dir"]
+    wait_for(lambda: "started" in open(os.path.join(run_dir, "output.log")).read(), what="the run to start")
+    tree = [run["pid"]] + [p.pid for p in psutil.Process(run["pid"]).children(recursive=True)]
+    locked = subprocess.run(["chattr", "+i", run_dir], capture_output=True, text=True)
+    if locked.returncode != 0:
+        cli("kill", run["id"], cwd=workspace)
+        pytest.skip(f"chattr +i is refused here ({locked.stderr.strip()})")
+    try:
+        proc = cli("kill", run["id"], cwd=workspace, timeout=90)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert "its record could not be updated" in proc.stderr and proc.stderr.count("could not be updated") == 1
+        assert f"killed {run['id']}" in proc.stdout and "no process of the run is left" in proc.stdout
+        assert not [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    finally:
+        subprocess.run(["chattr", "-i", run_dir], capture_output=True)
+        cli("kill", run["id"], "--force", cwd=workspace)

@@ -291,8 +291,13 @@ def _reconcile(store: RunStore, sup: Supervisor, record: RunRecord) -> None:
 
             finish_run(record, run_from_files(store, record), RunDoctor(sup.config, store), _autolog(sup.config))
     except OSError as exc:  # a full or read-only runs folder: show what is known, say what was not saved
-        print(f"urbanrun: run {record.id}: its record could not be updated ({exc.strerror or exc}); "
-              f"shown as found.", file=sys.stderr)
+        said = f"urbanrun: run {record.id}: its record could not be updated ({exc.strerror or exc}); shown as found."
+        if said not in _SAID:  # once, not on every look of a kill's wait
+            _SAID.add(said)
+            print(said, file=sys.stderr)
+
+
+_SAID: set[str] = set()
 
 
 def _scratchpad(config, what: str, record: RunRecord) -> None:

@@ -243,7 +243,10 @@ class Supervisor:
             return record, True
         members = self.members(record)
         targets = [proctree.identity(p) for p in members]
-        record.adopt(self.store.update(run_id, lambda r: _begin_kill(r, now, grace, force, targets)))
+        try:
+            record.adopt(self.store.update(run_id, lambda r: _begin_kill(r, now, grace, force, targets)))
+        except OSError:  # a run folder that cannot be written (read-only, immutable, full): the kill
+            _begin_kill(record, now, grace, force, targets)  # goes on from this copy; the caller says so
         if force:
             self._kill_hard(record, members)
         else:
