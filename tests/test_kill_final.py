@@ -5,7 +5,9 @@ time, and a kill of a run that already ended."""
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import shutil
 import subprocess
 import time
@@ -350,3 +352,20 @@ def test_with_the_babysitter_killed_and_no_cgroup_kill_still_ends_every_process(
         _cleanup(everyone)
         if run["cgroup"] and Path(run["cgroup"]).exists():
             os.rmdir(run["cgroup"])
+
+
+def test_two_kills_at_once_from_two_processes_agree_and_leave_nothing(workspace):
+    """Two `urbanrun kill` of one run started together (a person and an agent): both end when
+    nothing of the run is alive, both say killed, and neither reports it while a process lives."""
+    run, roles = _launch(workspace, "mixed")
+    everyone = [pid for pids in roles.values() for pid in pids]
+    try:
+        kills = [subprocess.Popen([sys.executable, "-m", "urbanrun.engine.cli", "kill", run["id"], "--grace", "1",
+                                   "--json"], cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        outs = [k.communicate(timeout=90) for k in kills]
+        assert [k.returncode for k in kills] == [0, 0], outs
+        assert [pid for pid in everyone if _alive(pid)] == []
+        assert all(json.loads(out)["status"] == "killed" for out, _ in outs)
+    finally:
+        _cleanup(everyone)
