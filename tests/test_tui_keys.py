@@ -372,3 +372,29 @@ async def test_left_right_move_the_curve_cursor_from_the_runs_table_not_in_text(
         await pilot.pause(0.2)
         assert "xzy" in app.query_one("#pad-editor", TextArea).text and loss.cursor is None
     engine.close()
+
+
+async def test_keys_typed_at_once_after_a_tab_key_go_to_that_tab(workspace):
+    """Typed fast (or pasted, or sent by tmux send-keys) the letters after `s` arrive before the
+    tab's activation message: they went to the hidden runs table as app keys (`i` opened the
+    import prompt), not into the editor."""
+    from textual import events
+
+    engine, app = app_on(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        editor = app.query_one("#pad-editor", TextArea)
+        await wait_until(pilot, lambda: not editor.read_only)  # today's file is loaded
+        def burst(*keys):  # sent together, as the driver delivers what a terminal sends at once
+            for key in keys:
+                event = events.Key(key, {"space": " "}.get(key, key if len(key) == 1 else None))
+                event.set_sender(app)
+                app._driver.send_message(event)
+
+        burst("s", "h", "i", "space", "l", "y")
+        await pilot.pause(0.5)
+        assert len(app.screen_stack) == 1 and "hi ly" in editor.text  # no import prompt, no launch form
+        assert not app.query_one(LossPane).log_y
+        burst("escape", "d", "down")
+        await pilot.pause(0.3)
+        assert app.focused is app.query_one("#diag-list")
+    engine.close()

@@ -80,10 +80,14 @@ class UrbanrunApp(App):
         Binding("v", "curves_grid", "one plot/grid", show=False,
                 tooltip="curves: one plot (train/val pairs together) or a grid of every metric"),
         Binding("F", "curves_filter", "filter curves", show=False, tooltip="curves: show only metrics whose names match"),
-        Binding("r", "tab('main')", "runs", show=False, tooltip="the runs view"),
-        Binding("g", "tab('gpu')", "GPU", tooltip="the GPU view: history charts and processes"),
-        Binding("s", "tab('pad')", "scratchpad", tooltip="today's scratchpad, the editor focused (ctrl+s saves)"),
-        Binding("d", "tab('diag')", "diagnoses", tooltip="diagnoses: cause, evidence and remedy of every sick run"),
+        # the tab keys are priority keys, taken before the focused widget sees them: the focus moves
+        # at once, so what is typed right after `s` goes into the editor (not to the runs table)
+        Binding("r", "tab('main')", "runs", show=False, tooltip="the runs view", priority=True),
+        Binding("g", "tab('gpu')", "GPU", tooltip="the GPU view: history charts and processes", priority=True),
+        Binding("s", "tab('pad')", "scratchpad", tooltip="today's scratchpad, the editor focused (ctrl+s saves)",
+                priority=True),
+        Binding("d", "tab('diag')", "diagnoses", tooltip="diagnoses: cause, evidence and remedy of every sick run",
+                priority=True),
         Binding("i", "import_runs", "import", show=False,
                 tooltip="import runs from a folder or file (lightning_logs, wandb, TensorBoard, CSV)"),
         Binding("R", "relaunch", "relaunch with remedy", show=False,
@@ -94,6 +98,8 @@ class UrbanrunApp(App):
                 tooltip="move the selected queued run one place later in the launch queue"),
         Binding("o", "observe", "observe", show=False,
                 tooltip="write a cross-agent observation under today's scratchpad heading (runs it names linked)"),
+        Binding("escape", "leave_text_field", "leave text field", show=False, priority=True,
+                tooltip="in a text field (log search, scratchpad editor): leave it, back to the runs table"),
         Binding("ctrl+s", "save_pad", "save notes", show=False, tooltip="save the scratchpad (merges appended notes)"),
         # ↑/↓ move the runs table's selection wherever the focus is on the runs view (not in a text field)
         Binding("up", "runs_cursor(-1)", "previous run", show=False, priority=True),
@@ -403,9 +409,11 @@ class UrbanrunApp(App):
 
     def on_tabbed_content_tab_activated(self, event) -> None:
         self.redraw()
-        target = focus.main_widget(self.screen, event.pane.id)
-        if target is not None:
-            target.focus()  # every tab lands the focus on its main widget (s: the scratchpad editor)
+        # every tab lands the focus on its main widget (s: the scratchpad editor); the tab shown now,
+        # not the event's: keys handled since (r then d, typed fast) may have switched again
+        target = focus.main_widget(self.screen, self.query_one(TabbedContent).active)
+        if target is not None and self.screen is self.screen_stack[0]:
+            target.focus()
 
     # -- the focus model -----------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple) -> bool | None:
@@ -414,6 +422,10 @@ class UrbanrunApp(App):
             return True
         if action in self.LETTER_ACTIONS and not focus.keys_allowed(self.focused):
             return False
+        if action == "tab" and self.screen is not self.screen_stack[0]:
+            return False  # a priority key: not behind a dialog
+        if action == "leave_text_field":  # else escape goes on to the widget or dialog that has it
+            return isinstance(self.focused, (Input, TextArea)) and self.screen is self.screen_stack[0]
         if action == "relaunch":  # shown disabled where no remedy applies (R then says why: on_key)
             return True if self._relaunch_offered else None
         if action == "runs_cursor":
@@ -451,6 +463,11 @@ class UrbanrunApp(App):
         if table is not None:
             table.action_cursor_down() if step > 0 else table.action_cursor_up()
 
+    def action_leave_text_field(self) -> None:
+        if self.status_note:
+            self.note(None)
+        self.leave_text_field()
+
     def leave_text_field(self) -> None:
         """Escape in a text field: back to the tab's main widget (the search box also closes); from
         the scratchpad editor, the tab's main widget itself, back to the runs table."""
@@ -460,9 +477,9 @@ class UrbanrunApp(App):
         tabs = self.query_one(TabbedContent)
         target = focus.main_widget(self.screen, tabs.active)
         if target is None or target is self.focused:
-            tabs.active = "main"  # its tab-activated handler focuses the runs table
+            tabs.active = "main"
             target = self.query_one(RunsTable)
-        target.focus()
+        self.screen.set_focus(target)  # now: the keys typed next are handled with it
 
     # -- headless replay ---------------------------------------------------------------------------
     def _replay_to_end(self) -> None:
@@ -735,6 +752,9 @@ class UrbanrunApp(App):
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+        target = focus.main_widget(self.screen, tab)
+        if target is not None:  # now, not after the tab's message: keys typed right after `s` are the editor's
+            self.screen.set_focus(target)
         self.redraw()
 
     def action_save_pad(self) -> None:
@@ -793,7 +813,8 @@ class UrbanrunApp(App):
 
     def get_system_commands(self, screen):
         # not ↑/↓, nor what does not apply now (R where no remedy applies)
-        ours = [b for b in self.BINDINGS if not b.priority and (b.action != "relaunch" or self._relaunch_offered)]
+        ours = [b for b in self.BINDINGS if not b.action.startswith(("runs_cursor", "curve_cursor", "leave_text_field"))
+                and (b.action != "relaunch" or self._relaunch_offered)]
         titles = {b.description.capitalize() for b in ours}
         for command in super().get_system_commands(screen):
             if command.title not in titles:  # ours does the same, and more (quit drafts the summary)
@@ -818,9 +839,6 @@ class UrbanrunApp(App):
         if event.key == "R" and not self._relaunch_offered and focus.keys_allowed(self.focused) \
                 and self.screen is self.screen_stack[0]:
             self.action_relaunch()  # R is disabled here: say why (no run, no remedy for its cause, a replay)
-        if event.key == "escape" and isinstance(self.focused, (Input, TextArea)) and self.screen is self.screen_stack[0]:
-            self.leave_text_field()
-
 
     # -- errors --------------------------------------------------------------------------------------
     def report_pane_error(self, pane, exc: Exception) -> None:
