@@ -382,8 +382,8 @@ async def test_keys_typed_at_once_after_a_tab_key_go_to_that_tab(workspace):
 
     engine, app = app_on(workspace)
     async with app.run_test(size=(120, 40)) as pilot:
-        editor = app.query_one("#pad-editor", TextArea)
-        await wait_until(pilot, lambda: not editor.read_only)  # today's file is loaded
+        await wait_until(pilot, lambda: app.query("#pad-editor") and not app.query_one("#pad-editor").read_only)
+        editor = app.query_one("#pad-editor", TextArea)  # mounted after the first frame; today's file loaded
         def burst(*keys):  # sent together, as the driver delivers what a terminal sends at once
             for key in keys:
                 event = events.Key(key, {"space": " "}.get(key, key if len(key) == 1 else None))
@@ -391,10 +391,11 @@ async def test_keys_typed_at_once_after_a_tab_key_go_to_that_tab(workspace):
                 app._driver.send_message(event)
 
         burst("s", "h", "i", "space", "l", "y")
-        await pilot.pause(0.5)
+        await wait_until(pilot, lambda: "hi ly" in editor.text or len(app.screen_stack) > 1)
         assert len(app.screen_stack) == 1 and "hi ly" in editor.text  # no import prompt, no launch form
         assert not app.query_one(LossPane).log_y
         burst("escape", "d", "down")
-        await pilot.pause(0.3)
-        assert app.focused is app.query_one("#diag-list")
+        await wait_until(pilot, lambda: app.focused is app.query_one("#diag-list"))
+        await pilot.pause(0.5)  # every key of the burst handled before the app closes
+        assert app.query_one("#tabs").active == "diag" and app.focused is app.query_one("#diag-list")
     engine.close()
