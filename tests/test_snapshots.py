@@ -13,6 +13,7 @@ from urbanrun.engine.core.config import _build
 from urbanrun.engine.session.replay import ReplaySource
 from urbanrun.tui.app import make_app
 from urbanrun.tui.launch_form import LaunchForm
+from urbanrun.tui.run_summary import RunSummary
 
 FIX = Path(__file__).parent / "fixtures"
 SIZE = (160, 45)
@@ -56,6 +57,11 @@ def replay_app(name="cones_gpu.jsonl"):
 async def settle(pilot):
     await pilot.pause(0.5)
     await pilot.app.workers.wait_for_complete()
+    summary = pilot.app.screen_stack[0].query_one(RunSummary)
+    for _ in range(100):  # the selected run's summary comes from a later poll (a timer, late on a busy machine)
+        if summary.summary is not None:
+            break
+        await pilot.pause(0.1)
     pilot.app.redraw(force_plot=True)  # numbers and curves redraw on a tick (2 s, the plot 5 s): draw the last points now
     await pilot.pause(0.5)
     # a last full layout: the replay's one big poll can leave the GPU summary's auto height from a
