@@ -129,3 +129,22 @@ async def test_a_bar_relayouts_the_screen_only_when_its_size_changes(workspace):
         assert probe.size.height == 3
         await pilot.press("q")
     engine.close()
+
+
+async def test_a_batch_of_log_lines_shows_as_its_lines(workspace):
+    engine = _engine(workspace)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    t0 = time.time() - 60
+    lines = tuple(f"epoch {i} Traceback (most recent call last)" if i == 2 else f"epoch {i} loss={1 / i:.3f}"
+                  for i in range(1, 2001))
+    async with app.run_test(size=(160, 45)) as pilot:
+        _reduce(engine, RunChanged(ts=t0, run=_record("running", t0)), LogLines(ts=t0 + 1, run_id=RUN, lines=lines))
+        app.redraw()
+        await pilot.pause(0.2)
+        log = app.query_one(LogPane)
+        shown = [strip.text.rstrip() for strip in log.lines]  # written in one go, drawn a row a line
+        assert shown == list(lines) and log.texts == list(lines)
+        assert log.lines[1].text.startswith("epoch 2") and any(s.style and s.style.color and
+                                                              s.style.color.name == "red" for s in log.lines[1])
+        await pilot.press("q")
+    engine.close()

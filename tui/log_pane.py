@@ -50,8 +50,9 @@ class LogPane(RichLog):
         fresh = [last_frame(line) for line in list(run.log)[-min(new, len(run.log)):]]
         self.texts = (self.texts + fresh)[-5000:]
         self.shown_total = run.log_lines_total
-        for line in fresh:
-            self.write(self._styled(line))
+        # one write for them all: RichLog pays per write (a measure, a virtual size, a refresh),
+        # and a replay or a long-unselected run brings thousands of lines at once
+        self.write(Text("\n").join(self._styled(line) for line in fresh))
 
     # following is the user's choice: scrolling up pauses it, reaching the end (or f) resumes it;
     # a resize or a re-wrap never changes it
