@@ -87,19 +87,22 @@ def test_typed_values_from_the_form_all_reach_the_command(workspace):
     drive(engine, lambda e=engine: e.state.runs[record.id].status != "running")
 
 
-def test_log_line_metrics_step_aside_once_a_structured_source_gives_points():
-    # the demo prints `Epoch 3/30 | Train Loss: 0.14 | Val Loss: 0.12` and writes train_loss_epoch and
-    # val_loss to metrics.jsonl: the log's copies under other names and steps must not join the plot
+def test_a_log_lines_metric_yields_to_the_structured_sources_copy_of_it():
+    # the demo prints `Epoch 3/30 | Train Loss: 0.14 | Val Loss: 0.12` (stepped by epoch) and writes
+    # train_loss_epoch and val_loss to metrics.jsonl: the log's copies must not join the plot, while
+    # what only the log says (grad_norm) stays
     from urbanrun.engine.core.state import State
 
     state = State()
     state.apply(MetricPoints(ts=1, run_id="r", source="output.log", format="log",
-                             points=({"epoch": 1, "train_loss": 0.5, "val_loss": 0.6},)))
-    assert set(state.runs["r"].metrics) == {"train_loss", "val_loss"}  # a log-only script: its log is its metrics
+                             points=({"epoch": 1, "Train Loss": 0.5, "val_loss": 0.6, "grad_norm": 3.0},)))
+    assert set(state.runs["r"].metrics) == {"Train Loss", "val_loss", "grad_norm"}  # log-only so far
     state.apply(MetricPoints(ts=2, run_id="r", source="metrics.jsonl", format="jsonl",
-                             points=({"step": 6, "epoch": 1, "train_loss_epoch": 0.5, "val_loss": 0.6},)))
+                             points=({"step": 6, "epoch": 1, "train/loss_step": 0.55, "train/loss_epoch": 0.5,
+                                      "val_loss": 0.6},)))
     state.apply(MetricPoints(ts=3, run_id="r", source="output.log", format="log",
-                             points=({"epoch": 2, "train_loss": 0.4, "val_loss": 0.5},)))
+                             points=({"epoch": 2, "Train Loss": 0.4, "val_loss": 0.5, "grad_norm": 2.0},)))
     run = state.runs["r"]
-    assert set(run.metrics) == {"train_loss_epoch", "val_loss"} and run.metrics["val_loss"].count == 1
-    assert set(run.metric_formats.values()) == {"jsonl"}
+    assert set(run.metrics) == {"train/loss_step", "train/loss_epoch", "val_loss", "grad_norm"}
+    assert run.metrics["val_loss"].count == 1 and run.metric_formats["val_loss"] == "jsonl"
+    assert run.metrics["grad_norm"].count == 2 and run.metric_formats["grad_norm"] == "log"

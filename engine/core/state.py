@@ -12,6 +12,7 @@ finds it held draws when the poll's events arrive instead).
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -182,16 +183,8 @@ class State:
 def add_points(run: RunState, points, fmt: str = "jsonl", ts: float = 0.0) -> None:
     """Metric points (dicts, or Points with blocks of columns) into a run's series (the reducer's
     step; also used by commands that read files without an engine). A point's step is its step,
-    else its epoch, else a running count. Log lines are a run's metrics only until a structured
-    source (metrics.jsonl, CSV, TensorBoard, W&B) gives points: from then on the log only repeats
-    them, under other names and steps (the demo's `Train Loss` beside its `train_loss_epoch`)."""
-    fed_by = run.metric_formats
-    if fmt == "log":
-        if any(f != "log" for f in fed_by.values()):
-            return
-    elif any(f == "log" for f in fed_by.values()):
-        for name in [n for n, f in fed_by.items() if f == "log"]:
-            del run.metrics[name], fed_by[name]
+    else its epoch, else a running count. A log line's metric yields to a structured source's
+    (metrics.jsonl, CSV, TensorBoard, W&B) of the same metric, whatever its spelling (_twins)."""
     for part in points.parts if type(points) is Points else (points,):
         if type(part) is Block:
             _add_block(run, part, fmt, ts)
@@ -250,13 +243,12 @@ def _extend(run: RunState, columns: dict, steps, times, top_epoch, n: int, fmt: 
     if top_epoch is not None:
         run.epoch = top_epoch if run.epoch is None else max(run.epoch, top_epoch)
     for name, values in columns.items():
-        if name not in AXIS_KEYS:
-            _column_for(run, name, fmt)
+        if name not in AXIS_KEYS and _column_for(run, name, fmt) is not None:
             run.metrics[name].extend(steps, times, values)
 
 
 def _add_rows(run: RunState, points, fmt: str, ts: float) -> None:
-    columns: dict[str, tuple[list, list, list]] = {}  # name -> steps, times, values
+    columns: dict[str, tuple[list, list, list] | None] = {}  # name -> steps, times, values (None: skipped)
     for point in points:
         run.points_total += 1
         epoch = point.get("epoch")
@@ -269,14 +261,16 @@ def _add_rows(run: RunState, points, fmt: str, ts: float) -> None:
         for name, value in point.items():
             if name in AXIS_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
-            column = columns.get(name)
-            if column is None:
+            column = columns.get(name, ())
+            if column == ():
                 column = columns[name] = _column_for(run, name, fmt)
-            column[0].append(step)
-            column[1].append(when)
-            column[2].append(value)
+            if column is not None:
+                column[0].append(step)
+                column[1].append(when)
+                column[2].append(value)
     for name, column in columns.items():
-        run.metrics[name].extend(*column)  # one numpy append a metric a batch
+        if column is not None:
+            run.metrics[name].extend(*column)  # one numpy append a metric a batch
 
 
 def _reported_gpu_mem(run: RunState, points, ts: float) -> None:
@@ -318,13 +312,42 @@ def _reported_gpu_mem_dicts(run: RunState, points, ts: float) -> None:
         run.gpu_mem_history.append(when, when, run.gpu_mem)
 
 
-def _column_for(run: RunState, name: str, fmt: str) -> tuple[list, list, list]:
-    """The lists a batch's values of `name` gather in, its series made on first sight (which
-    source may feed a run at all is settled in add_points)."""
-    if name not in run.metric_formats:
-        run.metrics[name] = Series()
+def _column_for(run: RunState, name: str, fmt: str) -> tuple[list, list, list] | None:
+    """The lists a batch's values of `name` gather in (None: this source's values of it are not
+    kept). A log line repeats what a structured source writes, with its own name and steps (the
+    demo prints `Train Loss` by epoch beside metrics.jsonl's train_loss_epoch): the structured
+    series wins, and replaces a log one that came first."""
+    formats = run.metric_formats
+    fed_by = formats.get(name)
+    if fed_by is None:
+        twins = _twins(run, name)
+        if fmt == "log" and any(formats[t] != "log" for t in twins):
+            return None
+        for twin in twins if fmt != "log" else ():
+            if formats[twin] == "log":
+                del run.metrics[twin], formats[twin]
+    elif fmt == "log" and fed_by != "log":
+        return None
+    if fed_by is None or (fed_by == "log" and fmt != "log"):
+        run.metrics[name] = Series()  # first source, or a structured one replacing log lines
         run.metric_formats[name] = fmt
     return [], [], []
+
+
+_SPELLING = re.compile(r"[\s/.-]+")
+
+
+def _same_metric(name: str) -> str:
+    """A metric's name without its spelling: `Train Loss`, `train/loss`, `train_loss_epoch` and
+    `train_loss_step` (Lightning's on_epoch / on_step copies) are all train_loss."""
+    key = _SPELLING.sub("_", name.strip().lower())
+    return key.removesuffix("_epoch").removesuffix("_step")
+
+
+def _twins(run: RunState, name: str) -> list[str]:
+    """The run's other series holding the same metric under another spelling."""
+    key = _same_metric(name)
+    return [n for n in run.metric_formats if n != name and _same_metric(n) == key]
 
 
 def eta_seconds(run: RunState, now: float) -> float | None:
