@@ -48,7 +48,9 @@ async def test_the_selected_runs_summary_is_urbanrun_status(workspace):
             step = "-" if p["step"] is None else p["step"]
             assert f"step {step}" + (f"/{p['total_steps']}" if p["total_steps"] else "") + " · " in shown
             assert f"epoch {p['epoch']}/{p['total_epochs']} · {p['fraction']:.0%}" in shown
-            assert f"{p['epoch']}/{p['total_epochs']}" in str(table.get_cell(run_id, "progress"))  # the row agrees
+            # the row agrees (redrawn from the state as the files are read, a poll or two apart from the pane)
+            await wait_until(pilot, lambda: f"{p['epoch']}/{p['total_epochs']}" in str(table.get_cell(run_id, "progress")),
+                             seconds=10)
             assert f"time {duration(p['elapsed_seconds'])}" in shown
             assert not p["steps_per_second"] or f"{num(p['steps_per_second'])} steps/s" in shown
             assert (f"{m['name']} {num(m['last'])} @{m['last_step']}, best {num(m['best'])} @{m['best_step']}"
