@@ -62,6 +62,15 @@ def test_oom_facts_and_fragmentation():
     assert not old.facts["fragmented"] and "512.00 MiB" in old.summary
 
 
+def test_oom_remedies_offer_set_only_for_the_recipes_own_parameters():
+    # launch refuses a --set of a name the recipe does not have: never advise one
+    plain = _diagnose("cuda_oom_capacty", {"batch_size": 32})[0].remedies
+    assert not any("--set grad_checkpoint" in r or "--set amp" in r for r in plain), plain
+    assert any("torch.utils.checkpoint" in r for r in plain) and any("torch.autocast" in r for r in plain)
+    demo = _diagnose("cuda_oom_capacty", {"batch_size": 32, "grad_checkpoint": False, "amp": False})[0].remedies
+    assert any("--set grad_checkpoint=true" in r for r in demo) and any("--set amp=true" in r for r in demo)
+
+
 def test_torchrun_names_the_root_cause_rank_and_its_error():
     d = _diagnose("torchrun_child_failed")[0]
     assert d.facts["rank"] == 1 and d.facts["exit_code"] == 1

@@ -127,11 +127,13 @@ def _oom(lines, params) -> Diagnosis | None:
     else:
         remedies.append("Smaller batch (for cone batches: fewer cones per batch; for full-area graphs: fewer/smaller "
                         "subgraphs, e.g. neighbour sampling).")
+    # `--set NAME=…` only where the run's recipe has that parameter (launch refuses any other name)
     if not params.get("grad_checkpoint"):
-        remedies.append("Gradient checkpointing: --set grad_checkpoint=true (recompute activations in backward; "
-                        "less memory for more compute).")
+        how = "--set grad_checkpoint=true" if "grad_checkpoint" in params else "torch.utils.checkpoint around the big blocks"
+        remedies.append(f"Gradient checkpointing: {how} (recompute activations in backward; less memory for more compute).")
     if not params.get("amp"):
-        remedies.append("Mixed precision: --set amp=true (autocast halves activation memory; GradScaler on CUDA).")
+        how = "--set amp=true" if "amp" in params else "torch.autocast in the forward pass"
+        remedies.append(f"Mixed precision: {how} (autocast halves activation memory; GradScaler on CUDA).")
     remedies.append("Leak check: if memory grew step after step before this, a tensor is being kept with its graph "
                     "(log loss.item() or loss.detach(), not loss; don't append outputs to lists).")
     return Diagnosis("cuda_oom", "error", summary, (_clip(line),), tuple(remedies), facts)
