@@ -164,3 +164,15 @@ def test_the_title_fits_the_width_the_plot_is_drawn_at():
     empty, none = _state([{}])
     pane.draw(empty, none, size=(48, 20))
     assert pane.frame(48, 20).plain.split("\n")[0].strip().startswith("no metrics yet")  # why it is empty, cut, not gone
+
+
+def test_a_legend_too_long_for_two_lines_says_how_many_entries_it_left_out():
+    # 8 overlaid runs with train and val: 16 entries cannot fit two 80-column lines
+    state, ids = _state([{"train_loss": [1.0, 0.5], "val_loss": [1.1, 0.6]} for _ in range(8)])
+    pane = LossPane()
+    pane.draw(state, ids, size=(80, 24))
+    legend = [line.plain for line in pane.footer]
+    assert len(legend) == 2 and all(len(line) <= 80 for line in legend)
+    shown = sum(line.count("━━") for line in legend)
+    more = int(legend[-1].rsplit("+", 1)[1].split()[0])
+    assert legend[-1].endswith("more") and shown + more == 16, legend

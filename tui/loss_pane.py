@@ -241,15 +241,19 @@ class LossPane(PlotextPlot):
             entries.append(Text(f"{len(shown)} plots" + (f", {hidden} more (F filters)" if hidden else "") +
                                 (f" · filter '{self.filter}'" if self.filter else "") +
                                 f" · smoothing {self.smoothing:g}", style="dim"))
-        line = Text()
+        rows: list[list[Text]] = [[]]
         for entry in entries:  # the legend wraps between entries, on at most two lines
-            if line and line.cell_len + entry.cell_len > width:
-                lines.append(line)
-                line = Text()
-            line.append_text(entry)
-        if line:
-            lines.append(line)
-        lines = lines[:FOOTER_LINES - 1]
+            if rows[-1] and sum(e.cell_len for e in rows[-1]) + entry.cell_len > width:
+                rows.append([])
+            rows[-1].append(entry)
+        keep = FOOTER_LINES - 1
+        if len(rows) > keep:  # say how many entries did not fit rather than drop them silently
+            dropped, last = sum(map(len, rows[keep:])), rows[keep - 1]
+            while last and sum(e.cell_len for e in last) + len(f"+{dropped} more") > width:
+                last.pop()
+                dropped += 1
+            last.append(Text(f"+{dropped} more", style="dim"))
+        lines = [Text.assemble(*row) for row in rows[:keep] if row]
         if self.cursor is not None and shown:
             lines.append(self._readout(shown))
         for line in lines:
