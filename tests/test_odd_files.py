@@ -81,3 +81,6 @@ def test_an_odd_output_log_never_blocks_show_doctor_or_status(workspace, make):
     for args in (["doctor", GOOD_ID], ["status", GOOD_ID], ["show", GOOD_ID, "--json"], ["logs", GOOD_ID]):
         proc = cli(*args, cwd=workspace, timeout=60)
         assert proc.returncode in (0, 2) and "Traceback" not in proc.stderr, (args, proc.stderr)
+    # and doctor does not say "no problem found" of output it could not read
+    found = cli_json("doctor", GOOD_ID, cwd=workspace)["diagnoses"]
+    assert [d["kind"] for d in found] == ["log_unreadable"] and "it is not a regular file" in found[0]["summary"]

@@ -21,15 +21,22 @@ LIVE_SECONDS = 10.0
 
 
 def read_log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> list[str]:
+    return _log_tail(path, limit)[0]
+
+
+def _log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> tuple[list[str], str | None]:
+    """The log's last lines, and why it could not be read (None: read, or not written yet)."""
     try:
         with platform.open_regular(path) as fh:  # a FIFO there would block, /dev/zero never end
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             fh.seek(max(0, size - limit))
             data = fh.read()
-    except OSError:
-        return []
-    return data.decode("utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return [], None
+    except OSError as exc:
+        return [], exc.strerror or str(exc)
+    return data.decode("utf-8", errors="replace").splitlines(), None
 
 
 def metric_values(run: RunState | None) -> dict[str, list[float]]:
@@ -55,8 +62,16 @@ def output_diagnoses(lines: list[str], run: RunState | None, params: dict, exit_
 
 
 def diagnose_run(store: RunStore, record: RunRecord, run: RunState | None) -> list[Diagnosis]:
-    return output_diagnoses(read_log_tail(store.log_path(record)), run, record.params, record.exit_code,
-                            record.signal, killed_by_user=record.status == "killed")
+    path = store.log_path(record)
+    lines, unreadable = _log_tail(path)
+    found = output_diagnoses(lines, run, record.params, record.exit_code, record.signal,
+                             killed_by_user=record.status == "killed")
+    if unreadable:  # "no problem found" would be a guess made without the run's output
+        found.append(Diagnosis("log_unreadable", "warning",
+                               f"its output log {path} cannot be read ({unreadable}): only the run's metrics and "
+                               f"exit status were diagnosed", (),
+                               (f"Put the run's output back as a regular file at {path}, then run doctor again.",)))
+    return found
 
 
 def live_diagnoses(record: RunRecord, run: RunState, now: float, gpus: list[dict] = (),
