@@ -23,6 +23,7 @@ from urbanrun.tui.loss_pane import LossPane
 from urbanrun.tui.runs_table import RunsTable
 
 from conftest import ROOT
+from test_tui import wait_until
 
 EDGE_INDEX_LOG = ROOT / "tests" / "fixtures" / "errors" / "pyg_edge_index_float.log"
 FAILING = f"""
@@ -32,14 +33,6 @@ command = ["{{python}}", "-c", "import sys; sys.stdout.write(open(sys.argv[1]).r
 type = "int"
 default = 8
 """
-
-
-async def wait_until(pilot, predicate, seconds=60.0):
-    for _ in range(int(seconds / 0.1)):
-        await pilot.pause(0.1)
-        if predicate():
-            return
-    raise AssertionError("the app never reached the expected state")
 
 
 def app_on(workspace, extra=""):

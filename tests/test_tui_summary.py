@@ -14,14 +14,7 @@ from urbanrun.tui.run_summary import RunSummary, action_text
 from urbanrun.tui.runs_table import RunsTable
 
 from conftest import cli, cli_json
-
-
-async def wait_until(pilot, predicate, seconds=60.0):
-    for _ in range(int(seconds / 0.2)):
-        await pilot.pause(0.2)
-        if predicate():
-            return
-    raise AssertionError("the app never reached the expected state")
+from test_tui import wait_until
 
 
 async def test_the_selected_runs_summary_is_urbanrun_status(workspace):
