@@ -57,6 +57,16 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _kill_after_its_babysitter_died(workspace, run: dict, everyone: list[int]) -> None:
+    """The babysitter killed from outside leaves the run's processes alive; `kill` still ends every one."""
+    psutil.Process(run["pid"]).kill()
+    wait_for(lambda: not _alive(run["pid"]), what="the babysitter to die")
+    assert all(_alive(pid) for pid in everyone)
+    proc = cli("kill", run["id"], "--grace", "1", cwd=workspace, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    assert [pid for pid in everyone if _alive(pid)] == []
+
+
 def _launch(workspace, mode: str):
     run = cli_json("launch", "leaver", "--set", f"mode={mode}", cwd=workspace)
     roles = wait_for(lambda: _pids(Path(run["run_dir"])), what="the script's processes")
@@ -206,12 +216,7 @@ def test_with_the_babysitter_killed_from_outside_the_runs_cgroup_still_finds_eve
         assert run["cgroup"] and Path(run["cgroup"]).name == f"urbanrun-{run['id']}"
         for pid in everyone:  # both inside it, the setsid'd daemon too
             assert f"/urbanrun-{run['id']}" in Path(f"/proc/{pid}/cgroup").read_text()
-        psutil.Process(run["pid"]).kill()
-        wait_for(lambda: not _alive(run["pid"]), what="the babysitter to die")
-        assert all(_alive(pid) for pid in everyone)
-        proc = cli("kill", run["id"], "--grace", "1", cwd=workspace, timeout=90)
-        assert proc.returncode == 0, proc.stderr
-        assert [pid for pid in everyone if _alive(pid)] == []
+        _kill_after_its_babysitter_died(workspace, run, everyone)
         wait_for(lambda: not Path(run["cgroup"]).exists(), timeout=10, what="the empty cgroup to be removed")
     finally:
         _cleanup(everyone)
@@ -341,12 +346,7 @@ def test_with_the_babysitter_killed_and_no_cgroup_kill_still_ends_every_process(
     record.write_text("".join(line for line in record.read_text().splitlines(True)
                               if not line.startswith("cgroup =")))  # as made where none can be
     try:
-        psutil.Process(run["pid"]).kill()
-        wait_for(lambda: not _alive(run["pid"]), what="the babysitter to die")
-        assert all(_alive(pid) for pid in everyone)
-        proc = cli("kill", run["id"], "--grace", "1", cwd=workspace, timeout=90)
-        assert proc.returncode == 0, proc.stderr
-        assert [pid for pid in everyone if _alive(pid)] == []
+        _kill_after_its_babysitter_died(workspace, run, everyone)
         assert cli_json("show", run["id"], cwd=workspace)["status"] in ("killed", "lost")
     finally:
         _cleanup(everyone)
