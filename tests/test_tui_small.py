@@ -88,3 +88,19 @@ async def test_the_quit_summary_fits_80x24_and_says_what_esc_does(workspace):
         assert app.screen.region.contains_region(dialog.region)  # it was 100 columns wide on an 80-column screen
         title = " ".join(shown_text(app.screen.query_one("#summary-title")).split())
         assert title.endswith("esc quits without writing it")
+
+
+async def test_the_scratchpads_titles_wrap_in_their_own_panes_at_80x24(workspace):
+    # today's path was cut at the pane's edge and the next pane's title drawn over its date
+    from textual.widgets import Label
+
+    app = replay(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("s")
+        await wait_until(pilot, lambda: app.query("#pad-title"))
+        await pilot.pause(0.3)
+        title = app.query_one("#pad-title", Label)
+        pane = app.query_one("#pad-today")
+        assert title.region.right <= pane.region.right
+        shown = "".join(shown_text(title).split())
+        assert app.query_one("ScratchpadPane").path.name in shown and "(ctrl+ssaves)" in shown
