@@ -253,12 +253,14 @@ async def test_small_sizes_keep_the_diagnosis_the_wrap_and_the_following(workspa
         table, log = app.query_one(RunsTable), app.query_one(LogPane)
         await wait_until(pilot, lambda: log.texts)
         assert "recipe" in table.columns and "why" in table.columns
-        assert log.following and log.scroll_y == log.max_scroll_y
+        at_end = lambda: log.following and log.scroll_y == log.max_scroll_y  # noqa: E731
+        await wait_until(pilot, at_end)  # the scroll to the end lands a refresh after the write
         for size in ((100, 30), (80, 24), (220, 60), (80, 24)):
             await pilot.resize_terminal(*size)
             await pilot.pause(0.5)
             assert "why" in table.columns and table.row_count == 2  # the diagnosis column stays
-            assert log.following and log.scroll_y == log.max_scroll_y, size  # following survives resizes
+            await wait_until(pilot, at_end)  # following survives resizes
+            assert log.following, size
             assert max(line.cell_length for line in log.lines) <= log.scrollable_content_region.width  # wrapped
         assert "recipe" not in table.columns and "best" not in table.columns
         assert str(table.get_row_at(0)[1]).startswith(table.selected[9:15])  # the id without its date
