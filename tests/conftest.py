@@ -106,6 +106,13 @@ default = 0.1
 type = "int"
 default = -1
 
+[recipes.held]
+command = ["{python}", "SCRIPTS/held.py"]
+[recipes.held.params.code]
+type = "int"
+positional = true
+default = 3
+
 [recipes.long_sleep]
 command = ["{python}", "-c", "import time; print('started', flush=True); time.sleep(120)"]
 
@@ -145,6 +152,11 @@ def cli(*args: str, cwd: Path, timeout: float = 120, check: bool = False) -> sub
 
 def cli_json(*args: str, cwd: Path):
     return json.loads(cli(*args, "--json", cwd=cwd, check=True).stdout)
+
+
+def release(run_dir: Path) -> None:
+    """Let a run of the `held` recipe end (with its code)."""
+    (Path(run_dir) / "release").write_text("")
 
 
 def wait_for(predicate, timeout: float = 90, interval: float = 0.1, what: str = "condition"):

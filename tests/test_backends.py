@@ -16,7 +16,7 @@ from urbanrun.engine.core.config import load_config
 from urbanrun.engine.session.loop import Engine
 from urbanrun.engine.core.events import LogLines, MetricPoints
 
-from conftest import cli, cli_json, drive, wait_for
+from conftest import cli, cli_json, drive, release, wait_for
 
 def _slurm_up() -> bool:
     if not slurm.available():
@@ -93,9 +93,10 @@ def test_slurm_demo_streams_and_completes(workspace):
 @needs_slurm
 def test_slurm_exit_code_and_reattach_after_a_restart(workspace):
     first = _engine(workspace)
-    record = first.launch("sleeper", backend="slurm")  # exits 3 after 4 s
+    record = first.launch("held", backend="slurm")  # exits 3 once released (a timed run could end unseen)
     drive(first, lambda: first.state.runs[record.id].status == "running")
     first.close()
+    release(first.store.run_dir(record.id))
     again = _engine(workspace)  # a new urbanrun on the login node reattaches by job id
     drive(again, lambda: record.id in again.state.runs and again.state.runs[record.id].status
            not in ("pending", "running"))
@@ -113,14 +114,14 @@ def test_slurm_kill_cancels_and_leaves_no_process(workspace):
     final = engine.store.load(record.id)
     assert final.status == "killed"
     assert slurm.SlurmClient().state(record.job_id).state == "CANCELLED"
-    wait_for(lambda: not _processes_of(record.id), timeout=15, what="the job's processes to end")
+    wait_for(lambda: not _processes_of(record.id), what="the job's processes to end")
 
 
 @needs_slurm
 def test_slurm_pending_with_its_reason(workspace):
     run = cli_json("launch", "long_sleep", "--backend", "slurm", "--opt", "cpus_per_task=64", cwd=workspace)
     try:
-        shown = wait_for(lambda: (r := cli_json("show", run["id"], cwd=workspace))["pending_reason"] and r, timeout=20)
+        shown = wait_for(lambda: (r := cli_json("show", run["id"], cwd=workspace))["pending_reason"] and r)
         assert shown["status"] == "pending" and shown["pending_reason"] in ("PartitionConfig", "Resources",
                                                                            "BadConstraints")
         assert f"pending ({shown['pending_reason']})" in cli("ls", cwd=workspace, check=True).stdout

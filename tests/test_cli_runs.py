@@ -12,7 +12,7 @@ import time
 
 import psutil
 
-from conftest import ROOT, cli, cli_json, wait_for
+from conftest import ROOT, cli, cli_json, release, wait_for
 
 
 def _status(workspace, run_id):
@@ -56,18 +56,22 @@ def test_follow_streams_the_log_and_returns_the_runs_outcome(workspace):
 def test_reattach_after_the_supervisor_is_killed(workspace):
     """A urbanrun following a run is SIGKILLed; the run goes on; a new urbanrun shows it running,
     then its real exit code once it ends (the babysitter recorded it)."""
-    follower = subprocess.Popen([sys.executable, "-m", "urbanrun.engine.cli", "launch", "sleeper", "--follow"],
+    follower = subprocess.Popen([sys.executable, "-m", "urbanrun.engine.cli", "launch", "held", "--follow"],
                                 cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 )
-    runs = wait_for(lambda: cli_json("ls", cwd=workspace)["runs"], what="the run to appear")
+    # killed once the run has started (killed while launching, the run would never start), and the
+    # run ends only when released (a timed run could end while a loaded machine starts the next CLI)
+    runs = wait_for(lambda: [r for r in cli_json("ls", cwd=workspace)["runs"] if r["status"] == "running"],
+                    what="the run to start")
     run_id = runs[0]["id"]
     follower.send_signal(signal.SIGKILL)
     follower.wait()
     again = _status(workspace, run_id)
     assert again["status"] == "running"
     assert psutil.pid_exists(again["pid"])
-    final = wait_for(lambda: (r := _status(workspace, run_id))["status"] != "running" and r, timeout=30)
-    assert final["status"] == "failed" and final["exit_code"] == 3  # the sleeper exits with 3
+    release(again["run_dir"])
+    final = wait_for(lambda: (r := _status(workspace, run_id))["status"] != "running" and r, what="the run to end")
+    assert final["status"] == "failed" and final["exit_code"] == 3  # the held run exits with 3
 
 
 def test_a_reused_pid_does_not_fool_reattach(workspace):

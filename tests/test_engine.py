@@ -47,10 +47,10 @@ def test_runs_launched_elsewhere_and_killed_elsewhere_are_seen(workspace):
     watcher = Engine(config, record_session=False)
     actor = Engine(config, record_session=False)
     watcher.poll()
-    record = actor.launch("sleeper")
-    wait_for(lambda: watcher.poll() is not None and record.id in watcher.state.runs, timeout=10)
+    record = actor.launch("held")  # ends only when killed, however long the watcher takes to see it
+    wait_for(lambda: watcher.poll() is not None and record.id in watcher.state.runs)
     actor.kill(record.id, grace=5)
-    drive(watcher, lambda e=watcher: e.state.runs[record.id].status == "killed", timeout=20)
+    drive(watcher, lambda e=watcher: e.state.runs[record.id].status == "killed")
     assert watcher.state.runs[record.id].record["signal"] == 15
 
 

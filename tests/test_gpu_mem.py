@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import SCRIPTS
+from conftest import SCRIPTS, drive, release, wait_for
 
 from urbanrun.engine.core.config import load_config
 from urbanrun.engine.core.events import GpuSample, MetricPoints, RunChanged
@@ -65,23 +65,15 @@ def test_the_reducer_uses_the_runs_figure_only_while_nvml_has_none():
     assert run.gpu_mem == 0
 
 
-def _wait_for_child(engine, run_id):
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        path = engine.store.run_dir(run_id) / "child.json"
-        if path.exists():
-            return json.loads(path.read_text())["pid"]
-        time.sleep(0.05)
-    raise AssertionError("the run's child never started")
-
-
 def _watch_to_the_end(workspace, tmp_path, used_mem):
-    """Launch the wddm recipe; play a recording where NVML lists its process with `used_mem`."""
+    """Launch the wddm recipe; play a recording where NVML lists its process with `used_mem`; let the
+    run end once it has been seen running with all its points and tied to its GPU process."""
     (workspace / "config.toml").write_text((workspace / "config.toml").read_text() + RECIPE)
     config = load_config(workspace / "config.toml")
     probe = Engine(config, record_session=False, gpu_source=None, host=False)
     record = probe.launch("wddm", {})
-    child = _wait_for_child(probe, record.id)
+    path = probe.store.run_dir(record.id) / "child.json"
+    child = wait_for(lambda: path.exists() and json.loads(path.read_text())["pid"], what="the run's child")
     recording = tmp_path / "wddm.jsonl"
     rows = [{"status": {"available": True, "kind": "ok", "driver": "552.44", "count": 1}},
             {"t": 0, "gpus": [{"index": 0, "name": "NVIDIA GeForce RTX 3090", "mem_total": 24 * GIB,
@@ -92,16 +84,18 @@ def _watch_to_the_end(workspace, tmp_path, used_mem):
     engine.host.interval = 0.1  # the host sample ties processes to runs
     seen_running, table = [], RunsTable()
     gpu_column = [key for key, _ in COLUMNS].index("gpu")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        engine.poll()
+
+    def watched() -> bool:
         run = engine.state.runs.get(record.id)
-        if run is not None and run.status == "running" and run.gpu_mem:
-            seen_running.append(table._cells(engine.state, record.id, time.time())[gpu_column])
-        if run is not None and run.status not in ("running", "starting"):
-            break
-        time.sleep(0.05)
-    engine.poll()
+        if run is None or run.status != "running" or not run.gpu_mem:
+            return False
+        seen_running.append(table._cells(engine.state, record.id, time.time())[gpu_column])
+        tied = any(p["pid"] == child and p.get("run_id") == record.id for p in engine.state.gpu_processes)
+        return tied and run.metrics.get("loss") is not None and run.metrics["loss"].count == 3
+
+    drive(engine, watched)
+    release(engine.store.run_dir(record.id))
+    drive(engine, lambda: engine.state.runs[record.id].status not in ("running", "starting"))
     return engine, record.id, seen_running, config
 
 
@@ -137,9 +131,8 @@ def test_the_advisor_reads_gpu_mem_of_a_run_nobody_watched(workspace):
     for batch, lines in ((8, ['{"step": 1, "gpu_mem": 1073741824}', '{"step": 2, "gpu_mem": 2147483648}', "not json"]),
                          (32, ['{"step": 1, "mem_peak_gb": 6.0}', '{"step": 2, "gpu_mem": NaN}'])):
         record = engine.launch("wddm", {"batch_size": str(batch), "gib": "0"})
-        deadline = time.monotonic() + 30
-        while engine.store.read_exit_status(record.id) is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        release(engine.store.run_dir(record.id))
+        wait_for(lambda: engine.store.read_exit_status(record.id), what="the run to end")
         (engine.store.run_dir(record.id) / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     points = sorted(advisor.history(engine.store, recipe, "batch_size"))
     assert points == [(8.0, 2 * GIB / advisor.GB), (32.0, 6 * GIB / advisor.GB)]

@@ -12,7 +12,7 @@ from urbanrun.engine.core.config import load_config
 from urbanrun.engine.session.loop import Engine
 from urbanrun.engine.core.events import MetricPoints
 
-from conftest import cli, cli_json, wait_for
+from conftest import cli, cli_json, drive, wait_for
 
 METRICS = Path(__file__).parent / "fixtures" / "metrics"
 
@@ -62,14 +62,7 @@ def test_metrics_bad_target_is_one_sentence(workspace):
 def test_recipe_metrics_files_that_appear_later_are_followed(workspace):
     engine = Engine(load_config(workspace / "config.toml"), record_session=False)
     record = engine.launch("late_csv")
-    events = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        events += engine.poll()
-        run = engine.state.runs[record.id]
-        if run.status != "running" and run.metrics.get("total_loss") and run.metrics["total_loss"].count == 5:
-            break
-        time.sleep(0.1)
+    events = drive(engine, lambda: engine.state.runs[record.id].status != "running")  # its files read to the end
     run = engine.state.runs[record.id]
     assert run.metric_formats["total_loss"] == "csv"
     assert list(run.metrics["total_loss"].arrays()[1]) == [1.0, 0.5, 1 / 3, 0.25, 0.2]

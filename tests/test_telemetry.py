@@ -4,6 +4,7 @@ processes, the peak in the run record; NVML's own error classes give the failure
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from types import SimpleNamespace
@@ -17,7 +18,7 @@ from urbanrun.engine.gpu.smi_format import query_csv
 from urbanrun.engine.gpu.recorded import RecordedGpuSource
 from urbanrun.engine.gpu.nvml import NvmlSource, describe_init_error
 
-from conftest import ROOT, cli
+from conftest import ROOT, cli, drive, release, wait_for
 
 FIX = ROOT / "tests" / "fixtures" / "gpus"
 
@@ -77,13 +78,9 @@ def test_unknown_query_field_and_bad_format(workspace, monkeypatch):
 def test_gpu_processes_are_tied_to_runs_and_the_peak_lands_in_the_record(workspace, tmp_path):
     config = load_config(workspace / "config.toml")
     probe = Engine(config, record_session=False, gpu_source=None, host=False)
-    record = probe.launch("exit_after", {"code": "0", "seconds": "3"})
-    child = None
-    deadline = time.monotonic() + 10
-    while child is None and time.monotonic() < deadline:
-        path = probe.store.run_dir(record.id) / "child.json"
-        child = json.loads(path.read_text())["pid"] if path.exists() else None
-        time.sleep(0.05)
+    record = probe.launch("held", {"code": "0"})  # it runs until the recording has been played
+    path = probe.store.run_dir(record.id) / "child.json"
+    child = wait_for(lambda: path.exists() and json.loads(path.read_text())["pid"], what="the run's child")
     gib = 2 ** 30
     recording = tmp_path / "gpu.jsonl"
     gpu = {"index": 0, "name": "NVIDIA GeForce RTX 3090", "mem_total": 24 * gib, "util_gpu": 90, "mem_used": 0}
@@ -95,12 +92,13 @@ def test_gpu_processes_are_tied_to_runs_and_the_peak_lands_in_the_record(workspa
     recording.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     engine = Engine(config, record_session=False, gpu_source=RecordedGpuSource(recording))
     engine.host.interval = 0.1
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and engine.state.runs.get(record.id, None) is None or \
-            engine.state.runs[record.id].status == "running":
-        engine.poll()
-        time.sleep(0.05)
-    engine.poll()
+    # the polls keep a clock of their own, 0.1 s apart: each reading is played in turn, however late a
+    # poll runs on a loaded machine (on the wall clock, a late poll skips to the latest reading)
+    clock = itertools.count(time.time(), 0.1)
+    for _ in range(10):
+        engine.poll(next(clock))
+    release(probe.store.run_dir(record.id))
+    drive(engine, lambda: engine.state.runs[record.id].status != "running")
     run = engine.state.runs[record.id]
     assert run.gpu_mem_peak == 3 * gib and run.gpu_util_mean == 80
     mapped = [p for p in engine.state.gpu_processes if p["pid"] == child]
