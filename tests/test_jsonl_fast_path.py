@@ -2,7 +2,7 @@
 path (every line parsed alone into a dict): the same points, the same series, the same bad-line
 count and first error, for any file: torn lines, NaN, null, strings, nested objects, booleans,
 integers past 2**53 and past any float, 1e-300, -0.0, duplicate keys, keys that differ only in
-digits, escaped and unicode keys, whitespace variants, CRLF, blank lines, JSON-invalid numbers;
+digits, escaped and unicode keys (and one holding NUL), whitespace variants, CRLF, blank lines, JSON-invalid numbers;
 read in one piece or in pieces of any size, through parse blocks of any size."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from urbanrun.engine.metrics.parsers import jsonl
 from urbanrun.engine.metrics.parsers.jsonl import JsonlParser
 from urbanrun.engine.metrics.sources import MetricSource
 
-KEYS = ["step", "epoch", "time", "loss", "lr", "acc1", "acc5", "gpu_mem", "überloss", "val/loss", "e1", "a\"b"]
+KEYS = ["step", "epoch", "time", "loss", "lr", "acc1", "acc5", "gpu_mem", "überloss", "val/loss", "e1", "a\"b", "a\x00b"]
 ODD_TOKENS = ["01", "1.", "+1", ".5", "-", "1e400", "-1e400", "1E5", "1e+5", "-0", "0.0e0", "1" + "0" * 400,
               "NaN", "Infinity", "-Infinity", "null", "true", "false", '"x"', '"1"', "[1, 2]", '{"a": 1}', "{}", ""]
 numbers = st.one_of(st.integers(-10, 10**6), st.integers(-(2**70), 2**70),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import struct
 from itertools import compress
 
 import numpy as np
@@ -39,7 +40,7 @@ class JsonlParser:
         self.bad_lines = 0
         self.first_error: str | None = None
         self.lines_seen = 0  # for line numbers in error messages
-        self._layouts: dict[bytes, list[str]] = {}  # a line's shape -> its keys, in order
+        self._layouts: dict[bytes, _Layout] = {}  # a line's shape -> its keys, in order
 
     def feed(self, lines: list[str], first_line_no: int | None = None) -> list[dict]:
         """Points from lines of text, each parsed alone (the reference the fast path matches)."""
@@ -79,13 +80,13 @@ class JsonlParser:
         first_no = self.lines_seen + 1
         shapes = block.translate(None, NUMBER_CHARS)
         cut = shapes.find(b"\n") + 1
-        keys = self._layouts.get(shapes[:cut - 1])
+        layout = self._layouts.get(shapes[:cut - 1])
         n = len(shapes) // cut
-        if keys is not None and shapes == shapes[:cut] * n:  # the usual block: one layout throughout
-            values = _numbers(block[:-1], keys, n)
+        if layout is not None and shapes == shapes[:cut] * n:  # the usual block: one layout throughout
+            values = _numbers(block[:-1], layout, n)
             if values is not None:
                 self.lines_seen += n
-                points.add_block(tuple(keys), values)
+                points.add_block(layout.names, values)
                 return
         lines, shapes = block.split(b"\n"), shapes.split(b"\n")
         lines.pop(), shapes.pop()  # what follows the last newline: nothing
@@ -105,14 +106,15 @@ class JsonlParser:
                 self._parse_lines(lines[i:], shapes[i:], first_no + i, points)
             return
         main = max(known, key=known.count)  # not a val line that happens to come first
-        keys = self._layouts[main]
+        layout = self._layouts[main]
+        names = layout.names
         odd = list(compress(range(n), map(main.__ne__, shapes)))
-        values = _numbers(b"\n".join(compress(lines, map(main.__eq__, shapes))), keys, n - len(odd)) \
-            if len(odd) < n else np.empty((0, len(keys)))
+        values = _numbers(b"\n".join(compress(lines, map(main.__eq__, shapes))), layout, n - len(odd)) \
+            if len(odd) < n else np.empty((0, len(names)))
         if values is None:  # not all numbers after all (`01`, `1e999`, keys that differ in digits)
             odd = range(n)
-            values = np.empty((0, len(keys)))
-        names, row, after = tuple(keys), 0, 0
+            values = np.empty((0, len(names)))
+        row, after = 0, 0
         for j in odd:
             points.add_block(names, values[row:row + j - after])
             row += j - after
@@ -127,7 +129,7 @@ class JsonlParser:
         points.add(point)
         if shape is not None and shape not in self._layouts and _teaches_layout(point, shape):
             if len(self._layouts) < MAX_LAYOUTS:
-                self._layouts[shape] = list(point)
+                self._layouts[shape] = _Layout(tuple(point))
 
     def _parse_line(self, line: str, line_no: int) -> dict | None:
         line = line.rstrip("\r\n")
@@ -161,17 +163,34 @@ class JsonlParser:
 TO_ARRAY = bytes.maketrans(b"{}:\n", b"  ,,")
 
 
-def _numbers(lines: bytes, keys: list[str], n: int) -> np.ndarray | None:
+class _Layout:
+    """The keys of a line shape, in order; `joined` is them joined by NUL (which no layout key holds)."""
+
+    __slots__ = ("names", "joined")
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = names
+        self.joined = "\0".join(names)
+
+
+def _numbers(lines: bytes, layout: _Layout, n: int) -> np.ndarray | None:
     """n lines of one shape (joined by newlines) as an n x len(keys) array of their values;
-    None unless every line holds exactly `keys`, in order, each with a JSON number."""
+    None unless every line holds exactly the layout's keys, in order, each with a JSON number."""
     try:
         flat = orjson.loads(b"[" + lines.translate(TO_ARRAY) + b"]")
     except orjson.JSONDecodeError:
         return None
-    k = len(keys)
-    if len(flat) != 2 * k * n or flat[0::2] != keys * n:
+    k = len(layout.names)
+    if len(flat) != 2 * k * n:
         return None
-    return np.array(flat[1::2], dtype=np.float64).reshape(n, k)
+    try:
+        # one string compare for every key: equal, with NUL in no key, only if each key is its layout's
+        if "\0".join(flat[0::2]) != "\0".join([layout.joined] * n):
+            return None
+        packed = struct.pack(f"{k * n}d", *flat[1::2])  # measured 2x faster than np.array of the floats
+    except (TypeError, struct.error):  # a key that is no string, a value that is no number
+        return None
+    return np.frombuffer(packed).reshape(n, k)
 
 
 class _NotJson:
@@ -183,8 +202,9 @@ class _NotJson:
 
 def _teaches_layout(point: dict, shape: bytes) -> bool:
     """A flat object of finite numbers whose every quote is a key's: every line of its shape then
-    has numbers (and only numbers) where it has them. Keys holding what TO_ARRAY changes don't."""
-    return (shape.count(b'"') == 2 * len(point) and not any(c in key for key in point for c in "{}:")
+    has numbers (and only numbers) where it has them. Keys holding what TO_ARRAY changes don't, nor
+    keys holding NUL (the separator of the one-compare key check)."""
+    return (shape.count(b'"') == 2 * len(point) and not any(c in key for key in point for c in "{}:\0")
             and all(type(v) is int and -2 ** 64 < v < 2 ** 64 or type(v) is float and math.isfinite(v)
                     for v in point.values()))
 
