@@ -1,6 +1,7 @@
 """How the CLI prints for programs: every --json object carries `schema_version` (the version of
 the JSON Schemas in engine/cli/schemas/, `urbanrun schema NAME`), numbers are JSON-safe (NaN and
-infinities as the strings "nan", "inf", "-inf"; whole-number steps as integers), errors are one
+infinities as the strings "nan", "inf", "-inf"; whole-number steps as integers up to 2^53, the largest
+every JSON reader holds exactly, larger ones as floats: never a 300-digit integer), errors are one
 `{"error": {"code", "message"}}` object on stdout."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import math
 import sys
 
 SCHEMA_VERSION = 1
+EXACT = 2 ** 53  # beyond it an integer is not exact in a JavaScript (or any float64) JSON reader
 WHOLE_KEYS = frozenset({"step", "last_step", "best_step", "first_step", "min_step", "total_steps", "steps", "epoch",
                         "total_epochs"})
 
@@ -19,9 +21,11 @@ def plain(value, key: str | None = None):
     if isinstance(value, float):
         if not math.isfinite(value):
             return "nan" if value != value else ("inf" if value > 0 else "-inf")
-        if key in WHOLE_KEYS and value.is_integer():
+        if key in WHOLE_KEYS and value.is_integer() and abs(value) <= EXACT:
             return int(value)
         return value
+    if type(value) is int and key in WHOLE_KEYS and abs(value) > EXACT:  # a tqdm total of 40 digits
+        return float(value) if abs(value) < 1e308 else None  # beyond any float: no figure, not 309 digits
     if isinstance(value, dict):
         return {str(k): plain(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

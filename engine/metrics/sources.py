@@ -20,6 +20,7 @@ from urbanrun.engine.metrics.parsers.tensorboard import TensorBoardReader
 from urbanrun.engine.metrics.parsers.wandb_offline import WandbRunReader
 from urbanrun.engine.core.state import RunState, add_points
 from urbanrun.engine.metrics.follower import FileFollower
+from urbanrun.engine.metrics.steps import StepCheck
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.core.files import not_regular, path_stat
 
@@ -37,6 +38,7 @@ class MetricSource:
         self.format = fmt
         self.progress = None
         self._lines_read = 0
+        self.steps = StepCheck()  # points whose step or epoch is not one: bad records of this source
         if fmt in ("jsonl", "csv", "log"):
             # a bounded read per poll keeps each batch of points small (and the UI responsive)
             self.follower = FileFollower(self.path, max_read=READ_PER_POLL)
@@ -52,7 +54,7 @@ class MetricSource:
     @property
     def bad(self) -> int:
         source = self.reader or self.parser
-        return getattr(source, "bad_lines", 0) + getattr(source, "bad_records", 0)
+        return getattr(source, "bad_lines", 0) + getattr(source, "bad_records", 0) + self.steps.bad
 
     @property
     def skipped(self) -> int:
@@ -74,10 +76,15 @@ class MetricSource:
 
     @property
     def first_error(self) -> str | None:
-        return getattr(self.parser, "first_error", None)
+        return getattr(self.parser, "first_error", None) or self.steps.first_error
 
     def poll(self, lines: list[str] | None = None) -> tuple[list[dict], dict | None]:
-        """New points. `lines` lets a caller that already follows the file (output.log) share them."""
+        """New points (those with a step that is one: engine/metrics/steps.py). `lines` lets a
+        caller that already follows the file (output.log) share them."""
+        points, progress = self._poll(lines)
+        return self.steps.keep(points), progress
+
+    def _poll(self, lines: list[str] | None) -> tuple[list[dict], dict | None]:
         if self.format == "wandb" and self.reader is None:
             found = sorted(self.path.glob("run-*.wandb")) if self.path.is_dir() else [self.path]
             if not found:
