@@ -152,7 +152,8 @@ def test_a_disk_that_fills_between_the_run_folder_and_its_start_ends_launch_with
 def test_kill_of_a_run_whose_folder_cannot_be_written_still_ends_it(workspace):
     """The run's folder made immutable (chattr +i; a read-only remount is refused while the run
     writes its log): kill ended in a PermissionError traceback and left the run running. The kill
-    goes on from memory and says the record could not be updated."""
+    goes on from memory. It does not say "killed" (exit 0) while the record still says running
+    (`ls` then shows it lost): it says what happened, the record's path and what to do, exit 1."""
     run = cli_json("launch", "long_sleep", cwd=workspace)
     run_dir = run["run_dir"]
     wait_for(lambda: "started" in open(os.path.join(run_dir, "output.log")).read(), what="the run to start")
@@ -163,10 +164,14 @@ def test_kill_of_a_run_whose_folder_cannot_be_written_still_ends_it(workspace):
         pytest.skip(f"chattr +i is refused here ({locked.stderr.strip()})")
     try:
         proc = cli("kill", run["id"], cwd=workspace, timeout=90)
-        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-        assert "its record could not be updated" in proc.stderr and proc.stderr.count("could not be updated") == 1
-        assert f"killed {run['id']}" in proc.stdout and "no process of the run is left" in proc.stdout
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "its record could not be updated" in proc.stderr and "killed" not in proc.stdout
+        assert f"run {run['id']}: no process of it is left, but its record {run_dir}/run.toml could not be " \
+               f"updated (Operation not permitted): it still says running" in proc.stderr, proc.stderr
         assert not [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+        again = cli("kill", run["id"], "--json", cwd=workspace, timeout=90)  # an agent: the same, as an error object
+        error = json.loads(again.stdout)["error"]
+        assert again.returncode == 1 and error["code"] == "record_not_saved" and "lost, not killed" in error["message"]
     finally:
         subprocess.run(["chattr", "-i", run_dir], capture_output=True)
         cli("kill", run["id"], "--force", cwd=workspace)

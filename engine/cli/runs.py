@@ -11,7 +11,7 @@ from urbanrun.engine.core.errors import CommandFailed, UserError
 from urbanrun.engine.core.text import last_frame
 from urbanrun.engine.core.files import path_stat, regular_file
 from urbanrun.engine.runs import stop_request
-from urbanrun.engine.runs.store import RunRecord, RunStore, status_text
+from urbanrun.engine.runs.store import RECORD_FILE, RunRecord, RunStore, status_text
 from urbanrun.engine.runs.supervisor import Supervisor
 from urbanrun.engine.metrics.follower import FileFollower, last_lines
 
@@ -174,6 +174,7 @@ def kill_and_wait(store: RunStore, sup: Supervisor, config, run_id: str, grace: 
     while True:
         _reconcile(store, sup, record)
         if not record.watched:
+            _check_recorded(store, record)
             return record, "killed" if was_active else "leftovers"
         if time.time() > deadline:
             left = record.leftovers or [{"pid": p.pid} for p in sup.members(record)]
@@ -182,6 +183,22 @@ def kill_and_wait(store: RunStore, sup: Supervisor, config, run_id: str, grace: 
             raise CommandFailed(f"run {run_id} is not fully stopped; still alive: {pids}. Its record lists them; "
                                 f"`urbanrun kill {run_id}` again once they can end.", code="kill_failed")
         time.sleep(0.1)
+
+
+def _check_recorded(store: RunStore, record: RunRecord) -> None:
+    """A kill is reported only once its record says so: a run folder that could not be written
+    (immutable, read-only, full) would leave `ls` showing the run as lost after a "killed"."""
+    try:
+        on_disk = store.load(record.id).status
+    except UserError as exc:
+        on_disk = f"unreadable ({exc})"
+    if on_disk == record.status:
+        return
+    path = store.run_dir(record.id) / RECORD_FILE
+    why = _UNSAVED.get(record.id, "it could not be written")
+    raise CommandFailed(f"run {record.id}: no process of it is left, but its record {path} could not be updated "
+                        f"({why}): it still says {on_disk}, and `urbanrun ls` will show the run as lost, not killed; "
+                        f"make {path.parent} writable so that later runs are recorded.", code="record_not_saved")
 
 
 def cmd_logs(args, config, store, sup) -> int:
@@ -291,6 +308,7 @@ def _reconcile(store: RunStore, sup: Supervisor, record: RunRecord) -> None:
 
             finish_run(record, run_from_files(store, record), RunDoctor(sup.config, store), _autolog(sup.config))
     except OSError as exc:  # a full or read-only runs folder: show what is known, say what was not saved
+        _UNSAVED[record.id] = exc.strerror or str(exc)
         said = f"urbanrun: run {record.id}: its record could not be updated ({exc.strerror or exc}); shown as found."
         if said not in _SAID:  # once, not on every look of a kill's wait
             _SAID.add(said)
@@ -298,6 +316,7 @@ def _reconcile(store: RunStore, sup: Supervisor, record: RunRecord) -> None:
 
 
 _SAID: set[str] = set()
+_UNSAVED: dict[str, str] = {}  # run id -> why its record could not be written (this process)
 
 
 def _scratchpad(config, what: str, record: RunRecord) -> None:
