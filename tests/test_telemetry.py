@@ -196,10 +196,11 @@ def test_host_sample_walks_the_process_table_once_for_all_runs(workspace, monkey
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and (not pids.exists() or pids.read_text().count("grandchild") < 2):
                 time.sleep(0.1)
-        runs = {r.id: (engine.store.load(r.id).pid, engine.store.load(r.id).pid_create_time) for r in records}
+        runs = {r.id: (engine.store.load(r.id).pid, engine.store.load(r.id).pid_create_time,
+                        engine.store.run_dir(r.id)) for r in records}
 
         def trees() -> dict:
-            return {run_id: 1 + len(psutil.Process(pid).children(recursive=True)) for run_id, (pid, _) in runs.items()}
+            return {run_id: 1 + len(psutil.Process(pid).children(recursive=True)) for run_id, (pid, *_) in runs.items()}
 
         real_iter = psutil.process_iter
         for _ in range(10):  # the orphan's parent exits on its own: compare while the trees hold still

@@ -17,7 +17,7 @@ def with_runs(reading, store: RunStore):
     """The reading's processes with their run ids."""
     status, gpus, procs = reading
     records, _ = store.load_all()
-    runs = {r.id: (r.pid, r.pid_create_time) for r in records if r.active and r.pid}
+    runs = {r.id: (r.pid, r.pid_create_time, store.run_dir(r.id)) for r in records if r.active and r.pid}
     procs, _ = annotate(procs, pid_map(run_trees(runs)))
     return status, gpus, procs
 

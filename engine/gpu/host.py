@@ -3,6 +3,8 @@ process tree's CPU % and RSS. Also the pid -> run map that ties GPU processes to
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psutil
 
 from urbanrun.engine.runs import proctree
@@ -10,11 +12,12 @@ from urbanrun.engine.runs import proctree
 HOST_INTERVAL = 2.0
 
 
-def run_trees(runs: dict[str, tuple[int, float]]) -> dict[str, list[psutil.Process]]:
+def run_trees(runs: dict[str, tuple[int, float, Path]]) -> dict[str, list[psutil.Process]]:
     """run id -> the live processes of its tree (babysitter first), for runs given as pid + create
-    time. One pass over the process table serves every run (psutil's children() walks the whole
-    table once per call, so once per run)."""
-    roots = {run_id: proctree.process_if_same(pid, created) for run_id, (pid, created) in runs.items()}
+    time + run folder (a record copied from a live run's folder names the original's babysitter:
+    proctree.root_of tells it by its folder). One pass over the process table serves every run
+    (psutil's children() walks the whole table once per call, so once per run)."""
+    roots = {run_id: proctree.root_of(run_id, pid, created, run_dir) for run_id, (pid, created, run_dir) in runs.items()}
     roots = {run_id: root for run_id, root in roots.items() if root is not None}
     if not roots:
         return {}
@@ -46,7 +49,7 @@ class HostSampler:
         self._next = 0.0
         psutil.cpu_percent(percpu=True)  # the first call only starts the measurement
 
-    def sample(self, now: float, runs: dict[str, tuple[int, float]]) -> dict | None:
+    def sample(self, now: float, runs: dict[str, tuple[int, float, Path]]) -> dict | None:
         if now < self._next:
             return None
         self._next = now + self.interval

@@ -7,6 +7,7 @@ reboot or a long time, and must never fool reattach or kill.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import psutil
 
@@ -31,12 +32,18 @@ def process_if_same(pid: int | None, create_time: float | None) -> psutil.Proces
         return None
 
 
-def run_root(record) -> psutil.Process | None:
+def run_root(record, run_dir: Path | None = None) -> psutil.Process | None:
     """The live process a run record names (its babysitter, or its queue gate): the pid and create
     time must match, and its command line must name the run's folder, as every babysitter and gate
     is started with it. A record copied from another run's folder (or edited) names that run's
-    babysitter, with the right create time: killing the copy must never stop the original."""
-    proc = process_if_same(record.pid, record.pid_create_time)
+    babysitter, with the right create time: killing the copy must never stop the original. With
+    `run_dir` (the record's own folder), a copy in another runs folder, with the same id, is told
+    apart too (copied_from)."""
+    return root_of(record.id, record.pid, record.pid_create_time, run_dir)
+
+
+def root_of(run_id: str, pid: int | None, created: float | None, run_dir: Path | None = None) -> psutil.Process | None:
+    proc = process_if_same(pid, created)
     if proc is None:
         return None
     try:
@@ -45,10 +52,38 @@ def run_root(record) -> psutil.Process | None:
         return None
     except psutil.Error:  # not ours to read (hidepid): no proof either way, the identity stands
         return proc
-    # empty while the gate execs into the babysitter (same pid): no proof either way
-    if not argv or any(os.path.basename(arg.rstrip("/\\")) == record.id for arg in argv):
+    if not argv:  # empty while the gate execs into the babysitter (same pid): no proof either way
         return proc
-    return None
+    named = [arg for arg in argv if os.path.basename(arg.rstrip("/\\")) == run_id]
+    if not named or (run_dir is not None and _another_folder(named, run_dir) is not None):
+        return None
+    return proc
+
+
+def copied_from(record, run_dir: Path) -> str | None:
+    """The folder whose run the record's process is, when that is not `run_dir`: the record was
+    copied (with its folder, say a backup of a live run's runs folder) from a run still alive.
+    Nothing of that run is this record's: not its processes, its cgroup, its GPU memory."""
+    proc = process_if_same(record.pid, record.pid_create_time)
+    if proc is None:
+        return None
+    try:
+        argv = proc.cmdline()
+    except psutil.Error:
+        return None
+    return _another_folder([arg for arg in argv if os.path.basename(arg.rstrip("/\\")) == record.id], run_dir)
+
+
+def _another_folder(named: list[str], run_dir: Path) -> str | None:
+    """The folder the process was started with, when it exists and is not run_dir (another inode:
+    a copy). A folder that no longer exists proves nothing (the run's folder was moved here)."""
+    for arg in named:
+        try:
+            if os.path.samefile(arg, run_dir):
+                return None
+        except OSError:
+            return None  # gone (moved), or not a path here: no proof of a copy
+    return named[0] if named else None
 
 
 def names_run(proc: psutil.Process, run_id: str) -> bool:

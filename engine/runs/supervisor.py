@@ -258,7 +258,7 @@ class Supervisor:
         shares the run's console), else sent to `procs` from here. Asking can fail (a full disk):
         then nothing graceful is sent, and the hard kill after the grace ends the run."""
         if not platform.STOP_BY_REQUEST:
-            platform.send_stop(procs, proctree.run_root(record))
+            platform.send_stop(procs, proctree.run_root(record, self.store.run_dir(record.id)))
             return
         try:
             stop_request.request(self.store.run_dir(record.id), self.clock())
@@ -275,7 +275,7 @@ class Supervisor:
             self.store.update(record.id, {"status": "cancelled", "ended": self.clock(), "queue_reason": None,
                                           "queue_position": None})
         cgroup.remove(record.cgroup, record.id)  # made for a command that will never start
-        gate = proctree.run_root(record)
+        gate = proctree.run_root(record, self.store.run_dir(record.id))
         if gate is not None:
             platform.send_stop([gate], gate)
         return True
@@ -297,7 +297,9 @@ class Supervisor:
         if record.backend == "slurm":
             return []  # a SLURM job's processes are the scheduler's to end: its state says when
         found: dict[int, object] = {}
-        root = proctree.run_root(record)
+        root = proctree.run_root(record, self.store.run_dir(record.id))
+        if root is None and proctree.copied_from(record, self.store.run_dir(record.id)):
+            return []  # a copy of a live run's folder: its processes (and cgroup) are the original's
         if root is not None:
             found.update((p.pid, p) for p in proctree.tree_members(root, record.job_name))
         elif record.job_name:  # Windows: the run's named Job Object is an identity of its own
@@ -359,7 +361,7 @@ class Supervisor:
 
     def _settle(self, record: RunRecord, status: dict | None, alive: list, now: float) -> None:
         """An active record: has its main process ended, and how?"""
-        root = proctree.run_root(record)
+        root = proctree.run_root(record, self.store.run_dir(record.id))
         if status is not None:
             if record.kill_requested and alive:
                 return  # the main process ended, the kill goes on: `killed` only when nothing is left
@@ -372,6 +374,10 @@ class Supervisor:
                 record.status = "killed"
             else:
                 record.status = "exited" if record.exit_code == 0 else "failed"
+        elif root is None and (original := proctree.copied_from(record, self.store.run_dir(record.id))):
+            record.status, record.ended, record.leftovers = "lost", now, []
+            record.error = (f"this folder is a copy of the run folder {original}, whose processes are still running: "
+                            f"they are that run's, and urbanrun does not act on them from here")
         elif record.pid is not None and record.pid_create_time is None:
             record.status, record.ended = "lost", now
             record.error = ("its record has no process create time, so its pid could be any process's: "
@@ -457,7 +463,7 @@ class Supervisor:
         if members:
             self._kill_hard(record, members)
             return
-        root = proctree.run_root(record)
+        root = proctree.run_root(record, self.store.run_dir(record.id))
         if root is not None and now > record.kill_deadline + BABYSITTER_LINGER \
                 and not (self.store.run_dir(record.id) / EXIT_FILE).exists():
             platform.kill_hard([root], record.job_name)  # a babysitter that cannot finish: end it too

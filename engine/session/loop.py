@@ -244,7 +244,8 @@ class Engine:
 
     def _sample_machine(self, now: float) -> None:
         if self.host is not None:
-            live = {r.id: (r.pid, r.pid_create_time) for r in self._records.values() if r.active and r.pid}
+            live = {r.id: (r.pid, r.pid_create_time, self.store.run_dir(r.id)) for r in self._records.values()
+                    if r.active and r.pid}
             host = self.host.sample(now, live)
             if host is not None:
                 self._pending.append(HostSample(ts=now, host=host))
