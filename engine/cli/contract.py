@@ -155,7 +155,9 @@ OUTPUTS = {
         obj({"path": {"type": "string"}}),
         obj({"draft": {"type": "string"}, "written": {"type": "boolean"}, "path": {"type": "string"}},
             required=["draft", "written"])]}),
-    "logs": ("the MCP tool run_logs: a run's last log lines, or those matching a search",
+    "logs": ("a run's last log lines, or the last of those matching a search, numbered (`urbanrun logs RUN "
+             "--json [-n N] [--search REGEX]`, the MCP tool run_logs); with --follow, one such object a line per "
+             "batch of new lines",
              obj({"run": {"type": "string"}, "path": {"type": "string"}, "total_lines": {"type": "integer"},
                   "search": TEXT, "lines": {"type": "array", "items": obj({"line": {"type": "integer"},
                                                                           "text": {"type": "string"}})}})),

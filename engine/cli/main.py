@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-f", "--follow", action="store_true", help="keep printing new output until the run ends")
     s.add_argument("-n", "--lines", type=number(0, whole=True, high=1e12), default=None, help="only the last N lines")
     s.add_argument("--rank", type=number(0, whole=True, high=1e6), default=None, help="a torchrun run: that rank's own log")
+    s.add_argument("--search", metavar="REGEX", help="only the lines matching it (case-insensitive)")
+    s.add_argument("--json", action="store_true", help="numbered lines (the last 100 unless -n); with --follow, "
+                   "one object a line per batch of new lines")
 
     s = sub.add_parser("metrics", help="per-metric summary of a metrics file, folder or run")
     s.add_argument("target", metavar="PATH_OR_RUN")

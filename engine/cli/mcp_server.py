@@ -14,14 +14,11 @@ import functools
 import inspect
 import re
 import typing
-from collections import deque
 from typing import Annotated, Any
 
 from urbanrun.engine.cli.contract import load_schema
 from urbanrun.engine.cli.output import versioned
 from urbanrun.engine.core.config import Config
-from urbanrun.engine.core.files import path_stat, regular_file
-from urbanrun.engine.metrics.follower import FileFollower
 from urbanrun.engine.core.errors import CommandFailed, UserError
 from urbanrun.engine.runs.store import RunStore
 from urbanrun.engine.runs.supervisor import Supervisor
@@ -93,27 +90,13 @@ class Tools:
     def run_logs(self, run: str, lines: int = 100, search: str | None = None) -> dict:
         """The last `lines` lines of a run's output, or with `search` (a regular expression, case
         insensitive) the last `lines` lines that match it; each with its line number."""
+        from urbanrun.engine.cli.logs import log_lines, pattern_of
+
         if not 0 < lines <= MAX_LOG_LINES:
             raise UserError(f"lines expects 1..{MAX_LOG_LINES}, not {lines}.")
-        try:
-            pattern = re.compile(search, re.I) if search else None
-        except re.error as exc:
-            raise UserError(f"search is not a valid regular expression ({exc}).") from None
+        pattern_of(search, "search")  # a bad expression: one sentence, before the run is looked up
         run_id = self.store.resolve(run)
-        path = self.store.log_path(self.store.load(run_id))
-        kept: deque = deque(maxlen=lines)
-        total = 0
-        if path_stat(path, "log") is not None:
-            regular_file(path, "log")  # a FIFO in its place would block the tool, a device never end
-            follower = FileFollower(path, max_read=4 << 20)  # bounded memory, whatever the log's size
-            for batch in follower.read_all():
-                for raw in batch:
-                    total += 1
-                    text = _last_frame(raw)
-                    if pattern is None or pattern.search(text):
-                        kept.append({"line": total, "text": text})
-            follower.close()
-        return {"run": run_id, "path": str(path), "total_lines": total, "search": search, "lines": list(kept)}
+        return log_lines(run_id, self.store.log_path(self.store.load(run_id)), lines, search)
 
     def run_metrics(self, run: str, names: list[str] | None = None, max_points: int = 500) -> dict:
         """A run's summary and its metric series, each downsampled to at most max_points points
@@ -249,7 +232,3 @@ def cmd_mcp(args, config: Config, store: RunStore, sup) -> int:
         pass
     return 0
 
-
-def _last_frame(line: str) -> str:
-    frames = [f for f in line.split("\r") if f.strip()]
-    return frames[-1] if frames else ""

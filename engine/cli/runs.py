@@ -212,6 +212,15 @@ def cmd_logs(args, config, store, sup) -> int:
             raise UserError(f"run {run_id} has no log for rank {args.rank} (only torchrun runs have per-rank logs).")
     if args.lines is not None and args.lines < 0:
         raise UserError(f"-n expects a number of lines >= 0, not {args.lines}.")
+    if args.json or args.search:
+        from urbanrun.engine.cli import logs
+
+        running = lambda: reconcile_one(store, sup, store.load(run_id)).active  # noqa: E731
+        code = logs.print_json(run_id, log, args.lines, args.search, args.follow, running) if args.json else \
+            _print_matching(logs.NumberedLog(log, args.search), args.lines, args.follow, running)
+        if code or not args.follow:
+            return code
+        return 0 if store.load(run_id).status == "exited" else 1  # as a followed log's end says
     if not args.follow:
         if path_stat(log, "log") is None:
             return 0
@@ -228,6 +237,24 @@ def cmd_logs(args, config, store, sup) -> int:
                   f"not shown (each is an empty line above).", file=sys.stderr)
         return 0
     return _follow(store, sup, run_id, from_start=args.lines is None, last=args.lines, log=log)
+
+
+def _print_matching(log, lines: int | None, follow: bool, still_running) -> int:
+    """`logs RUN --search REGEX`: the matching lines (the last N with -n), as grep prints them."""
+    try:
+        found = log.read(lines)
+        running = follow
+        while running:
+            _write_lines([d["text"] for d in found])
+            time.sleep(FOLLOW_INTERVAL)
+            running = still_running()
+            found = log.read()
+        _write_lines([d["text"] for d in found + log.partial()])
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        log.close()
+    return 0
 
 
 def cmd_import(args, config, store, sup) -> int:

@@ -105,6 +105,12 @@ class FileFollower:
         frames = [f for f in self._pending.split(b"\r") if f.strip()]
         return frames[-1].decode("utf-8", errors="replace") if frames else None
 
+    def pending_line(self) -> str | None:
+        """The incomplete last line read so far (a file that ends without a newline), if any."""
+        if not self._pending or self._skipping:
+            return None
+        return self._pending.decode("utf-8", errors="replace")
+
     def read_all(self):
         """Every line to the end of the file, a bounded batch at a time (memory stays bounded
         whatever the file's size), the last line included even without its newline."""
@@ -115,8 +121,8 @@ class FileFollower:
                 yield lines
             if self.position == before:
                 break
-        if self._pending and not self._skipping:
-            yield [self._pending.decode("utf-8", errors="replace")]
+        if (pending := self.pending_line()) is not None:
+            yield [pending]
 
     def close(self) -> None:
         if self._fh is not None:
