@@ -10,12 +10,12 @@ from urbanrun.engine.cli.output import emit
 from urbanrun.engine.diagnosis.advisor import advise
 from urbanrun.engine.core.config import Config
 from urbanrun.engine.diagnosis.rules import Diagnosis
-from urbanrun.engine.diagnosis.run_doctor import diagnose_run, merged, output_diagnoses, read_log_tail
+from urbanrun.engine.diagnosis.run_doctor import output_diagnoses, read_log_tail
 from urbanrun.engine.metrics.sources import MetricSource, read_to_end
 from urbanrun.engine.session.summary import run_summary
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.core.files import not_regular, path_stat, short
-from urbanrun.engine.session.run_end import run_from_files
+from urbanrun.engine.session.end_files import changes_since_end, ended_diagnoses
 from urbanrun.engine.runs.store import RunStore
 
 MARKS = {"error": "✖", "warning": "!", "info": "·"}
@@ -43,9 +43,8 @@ def doctor(target: str, store: RunStore, config: Config | None = None) -> tuple[
     record = store.load(run_id)
     if record.active:
         found = run_summary(store, record, config)["diagnoses"]
-    else:
-        fresh = [d.to_dict() for d in diagnose_run(store, record, run_from_files(store, record))]
-        found = merged(fresh, record.diagnoses)
+    else:  # what status, show and ls say: stored at its end, read again once its files changed
+        found = ended_diagnoses(store, record, changes_since_end(store, record))
     return run_id, [Diagnosis.from_dict(d) for d in found]
 
 

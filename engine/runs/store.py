@@ -92,6 +92,7 @@ class RunRecord:
     loss_last: float | None = None
     steps: float | None = None
     summary: dict = field(default_factory=dict)  # a finished run's figures (engine/session/summary.py)
+    end_files: dict[str, list[int]] = field(default_factory=dict)  # its files when it ended (session/end_files.py)
     job_id: str | None = None  # the scheduler's id (slurm backend)
     job_name: str | None = None  # the run's named Job Object (Windows), for a later urbanrun to open
     pending_reason: str | None = None  # why the scheduler has not started it (Resources, Priority, …)
@@ -158,6 +159,7 @@ class RunRecord:
             out[key] = iso(out[key])
         out.pop("kill_deadline")
         out.pop("kill_targets")
+        out.pop("end_files")  # internal: whether the stored figures still hold (mtimes in ns, beyond 2^53)
         # not "error": a top-level "error" is the CLI's failure object, and `show` of a lost run succeeds
         out["problem"] = out.pop("error")
         return out

@@ -13,6 +13,7 @@ from urbanrun.engine.diagnosis.run_doctor import RunDoctor, read_log_tail
 from urbanrun.engine.metrics.run_files import read_run
 from urbanrun.engine.notes.autolog import AutoLog
 from urbanrun.engine.runs.store import RunRecord, RunStore
+from urbanrun.engine.session.end_files import fingerprint
 from urbanrun.engine.session.summary import figures_of, stored_figures
 
 
@@ -32,6 +33,7 @@ def finish_run(record: RunRecord, run: RunState | None, doctor: RunDoctor, autol
         if run.gpu_mem_peak:
             record.gpu_mem_peak_mb = round(run.gpu_mem_peak / 2 ** 20, 1)
             record.gpu_util_mean = None if run.gpu_util_mean is None else round(run.gpu_util_mean, 1)
+    record.end_files = fingerprint(doctor.store, record)  # the figures and diagnoses hold for these files
     found, relaunch = doctor.on_end(record, run)  # saves the record
     observed = observe_changes(doctor, record)
     if autolog is not None:

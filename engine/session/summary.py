@@ -22,6 +22,7 @@ from urbanrun.engine.diagnosis.rules import Diagnosis, headline
 from urbanrun.engine.diagnosis.run_doctor import live_diagnoses, merged
 from urbanrun.engine.metrics.run_files import read_run
 from urbanrun.engine.runs.store import METRICS_FILE, RunRecord, RunStore, iso
+from urbanrun.engine.session.end_files import changes_since_end, ended_diagnoses
 from urbanrun.engine.session.transitions import failed
 
 RATE_POINTS = 200  # the recent intervals the rate is smoothed over
@@ -38,14 +39,18 @@ def run_summary(store: RunStore, record: RunRecord, config: Config | None, now: 
     since its output last grew (default: from the engine's state, or the files' times). `diagnose`:
     False skips a live run's diagnosis (its stored diagnoses are used: nothing new was read)."""
     now = time.time() if now is None else now
-    if brief and not record.active:  # a finished run's figures were stored when it ended
+    changes = changes_since_end(store, record)
+    if brief and not record.active and not changes:  # a finished run's figures, stored when it ended
         return _assemble(record, dict(record.summary) or _figures_of_record(record), None, [], "", 1, config,
                          actions=False)
     if run is None:
         run = read_run(store.run_dir(record.id), record, now)
         idle = idle_seconds(store, record, now) if idle is None else idle
     figures = figures_of(record, run, now)
-    if record.active and diagnose:
+    diagnoses = None
+    if not record.active:  # the same list `doctor` gives (session/end_files.py)
+        diagnoses = ended_diagnoses(store, record, changes, run)
+    elif diagnose:
         found = merged([d.to_dict() for d in live_diagnoses(record, run, now, idle_seconds=idle)], record.diagnoses)
         if save and _kinds(found) != _kinds(record.diagnoses):
             store.save_diagnoses(record, found, headline([Diagnosis.from_dict(d) for d in found]))
@@ -54,7 +59,7 @@ def run_summary(store: RunStore, record: RunRecord, config: Config | None, now: 
     lines = list(run.log)
     first_line = run.log_lines_total - len(lines) + 1
     return _assemble(record, figures, run, lines, str(store.log_path(record)), first_line, config,
-                     actions=not brief)
+                     actions=not brief, diagnoses=diagnoses)
 
 
 def figures_of(record: RunRecord, run: RunState, now: float) -> dict:
@@ -146,8 +151,14 @@ def stored_figures(figures: dict) -> dict:
 
 
 def _assemble(record: RunRecord, figures: dict, run: RunState | None, lines: list[str], log_path: str,
-              first_line: int, config: Config | None, actions: bool) -> dict:
+              first_line: int, config: Config | None, actions: bool, diagnoses: list[dict] | None = None) -> dict:
+    """The summary object; `diagnoses`: a finished run's, read again (else the record's)."""
     recipe = config.recipes.get(record.recipe) if config is not None else None
+    headline_text = record.diagnosis
+    if diagnoses is None:
+        diagnoses = record.diagnoses
+    elif diagnoses != record.diagnoses:
+        headline_text = headline([Diagnosis.from_dict(d) for d in diagnoses])
     progress = {key: figures.get("progress", {}).get(key) for key in (
         "step", "epoch", "total_epochs", "total_steps", "fraction", "steps_per_second", "eta_seconds",
         "elapsed_seconds")}
@@ -158,10 +169,9 @@ def _assemble(record: RunRecord, figures: dict, run: RunState | None, lines: lis
            "exit_code": record.exit_code, "signal": record.signal, "started": iso(record.started),
            "ended": iso(record.ended), "progress": progress, "metric": metric,
            "metrics": figures.get("metrics") or {}, "gpu_peak_mb": figures.get("gpu_peak_mb"),
-           "diagnosis": record.diagnosis, "diagnoses": list(record.diagnoses),
-           "verdict": verdict(record, record.diagnoses)}
+           "diagnosis": headline_text, "diagnoses": list(diagnoses), "verdict": verdict(record, diagnoses)}
     if actions:
-        out["next_actions"] = next_actions(record, record.diagnoses, recipe, lines, log_path, first_line)
+        out["next_actions"] = next_actions(record, diagnoses, recipe, lines, log_path, first_line)
     return out
 
 
