@@ -5,6 +5,7 @@ successful output carrying a top-level `error` (an agent tells a failure by that
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -170,3 +171,21 @@ def test_events_follow_while_runs_start_and_end(workspace):
     final = {e["run"]: e for e in events if e["event"] == "ended"}
     assert [final[r]["status"] for r in (*quick, long)] == ["exited", "failed", "killed"]
     assert [final[r]["verdict"] for r in (*quick, long)] == ["ended-ok", "ended-failed", "ended-failed"]
+
+
+def test_empty_and_ambiguous_references_and_odd_runs_folders(workspace):
+    """`events --run ""` streamed every run (an empty id taken as none given); `metrics` took ""
+    for the current folder and an ambiguous prefix for "neither a file nor a run id" (without the
+    candidates); a FIFO as the runs folder was called "a file"."""
+    first = launched(workspace, "exit_after", "--set", "seconds=0.1")
+    launched(workspace, "exit_after", "--set", "seconds=0.1")
+    assert agent("events", "events", "--run", "", cwd=workspace, code=2, lines=True)[0]["error"]["code"] == "bad_input"
+    assert "not an empty name" in error_of("metrics", "", cwd=workspace)["message"]
+    ambiguous = error_of("metrics", first[:8], cwd=workspace)
+    assert ambiguous["code"] == "ambiguous_run" and first in ambiguous["message"]
+    assert error_of("metrics", "zzzz", cwd=workspace)["code"] == "run_not_found"
+    os.mkfifo(workspace / "fifo")
+    for args in (["ls"], ["status", "last"], ["launch", "exit_after"]):
+        message = error_of(*args, "--runs-dir", str(workspace / "fifo"), cwd=workspace)["message"]
+        assert message == f"the runs folder {workspace / 'fifo'} is a FIFO (named pipe); give a folder " \
+                          f"(--runs-dir or URBANRUN_RUNS_DIR).", (args, message)

@@ -269,7 +269,7 @@ class EventStream:
 
 
 def cmd_events(args, config, store, sup) -> int:
-    only = store.resolve(args.run) if args.run else None
+    only = store.resolve(args.run) if args.run is not None else None  # `--run ""` is a bad id, not every run
     return stream_events(store, sup, config, only, follow=args.follow, as_json=args.json)
 
 

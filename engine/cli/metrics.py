@@ -15,6 +15,8 @@ from urbanrun.engine.metrics.sources import MetricSource, discover, expand_globs
 from urbanrun.engine.runs.store import METRICS_FILE, RunStore
 
 def sources_for(target: str, store: RunStore) -> list[MetricSource]:
+    if not target.strip():  # Path("") is ".", the current folder: not what was meant
+        raise UserError("metrics needs a metrics file, a folder or a run id (`urbanrun ls --all`), not an empty name.")
     path = Path(target)
     if path_stat(path, "metrics path") is not None:
         found = discover(path, include_logs=path.is_file())
@@ -24,9 +26,11 @@ def sources_for(target: str, store: RunStore) -> list[MetricSource]:
         return [MetricSource(p, fmt) for p, fmt in found]
     try:
         run_id = store.resolve(target)
-    except UserError:
+    except UserError as exc:
+        if exc.code == "ambiguous_run":  # the candidates to pick from, as every other command says
+            raise
         raise UserError(f"'{short(target)}' is neither a file or folder nor a run id; "
-                        f"give a metrics file, a folder, or a run id from `urbanrun ls`.") from None
+                        f"give a metrics file, a folder, or a run id from `urbanrun ls`.", code=exc.code) from None
     record = store.load(run_id)
     run_dir = store.run_dir(run_id)
     sources = [MetricSource(run_dir / METRICS_FILE, "jsonl"), MetricSource(store.log_path(record), "log")]

@@ -18,6 +18,7 @@ import json
 import re
 import secrets
 import shutil
+import stat
 import time
 import tomllib
 import types
@@ -34,7 +35,7 @@ from urbanrun.engine import platform
 from urbanrun.engine.core import redact
 from urbanrun.engine.core.atomic import atomic_write_text
 from urbanrun.engine.core.errors import StorageError, UserError, storage_error
-from urbanrun.engine.core.files import short
+from urbanrun.engine.core.files import kind_of, path_stat, short
 
 STATUSES = ("queued", "starting", "pending", "running", "exited", "failed", "killed", "cancelled", "lost",
             "imported", "unreadable")
@@ -280,8 +281,10 @@ class RunStore:
 
     def check_folder(self) -> None:
         """A runs folder that is a file is one sentence; a missing one is only a folder without runs yet."""
-        if self.root.exists() and not self.root.is_dir():
-            raise UserError(f"the runs folder {self.root} is a file; give a folder (--runs-dir or URBANRUN_RUNS_DIR).")
+        st = path_stat(self.root, "runs folder")
+        if st is not None and not stat.S_ISDIR(st.st_mode):
+            what = "a file" if stat.S_ISREG(st.st_mode) else kind_of(st)
+            raise UserError(f"the runs folder {self.root} is {what}; give a folder (--runs-dir or URBANRUN_RUNS_DIR).")
 
     def discard(self, run_id: str) -> None:
         """Remove a run folder that never held a run (its launch failed before anything started)."""
