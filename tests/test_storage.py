@@ -175,3 +175,44 @@ def test_kill_of_a_run_whose_folder_cannot_be_written_still_ends_it(workspace):
     finally:
         subprocess.run(["chattr", "-i", run_dir], capture_output=True)
         cli("kill", run["id"], "--force", cwd=workspace)
+
+
+OOM_THEN_SLEEP = """
+[recipes.oom_then_sleep]
+command = ["{python}", "-c", "import time; print('torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.69 GiB of which 1.00 GiB is free.', flush=True); time.sleep(120)"]
+"""
+
+
+def test_status_wait_doctor_events_of_a_live_run_whose_folder_cannot_be_written(workspace):
+    """A live run's new diagnosis is stored by the first view that finds it: with its folder
+    immutable, status, wait, doctor and events ended in an internal_error traceback. They show the
+    diagnosis, say once that the record could not be updated, and exit as usual."""
+    import jsonschema
+
+    from urbanrun.engine.cli.contract import load_schema
+
+    with open(workspace / "config.toml", "a") as fh:
+        fh.write(OOM_THEN_SLEEP)
+    run = cli_json("launch", "oom_then_sleep", cwd=workspace)
+    run_dir = run["run_dir"]
+    wait_for(lambda: "CUDA out of memory" in open(os.path.join(run_dir, "output.log")).read(), what="the run's output")
+    locked = subprocess.run(["chattr", "+i", run_dir], capture_output=True, text=True)
+    if locked.returncode != 0:
+        cli("kill", run["id"], cwd=workspace)
+        pytest.skip(f"chattr +i is refused here ({locked.stderr.strip()})")
+    try:
+        for args, schema in ((["status"], "status"), (["wait", "--until", "diagnosis", "--timeout", "30"], "wait"),
+                             (["doctor"], "doctor"), (["events", "--run"], "events")):  # RUN last
+            proc = cli(*args, run["id"], "--json", cwd=workspace)
+            assert proc.returncode == 0 and "Traceback" not in proc.stderr, (args, proc.stdout, proc.stderr)
+            assert proc.stderr.count("its record could not be updated (Operation not permitted)") == 1, proc.stderr
+            docs = [json.loads(line) for line in proc.stdout.splitlines()] if args[0] == "events" \
+                else [json.loads(proc.stdout)]
+            for doc in docs:
+                jsonschema.validate(doc, load_schema(schema), cls=jsonschema.Draft202012Validator)
+            kinds = [d["kind"] for doc in docs for d in (
+                [doc["diagnosis"]] if doc.get("event") == "diagnosis" else doc.get("diagnoses", []))]
+            assert "cuda_oom" in kinds, (args, docs)
+    finally:
+        subprocess.run(["chattr", "-i", run_dir], capture_output=True)
+        cli("kill", run["id"], "--force", cwd=workspace)

@@ -20,7 +20,7 @@ from urbanrun.engine.cli.output import emit, error_object
 from urbanrun.engine.core.errors import CommandFailed, UserError
 from urbanrun.engine.runs.store import RunStore
 from urbanrun.engine.runs.supervisor import Supervisor
-from urbanrun.engine.cli.runs import cmd_import, cmd_kill, cmd_launch, cmd_logs, cmd_ls, cmd_recipes, cmd_show
+from urbanrun.engine.cli.runs import cmd_import, cmd_kill, cmd_launch, cmd_logs, cmd_ls, cmd_recipes, cmd_show, say_unsaved
 
 
 class _Parser(argparse.ArgumentParser):
@@ -211,6 +211,13 @@ def _dispatch(args) -> int:
 
         return run_tui(config, store.root, demo=args.demo, replay=args.replay, speed=args.speed,
                        headless=args.headless, screenshot=args.screenshot)
+    try:
+        return _command(args, config, store, sup)
+    finally:
+        say_unsaved(store)
+
+
+def _command(args, config, store, sup) -> int:
     handler = {"launch": cmd_launch, "ls": cmd_ls, "show": cmd_show, "kill": cmd_kill,
                "logs": cmd_logs, "metrics": cmd_metrics, "gpus": cmd_gpus, "import": cmd_import, "doctor": cmd_doctor, "advise": cmd_advise,
                "scratchpad": cmd_scratchpad, "recipes": cmd_recipes, "status": cmd_status, "wait": cmd_wait,

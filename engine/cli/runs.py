@@ -195,7 +195,7 @@ def _check_recorded(store: RunStore, record: RunRecord) -> None:
     if on_disk == record.status:
         return
     path = store.run_dir(record.id) / RECORD_FILE
-    why = _UNSAVED.get(record.id, "it could not be written")
+    why = store.unsaved.get(record.id, "it could not be written")
     raise CommandFailed(f"run {record.id}: no process of it is left, but its record {path} could not be updated "
                         f"({why}): it still says {on_disk}, and `urbanrun ls` will show the run as lost, not killed; "
                         f"make {path.parent} writable so that later runs are recorded.", code="record_not_saved")
@@ -335,15 +335,20 @@ def _reconcile(store: RunStore, sup: Supervisor, record: RunRecord) -> None:
 
             finish_run(record, run_from_files(store, record), RunDoctor(sup.config, store), _autolog(sup.config))
     except OSError as exc:  # a full or read-only runs folder: show what is known, say what was not saved
-        _UNSAVED[record.id] = exc.strerror or str(exc)
-        said = f"urbanrun: run {record.id}: its record could not be updated ({exc.strerror or exc}); shown as found."
+        store.unsaved[record.id] = exc.strerror or str(exc)
+        say_unsaved(store)
+
+
+def say_unsaved(store: RunStore) -> None:
+    """Each record this command could not update (store.unsaved), said once on stderr."""
+    for run_id, why in store.unsaved.items():
+        said = f"urbanrun: run {run_id}: its record could not be updated ({why}); shown as found."
         if said not in _SAID:  # once, not on every look of a kill's wait
             _SAID.add(said)
             print(said, file=sys.stderr)
 
 
 _SAID: set[str] = set()
-_UNSAVED: dict[str, str] = {}  # run id -> why its record could not be written (this process)
 
 
 def _scratchpad(config, what: str, record: RunRecord) -> None:

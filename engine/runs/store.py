@@ -248,6 +248,9 @@ def new_run_id(recipe: str, now: float | None = None) -> str:
 class RunStore:
     def __init__(self, root: str | Path):
         self.root = Path(root).absolute()  # run_dir in records and --json names the folder from anywhere
+        # run id -> why its record could not be written by a reader that went on with what it knew
+        # (a read-only or full run folder); the CLI says each once
+        self.unsaved: dict[str, str] = {}
 
     def run_dir(self, run_id: str) -> Path:
         """The run's folder; an id that could name anything outside the runs folder is refused."""

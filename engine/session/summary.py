@@ -52,9 +52,14 @@ def run_summary(store: RunStore, record: RunRecord, config: Config | None, now: 
         diagnoses = ended_diagnoses(store, record, changes, run)
     elif diagnose:
         found = merged([d.to_dict() for d in live_diagnoses(record, run, now, idle_seconds=idle)], record.diagnoses)
+        saved = False
         if save and _kinds(found) != _kinds(record.diagnoses):
-            store.save_diagnoses(record, found, headline([Diagnosis.from_dict(d) for d in found]))
-        else:
+            try:
+                store.save_diagnoses(record, found, headline([Diagnosis.from_dict(d) for d in found]))
+                saved = True
+            except OSError as exc:  # a read-only or full run folder: shown, not kept (store.unsaved says so)
+                store.unsaved[record.id] = exc.strerror or str(exc)
+        if not saved:
             record.diagnoses = found
     lines = list(run.log)
     first_line = run.log_lines_total - len(lines) + 1
