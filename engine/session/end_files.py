@@ -6,22 +6,26 @@ still writing): every view then gives the same answer, and none passes off stale
 
 from __future__ import annotations
 
+import glob
 import os
 import time
+from pathlib import Path
 
 from urbanrun.engine.diagnosis.rules import Diagnosis
 from urbanrun.engine.diagnosis.run_doctor import diagnose_run, merged
 from urbanrun.engine.metrics.run_files import read_run
-from urbanrun.engine.metrics.sources import expand_globs
 from urbanrun.engine.runs.store import METRICS_FILE, RunRecord, RunStore
 
 GONE = [-1, 0]  # a file that did not exist (or could not be looked at)
 
 
 def _files(store: RunStore, record: RunRecord) -> dict[str, str]:
-    """name -> path: the run folder's files by their names there (a runs folder moved whole keeps them)."""
+    """name -> path: the run folder's files by their names there (a runs folder moved whole keeps
+    them), and the recipe's extra metrics files named without a wildcard (a `**` pattern walked at
+    every `ls` for every finished run would cost more than it tells)."""
     run_dir = store.run_dir(record.id)
-    paths = [store.log_path(record), run_dir / METRICS_FILE, *expand_globs(record.metrics_files)]
+    literal = [Path(p).expanduser() for p in record.metrics_files if not glob.has_magic(p)]
+    paths = [store.log_path(record), run_dir / METRICS_FILE, *literal]
     return {str(p.relative_to(run_dir)) if p.is_relative_to(run_dir) else str(p): str(p) for p in paths}
 
 
