@@ -288,6 +288,7 @@ async def test_the_tui_queues_reorders_and_cancels(workspace, gpu_machine):
     from urbanrun.engine.core.config import load_config
     from urbanrun.engine.session.loop import Engine
     from urbanrun.tui.app import make_app
+    from urbanrun.tui.dialogs import ConfirmKill
     from urbanrun.tui.launch_form import LaunchForm
 
     gpu_machine(2.0)  # nothing fits: every queued run waits
@@ -311,24 +312,23 @@ async def test_the_tui_queues_reorders_and_cancels(workspace, gpu_machine):
             await wait_until(pilot, lambda: len(app.state.runs) == len(ids) + 1)
             ids.append(next(r for r in app.state.runs if r not in ids))
         await wait_until(pilot, lambda: all(app.state.runs[i].record.get("queue_reason", "").startswith("needs 5.0 GB")
-                                            for i in ids), seconds=30)
+                                            for i in ids))
         first, second = ids
         assert app.state.runs[first].record["queue_position"] == 1
-        app.query_one("RunsTable").wanted = second
-        await pilot.pause(0.5)
+        app.query_one("RunsTable").wanted = second  # selected at the next redraw (a poll's, late on a busy machine)
+        await wait_until(pilot, lambda: app.query_one("RunsTable").selected == second)
         await pilot.press("left_square_bracket")  # the second moves ahead of the first
-        await wait_until(pilot, lambda: app.state.runs[second].record.get("queue_position") == 1, seconds=30)
-        await pilot.press("k")
-        await pilot.pause(0.3)
+        await wait_until(pilot, lambda: app.state.runs[second].record.get("queue_position") == 1)
+        await pilot.press("k")  # the dialog opens between polls: after the one in flight, on a busy machine
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmKill))
         await pilot.press("y")
-        await wait_until(pilot, lambda: app.state.runs[second].status == "cancelled", seconds=30)
+        await wait_until(pilot, lambda: app.state.runs[second].status == "cancelled")
         await pilot.press("o")
         await pilot.pause(0.3)
         await pilot.press(*f"disagree: {first} needs a smaller batch first")
         await pilot.press("enter")
         notes = workspace / "pad" / "training-runner"
-        await wait_until(pilot, lambda: any("### Cross-agent observations" in p.read_text() for p in notes.glob("*.md")),
-                         seconds=20)
+        await wait_until(pilot, lambda: any("### Cross-agent observations" in p.read_text() for p in notes.glob("*.md")))
         text = "".join(p.read_text() for p in notes.glob("*.md"))
         assert f"[{first}](file://" in text and "disagree:" in text
         engine.kill(first)

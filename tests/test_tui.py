@@ -4,10 +4,12 @@ replay fixtures (headless replay is deterministic; its numbers match the recordi
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
 import pytest
+from textual.css.query import NoMatches
 
 from urbanrun.engine.core.config import load_config
 from urbanrun.engine.session.loop import Engine
@@ -15,6 +17,7 @@ from urbanrun.engine.session.recorder import read_session
 from urbanrun.engine.session.replay import ReplaySource
 from urbanrun.engine.core.state import State
 from urbanrun.tui.app import make_app
+from urbanrun.tui.dialogs import ConfirmKill
 from urbanrun.tui.launch_form import LaunchForm
 from urbanrun.tui.runs_table import RunsTable
 
@@ -24,10 +27,12 @@ SESSIONS = ROOT / "tests" / "fixtures" / "sessions"
 
 
 async def wait_until(pilot, predicate, seconds=60.0):
+    """Pause until predicate() holds; a widget it asks for that is not mounted yet counts as not yet."""
     for _ in range(int(seconds / 0.2)):
         await pilot.pause(0.2)
-        if predicate():
-            return
+        with contextlib.suppress(NoMatches):
+            if predicate():
+                return
     raise AssertionError("the app never reached the expected state")
 
 
@@ -54,10 +59,10 @@ async def test_launch_from_the_form_watch_and_stop(workspace):
         await wait_until(pilot, lambda: app.state.runs[run_id].progress.get("epoch", {}).get("n", 0) >= 1)
         table = app.query_one(RunsTable)
         assert table.selected == run_id
-        await pilot.press("k")
-        await pilot.pause(0.3)
+        await pilot.press("k")  # the dialog opens between polls: after the one in flight, on a busy machine
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmKill))
         await pilot.press("y")
-        await wait_until(pilot, lambda: app.state.runs[run_id].status == "killed", seconds=30)
+        await wait_until(pilot, lambda: app.state.runs[run_id].status == "killed")
         assert app.state.runs[run_id].record["changed"] == {"batch_size": 4, "epochs": 400}
         await pilot.press("q")
     engine.close()
@@ -188,14 +193,12 @@ async def test_launch_form_warns_when_a_run_will_not_fit(workspace):
     async with app.run_test(size=(160, 45)) as pilot:
         await pilot.pause(0.3)
         form = LaunchForm(config, "full-area-unet", RunStore(workspace / "runs"), gpus)
-        app.push_screen(form)
-        await pilot.pause(0.5)
-        assert "will NOT fit" in str(form.query_one("#memory").render())
+        app.push_screen(form)  # the estimate comes from earlier runs, read in a worker
+        await wait_until(pilot, lambda: "will NOT fit" in str(form.query_one("#memory").render()))
         form.action_launch()
         await pilot.pause(0.2)
         assert app.screen is form  # the first Enter only warns
         cones = LaunchForm(config, "cones", RunStore(workspace / "runs"), gpus)
         await pilot.press("escape")
         app.push_screen(cones)
-        await pilot.pause(0.5)
-        assert "fits" in str(cones.query_one("#memory").render())
+        await wait_until(pilot, lambda: "fits" in str(cones.query_one("#memory").render()))

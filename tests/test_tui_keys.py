@@ -204,17 +204,15 @@ async def test_relaunch_acts_on_the_diagnosed_run_with_a_remedy_for_its_cause(wo
         table = app.query_one(RunsTable)
         table.move_cursor(row=list(table.rows).index(healthy.id))  # the runs table selects the healthy run
         await pilot.press("d")
-        await pilot.pause(0.3)
         pane = app.query_one(DiagnosesPane)
-        assert pane.selected == failed.id
+        await wait_until(pilot, lambda: pane.selected == failed.id)
         detail = str(pane.query_one("#diag-detail").render())
         assert "edge_index_dtype" in detail and ".long()" in detail and "no relaunch remedy" in detail
-        await pilot.press("R")
-        await pilot.pause(0.3)
+        await pilot.press("R")  # answered between polls: after the one in flight, on a busy machine
+        await wait_until(pilot, lambda: any(failed.id in n.message and "edge_index_dtype" in n.message
+                                            for n in app._notifications))
         assert not isinstance(app.screen, RemedyScreen)  # no OOM remedies for an edge_index error
         assert len(engine.state.runs) == 2
-        messages = [n.message for n in app._notifications]
-        assert any(failed.id in m and "edge_index_dtype" in m for m in messages), messages
         engine.kill(healthy.id, force=True)
     engine.close()
 
@@ -286,16 +284,14 @@ async def test_relaunch_is_offered_only_where_a_remedy_applies(workspace):
             titles = [c.title for c in app.get_system_commands(app.screen)]
             return binding is not None and binding.enabled, any(t.startswith("Relaunch with remedy") for t in titles)
 
-        table.move_cursor(row=list(table.rows).index(plain.id))
-        await pilot.pause(0.3)
-        assert offered() == (False, False)  # shown disabled, not in the palette
-        await pilot.press("R")  # pressed anyway: says why, opens nothing
-        await pilot.pause(0.3)
+        table.move_cursor(row=list(table.rows).index(plain.id))  # the offer follows between polls
+        await wait_until(pilot, lambda: offered() == (False, False))  # shown disabled, not in the palette
+        await pilot.press("R")  # pressed anyway: says why (between polls), opens nothing
+        await wait_until(pilot, lambda: any(plain.id in n.message and "no relaunch remedy" in n.message
+                                            for n in app._notifications))
         assert not isinstance(app.screen, RemedyScreen)
-        assert any(plain.id in n.message and "no relaunch remedy" in n.message for n in app._notifications)
         table.move_cursor(row=list(table.rows).index(fixable.id))  # the selection changes: R comes back
-        await pilot.pause(0.3)
-        assert offered() == (True, True)
+        await wait_until(pilot, lambda: offered() == (True, True))
         await pilot.press("R")
         await wait_until(pilot, lambda: isinstance(app.screen, RemedyScreen))
         await pilot.press("escape")
@@ -303,8 +299,7 @@ async def test_relaunch_is_offered_only_where_a_remedy_applies(workspace):
         edge = engine.launch("edge_float", values={})  # diagnosed: fixed in the code, not by a relaunch
         await wait_until(pilot, lambda: app.state.runs.get(edge.id) is not None and app.state.runs[edge.id].diagnoses)
         await pilot.press("d")
-        await pilot.pause(0.3)
-        assert app.query_one(DiagnosesPane).selected == edge.id and offered() == (False, False)
+        await wait_until(pilot, lambda: app.query_one(DiagnosesPane).selected == edge.id and offered() == (False, False))
     engine.close()
 
 

@@ -20,6 +20,8 @@ from urbanrun.tui.log_pane import LogPane
 from urbanrun.tui.quiet import QuietStatic
 from urbanrun.tui.runs_table import RunsTable
 
+from test_tui import wait_until
+
 RUN = "20261130-000000-cones-0001"
 
 
@@ -42,6 +44,14 @@ def _loss(t0: float, step: int, value: float) -> MetricPoints:
     return MetricPoints(ts=t0 + step, run_id=RUN, points=({"step": step, "time": t0 + step, "loss": value},))
 
 
+async def _without_polls(pilot, app) -> None:
+    """The app's own polls stopped, the one in flight let finish: a redraw while a poll holds the
+    state waits for the poll's message, so a poll in flight (long on a busy machine) would put off
+    the redraw a test then looks at. The test's events are reduced by hand, as a poll's are."""
+    app._poll_timer.pause()
+    await wait_until(pilot, lambda: not app._polling)
+
+
 def _cells(table: RunsTable) -> dict[str, str]:
     return {key: str(table.get_cell(RUN, key)) for key in table.layout_keys}
 
@@ -51,6 +61,7 @@ async def test_news_at_once_numbers_and_log_on_the_tick(workspace, monkeypatch):
     app = make_app(engine, scratchpad_dir=workspace / "pad")
     t0 = time.time() - 60
     async with app.run_test(size=(160, 45)) as pilot:
+        await _without_polls(pilot, app)
         _reduce(engine, RunChanged(ts=t0, run=_record("running", t0)), _loss(t0, 1, 0.5))
         app.redraw()  # a key or a resize: everything now
         await pilot.pause(0.2)
@@ -86,6 +97,7 @@ async def test_marking_a_run_is_drawn_at_once(workspace, monkeypatch):
     app = make_app(engine, scratchpad_dir=workspace / "pad")
     t0 = time.time() - 60
     async with app.run_test(size=(160, 45)) as pilot:
+        await _without_polls(pilot, app)
         _reduce(engine, RunChanged(ts=t0, run=_record("running", t0)), _loss(t0, 1, 0.5))
         app.redraw()
         await pilot.pause(0.2)
@@ -138,6 +150,7 @@ async def test_a_batch_of_log_lines_shows_as_its_lines(workspace):
     lines = tuple(f"epoch {i} Traceback (most recent call last)" if i == 2 else f"epoch {i} loss={1 / i:.3f}"
                   for i in range(1, 2001))
     async with app.run_test(size=(160, 45)) as pilot:
+        await _without_polls(pilot, app)
         _reduce(engine, RunChanged(ts=t0, run=_record("running", t0)), LogLines(ts=t0 + 1, run_id=RUN, lines=lines))
         app.redraw()
         await pilot.pause(0.2)

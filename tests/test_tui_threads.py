@@ -144,3 +144,23 @@ async def test_save_as_defaults_writes_config_in_a_worker(workspace):
         await wait_until(pilot, lambda: app.config.recipes["cones"].param("epochs").default == 7)
         assert form.config.recipes["cones"].param("epochs").default == 7
     engine.close()
+
+
+async def test_widget_messages_dispatched_while_the_screens_go_are_ignored(workspace):
+    """A row of the runs table highlighted or a tab shown, still queued when the app shuts down (q,
+    or the end of a test) is dispatched after the panes are gone: each was a traceback (NoMatches,
+    ScreenStackError) and exit code 1 (seen at the end of two TUI tests on a loaded machine)."""
+    from textual.widgets import DataTable, TabbedContent
+
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    async with app.run_test(size=(160, 45)) as pilot:
+        engine.launch("exit_after", values={"code": 0, "seconds": 0.1})
+        await wait_until(pilot, lambda: app.query_one(RunsTable).row_count == 1)
+        table, tabs = app.query_one(RunsTable), app.query_one(TabbedContent)
+        late = [DataTable.RowHighlighted(table, 0, next(iter(table.rows))),
+                TabbedContent.TabActivated(tabs, tabs.query("ContentTab").first())]
+    assert not app.query(RunsTable)  # the screens are gone, as when Textual dispatched the late messages
+    app.on_data_table_row_highlighted(late[0])  # each is ignored (each raised)
+    app.on_tabbed_content_tab_activated(late[1])
+    engine.close()

@@ -397,8 +397,10 @@ class UrbanrunApp(App):
         run = self.state.runs.get(self._selected() or "")
         self._log_status(run)
 
+    # A widget's message (a row highlighted, a tab shown) still queued when the app shuts down (q, or
+    # the end of run_test) is dispatched after the screens are gone: its handler then does nothing.
     def on_data_table_row_highlighted(self, event) -> None:
-        if event.data_table.id == "runs":
+        if event.data_table.id == "runs" and not self._winding_down:
             self.status_note = None  # another run: the last search result no longer applies
             self.query_one(LossPane).metric = None
             self.redraw()
@@ -408,6 +410,8 @@ class UrbanrunApp(App):
             self.with_state(self._update_relaunch_offer)
 
     def on_tabbed_content_tab_activated(self, event) -> None:
+        if self._winding_down:
+            return
         self.redraw()
         # every tab lands the focus on its main widget (s: the scratchpad editor); the tab shown now,
         # not the event's: keys handled since (r then d, typed fast) may have switched again
