@@ -69,7 +69,7 @@ def test_wait_on_an_ended_run_and_past_its_end(workspace):
     assert past["wait"] == {"until": f"step={steps + 1}", "outcome": "ended", "met": False}
     reached = agent("wait", "wait", run_id, "--until", f"step={steps}", cwd=workspace)
     assert reached["wait"]["outcome"] == "met"
-    for until in ("step=-1", "step=nan", "step=inf", "step=", "step=ten", "epoch=2"):
+    for until in ("step=-1", "step=nan", "step=inf", "step=", "step=ten", "epoch=2", "step=1e300", "step=2.5"):
         assert "--until expects" in error_of("wait", run_id, "--until", until, cwd=workspace)["message"]
 
 

@@ -7,8 +7,6 @@ WATCH_INTERVAL seconds: cheap sleeps between looks, never a busy loop.
 
 from __future__ import annotations
 
-import math
-
 import sys
 import time
 
@@ -19,6 +17,7 @@ from urbanrun.engine.core.events import RunChanged
 from urbanrun.engine.core.state import State
 from urbanrun.engine.diagnosis.run_doctor import LIVE_SECONDS, has_new_non_finite
 from urbanrun.engine.metrics.run_files import RunSources
+from urbanrun.engine.metrics.steps import MAX_STEP
 from urbanrun.engine.runs.store import RunRecord, RunStore, iso
 from urbanrun.engine.session.summary import idle_seconds, run_summary
 from urbanrun.engine.session.transitions import Told, transition
@@ -119,9 +118,11 @@ def parse_until(text: str) -> tuple[str, float | None]:
             step = float(value)
         except ValueError:
             step = None
-        if step is not None and 0 <= step < math.inf:  # step=-1 would be met at once, step=nan never
+        # step=-1 would be met at once; step=nan, 1e300 or 2.5 never (steps are whole, up to 2^53: metrics/steps.py)
+        if step is not None and 0 <= step <= MAX_STEP and step == int(step):
             return "step", step
-    raise UserError(f"--until expects end, diagnosis or step=N with N a step >= 0 (e.g. step=500), not '{text}'.")
+    raise UserError(f"--until expects end, diagnosis or step=N with N a whole step from 0 to 2^53 (e.g. step=500), "
+                    f"not '{text}'.")
 
 
 def condition_met(until: str, target: float | None, summary: dict) -> bool:

@@ -17,7 +17,8 @@ from urbanrun.engine.core.text import last_frame
 UNITS = {"B": 1, "KiB": 2 ** 10, "MiB": 2 ** 20, "GiB": 2 ** 30, "TiB": 2 ** 40}
 SIZE = r"([\d.]+ ?(?:[KMGT]i)?B)"
 TRACEBACK = "Traceback (most recent call last):"
-FRAME_RE = re.compile(r'^\s*File "([^"]+)", line (\d+), in (.+?)\s*$')  # \s*: a Windows log's \r
+# numbers are bounded (a line, a GPU, a rank): int() of a 5,000-digit one raises, and no such number is real
+FRAME_RE = re.compile(r'^\s*File "([^"]+)", line (\d{1,12}), in (.+?)\s*$')  # \s*: a Windows log's \r
 EXCEPTION_RE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit|Warning)|[A-Za-z_][\w.]*\.\w+Error)(?::\s?(.*))?$")
 # Frames of installed libraries and the standard library, as POSIX and Windows print them:
 # .../lib/python3.11/..., C:\Users\me\miniconda3\envs\x\Lib\site-packages\torch\..., the
@@ -86,10 +87,10 @@ def _clip(line: str) -> str:
 
 # -- the rules ---------------------------------------------------------------------------------------
 OOM_RE = re.compile(r"(CUDA|HIP) out of memory\. Tried to allocate " + SIZE)
-OOM_NEW_RE = re.compile(r"GPU (\d+) has a total capac(?:i)?ty of " + SIZE + " of which " + SIZE + " is free")
+OOM_NEW_RE = re.compile(r"GPU (\d{1,6}) has a total capac(?:i)?ty of " + SIZE + " of which " + SIZE + " is free")
 OOM_ALLOC_RE = re.compile(r"Of the allocated memory " + SIZE + " is allocated by PyTorch, and " + SIZE +
                           " is reserved by PyTorch but unallocated")
-OOM_OLD_RE = re.compile(r"\(GPU (\d+); " + SIZE + " total capacity; " + SIZE + " already allocated; " + SIZE +
+OOM_OLD_RE = re.compile(r"\(GPU (\d{1,6}); " + SIZE + " total capacity; " + SIZE + " already allocated; " + SIZE +
                         " free; " + SIZE + r" reserved in total by PyTorch\)")
 
 
@@ -238,9 +239,9 @@ def _torchrun(lines, params) -> Diagnosis | None:
     try:
         start = next(i for i in range(len(lines)) if "Root Cause (first observed failure)" in lines[i])
         for line in lines[start:start + 12]:
-            if m := re.search(r"rank\s*:\s*(\d+) \(local_rank: (\d+)\)", line):
+            if m := re.search(r"rank\s*:\s*(\d{1,9}) \(local_rank: (\d{1,9})\)", line):
                 facts.update(rank=int(m.group(1)), local_rank=int(m.group(2)))
-            if m := re.search(r"exitcode\s*:\s*(-?\d+) \(pid: (\d+)\)", line):
+            if m := re.search(r"exitcode\s*:\s*(-?\d{1,9}) \(pid: (\d{1,12})\)", line):
                 facts.update(exit_code=int(m.group(1)), pid=int(m.group(2)))
             if m := re.search(r"host\s*:\s*(\S+)", line):
                 facts["host"] = m.group(1)

@@ -33,7 +33,8 @@ KEY_EQ = re.compile(r"(?<![\w./-])([A-Za-z_][\w./-]{0,63})\s*=\s*(" + NUM + ")" 
 SETTING_PAIR = re.compile(r"(?<![\w./-])[A-Za-z_][\w./-]{0,63}\s*=\s*(?:[\[{(]|(?![-+]?(?:nan|inf(?:inity)?)(?![a-z_]))[A-Za-z_])",
                           re.I)
 KEY_COLON = re.compile(r"^\s*([A-Za-z][\w ./-]{0,47}?)\s*:\s*(" + NUM + r")\s*$", re.I)
-PROGRESS = re.compile(r"\b(epoch|step|iter(?:ation)?|batch)\b\s*[:#\[]?\s*(\d+)\s*/\s*(\d+)", re.I)
+# at most 18 digits a count: a longer one is no progress (and int() refuses 4,300 digits: a crash)
+PROGRESS = re.compile(r"\b(epoch|step|iter(?:ation)?|batch)\b\s*[:#\[]?\s*(\d{1,18})\s*/\s*(\d{1,18})(?!\d)", re.I)
 PROGRESS_CUT = re.compile(PROGRESS.pattern + r"\]?\s*:?", re.I)
 TQDM = re.compile(
     r"(?:(?P<desc>.*?):\s*)?(?P<pct>\d+)%\|[^|]*\|\s*(?P<n>[\d.]+[kMG]?)/(?P<total>[\d.]+[kMG]?)\s*"
