@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -216,3 +217,28 @@ def test_status_wait_doctor_events_of_a_live_run_whose_folder_cannot_be_written(
     finally:
         subprocess.run(["chattr", "-i", run_dir], capture_output=True)
         cli("kill", run["id"], "--force", cwd=workspace)
+
+
+def test_kill_of_leftovers_whose_record_cannot_be_written_says_so(workspace):
+    """A run that exited 0 and left processes behind: kill stops them, but with its folder
+    immutable the record still lists them; kill said "stopped the leftovers" (exit 0)."""
+    from test_kill_final import LEAVER, _alive, _cleanup, _pids
+
+    with open(workspace / "config.toml", "a") as fh:
+        fh.write(LEAVER)
+    run = cli_json("launch", "leaver", "--set", "mode=exit0", cwd=workspace)
+    roles = wait_for(lambda: _pids(Path(run["run_dir"])), what="the script's processes")
+    left = roles["child"] + roles["daemon"]
+    try:
+        wait_for(lambda: cli_json("show", run["id"], cwd=workspace)["status"] == "exited", what="the main process's exit")
+        locked = subprocess.run(["chattr", "+i", run["run_dir"]], capture_output=True, text=True)
+        if locked.returncode != 0:
+            pytest.skip(f"chattr +i is refused here ({locked.stderr.strip()})")
+        proc = cli("kill", run["id"], "--grace", "1", "--json", cwd=workspace, timeout=90)
+        error = json.loads(proc.stdout)["error"]
+        assert proc.returncode == 1 and error["code"] == "record_not_saved", (proc.stdout, proc.stderr)
+        assert "it still says exited with leftover processes" in error["message"] and "lost" not in error["message"]
+        assert [pid for pid in left if _alive(pid)] == []
+    finally:
+        subprocess.run(["chattr", "-i", run["run_dir"]], capture_output=True)
+        _cleanup(left)

@@ -189,16 +189,18 @@ def _check_recorded(store: RunStore, record: RunRecord) -> None:
     """A kill is reported only once its record says so: a run folder that could not be written
     (immutable, read-only, full) would leave `ls` showing the run as lost after a "killed"."""
     try:
-        on_disk = store.load(record.id).status
+        written = store.load(record.id)
+        on_disk = written.status + (" with leftover processes" if written.leftovers else "")
     except UserError as exc:
-        on_disk = f"unreadable ({exc})"
-    if on_disk == record.status:
+        written, on_disk = None, f"unreadable ({exc})"
+    if written is not None and (written.status, written.leftovers) == (record.status, record.leftovers):
         return
     path = store.run_dir(record.id) / RECORD_FILE
     why = store.unsaved.get(record.id, "it could not be written")
+    shown = ", and `urbanrun ls` will show the run as lost, not killed" if written is None or written.active else ""
     raise CommandFailed(f"run {record.id}: no process of it is left, but its record {path} could not be updated "
-                        f"({why}): it still says {on_disk}, and `urbanrun ls` will show the run as lost, not killed; "
-                        f"make {path.parent} writable so that later runs are recorded.", code="record_not_saved")
+                        f"({why}): it still says {on_disk}{shown}; make {path.parent} writable so that later runs "
+                        f"are recorded.", code="record_not_saved")
 
 
 def cmd_logs(args, config, store, sup) -> int:
