@@ -15,6 +15,8 @@ from urbanrun.tui.app import make_app
 from urbanrun.tui.launch_form import LaunchForm
 from urbanrun.tui.run_summary import RunSummary
 
+from test_tui import wait_until
+
 FIX = Path(__file__).parent / "fixtures"
 SIZE = (160, 45)
 FORM_CONFIG = """
@@ -58,10 +60,12 @@ async def settle(pilot):
     await pilot.pause(0.5)
     await pilot.app.workers.wait_for_complete()
     summary = pilot.app.screen_stack[0].query_one(RunSummary)
-    for _ in range(100):  # the selected run's summary comes from a later poll (a timer, late on a busy machine)
-        if summary.summary is not None:
-            break
-        await pilot.pause(0.1)
+    # the selected run's summary comes from a later poll (a timer, late on a busy machine)
+    await wait_until(pilot, lambda: summary.summary is not None)
+    # the replay has given everything: no more polls, none in flight (a redraw while a poll holds the
+    # state is put off until its message, which a loaded machine can deliver after the snapshot)
+    pilot.app._poll_timer.pause()
+    await wait_until(pilot, lambda: not pilot.app._polling)
     pilot.app.redraw(force_plot=True)  # numbers and curves redraw on a tick (2 s, the plot 5 s): draw the last points now
     await pilot.pause(0.5)
     # a last full layout: the replay's one big poll can leave the GPU summary's auto height from a
