@@ -144,24 +144,31 @@ def test_torn_and_null_metrics_lines(workspace):
 def test_events_follow_while_runs_start_and_end(workspace):
     stream = subprocess.Popen([sys.executable, "-m", "urbanrun.engine.cli", "events", "--follow", "--json"],
                               cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def next_event() -> dict:
+        line = stream.stdout.readline()
+        assert line, stream.stderr.read()
+        event = json.loads(line)
+        jsonschema.validate(event, load_schema("events"), cls=jsonschema.Draft202012Validator)
+        return event
+
     try:
+        long = launched(workspace, "long_sleep")
+        # following, the stream's first look lists the active runs only: the quick runs start once it has
+        # said something (the long run's launch), or a loaded machine could end them before that look
+        events = [next_event()]
         quick = [launched(workspace, "exit_after", "--set", f"code={code}", "--set", "seconds=0.5")
                  for code in (0, 3)]
-        long = launched(workspace, "long_sleep")
         agent("kill", "kill", long, cwd=workspace)
         for run_id in quick:
             agent("wait", "wait", run_id, "--timeout", "60", cwd=workspace)
-        events, deadline = [], time.monotonic() + 60
-        ended = set()
+        deadline = time.monotonic() + 60
+        ended = {e["run"] for e in events if e["event"] == "ended"}
         while ended != {*quick, long}:  # each run's `ended` reaches the stream (a few seconds late at most)
             assert time.monotonic() < deadline, f"events ended for {ended} only"
-            line = stream.stdout.readline()
-            assert line, stream.stderr.read()
-            event = json.loads(line)
-            jsonschema.validate(event, load_schema("events"), cls=jsonschema.Draft202012Validator)
-            events.append(event)
-            if event["event"] == "ended":
-                ended.add(event["run"])
+            events.append(next_event())
+            if events[-1]["event"] == "ended":
+                ended.add(events[-1]["run"])
     finally:
         stream.terminate()
         stream.wait(10)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -78,13 +79,19 @@ def test_full_runs_folder_is_one_sentence_exit_1_and_no_folder_left(workspace, m
 
 def test_a_run_that_ends_on_a_full_disk_keeps_its_exit_status(workspace, mount):
     runs = mount()
-    with open(workspace / "config.toml", "a") as fh:  # a run that writes nothing as it ends (a print would fail)
-        fh.write('\n[recipes.quiet]\ncommand = ["{python}", "-c", "import sys, time; time.sleep(2); sys.exit(3)"]\n')
+    # a run that writes nothing as it ends (a print would fail), and ends when told: once the disk is
+    # full (a timed one could end before a loaded machine has filled it)
+    with open(workspace / "config.toml", "a") as fh:
+        fh.write('\n[recipes.quiet]\ncommand = ["{python}", "-c", "import signal, sys; '
+                 'signal.signal(signal.SIGUSR1, lambda *_: sys.exit(3)); print(\'ready\', flush=True); '
+                 'signal.pause()"]\n')
     run = cli_json("launch", "quiet", "--runs-dir", str(runs), cwd=workspace)
     run_dir = runs / run["id"]
     child = wait_for(lambda: (run_dir / "child.json").exists() and json.loads((run_dir / "child.json").read_text()),
                      what="the babysitter's child")
+    wait_for(lambda: "ready" in (run_dir / "output.log").read_text(), what="the run to be ready")
     filler = fill(runs)
+    os.kill(child["pid"], signal.SIGUSR1)
     wait_for(lambda: not psutil.pid_exists(child["pid"]) or psutil.Process(child["pid"]).status() == "zombie",
              what="the run's end")
     time.sleep(1.5)  # the babysitter has tried (and failed) to write the exit status by now
@@ -92,7 +99,7 @@ def test_a_run_that_ends_on_a_full_disk_keeps_its_exit_status(workspace, mount):
     shown = cli_json("show", run["id"], "--runs-dir", str(runs), cwd=workspace)
     assert shown["status"] == "running"  # not `lost`: its babysitter still holds the exit status
     os.unlink(filler)
-    wait_for(lambda: (run_dir / "exit_status.json").exists(), timeout=60, what="the retried exit status")
+    wait_for(lambda: (run_dir / "exit_status.json").exists(), what="the retried exit status")
     shown = cli_json("show", run["id"], "--runs-dir", str(runs), cwd=workspace)
     assert shown["status"] == "failed" and shown["exit_code"] == 3
 
