@@ -55,3 +55,17 @@ def test_status_doctor_show_ls_wait_events_agree_before_and_after_a_hand_edit(wo
     log.unlink()
     os.mkfifo(log)  # a FIFO where the log was: read by nobody, said by everyone
     _agree(_views(workspace, run_id), ["log_unreadable", "files_changed"], "ended-ok")
+
+
+def test_an_imported_run_shows_the_same_figures_in_ls_as_in_status(workspace):
+    """An imported run never ends through urbanrun, so it had no stored figures: `ls` showed no
+    progress and no loss ('-') where `status` showed step 29 and its train_loss."""
+    from conftest import ROOT
+
+    (imported,) = agent("import", "import", str(ROOT / "tests" / "fixtures" / "metrics" / "lightning"),
+                        cwd=workspace)["runs"]
+    status = agent("status", "status", imported["id"], cwd=workspace)
+    listed = agent("ls", "ls", cwd=workspace)["runs"][0]["summary"]
+    assert status["progress"]["step"] == 29 and status["metric"]["name"] == "train_loss"
+    assert (listed["progress"], listed["metric"], listed["metrics"]) == \
+        (status["progress"], status["metric"], status["metrics"])

@@ -11,8 +11,10 @@ from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.core.text import not_utf8
 from urbanrun.engine.core.files import path_stat, short
 from urbanrun.engine.metrics.attribution import unit_of
+from urbanrun.engine.metrics.run_files import read_run
 from urbanrun.engine.metrics.sources import discover
 from urbanrun.engine.runs.store import RunRecord, RunStore
+from urbanrun.engine.session.run_end import keep_figures
 
 
 def import_path(store: RunStore, path: str, name: str | None = None) -> list[RunRecord]:
@@ -42,6 +44,9 @@ def import_path(store: RunStore, path: str, name: str | None = None) -> list[Run
                            backend="import", created=time.time(), started=min(times) - 1, ended=max(times),
                            metrics_files=[str(p.resolve()) for p in paths])
         store.create(record)  # a read-only or full runs folder: one sentence, no folder left
+        # its figures, read once: `ls` shows them as `status` does (never re-reading every import at each ls)
+        keep_figures(store, record, read_run(store.run_dir(record.id), record, time.time()))
+        store.save(record)
         records.append(record)
     return records
 

@@ -22,7 +22,8 @@ def run_from_files(store: RunStore, record: RunRecord) -> RunState:
     return read_run(store.run_dir(record.id), record, time.time())
 
 
-def finish_run(record: RunRecord, run: RunState | None, doctor: RunDoctor, autolog: AutoLog | None):
+def keep_figures(store: RunStore, record: RunRecord, run: RunState | None) -> None:
+    """A finished (or imported) run's figures into its record, with the files they hold for."""
     if run is not None:
         figures = figures_of(record, run, record.ended or time.time())
         record.summary = stored_figures(figures)
@@ -33,7 +34,11 @@ def finish_run(record: RunRecord, run: RunState | None, doctor: RunDoctor, autol
         if run.gpu_mem_peak:
             record.gpu_mem_peak_mb = round(run.gpu_mem_peak / 2 ** 20, 1)
             record.gpu_util_mean = None if run.gpu_util_mean is None else round(run.gpu_util_mean, 1)
-    record.end_files = fingerprint(doctor.store, record)  # the figures and diagnoses hold for these files
+    record.end_files = fingerprint(store, record)  # the figures and diagnoses hold for these files
+
+
+def finish_run(record: RunRecord, run: RunState | None, doctor: RunDoctor, autolog: AutoLog | None):
+    keep_figures(doctor.store, record, run)
     found, relaunch = doctor.on_end(record, run)  # saves the record
     observed = observe_changes(doctor, record)
     if autolog is not None:
