@@ -56,7 +56,15 @@ def test_errors_are_one_object_naming_the_problem(workspace):
     log = workspace / "runs" / run_id / "output.log"
     log.unlink()
     assert agent("logs", "logs", run_id, cwd=workspace) | {"schema_version": 1} == \
-        {"schema_version": 1, "run": run_id, "path": str(log), "total_lines": 0, "search": None, "lines": []}
+        {"schema_version": 1, "run": run_id, "path": str(log), "total_lines": 0, "search": None, "lines": [],
+         "skipped_lines": 0}
     os.mkfifo(log)  # it would block a reader forever
     message = error_of("logs", run_id, cwd=workspace)["message"]
     assert str(log) in message and "FIFO" in message, message
+
+
+def test_a_line_over_4_mib_is_counted_not_passed_off_as_empty(workspace):
+    run_id = _ended(workspace, "a\n" + "x" * (5 << 20) + "\nb\n")
+    doc = agent("logs", "logs", run_id, cwd=workspace)
+    assert doc["lines"] == [{"line": 1, "text": "a"}, {"line": 2, "text": ""}, {"line": 3, "text": "b"}]
+    assert doc["skipped_lines"] == 1 and doc["total_lines"] == 3

@@ -160,7 +160,10 @@ OUTPUTS = {
              "batch of new lines",
              obj({"run": {"type": "string"}, "path": {"type": "string"}, "total_lines": {"type": "integer"},
                   "search": TEXT, "lines": {"type": "array", "items": obj({"line": {"type": "integer"},
-                                                                          "text": {"type": "string"}})}})),
+                                                                          "text": {"type": "string"}})},
+                  "skipped_lines": {"type": "integer", "description": "lines over 4 MiB so far: each is in `lines` "
+                                    "with an empty text, not its own"}},
+                 required=["run", "path", "total_lines", "search", "lines"])),
     "series": ("the MCP tool run_metrics: a run's summary and its metrics downsampled (min/max kept)",
                obj({"run": {"type": "string"}, "summary": SUMMARY, "series": {
                    "type": "object", "additionalProperties": obj({"count": {"type": "integer"}, "steps": {

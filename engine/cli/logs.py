@@ -69,7 +69,9 @@ class NumberedLog:
         return [{"line": self.total, "text": text}] if self.pattern is None or self.pattern.search(text) else []
 
     def document(self, run_id: str, lines: list[dict]) -> dict:
-        return {"run": run_id, "path": str(self.path), "total_lines": self.total, "search": self.search, "lines": lines}
+        skipped = self.follower.skipped_lines if self.follower is not None else 0
+        return {"run": run_id, "path": str(self.path), "total_lines": self.total, "search": self.search, "lines": lines,
+                "skipped_lines": skipped}
 
     def close(self) -> None:
         if self.follower is not None:
