@@ -184,3 +184,26 @@ def test_points_record_and_replay_as_the_dicts_they_stand_for():
     assert back.points[:2] == ({"step": 1, "epoch": 0, "loss": 0.5}, {"step": 2, "epoch": 1, "loss": -0.0})
     assert math.copysign(1, back.points[1]["loss"]) == -1 and math.isnan(back.points[2]["loss"])
     assert _run_summary(back.points) == _run_summary(points)
+
+
+def test_lines_of_the_layouts_length_that_only_parse_together_are_bad_lines():
+    """Odd lines are found by their length; lines of the layout's length must also have its shape.
+    Here a torn line and the rest of it (one record in two lines) and a line of two records
+    without braces, each padded to the layout's length: parsed as one array they give the right
+    count of records with the right keys, yet each is a bad line on its own. (A short torn line
+    makes the block one with odd lines.)"""
+    template = '{"a"  :  %d  ,  "b"  :  %d}'
+    size = len((template % (0, 0)).encode().translate(None, jsonl.NUMBER_CHARS))
+
+    def pad(text: str, front: bool = False) -> str:
+        spaces = " " * (size - len(text.encode().translate(None, jsonl.NUMBER_CHARS)))
+        return spaces + text if front else text + spaces
+
+    odd = [pad('{"a" : 5 , "b"'), pad("6}", front=True), pad('"a":7,"b":8,"a":9,"b":1')]
+    assert all(len(line.encode().translate(None, jsonl.NUMBER_CHARS)) == size for line in odd)
+    lines = [template % (i, i) for i in range(4)] + odd + ['{"a'] + [template % (i, i) for i in range(4, 8)]
+    data = ("\n".join(lines) + "\n").encode()
+    want, plain = _plain(data)
+    got, fast = _fast(data, [len(lines[0]) + 1])  # the layout is known when the block with the odd lines comes
+    assert plain.bad_lines == 4 and len(want) == 8
+    assert list(got) == want and (fast.bad_lines, fast.first_error) == (plain.bad_lines, plain.first_error)

@@ -31,6 +31,8 @@ from urbanrun.engine.core.points import Points
 PARSE_BLOCK = 16 << 10  # fits the caches: measured faster than 4, 8 or 64 KiB (bench/jsonl_ingest.py)
 NUMBER_CHARS = b"0123456789.-+eE"
 MAX_LAYOUTS = 64  # shapes remembered; a file with more layouts than this is not a trainer's log
+MAX_ODD_LINES = 16  # odd lines a block may have and still be parsed around them (more: line by line)
+NEWLINE = ord("\n")
 
 
 class JsonlParser:
@@ -88,10 +90,50 @@ class JsonlParser:
                 self.lines_seen += n
                 points.add_block(layout.names, values)
                 return
+        elif layout is not None and self._parse_around_odd(block, shapes, cut, layout, first_no, points):
+            return  # the next most usual: a torn line (or a few odd ones) among the layout's lines
         lines, shapes = block.split(b"\n"), shapes.split(b"\n")
         lines.pop(), shapes.pop()  # what follows the last newline: nothing
         self.lines_seen += len(lines)
         self._parse_lines(lines, shapes, first_no, points)
+
+    def _parse_around_odd(self, block: bytes, shapes: bytes, cut: int, layout: _Layout, first_no: int,
+                          points: Points) -> bool:
+        """A block whose lines have the first line's shape, but for a few whose shape is longer or
+        shorter (torn, NaN, null, another layout): the others in one parse, each odd one alone.
+        Found from the newlines' positions, without a bytes object a line. False, having done
+        nothing, for any other block (an odd line of the same length, many odd lines): the general
+        path takes it."""
+        shape_ends = (np.frombuffer(shapes, np.uint8) == NEWLINE).nonzero()[0]  # the first line's is cut - 1
+        odd = ((shape_ends[1:] - shape_ends[:-1]) != cut).nonzero()[0]
+        if not 0 < len(odd) <= MAX_ODD_LINES:
+            return False
+        n = len(shape_ends)
+        odd = (odd + 1).tolist()
+        # line j is shapes[s[j] + 1:s[j + 1]] and block[b[j] + 1:b[j + 1]] (each list starts with -1)
+        s = [-1] + shape_ends.tolist()
+        b = [-1] + (np.frombuffer(block, np.uint8) == NEWLINE).nonzero()[0].tolist()
+        template = shapes[:cut]
+        runs, good, first = [], [], 0  # the layout's lines [first, end), each run but the last followed by an odd line
+        for end in odd + [n]:
+            if end > first:
+                if shapes[s[first] + 1:s[end] + 1] != template * (end - first):
+                    return False  # a line of the template's length but not its shape
+                good.append(block[b[first] + 1:b[end]])
+            runs.append((first, end))
+            first = end + 1
+        values = _numbers(b"\n".join(good), layout, n - len(odd))
+        if values is None:
+            return False
+        row = 0
+        for first, end in runs:
+            points.add_block(layout.names, values[row:row + end - first])
+            row += end - first
+            if end < n:
+                line, shape = block[b[end] + 1:b[end + 1]], shapes[s[end] + 1:s[end + 1]]
+                self._parse_raw_line(line, first_no + end, points, shape)
+        self.lines_seen += n
+        return True
 
     def _parse_lines(self, lines: list[bytes], shapes: list[bytes], first_no: int, points: Points) -> None:
         """The lines of the block's main layout in one parse, every other line alone, in order."""
