@@ -36,7 +36,7 @@ ME = psutil.Process()
 from urbanrun.engine.core.config import load_config  # noqa: E402
 from urbanrun.engine.core.events import MetricPoints, RunChanged  # noqa: E402
 from urbanrun.engine.session.loop import Engine  # noqa: E402
-from urbanrun.tui.app import make_app  # noqa: E402
+from urbanrun.tui.app import POLL_SECONDS, make_app  # noqa: E402
 from urbanrun.tui.loss_pane import LossPane  # noqa: E402
 from urbanrun.tui.runs_table import RunsTable  # noqa: E402
 
@@ -106,10 +106,10 @@ def idle_and_watching(tmp: Path) -> None:
 
     stop = threading.Event()
 
-    def headless():  # the baseline: the same engine work without a UI
+    def headless():  # the baseline: the same engine work at the app's pace, without a UI
         while not stop.is_set():
             engine.poll()
-            time.sleep(0.5)
+            time.sleep(POLL_SECONDS)
 
     worker = threading.Thread(target=headless)
     worker.start()

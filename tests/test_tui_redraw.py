@@ -161,3 +161,106 @@ async def test_a_batch_of_log_lines_shows_as_its_lines(workspace):
                                                               s.style.color.name == "red" for s in log.lines[1])
         await pilot.press("q")
     engine.close()
+
+
+async def test_log_lines_repaint_the_log_without_a_screen_relayout(workspace):
+    """RichLog declares its growing virtual size a layout change: every write reflowed and repainted
+    the whole screen. The log's size comes from the layout, so a write asks for no layout: it moves
+    only its scrollbar (whose arrival relayouts, by the scrollbar's own display) and its view."""
+    engine = _engine(workspace)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    t0 = time.time() - 60
+    async with app.run_test(size=(160, 45)) as pilot:
+        _reduce(engine, RunChanged(ts=t0, run=_record("running", t0)),
+                LogLines(ts=t0 + 1, run_id=RUN, lines=("epoch 1 loss=1.0",)))
+        app.redraw()
+        await wait_until(pilot, lambda: app.query_one(LogPane).lines)
+        log = app.query_one(LogPane)
+        layouts = []
+        real = log.refresh
+        log.refresh = lambda *a, **k: (layouts.append(bool(k.get("layout"))), real(*a, **k))[1]
+        last = 1 + 2 * log.size.height
+        for step in range(2, last + 1):  # a screenful of lines and more, a line a poll
+            _reduce(engine, LogLines(ts=t0 + step, run_id=RUN, lines=(f"epoch {step} loss={1 / step:.3f}",)))
+            app.redraw()
+            await pilot.pause(0.05)
+        await pilot.pause(0.2)
+        del log.refresh
+        assert layouts and not any(layouts)  # repainted at every write; never a layout
+        assert log.show_vertical_scrollbar and log.vertical_scrollbar.display
+        assert log.following and log.scroll_y == log.max_scroll_y > 0  # the newest line in view
+        assert log.vertical_scrollbar.window_virtual_size == len(log.lines)
+        assert f"epoch {last} " in log.render_line(log.size.height - 1).text
+        await pilot.press("q")
+    engine.close()
+
+
+def _row_text(table: RunsTable, run_id: str) -> str:
+    y = list(table.rows).index(run_id) + 1  # under the header
+    return table.render_line(y).text
+
+
+async def test_a_tick_renders_again_only_the_cells_that_changed(workspace, monkeypatch):
+    """DataTable keys its cell renders by one update counter: one clock moving rendered every visible
+    cell again (the header, every finished run). Only changed cells are rendered again; a new
+    theme renders every cell again in its colours."""
+    from textual.widgets import DataTable
+
+    engine = _engine(workspace)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    t0 = time.time() - 60
+    done = [{"id": f"20261129-00000{i}-cones-000{i}", "recipe": "cones", "status": "exited", "exit_code": 0,
+             "started": t0 - 900, "ended": t0 - 600} for i in range(5)]
+    async with app.run_test(size=(160, 45)) as pilot:
+        _reduce(engine, *(RunChanged(ts=t0, run=r) for r in done), RunChanged(ts=t0, run=_record("running", t0)),
+                _loss(t0, 1, 0.5))
+        app.redraw()
+        table = app.query_one(RunsTable)
+        await wait_until(pilot, lambda: table.row_count == len(done) + 1 and "0.5" in _row_text(table, RUN))
+        await pilot.pause(0.3)  # its columns' widths settled, and drawn at them
+        rendered = []
+        real = DataTable._render_cell
+        monkeypatch.setattr(DataTable, "_render_cell", lambda self, row, column, *a, **k: (
+            rendered.append((row, column)), real(self, row, column, *a, **k))[1])
+        monkeypatch.setattr(app_module, "FRAME_SECONDS", 0.0)  # every redraw is a tick
+        _reduce(engine, _loss(t0, 2, 0.25))
+        app.redraw(force_plot=False)
+        await pilot.pause(0.3)
+        row = list(table.rows).index(RUN)
+        assert rendered and {r for r, _ in rendered} == {row}  # the running run's row alone
+        assert len(rendered) <= 4  # its loss, best, time (and progress/ETA if they moved)
+        assert "0.25" in _row_text(table, RUN)  # and what is drawn is the new value
+        rendered.clear()
+        app.theme = "textual-light" if app.theme != "textual-light" else "textual-dark"
+        await pilot.pause(0.3)
+        assert {r for r, _ in rendered} >= {-1, *range(len(done) + 1)}  # the header and every row, in the theme's colours
+        await pilot.press("q")
+    engine.close()
+
+
+async def test_between_ticks_a_live_run_costs_no_progress_summary(workspace, monkeypatch):
+    """A live run's state changes at every poll; between ticks only its news cells are looked at
+    (the progress cell's summary is computed on the tick), and news still shows at once."""
+    import urbanrun.tui.runs_table as table_module
+
+    engine = _engine(workspace)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    t0 = time.time() - 60
+    async with app.run_test(size=(160, 45)) as pilot:
+        _reduce(engine, RunChanged(ts=t0, run=_record("running", t0)), _loss(t0, 1, 0.5))
+        app.redraw()
+        await pilot.pause(0.2)
+        table = app.query_one(RunsTable)
+        summaries = []
+        real = table_module._summary_progress
+        monkeypatch.setattr(table_module, "_summary_progress", lambda *a: (summaries.append(a), real(*a))[1])
+        monkeypatch.setattr(app_module, "FRAME_SECONDS", 1e9)  # no tick comes
+        for step in range(2, 6):
+            _reduce(engine, _loss(t0, step, 1 / step))
+            app.redraw(force_plot=False)
+        assert summaries == [] and _cells(table)["loss"] == "0.5"
+        _reduce(engine, RunChanged(ts=t0 + 5, run=_record("failed", t0)))
+        app.redraw(force_plot=False)
+        assert len(summaries) == 1 and "✖" in _cells(table)["status"] and _cells(table)["loss"] == "0.2"
+        await pilot.press("q")
+    engine.close()

@@ -45,7 +45,7 @@ from .runs_table import RunsTable
 from .scratchpad_pane import ScratchpadPane
 from .top_bar import top_bar_text
 
-POLL_SECONDS = 0.5
+POLL_SECONDS = 1.0  # a run's news (a status, a diagnosis) shows within a second; each poll costs CPU
 FRAME_SECONDS = 2.0  # what moves by itself is redrawn at this pace (nvitop's default refresh)
 PLOT_SECONDS = 5.0  # new points of a shown run redraw its plot at most this often (a plotext frame: ~10-25 ms)
 SUMMARY_SECONDS = FRAME_SECONDS  # a live run's summary (its ETA, its time) is recomputed at most this often

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 
 from rich.text import Text
+from textual.geometry import Size
+from textual.reactive import Reactive
 from textual.widgets import RichLog
 
 from urbanrun.engine.core.state import RunState
@@ -16,6 +18,15 @@ ERROR_RE = re.compile(r"Traceback \(most recent call last\)|^\s*File \"|Error\b|
 
 
 class LogPane(RichLog):
+    # Every write grows the virtual size, which RichLog declares as a layout change: the whole
+    # screen was reflowed and repainted per write. The pane's own size comes from the layout
+    # (height 1fr), not from its lines, so a write only moves its scrollbars and repaints it (a
+    # scrollbar that appears or goes still relayouts, through its `display`).
+    virtual_size = Reactive(Size(0, 0), layout=False)
+
+    def watch_virtual_size(self, size: Size) -> None:
+        self._scroll_update(size)
+
     def __init__(self, **kwargs):
         super().__init__(max_lines=5000, wrap=True, min_width=20, highlight=False, markup=False, auto_scroll=True,
                          **kwargs)  # min_width: wrap at the pane's width, not at RichLog's default 78

@@ -1,10 +1,11 @@
 """The runs table: status glyph, id, recipe, progress bar, ETA, last and best loss, GPU memory,
 runtime. Rows are updated in place (no flicker, the cursor stays put).
 
-Any cell update makes Textual's DataTable render every visible cell again (its render caches are
-keyed by one update counter), and with runs going some number moves at every poll: changed
-numbers (progress, loss, ETA, time, GPU memory) are sent only when the app's frame tick says so,
-all rows in one go; a new run, a status, a mark or a diagnosis is news, sent at once."""
+Any cell update makes Textual's DataTable render every visible row again (its render caches are
+keyed by one update counter; the cells whose text did not change come from our own cache, see
+`_render_cell`), and with runs going some number moves at every poll: changed numbers (progress,
+loss, ETA, time, GPU memory) are computed and sent only when the app's frame tick says so, all rows
+in one go; a new run, a status, a mark or a diagnosis is news, sent at once."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding
+from textual.cache import LRUCache
 from textual.widgets import DataTable
 
 from urbanrun.engine.core.state import State, loss_name
@@ -51,7 +53,6 @@ def layout_for(width: int) -> tuple[tuple[str, ...], bool]:
 
 
 LIVE = ("starting", "pending", "running", "stopping")  # their time and ETA cells move by themselves
-AT_ONCE = {"status", "id", "why"}  # the cells whose change is news: the glyph and mark, the id's colour, the diagnosis
 
 
 class RunsTable(DataTable):
@@ -60,6 +61,7 @@ class RunsTable(DataTable):
                         tooltip="mark the selected run: overlay its curve, compare (in a replay: pause)")]
 
     def __init__(self, **kwargs):
+        self._drawn_cells: LRUCache = LRUCache(4096)  # see _render_cell (DataTable's init clears it)
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.marked: set[str] = set()
         self.wanted: str | None = None  # a run to select once its row exists (one just launched)
@@ -67,6 +69,34 @@ class RunsTable(DataTable):
         self._seen: dict[str, tuple] = {}  # per run, (its state's change count, marked) when last drawn
         self.layout_keys, self.short_ids = layout_for(1000)
         self._wanted_layout: tuple | None = None
+
+    # DataTable keys every cached cell render by its one update counter: a frame tick that moves one
+    # run's clock rendered every visible cell again (the header, every finished run; ~0.3 ms a cell).
+    # Here a cell is rendered again only when its own text, place or style changed. (textual is
+    # pinned: this wraps DataTable._render_cell of textual 8.2.8, and clears with its caches.)
+    def _render_cell(self, row_index: int, column_index: int, base_style, width: int, cursor: bool = False,
+                     hover: bool = False):
+        row = self._get_row_renderables(row_index)
+        cell = row.label if column_index == -1 else row.cells[column_index] if column_index < len(row.cells) else None
+        if not isinstance(cell, Text):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        key = (self._header_row_key if row_index == -1 else self._row_locations.get_key(row_index),
+               self._column_locations.get_key(column_index), row_index, column_index, cell.plain, tuple(cell.spans),
+               cell.style, cell.justify, cell.overflow, cell.no_wrap, base_style, width, cursor, hover,
+               self._show_hover_cursor, self.show_cursor, self._pseudo_class_state)
+        lines = self._drawn_cells.get(key)
+        if lines is None:
+            lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            self._drawn_cells[key] = lines
+        return lines
+
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        self._drawn_cells.clear()
+
+    def notify_style_update(self) -> None:  # a theme or CSS change: DataTable clears its caches itself
+        super().notify_style_update()
+        self._drawn_cells.clear()
 
     def on_mount(self) -> None:
         self._add_columns()
@@ -140,14 +170,17 @@ class RunsTable(DataTable):
             seen = (run.changes, run_id in self.marked)
             if seen == self._seen.get(run_id) and (run.status not in LIVE or not numbers):
                 continue  # nothing changed in its state since drawn; a live run's clocks wait for `numbers`
-            cells, before = self._visible(self._cells(state, run_id, now)), self._shown.get(run_id, [])
+            before = self._shown.get(run_id, [])
+            if not numbers and not self._has_news(run_id, run, before):
+                continue  # only numbers moved (a live run's, at every poll): they wait for the tick, unseen
+            cells = self._visible(self._cells(state, run_id, now))
             changed = [i for i, value in enumerate(cells) if i >= len(before) or value != before[i]]
             if changed:
                 changes.append((run_id, seen, cells, changed))
             else:
                 self._seen[run_id] = seen
-        if not changes or not (numbers or any(self.layout_keys[i] in AT_ONCE for *_, changed in changes for i in changed)):
-            return False  # nothing new, or only numbers, kept unsent until `numbers`
+        if not changes:
+            return False
         for run_id, seen, cells, changed in changes:
             for i in changed:
                 key, value = self.layout_keys[i], cells[i]
@@ -162,11 +195,28 @@ class RunsTable(DataTable):
             shown[1] = shown[1][SHORT_ID:]  # the id: its date goes, the time, recipe and hex stay
         return shown
 
+    def _has_news(self, run_id: str, run, before: list) -> bool:
+        """Whether a cell that is news differs from the one drawn: between ticks only these are
+        computed (the numbers, and the progress cell's summary, wait for the tick)."""
+        news = self._news_cells(run_id, run)
+        if self.short_ids:
+            news["id"] = news["id"][SHORT_ID:]
+        return any(key in news and (i >= len(before) or before[i] != news[key]) for i, key in enumerate(self.layout_keys))
+
+    def _news_cells(self, run_id: str, run) -> dict:
+        """The cells whose change is news, drawn at once: the glyph and mark, the id's colour, the diagnosis."""
+        status = status_of(run.record)
+        glyph, colour = GLYPHS.get(status, ("·", "white"))
+        mark = Text("●" if run_id in self.marked else " ", style="bold cyan")
+        return {"status": mark + Text(glyph, style=f"bold {colour}"),
+                "id": Text(run_id, style=colour if status in ("failed", "lost") else ""),
+                "why": _why(run)}
+
     def _cells(self, state: State, run_id: str, now: float) -> list:
         run = state.runs[run_id]
         rec = run.record
         status = status_of(rec)
-        glyph, colour = GLYPHS.get(status, ("·", "white"))
+        news = self._news_cells(run_id, run)
         name = loss_name(run)
         series = run.metrics.get(name) if name else None
         summary = _summary_progress(run, now)
@@ -175,10 +225,9 @@ class RunsTable(DataTable):
         runtime = (ended or now) - started if started else None
         eta = summary["eta_seconds"] if summary and status == "running" else None
         peak = run.gpu_mem if status == "running" else (rec.get("gpu_mem_peak_mb") or 0) * 2 ** 20
-        mark = Text("●" if run_id in self.marked else " ", style="bold cyan")
         return [
-            mark + Text(glyph, style=f"bold {colour}"),
-            Text(run_id, style=colour if status in ("failed", "lost") else ""),
+            news["status"],
+            news["id"],
             rec.get("recipe", "?"),
             Text(f"{bar(progress[0], 6)} {progress[1]}"),
             duration(eta) if eta is not None else "-",
@@ -186,7 +235,7 @@ class RunsTable(DataTable):
             num(series.best) if series else num(rec.get("loss_best")),
             gib(peak),
             duration(runtime),
-            _why(run),
+            news["why"],
         ]
 
 
