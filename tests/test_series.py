@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from urbanrun.engine.core.series import Series, downsample, ema, robust_range
+from urbanrun.engine.core.series import EMA_WEIGHTS, Series, downsample, ema, robust_range
 
 
 def test_ten_million_points_keep_the_whole_history_first_step_and_extremes():
@@ -43,14 +43,20 @@ def test_one_by_one_appends_match_bulk_appends():
     rng = np.random.default_rng(3)
     values = rng.normal(size=50_000)
     values[[5, 777, 40_000]] = [np.nan, np.inf, -np.inf]
-    one, bulk = Series(cap=2048), Series(cap=2048)
+    one, bulk, whole = Series(cap=2048), Series(cap=2048), Series(cap=2048)
     for i, v in enumerate(values):
         one.append(float(i), float(i), float(v))
-    for part in np.array_split(np.arange(50_000), 7):
+    for part in np.array_split(np.arange(50_000), 7):  # each part many folds at once (and runs of them in one go)
         bulk.extend(part, part, values[part])
-    for a, b in zip(one.arrays(), bulk.arrays()):
-        np.testing.assert_array_equal(a, b)
-    assert (one.count, one.best, one.best_step, one.worst) == (bulk.count, bulk.best, bulk.best_step, bulk.worst)
+    whole.extend(np.arange(50_000), np.arange(50_000), values)
+    for other in (bulk, whole):
+        for a, b in zip(one.arrays(), other.arrays()):
+            np.testing.assert_array_equal(a, b)
+        for weight in EMA_WEIGHTS + (0.5,):  # the buckets' own EMA and their means, bit for bit
+            for a, b in zip(one.smoothed(weight, "time"), other.smoothed(weight, "time")):
+                np.testing.assert_array_equal(a, b)
+        assert (one.count, one.best, one.best_step, one.worst) == (other.count, other.best, other.best_step,
+                                                                   other.worst)
     finite = values[np.isfinite(values)]
     assert one.best == finite.min() and one.worst == finite.max()
 

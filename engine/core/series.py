@@ -163,6 +163,9 @@ class Series:
     def _store(self, steps: np.ndarray, times: np.ndarray, values: np.ndarray) -> None:
         """Points into the raw tail (folding its older half whenever it is full); stats already done."""
         n = len(values)
+        if self._n_raw + n > self.raw_cap + self.raw_cap // 2:  # two folds or more ahead
+            self._store_bulk(steps, times, values)
+            return
         done = 0
         while done < n:
             if self._n_raw == self._raw.shape[1]:
@@ -176,6 +179,38 @@ class Series:
             self._stored += take
         self._cache.clear()
 
+    def _store_bulk(self, steps: np.ndarray, times: np.ndarray, values: np.ndarray) -> None:
+        """What _store makes of many points (the same buckets, the same raw tail), the points to
+        fold taken straight from the input, and a run of folds that fill whole buckets of one
+        width without a merge summarised at once (a 4 MiB read of metrics: ~8 folds a series)."""
+        q = np.empty((3, self._n_raw + len(values)))
+        q[:, :self._n_raw] = self._raw[:, :self._n_raw]
+        q[0, self._n_raw:], q[1, self._n_raw:], q[2, self._n_raw:] = steps, times, values
+        half = self.raw_cap // 2
+        folds = -(-(q.shape[1] - self.raw_cap) // half)  # each frees half the tail, until the rest fits
+        start = self._stored - self._n_raw  # global index of q's first point
+        i = 0
+        while i < folds:
+            a, w = i * half, self.width
+            per = half // w if half % w == 0 else 0  # buckets one fold fills, when it fills whole ones
+            whole = per >= 2 and (not self._n_buckets or self._buckets[self._n_buckets - 1, N] == w)
+            g = min(folds - i, (self.bucket_cap - 2 - self._n_buckets) // per) if whole else 0  # before a merge
+            if g >= 2 and np.isfinite(q[2, a:a + g * half]).all():  # (as _summarise reduces each fold's rows)
+                b = a + g * half
+                self._add_buckets(_summarise(q[0, a:b].reshape(-1, w), q[1, a:b].reshape(-1, w),
+                                             q[2, a:b].reshape(-1, w), start + a))
+                i += g
+            else:
+                self._fold_points(q[0, a:a + half], q[1, a:a + half], q[2, a:a + half], start + a)
+                i += 1
+        kept = q.shape[1] - folds * half
+        if self._raw.shape[1] < self.raw_cap:
+            self._raw = np.empty((3, self.raw_cap))
+        self._raw[:, :kept] = q[:, folds * half:]
+        self._n_raw = kept
+        self._stored += len(values)
+        self._cache.clear()
+
     def _make_room(self) -> None:
         """Grow the raw tail up to its cap; at the cap, fold its older half into buckets."""
         size = self._raw.shape[1]
@@ -184,11 +219,15 @@ class Series:
             grown[:, :size] = self._raw
             self._raw = grown
             return
-        self._fold(self.raw_cap // 2)
+        k = self.raw_cap // 2
+        self._fold_points(self._raw[0, :k], self._raw[1, :k], self._raw[2, :k], self._stored - self._n_raw)
+        self._raw[:, :self._n_raw - k] = self._raw[:, k:self._n_raw]
+        self._n_raw -= k
 
-    def _fold(self, k: int) -> None:
-        x, t, v = self._raw[0, :k], self._raw[1, :k], self._raw[2, :k]
-        start = self._stored - self._n_raw  # global index of the oldest raw point
+    def _fold_points(self, x: np.ndarray, t: np.ndarray, v: np.ndarray, start: int) -> None:
+        """The oldest points (step, time and value arrays; `start` is the first's global index)
+        into buckets: a partial last bucket topped up, then whole ones, the rest a new partial one."""
+        k = len(v)
         while self._n_buckets + k // self.width + 2 > self.bucket_cap:
             if self._n_buckets >= 2:
                 self._merge_pairs()  # doubles the width too
@@ -212,8 +251,6 @@ class Series:
             rows.append(_summarise(x[None, done:k], t[None, done:k], v[None, done:k], start + done))
         for block in rows:
             self._add_buckets(block)
-        self._raw[:, :self._n_raw - k] = self._raw[:, k:self._n_raw]
-        self._n_raw -= k
 
     def _add_buckets(self, block: np.ndarray) -> None:
         if self._n_buckets + len(block) > len(self._buckets):
