@@ -23,6 +23,8 @@ from urbanrun.tui.diagnoses_pane import DiagnosesPane
 from urbanrun.tui.loss_pane import LossPane
 from urbanrun.tui.runs_table import RunsTable
 
+from test_tui import wait_until
+
 T0 = 1_790_000_000.0
 
 
@@ -92,14 +94,14 @@ async def test_errors_injected_into_the_plot_library_and_a_pane_are_contained(wo
                 break
         monkeypatch.setattr(plotext._figure._figure_class, "build", broken_build)
         monkeypatch.setattr(DiagnosesPane, "show", lambda self, state: 1 / 0)
-        app.redraw(force_plot=True)
-        await pilot.pause(0.3)
-        loss_text = pane_text(app.query_one(LossPane))  # contained here, or by the loss pane itself
-        assert "could not be drawn" in loss_text and "IndexError" in loss_text
-        for key in ("g", "d", "r"):  # the GPU charts and the diagnoses pane fail too
+        app.redraw(force_plot=True)  # while a poll holds the state: when its message comes (late when loaded)
+        loss_text = lambda: pane_text(app.query_one(LossPane))  # noqa: E731 - contained here, or by the pane itself
+        await wait_until(pilot, lambda: "could not be drawn" in loss_text() and "IndexError" in loss_text())
+        for key in ("g", "d"):  # the GPU charts and the diagnoses pane fail too
             await pilot.press(key)
             await pilot.pause(0.3)
-        assert "could not be drawn: ZeroDivisionError" in pane_text(app.query_one(DiagnosesPane))
+        await wait_until(pilot, lambda: "could not be drawn: ZeroDivisionError" in pane_text(app.query_one(DiagnosesPane)))
+        await pilot.press("r")
         assert app.is_running and run.id in app.state.runs
         errors = list((workspace / "runs" / "sessions").glob("*.errors.txt"))
         assert len(errors) == 1
@@ -108,8 +110,7 @@ async def test_errors_injected_into_the_plot_library_and_a_pane_are_contained(wo
         assert logged.count("render error in the diagnoses pane") == 1  # once, not once a frame
         monkeypatch.undo()  # the data is fine again: the pane draws again
         await pilot.press("d")
-        await pilot.pause(0.3)
-        assert "could not be drawn" not in pane_text(app.query_one(DiagnosesPane))
+        await wait_until(pilot, lambda: "could not be drawn" not in pane_text(app.query_one(DiagnosesPane)))
         await pilot.press("r")
     engine.close()
 

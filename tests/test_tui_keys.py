@@ -46,7 +46,7 @@ def app_on(workspace, extra=""):
 async def test_typing_in_the_scratchpad_goes_to_the_editor_only(workspace):
     engine, app = app_on(workspace)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.3)
+        await wait_until(pilot, lambda: app._panes_mounted)  # the later tabs' panes come after the first frame
         loss = app.query_one(LossPane)
         before = (loss.log_y, loss.smoothing, loss.axis)
         await pilot.press("s")
@@ -306,7 +306,7 @@ async def test_relaunch_is_offered_only_where_a_remedy_applies(workspace):
 async def test_escape_leaves_every_text_field_for_the_runs_table(workspace):
     engine, app = app_on(workspace)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.3)
+        await wait_until(pilot, lambda: app._panes_mounted)  # the later tabs' panes come after the first frame
         table = app.query_one(RunsTable)
         await pilot.press("s", "h", "i", "escape")  # the scratchpad editor
         await pilot.pause(0.2)
