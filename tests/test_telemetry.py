@@ -186,6 +186,7 @@ def test_host_sample_walks_the_process_table_once_for_all_runs(workspace, monkey
     tree, and one sample reads the process table once, not once per run."""
     import psutil
 
+    from urbanrun.engine.gpu import host
     from urbanrun.engine.gpu.host import HostSampler
 
     engine = Engine(load_config(workspace / "config.toml"), record_session=False, gpu_source=None, host=False)
@@ -202,13 +203,13 @@ def test_host_sample_walks_the_process_table_once_for_all_runs(workspace, monkey
         def trees() -> dict:
             return {run_id: 1 + len(psutil.Process(pid).children(recursive=True)) for run_id, (pid, *_) in runs.items()}
 
-        real_iter = psutil.process_iter
+        real_table = host.parent_pids
         for _ in range(10):  # the orphan's parent exits on its own: compare while the trees hold still
             walks = []
-            monkeypatch.setattr(psutil, "process_iter", lambda *a, **k: walks.append(1) or real_iter(*a, **k))
+            monkeypatch.setattr(host, "parent_pids", lambda: walks.append(1) or real_table())
             expected = trees()
             sample = HostSampler(interval=0.0).sample(time.time(), runs)
-            monkeypatch.setattr(psutil, "process_iter", real_iter)
+            monkeypatch.setattr(host, "parent_pids", real_table)
             if trees() == expected:
                 break
             time.sleep(0.5)

@@ -21,20 +21,36 @@ def run_trees(runs: dict[str, tuple[int, float, Path]]) -> dict[str, list[psutil
     roots = {run_id: root for run_id, root in roots.items() if root is not None}
     if not roots:
         return {}
-    children: dict[int, list[psutil.Process]] = {}
-    for proc in psutil.process_iter(["ppid"]):
-        children.setdefault(proc.info["ppid"], []).append(proc)
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parent_pids().items():
+        children.setdefault(ppid, []).append(pid)
     trees = {}
     for run_id, root in roots.items():
         members, todo, seen = [root], [root.pid], {root.pid}
         while todo:
-            for child in children.get(todo.pop(), ()):
-                if child.pid not in seen:
-                    seen.add(child.pid)
+            for pid in children.get(todo.pop(), ()):
+                if pid in seen:
+                    continue
+                seen.add(pid)
+                try:
+                    child = psutil.Process(pid)
+                except psutil.Error:  # ended since the table was read (its children, if any, are reparented)
+                    continue
+                if child.create_time() >= root.create_time():  # not a reused pid (as children() checks)
                     members.append(child)
-                    todo.append(child.pid)
+                    todo.append(pid)
         trees[run_id] = members
     return trees
+
+
+def parent_pids() -> dict[int, int]:
+    """pid -> parent pid of every process, in one pass over the process table: psutil's own map
+    (what Process.children() builds; a third of process_iter's CPU, which makes a Process object and
+    checks it for pid reuse per process, ~100 of them on a desktop every HOST_INTERVAL)."""
+    table = getattr(psutil, "_ppid_map", None)  # psutil's, on every platform it supports
+    if table is not None:
+        return table()
+    return {proc.pid: proc.info["ppid"] for proc in psutil.process_iter(["ppid"])}
 
 
 def pid_map(trees: dict[str, list[psutil.Process]]) -> dict[int, str]:
