@@ -18,6 +18,7 @@ from urbanrun.tui.curve_groups import group_key, groups
 from urbanrun.tui.loss_pane import LossPane
 
 from conftest import ROOT
+from test_tui import wait_until
 
 SESSIONS = ROOT / "tests" / "fixtures" / "sessions"
 
@@ -66,6 +67,10 @@ def _state(runs: list[dict[str, list[float]]], started=1_700_000_000.0) -> tuple
 @example(runs=[{"loss": [0.5, 0.5, 0.49]}, {"loss": list(np.linspace(0.2, 0.01, 400))},
                {"loss": list(np.linspace(0.2, 0.01, 400))}], size=(100, 30), smoothing=0.6, log_y=False,
          axis="step", grid=False, cursor=None)  # the reported IndexError in plotext's legend code
+@example(runs=[{"train_loss": [0.0], "val_loss": [5.136266099606617e+306]}], size=(60, 15), smoothing=0.0,
+         log_y=False, axis="step", grid=False, cursor=None)  # plotext's range overflowed: OverflowError
+@example(runs=[{"train_loss": [1.7976931013776717e+308]}], size=(60, 15), smoothing=0.0, log_y=False, axis="step",
+         grid=False, cursor=None)  # ValueError (nan) in plotext
 def test_the_pane_draws_any_series_at_any_size(runs, size, smoothing, log_y, axis, grid, cursor):
     state, ids = _state(runs)
     pane = LossPane()
@@ -127,16 +132,13 @@ async def test_curves_keys_in_the_app_never_crash_it(workspace):
     app = make_app(ReplaySource(SESSIONS / "cones_cpu.jsonl", fast=True), scratchpad_dir=workspace / "pad")
     async with app.run_test(size=(100, 30)) as pilot:
         pane = app.query_one(LossPane)
-        for _ in range(300):  # until the replay's points are plotted
-            await pilot.pause(0.2)
-            if len(pane._xs):
-                break
+        await wait_until(pilot, lambda: len(pane._xs))  # until the replay's points are plotted
         pane.focus()
         await pilot.pause(0.2)
         await pilot.press("right", "left", "left", "shift+left", "home", "end")
         await pilot.pause(0.3)
         assert pane.cursor is not None and app.focused is pane
-        assert "step" in pane.footer[-1].plain
+        await wait_until(pilot, lambda: "step" in pane.footer[-1].plain)  # drawn between polls
         for key in ("v", "e", "E", "y", "x", "v"):
             await pilot.press(key)
             await pilot.pause(0.1)

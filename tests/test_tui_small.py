@@ -71,9 +71,9 @@ async def test_the_no_gpu_reason_and_a_filtered_plot_title_are_whole_at_80x24(wo
         assert "libnvidia-ml is not installed)" in text and "work as usual" in text
         await pilot.press("F", "v", "a", "l", "enter")
         await pilot.pause(0.3)
-        app.redraw(force_plot=True)
-        await pilot.pause(0.5)
-        assert "'val'" in shown_text(app.query_one(LossPane)).split("\n")[0]  # the title keeps the filter
+        app.redraw(force_plot=True)  # while a poll holds the state: when its message comes (late when loaded)
+        title = lambda: shown_text(app.query_one(LossPane)).split("\n")[0]  # noqa: E731
+        await wait_until(pilot, lambda: "'val'" in title())  # the title keeps the filter
 
 
 async def test_the_quit_summary_fits_80x24_and_says_what_esc_does(workspace):

@@ -41,13 +41,18 @@ class Curve:
     start: float  # the run's start (the time axis shows minutes since)
 
 
+PLOTTABLE = 1e300  # plotext's own arithmetic (ranges, ticks) overflows to inf or nan near float's max (1.8e308)
+
+
 def _finite(x: np.ndarray, y: np.ndarray, log_y: bool) -> tuple[np.ndarray, np.ndarray]:
     """The points a plot can show; with log y, their log10 (plotext's own log scale overflows on
-    huge values, so we plot decades on a linear axis and label the ticks)."""
+    huge values, so we plot decades on a linear axis and label the ticks). On a linear axis a value
+    beyond ±PLOTTABLE is left out, as inf is (the runs table still gives it)."""
     keep = np.isfinite(x) & np.isfinite(y)
     if log_y:
         keep &= y > 0
         return x[keep], np.log10(y[keep])
+    keep &= np.abs(y) <= PLOTTABLE
     return x[keep], y[keep]
 
 
