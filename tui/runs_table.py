@@ -94,6 +94,21 @@ class RunsTable(DataTable):
         super()._clear_caches()
         self._drawn_cells.clear()
 
+    # DataTable asks for its rich_style (a walk up every ancestor's styles) once per line drawn, blank
+    # ones included; styles do not change within one render, so one walk serves all its lines.
+    _render_style = None
+
+    def render_lines(self, crop):
+        self._render_style = super().rich_style
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._render_style = None
+
+    @property
+    def rich_style(self):
+        return self._render_style if self._render_style is not None else super().rich_style
+
     def notify_style_update(self) -> None:  # a theme or CSS change: DataTable clears its caches itself
         super().notify_style_update()
         self._drawn_cells.clear()
