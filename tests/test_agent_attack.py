@@ -196,3 +196,14 @@ def test_empty_and_ambiguous_references_and_odd_runs_folders(workspace):
         message = error_of(*args, "--runs-dir", str(workspace / "fifo"), cwd=workspace)["message"]
         assert message == f"the runs folder {workspace / 'fifo'} is a FIFO (named pipe); give a folder " \
                           f"(--runs-dir or URBANRUN_RUNS_DIR).", (args, message)
+
+
+def test_an_error_for_a_reader_that_went_away_keeps_its_exit_code(workspace):
+    """`urbanrun status zzzz --json | true`: printing the error object into the closed pipe raised
+    BrokenPipeError inside the error handler: two tracebacks and exit 1 instead of 2."""
+    for args in (["status", "zzzz", "--json"], ["status", "zzzz"], ["ls", "--json"]):
+        proc = subprocess.Popen([sys.executable, "-m", "urbanrun.engine.cli", *args], cwd=workspace,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc.stdout.close()  # the reader is gone before anything is written
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == (0 if args[0] == "ls" else 2) and "Traceback" not in err, (args, proc.returncode, err)

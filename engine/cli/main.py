@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `urbanrun logs X | head`
+        _stdout_gone()
         return 0
     except Exception as exc:  # a bug of ours: the traceback for a report, and still one JSON error
         if not as_json:
@@ -194,11 +195,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _error(as_json: bool, code: str, message: str, exit_code: int) -> int:
-    if as_json:
-        print(json.dumps(error_object(code, message)))
-    else:
-        print(f"urbanrun: {message}", file=sys.stderr)
+    try:
+        if as_json:
+            print(json.dumps(error_object(code, message)))
+            sys.stdout.flush()
+        else:
+            print(f"urbanrun: {message}", file=sys.stderr)
+    except BrokenPipeError:  # a reader that went away (`| true`): the exit code still says it
+        _stdout_gone()
     return exit_code
+
+
+def _stdout_gone() -> None:
+    """stdout's reader closed the pipe: what is left unflushed goes nowhere (else Python's exit
+    flush fails once more, with a second traceback)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _dispatch(args) -> int:
