@@ -135,7 +135,7 @@ async def test_import_and_compare_with_an_external_run(workspace):
         app.source.launch("cones", {"epochs": "2"})
         await wait_until(pilot, lambda: any(r.status == "exited" for r in app.state.runs.values()))
         await pilot.press("i")
-        await pilot.pause(0.3)
+        await wait_until(pilot, lambda: getattr(app.focused, "id", None) == "prompt")  # Enter must reach its field
         app.screen.query_one("#prompt").value = str(ROOT / "tests/fixtures/metrics/lightning")
         await pilot.press("enter")
         await wait_until(pilot, lambda: any(r.status == "imported" for r in app.state.runs.values()))
