@@ -3,9 +3,11 @@ short, as a killed writer leaves it), end to end: read, parse, reduce into the s
 (count, last, min with its step, max per metric). Baseline: a plain orjson loop over the lines
 computing the same summary. Both run in this process, interleaved, median of REPEATS; the ratio
 is urbanrun's time over the loop's (goal <= 0.6). The json.loads loop is shown for scale.
-PROFILE=1 then profiles one urbanrun pass: where its time goes, by function."""
+STAGES=1 then prints the CPU time of urbanrun's stages (read, parse, reduce; best of REPEATS,
+no profiler to inflate Python's share); PROFILE=1 profiles one urbanrun pass, by function."""
 
 import json
+import math
 import os
 import random
 import statistics
@@ -18,6 +20,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from urbanrun.engine.cli.metrics import sources_for, summarise  # noqa: E402
+from urbanrun.engine.core.state import RunState, add_points  # noqa: E402
+from urbanrun.engine.metrics.sources import MetricSource, until_drained  # noqa: E402
 from urbanrun.engine.runs.store import RunStore  # noqa: E402
 
 LINES = int(os.environ.get("LINES", 1_000_000))
@@ -70,6 +74,20 @@ def ours(path: Path, store: RunStore) -> dict:
     return {name: {k: m[k] for k in ("count", "last", "min", "min_step", "max")} for name, m in source["metrics"].items()}
 
 
+def stages(path: Path) -> dict[str, float]:
+    """CPU seconds of each stage of one pass: the follower's reads, the parse, the reduce."""
+    source, run = MetricSource(path, "jsonl"), RunState(record={"id": "bench"})
+    parse, blocks = source.parser.feed_blocks, source.follower.poll_blocks
+    c = time.process_time()
+    polls = list(until_drained(blocks, lambda: source.follower.position))
+    read = time.process_time() - c
+    points = [parse(poll) for poll in polls]
+    parsed = time.process_time() - c - read
+    for batch in points:
+        add_points(run, batch, "jsonl")
+    return {"read": read, "parse": parsed, "reduce": time.process_time() - c - read - parsed}
+
+
 def main():
     folder = Path(tempfile.mkdtemp())
     path = folder / "metrics.jsonl"
@@ -99,6 +117,15 @@ def main():
           f"urbanrun / json loop = {median['urbanrun metrics'] / median['json loop + summary']:.2f}")
     cpu_ratio = statistics.median(cpu["urbanrun metrics"]) / statistics.median(cpu["orjson loop + summary"])
     print(f"CPU time: urbanrun / orjson loop = {cpu_ratio:.2f} (medians of {REPEATS}; wall time is the goal's measure)")
+    if os.environ.get("STAGES"):
+        best: dict[str, float] = {}
+        for _ in range(REPEATS):
+            for stage, seconds in stages(path).items():
+                best[stage] = min(best.get(stage, math.inf), seconds)
+        loop = min(cpu["orjson loop + summary"])
+        print("urbanrun's stages, CPU us a line (best of each): " + ", ".join(
+            f"{stage} {seconds / LINES * 1e6:.3f} ({seconds / loop:.2f} of the loop's best)"
+            for stage, seconds in best.items()))
     if os.environ.get("PROFILE"):
         import cProfile
         import pstats

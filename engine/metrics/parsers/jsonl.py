@@ -8,11 +8,12 @@ only in the characters of their numbers. A line's *shape* is the line without th
 (0-9 . - + e E): one bytes.translate for a whole block. A line that parses alone as a flat object
 of finite numbers, whose every quote belongs to a key, teaches its shape's *layout* (its keys).
 Then a run of lines of a known shape is parsed by one orjson call, the keys are checked to be
-the layout's in its order (one list comparison), and the values go into one float64 array (each
-of their characters is a number's, so each is a number): a block of columns, no dict kept per
-point. A line of any other shape (torn, blank, NaN, strings, nested, other keys) is parsed alone,
-with json as the fallback, so one bad line costs one line; a run that still fails (`01`, `1e999`,
-keys that differ only in digits) is parsed line by line. Both paths give the same points.
+the layout's in its order (one string comparison), and the values are packed into one float64
+array (each of their characters is a number's, so each is a number): a block of columns, no dict
+kept per point. A line of any other shape (torn, blank, NaN, strings, nested, other keys) is
+found by its shape's length and parsed alone, with json as the fallback, so one bad line costs
+one line; a run that still fails (`01`, `1e999`, keys that differ only in digits) is parsed line
+by line. Both paths give the same points.
 """
 
 from __future__ import annotations
