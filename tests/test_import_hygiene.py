@@ -30,3 +30,32 @@ def test_layer_contracts_hold():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "0 broken" in out.stdout
+
+
+# The CLI run as the real command, its loaded modules printed at exit (after main() returned)
+CLI_MODULES = ("import atexit, runpy, sys\n"
+               "atexit.register(lambda: print('LOADED', *sorted({m.split('.')[0] for m in sys.modules}), file=sys.stderr))\n"
+               "sys.argv = ['urbanrun', *sys.argv[1:]]\n"
+               "runpy.run_module('urbanrun.engine.cli', run_name='__main__')")
+
+
+def _cli_loaded(*args: str, cwd) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", CLI_MODULES, *args], cwd=cwd, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return set(out.stderr.split("LOADED", 1)[1].split())
+
+
+def test_cli_json_commands_load_no_ui(workspace):
+    """An agent calls these in loops: none loads the TUI (textual, plotext) or torch; --help and a
+    listing of finished runs load no numpy either (a finished run's figures are stored in its record)."""
+    from conftest import cli, cli_json
+
+    run_id = cli_json("launch", "cones", "--set", "epochs=1", "--set", "cones=8", cwd=workspace)["id"]
+    cli("wait", run_id, "--timeout", "300", cwd=workspace, timeout=320, check=True)
+    ui = {"textual", "plotext", "textual_plotext", "torch", "torch_geometric"}
+    for args in (["--help"], ["ls", "--json"], ["status", run_id, "--json"]):
+        loaded = _cli_loaded(*args, cwd=workspace)
+        assert "urbanrun" in loaded and not loaded & ui, (args, loaded & ui)
+        if args[0] != "status":  # status reads the run's metrics file: numpy is its parser's
+            assert "numpy" not in loaded, args

@@ -19,7 +19,7 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Input, Static, TabbedContent, TabPane, Tabs, TextArea
+from textual.widgets import Footer, Input, Static, TabbedContent, TabPane, Tabs
 
 from urbanrun.engine import platform
 from urbanrun.engine.core.config import Notify
@@ -27,14 +27,11 @@ from urbanrun.engine.core.events import Event, MetricPoints, Notice, RunChanged
 from urbanrun.engine.notes import scratchpad
 from urbanrun.engine.core.state import State
 
-from .compare import CompareScreen
 from . import focus
 from .contained import contain_panes, feed
 from .error_report import ErrorReport
 from .dialogs import ConfirmKill, HelpScreen, PromptScreen, RemedyScreen, SummaryScreen
-from .diagnoses_pane import DiagnosesPane
-from .gpu_pane import GpuSummary, GpuView
-from .launch_form import LaunchForm
+from .gpu_pane import GpuSummary
 from .log_pane import LogPane
 from .loss_pane import LossPane
 from .quiet import QuietStatic
@@ -42,7 +39,6 @@ from .messages import CommandDone, Polled, SummaryDrafted
 from .notify import notifications, terminal_sequence
 from .run_summary import RunSummary
 from .runs_table import RunsTable
-from .scratchpad_pane import ScratchpadPane
 from .top_bar import top_bar_text
 
 POLL_SECONDS = 1.0  # a run's news (a status, a diagnosis) shows within a second; each poll costs CPU
@@ -174,7 +170,12 @@ class UrbanrunApp(App):
 
     async def _mount_later_panes(self) -> None:
         """The tabs not shown at start get their panes after the first frame: composing and
-        styling them took a third of it. Until then `_tab_with_pane` says no tab has one."""
+        styling them took a third of it. Until then `_tab_with_pane` says no tab has one. Their
+        modules are imported here too (the scratchpad's TextArea loads tree-sitter)."""
+        from .diagnoses_pane import DiagnosesPane
+        from .gpu_pane import GpuView
+        from .scratchpad_pane import ScratchpadPane
+
         later = {"gpu": GpuView(id="gpu-view"),
                  "pad": ScratchpadPane(self.pad_settings, getattr(self.source, "store", None), today=self.today,
                                        id="scratchpad"),
@@ -203,6 +204,12 @@ class UrbanrunApp(App):
         self.query_one(RunsTable).focus()
         if self.headless_summary:
             self.call_after_refresh(self._replay_to_end)
+
+    def on_ready(self) -> None:
+        """The first frame is on the screen: now the first poll, and the demo's launch. Started at
+        mount, their threads competed with the first paint for the interpreter (NVML, psutil, the
+        metric parsers, numpy)."""
+        if self.headless_summary or self._stopping:
             return
         self._poll_timer = self.set_interval(POLL_SECONDS, self._tick)
         self._tick()
@@ -363,13 +370,13 @@ class UrbanrunApp(App):
         feed(bar, lambda: bar.update(top_bar_text(self, self.state)))
         tab = self._tab_with_pane()
         if tab == "gpu":
-            view = self.query_one(GpuView)
+            view = self.query_one("#gpu-view")
             feed(view, lambda: view.show(self.state))
         elif tab == "diag":
-            pane = self.query_one(DiagnosesPane)
+            pane = self.query_one("#diagnoses")
             feed(pane, lambda: pane.show(self.state))
         elif tab == "pad":
-            self.query_one(ScratchpadPane).refresh_from_disk()  # a worker looks; a message reloads
+            self.query_one("#scratchpad").refresh_from_disk()  # a worker looks; a message reloads
         if force_plot or (self._plot_dirty and wall - self._last_plot >= PLOT_SECONDS):
             self._last_plot, self._plot_dirty = wall, False
             ids = [selected] if selected else []
@@ -429,6 +436,8 @@ class UrbanrunApp(App):
         if action == "tab" and self.screen is not self.screen_stack[0]:
             return False  # a priority key: not behind a dialog
         if action == "leave_text_field":  # else escape goes on to the widget or dialog that has it
+            from textual.widgets import TextArea  # loaded by then: the scratchpad's editor is one
+
             return isinstance(self.focused, (Input, TextArea)) and self.screen is self.screen_stack[0]
         if action == "relaunch":  # shown disabled where no remedy applies (R then says why: on_key)
             return True if self._relaunch_offered else None
@@ -513,6 +522,8 @@ class UrbanrunApp(App):
             self.with_state(self._open_launch_form)
 
     def _open_launch_form(self) -> None:
+        from .launch_form import LaunchForm  # its module at its first use, not before the first frame
+
         current = self.state.runs.get(self._selected() or "")
         recipe = current.record.get("recipe") if current else None
         gpus = self.state.gpus if self.state.gpu_status.get("available") else []
@@ -579,7 +590,7 @@ class UrbanrunApp(App):
     def _relaunch_target(self) -> str | None:
         """The run whose diagnosis is shown on the Diagnoses tab, else the runs table's selection."""
         on_diagnoses = self._tab_with_pane() == "diag"
-        return self.query_one(DiagnosesPane).selected if on_diagnoses else self._selected()
+        return self.query_one("#diagnoses").selected if on_diagnoses else self._selected()
 
     def _update_relaunch_offer(self) -> None:
         """Whether R applies (read under the state; check_action only reads the answer)."""
@@ -694,6 +705,8 @@ class UrbanrunApp(App):
         if len(marked) < 2:
             self.notify("mark two or more runs with space, then press c", severity="warning")
             return
+        from .compare import CompareScreen
+
         self.push_screen(CompareScreen(self.state, marked))
 
     def action_search(self) -> None:
@@ -763,7 +776,7 @@ class UrbanrunApp(App):
 
     def action_save_pad(self) -> None:
         if self._tab_with_pane() == "pad":
-            self.query_one(ScratchpadPane).save()  # in a worker; its note comes back as a message
+            self.query_one("#scratchpad").save()  # in a worker; its note comes back as a message
 
     def action_help(self) -> None:
         from .help import help_text

@@ -4,14 +4,12 @@ Without GPUs they say why (no driver, version mismatch, permission), never show 
 
 from __future__ import annotations
 
-import numpy as np
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
 
-from urbanrun.engine.core.series import downsample
 from urbanrun.engine.core.state import State
 
 from .formatting import bar
@@ -96,6 +94,10 @@ SORTS = {"GPU memory": "used_mem", "CPU %": "cpu", "RSS": "rss", "PID": "pid", "
 def history_points(series, now_ts: float, scale: float, points: int) -> tuple[list, list]:
     """The last HISTORY_SECONDS of a GPU field as (minutes before the last sample, value * scale),
     downsampled with its extremes kept."""
+    import numpy as np  # here: the GPU summary line on the first screen needs no numpy
+
+    from urbanrun.engine.core.series import downsample
+
     x, y = series.arrays("time")
     keep = (x >= x[-1] - HISTORY_SECONDS) & np.isfinite(y) if len(x) else np.zeros(0, dtype=bool)
     x, y = downsample(x[keep], y[keep] * scale, points)

@@ -14,21 +14,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 from rich.text import Text
 from textual.binding import Binding
 from textual_plotext import PlotextPlot
 
-from urbanrun.engine.core.series import EMA_WEIGHTS, Series, downsample, robust_range
 from urbanrun.engine.core.state import State, loss_name
+
+if TYPE_CHECKING:  # numpy and the series come with the first curve, not with the first frame (an empty pane)
+    import numpy as np
+
+    from urbanrun.engine.core.series import Series
 
 from .curve_groups import group_key, groups
 from .formatting import cut
 
 COLOURS = ["cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white"]  # plotext's names
 RICH_COLOURS = {"orange": "dark_orange"}  # the legend's names where rich spells one differently
-SMOOTHING_STEPS = [0.0, *EMA_WEIGHTS]
 CELL_WIDTH, CELL_HEIGHT = 44, 9  # the smallest grid cell worth drawing
 FOOTER_LINES = 3  # at most: legend, cursor readout (the plot keeps the rest)
 
@@ -48,6 +51,8 @@ def _finite(x: np.ndarray, y: np.ndarray, log_y: bool) -> tuple[np.ndarray, np.n
     """The points a plot can show; with log y, their log10 (plotext's own log scale overflows on
     huge values, so we plot decades on a linear axis and label the ticks). On a linear axis a value
     beyond ±PLOTTABLE is left out, as inf is (the runs table still gives it)."""
+    import numpy as np
+
     keep = np.isfinite(x) & np.isfinite(y)
     if log_y:
         keep &= y > 0
@@ -81,7 +86,7 @@ class LossPane(PlotextPlot):
         self.empty_reason = "no run selected"
         self.footer: list[Text] = []
         self._panels: list[tuple[str, list[Curve]]] = []
-        self._xs = np.empty(0)  # every shown x (plot units), sorted: where the cursor can stop
+        self._xs: np.ndarray | tuple = ()  # every shown x (plot units), sorted: where the cursor can stop
         self._source: tuple[State, list[str]] | None = None
         self._size_hint: tuple[int, int] | None = None
         self._one_title = None
@@ -98,8 +103,11 @@ class LossPane(PlotextPlot):
         return self.metric
 
     def change_smoothing(self, direction: int) -> float:
-        i = min(range(len(SMOOTHING_STEPS)), key=lambda k: abs(SMOOTHING_STEPS[k] - self.smoothing))
-        self.smoothing = SMOOTHING_STEPS[max(0, min(len(SMOOTHING_STEPS) - 1, i + direction))]
+        from urbanrun.engine.core.series import EMA_WEIGHTS
+
+        steps = [0.0, *EMA_WEIGHTS]
+        i = min(range(len(steps)), key=lambda k: abs(steps[k] - self.smoothing))
+        self.smoothing = steps[max(0, min(len(steps) - 1, i + direction))]
         return self.smoothing
 
     # -- drawing -----------------------------------------------------------------------------------
@@ -127,7 +135,12 @@ class LossPane(PlotextPlot):
         for i, (key, curves) in enumerate(shown):
             target = plt.subplot(i // cols + 1, i % cols + 1) if rows * cols > 1 else plt
             drawn += self._draw_panel(target, key, curves, max(20, width // cols), xs)
-        self._xs = np.unique(np.concatenate(xs)) if xs else np.empty(0)
+        if xs:
+            import numpy as np
+
+            self._xs = np.unique(np.concatenate(xs))
+        else:
+            self._xs = ()
         if self.cursor is not None and len(self._xs):
             self.cursor = float(min(max(self.cursor, self._xs[0]), self._xs[-1]))
         if not drawn:
@@ -169,6 +182,10 @@ class LossPane(PlotextPlot):
 
     def _draw_panel(self, plt, key: str, curves: list[Curve], width: int, xs: list) -> int:
         """One plot's curves; returns how many had something to draw."""
+        import numpy as np
+
+        from urbanrun.engine.core.series import downsample, robust_range
+
         points = max(40, width * 2)  # braille: two dots a column
         spans, drawn, x_lo, x_hi = [], 0, math.inf, -math.inf
         for curve in curves:

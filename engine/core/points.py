@@ -6,9 +6,10 @@ dict per point; printing and recording iterate the points as dicts."""
 from __future__ import annotations
 
 import math
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
-import numpy as np
+if TYPE_CHECKING:  # numpy itself is imported where blocks are joined: events import this module, and the
+    import numpy as np  # TUI's first frame and the CLI's record-only commands need no numpy
 
 
 class Block:
@@ -81,6 +82,8 @@ class Points:
 
     def _close(self) -> None:
         if self._open:
+            import numpy as np
+
             block = self._parts[-1]
             block.values = self._open[0] if len(self._open) == 1 else np.concatenate(self._open)
             self._open = []

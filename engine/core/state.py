@@ -17,12 +17,13 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from operator import itemgetter
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from urbanrun.engine.core.events import Diagnosed, Event, GpuSample, GpuStatus, HostSample, LogLines, MetricPoints, Notice, Progress, RunChanged
 from urbanrun.engine.core.points import Block, Points, whole
-from urbanrun.engine.core.series import Series
+
+if TYPE_CHECKING:
+    from urbanrun.engine.core.series import Series
 
 LOG_LINES_KEPT = 5_000
 NOTICES_KEPT = 200
@@ -30,6 +31,14 @@ GPU_HISTORY = 3600  # recent samples per GPU kept for the sparklines (an hour at
 GPU_SERIES_CAP = 4096  # per GPU field: the newest 2048 samples exact, all older ones as min/max buckets
 AXIS_KEYS = {"step", "epoch", "time", "timestamp", "_step", "_runtime", "_timestamp"}
 GPU_MEM_KEY = "gpu_mem"  # metrics contract: bytes of GPU memory the run reports holding (optional)
+
+
+def new_series(**kwargs) -> Series:
+    """A Series. Its module (numpy) is imported with the first one, not with the state: the TUI's
+    first frame and the CLI's record-only commands (ls, --help) import the state but need no numpy."""
+    from urbanrun.engine.core.series import Series
+
+    return Series(**kwargs)
 
 
 @dataclass
@@ -53,7 +62,7 @@ class RunState:
     diagnoses: list = field(default_factory=list)
     epoch: float | None = None  # the highest epoch any metric point named
     last_output_ts: float = 0.0  # when its log or metrics last grew
-    gpu_mem_history: Series = field(default_factory=lambda: Series(cap=4096))  # bytes over wall time
+    gpu_mem_history: Series = field(default_factory=lambda: new_series(cap=4096))  # bytes over wall time
     changes: int = 0  # events that changed this run so far: views redraw a run only when it moved
 
     @property
@@ -137,8 +146,8 @@ class State:
             history.append((event.ts, g.get("util_gpu"), g.get("mem_used"), g.get("temp"), g.get("power_w")))
             series = self.gpu_series.get(g.get("index"))
             if series is None:
-                series = self.gpu_series[g.get("index")] = {"util": Series(cap=GPU_SERIES_CAP),
-                                                             "mem": Series(cap=GPU_SERIES_CAP)}
+                series = self.gpu_series[g.get("index")] = {"util": new_series(cap=GPU_SERIES_CAP),
+                                                             "mem": new_series(cap=GPU_SERIES_CAP)}
             for name, value in (("util", g.get("util_gpu")), ("mem", g.get("mem_used"))):
                 if isinstance(value, (int, float)):
                     series[name].append(event.ts, event.ts, float(value))
@@ -234,6 +243,8 @@ def _add_block(run: RunState, block: Block, fmt: str, ts: float) -> None:
 def _extend(run: RunState, columns: dict, steps, times, top_epoch, n: int, fmt: str, ts: float) -> None:
     """n points' columns into the series: by their steps, else a running count; by their times,
     else the event's."""
+    import numpy as np
+
     if steps is None:  # no step (or no numeric one): a running count, as _add_rows counts
         steps = range(run.points_total, run.points_total + n)
     if times is None:
@@ -294,7 +305,7 @@ def _reported_gpu_mem_block(run: RunState, block: Block, ts: float) -> None:
         return
     times = block.column("time")
     values = values[kept]
-    times = np.full(len(values), ts) if times is None else times[kept]
+    times = [ts] * len(values) if times is None else times[kept]  # a list: Series.extend takes sequences
     run.gpu_mem, run.gpu_mem_source = float(values[-1]), "run"
     run.gpu_mem_peak = max(run.gpu_mem_peak, float(values.max()))
     run.gpu_mem_history.extend(times, times, values)
@@ -329,7 +340,7 @@ def _column_for(run: RunState, name: str, fmt: str) -> tuple[list, list, list] |
     elif fmt == "log" and fed_by != "log":
         return None
     if fed_by is None or (fed_by == "log" and fmt != "log"):
-        run.metrics[name] = Series()  # first source, or a structured one replacing log lines
+        run.metrics[name] = new_series()  # first source, or a structured one replacing log lines
         run.metric_formats[name] = fmt
     return [], [], []
 

@@ -8,8 +8,6 @@ Parameters of the run (batch size, mixed precision, checkpointing) make remedies
 from __future__ import annotations
 
 import re
-
-import numpy as np
 from dataclasses import asdict, dataclass, field
 
 from urbanrun.engine.core.text import last_frame
@@ -288,13 +286,19 @@ def _driver_old(lines, params) -> Diagnosis | None:
 NAN_RE = re.compile(r"NaN loss|loss\s*(?:is|=|:)\s*[-+]?(?:nan|inf)\b|non-finite loss|Loss is NaN", re.I)
 
 
+def _all_finite(values) -> bool:
+    import numpy as np  # here, not at the top: the CLI's record-only commands import the rules
+
+    return bool(np.isfinite(np.asarray(values, dtype=float)).all())
+
+
 def _nan(lines, params, metrics) -> Diagnosis | None:
     """NaN/Inf in a loss (log text or any followed loss series): an error. NaN/Inf in another
     metric only: a warning naming it (an fp16 grad norm may be inf on a skipped step)."""
     text = lines.text.lower() if isinstance(lines, Lines) else None  # NAN_RE is case-blind, so slow: look first
     maybe = text is None or "nan" in text or "inf" in text or "non-finite" in text
     hits = _find(lines, NAN_RE) if maybe else []
-    bad = [name for name, values in (metrics or {}).items() if not np.isfinite(np.asarray(values, dtype=float)).all()]
+    bad = [name for name, values in (metrics or {}).items() if not _all_finite(values)]
     bad_loss = [name for name in bad if "loss" in name.lower()]
     if not hits and not bad:
         return None

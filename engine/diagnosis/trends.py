@@ -3,9 +3,6 @@ hang, a run starved by data loading, a loss that diverges."""
 
 from __future__ import annotations
 
-
-import numpy as np
-
 from urbanrun.engine.diagnosis.rules import Diagnosis
 
 MB = 2 ** 20
@@ -14,6 +11,8 @@ MB = 2 ** 20
 def leak(steps, mem_bytes, capacity: float | None = None, steps_per_s: float | None = None,
          warmup: float = 0.2) -> Diagnosis | None:
     """Memory growing step after step after warm-up: slope in MB/step, and when it runs out."""
+    import numpy as np  # in the two checks, not at the top: the CLI's record-only commands import this
+
     x, y = np.asarray(steps, dtype=float), np.asarray(mem_bytes, dtype=float)
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
@@ -66,6 +65,8 @@ def input_bound(gpu_util: float | None, run_cpu_percent: float | None) -> Diagno
 def diverging(values, factor: float = 5.0, points: int = 2) -> Diagnosis | None:
     """The latest `points` finite values all far above the best before them (factor x the best and
     twice the median so far): 0.41 -> 27 -> 300 warns at 300, while a converging loss's noise does not."""
+    import numpy as np
+
     array = np.asarray(values, dtype=np.float64)
     finite = array[np.isfinite(array)]
     if len(finite) <= points:

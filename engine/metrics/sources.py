@@ -13,11 +13,6 @@ from typing import Callable, Iterator, TypeVar
 T = TypeVar("T")
 
 from urbanrun.engine import platform
-from urbanrun.engine.metrics.parsers.csvmetrics import CsvParser
-from urbanrun.engine.metrics.parsers.jsonl import JsonlParser
-from urbanrun.engine.metrics.parsers.loglines import LogLineParser
-from urbanrun.engine.metrics.parsers.tensorboard import TensorBoardReader
-from urbanrun.engine.metrics.parsers.wandb_offline import WandbRunReader
 from urbanrun.engine.core.state import RunState, add_points
 from urbanrun.engine.metrics.follower import FileFollower
 from urbanrun.engine.metrics.steps import StepCheck
@@ -42,9 +37,11 @@ class MetricSource:
         if fmt in ("jsonl", "csv", "log"):
             # a bounded read per poll keeps each batch of points small (and the UI responsive)
             self.follower = FileFollower(self.path, max_read=READ_PER_POLL)
-            self.parser = {"jsonl": JsonlParser, "csv": CsvParser}[fmt]() if fmt != "log" else LogLineParser(patterns)
+            self.parser = _parser(fmt, patterns)
             self.reader = None
         elif fmt == "tensorboard":
+            from urbanrun.engine.metrics.parsers.tensorboard import TensorBoardReader
+
             self.follower, self.parser, self.reader = None, None, TensorBoardReader(self.path)
         elif fmt == "wandb":
             self.follower, self.parser, self.reader = None, None, None  # the .wandb file may come later
@@ -89,6 +86,8 @@ class MetricSource:
             found = sorted(self.path.glob("run-*.wandb")) if self.path.is_dir() else [self.path]
             if not found:
                 return [], None
+            from urbanrun.engine.metrics.parsers.wandb_offline import WandbRunReader
+
             self.reader = WandbRunReader(found[0])
         if self.reader is not None:
             return self.reader.poll(), None
@@ -115,6 +114,22 @@ class MetricSource:
     def close(self) -> None:
         if self.follower is not None:
             self.follower.close()
+
+
+def _parser(fmt: str, patterns: tuple[re.Pattern, ...]):
+    """A text format's parser. Each parser module is imported with its first source (numpy, orjson,
+    csv, regexes): a command or a first frame that reads no metrics never pays for them."""
+    if fmt == "jsonl":
+        from urbanrun.engine.metrics.parsers.jsonl import JsonlParser
+
+        return JsonlParser()
+    if fmt == "csv":
+        from urbanrun.engine.metrics.parsers.csvmetrics import CsvParser
+
+        return CsvParser()
+    from urbanrun.engine.metrics.parsers.loglines import LogLineParser
+
+    return LogLineParser(patterns)
 
 
 def format_of(path: Path) -> str | None:

@@ -28,8 +28,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import filelock
-
 from urbanrun.engine.core.atomic import atomic_write_text
 from urbanrun.engine.core.errors import UserError
 
@@ -56,6 +54,8 @@ def ledger_path(runs_dir: Path) -> Path:
 @contextmanager
 def locked(runs_dir: Path):
     """The ledger, read under its lock; what the block leaves in it is written back atomically."""
+    import filelock  # here: importing the queue (the supervisor does) loads no lock library
+
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -28,9 +28,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-import filelock
-import tomli_w
-
 from urbanrun.engine import platform
 from urbanrun.engine.core import redact
 from urbanrun.engine.core.atomic import atomic_write_text
@@ -314,6 +311,8 @@ class RunStore:
         """The one way a record changes: under the run's lock, read it from disk, apply `change`
         (a function that edits the record, or field values), write it back atomically. Returns
         the record as written. An unreadable record is never overwritten (RecordError)."""
+        import filelock  # here: the commands that only read records (ls, status, --help) never load it
+
         try:
             with filelock.FileLock(self.run_dir(run_id) / LOCK_FILE, timeout=LOCK_TIMEOUT):
                 record = self.load(run_id)
@@ -340,6 +339,8 @@ class RunStore:
 
     def _write(self, record: RunRecord) -> None:
         # the record is redacted when made (supervisor); this catches any secret-shaped value set later
+        import tomli_w
+
         atomic_write_text(self.run_dir(record.id) / RECORD_FILE, tomli_w.dumps(redact.data(record.to_dict())))
         record.mark_saved()
 

@@ -12,10 +12,7 @@ import math
 import os
 import time
 
-import numpy as np
-
 from urbanrun.engine.core.config import Config
-from urbanrun.engine.core.series import ema
 from urbanrun.engine.core.state import RunState, loss_name
 from urbanrun.engine.diagnosis.actions import next_actions
 from urbanrun.engine.diagnosis.rules import Diagnosis, headline
@@ -124,6 +121,10 @@ def smoothed_rate(run: RunState, structured) -> float | None:
     metric with the most points (its own `time` stamps), so one slow step moves it little."""
     if not structured:
         return None
+    import numpy as np  # here: `ls` and `status` of a finished run read stored figures, no series
+
+    from urbanrun.engine.core.series import ema
+
     series = max(structured, key=len)
     steps, times = (np.asarray(a, dtype=np.float64)[-(RATE_POINTS + 1):] for a in (series.steps, series.times))
     ds, dt = np.diff(steps), np.diff(times)
