@@ -138,16 +138,30 @@ t0, c0 = time.perf_counter(), time.process_time()
 sys.path.insert(0, %r)
 %s
 from textual import events
-first = []
+first, mounted, polled = [], [], []
+def now():
+    return time.perf_counter() - t0, time.process_time() - c0
 def on_event(event, _real=app.on_event):
     if isinstance(event, events.Ready) and not first:
-        first.append((time.perf_counter() - t0, time.process_time() - c0))
+        first.append(now())
     return _real(event)
 app.on_event = on_event
+if hasattr(app, "_mount_later_panes"):  # urbanrun: the panes that come after the first frame, and its first poll
+    _later, _show = app._mount_later_panes, app._show_events
+    async def later():
+        await _later()
+        mounted.append(now())
+    def show(events):
+        _show(events)
+        polled.append(now())
+    app._mount_later_panes, app._show_events = later, show
 async def main():
     async with app.run_test(size=(160, 45)) as pilot:
         await pilot.pause()
-        print(*first[0])
+        while hasattr(app, "_mount_later_panes") and not (mounted and polled):
+            await pilot.pause(0.01)
+        whole = max(mounted[0], polled[0]) if mounted else first[0]
+        print(*first[0], *whole)
 asyncio.run(main())
 """
 OURS = ("from urbanrun.engine.core.config import load_config\nfrom urbanrun.engine.session.loop import Engine\n"
@@ -161,20 +175,25 @@ def first_frame(tmp: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
 
-    def once(code: str) -> tuple[float, float]:
+    def once(code: str) -> tuple[float, float, float, float]:
+        """Wall and CPU to the first frame, then to the whole screen (urbanrun: every pane mounted and
+        the first poll drawn; a bare app: its first frame)."""
         out = subprocess.run([PY, "-c", FIRST_FRAME % (str(ROOT), code)], capture_output=True, text=True,
                              cwd=tmp, env=env, check=True).stdout.split()
-        return float(out[-2]), float(out[-1])
+        return tuple(float(v) for v in out[-4:])
 
-    ours_code = OURS % (str(ROOT / "config.toml"), str(tmp / "runs-ff"), str(tmp / "pad"))
+    runs = tmp / "runs" if (tmp / "runs").is_dir() else tmp / "runs-ff"  # the watched demo runs, when there are
+    ours_code = OURS % (str(ROOT / "config.toml"), str(runs), str(tmp / "pad"))
     once(ours_code), once(BARE)  # the bytecode cache
     ours, bare = [], []
     for _ in range(REPEATS):
         ours.append(once(ours_code))
         bare.append(once(BARE))
-    ratio_line("time to first frame, wall", [w for w, _ in ours], [w for w, _ in bare], " s", "goal < 1 s",
-               "bare Textual app")
-    ratio_line("time to first frame, CPU", [c for _, c in ours], [c for _, c in bare], " s", "", "bare Textual app")
+    for i, what, goal in ((0, "time to first frame, wall", "goal < 1 s"), (1, "time to first frame, CPU", ""),
+                          (2, "time to the whole screen (every pane, first poll drawn), wall", ""),
+                          (3, "time to the whole screen (every pane, first poll drawn), CPU", "")):
+        ratio_line(what, [v[i] for v in ours], [v[i] for v in bare], " s", goal, "bare Textual app")
+    print(f"(the runs folder held {sum(1 for p in runs.glob('*/run.toml'))} runs)")
 
 
 def loss_frames(tmp: Path) -> None:

@@ -59,3 +59,40 @@ def test_cli_json_commands_load_no_ui(workspace):
         assert "urbanrun" in loaded and not loaded & ui, (args, loaded & ui)
         if args[0] != "status":  # status reads the run's metrics file: numpy is its parser's
             assert "numpy" not in loaded, args
+
+
+FIRST_FRAME = """
+import asyncio, sys
+from textual import events
+from urbanrun.engine.core.config import load_config
+from urbanrun.engine.session.loop import Engine
+from urbanrun.tui.app import make_app
+app = make_app(Engine(load_config(sys.argv[1]), sys.argv[2], record_session=False), scratchpad_dir=sys.argv[3])
+at_first_frame = []
+def on_event(event, _real=app.on_event):
+    if isinstance(event, events.Ready) and not at_first_frame:
+        at_first_frame.extend({m.split('.')[0] for m in sys.modules})
+    return _real(event)
+app.on_event = on_event
+async def main():
+    async with app.run_test(size=(160, 45)) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.1)
+            if app.screen.query("#diagnoses"):  # the last one mounted
+                break
+        print("FIRST", *sorted(at_first_frame))
+        print("PANES", *[w.id for w in app.screen.query("#loss, #gpu-view, #scratchpad, #diagnoses")])
+asyncio.run(main())
+"""
+
+
+def test_first_frame_waits_for_no_data_library(tmp_path):
+    """The first frame loads none of what only data needs: numpy (series, parsers) nor NVML (the
+    first poll comes after it). Then the later tabs' panes come."""
+    out = subprocess.run([sys.executable, "-c", FIRST_FRAME, str(ROOT / "config.toml"), str(tmp_path / "runs"),
+                          str(tmp_path / "pad")], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = {line.split()[0]: set(line.split()[1:]) for line in out.stdout.splitlines() if line.strip()}
+    deferred = {"numpy", "pynvml"}
+    assert "textual" in lines["FIRST"] and not lines["FIRST"] & deferred, lines["FIRST"] & deferred
+    assert lines["PANES"] == {"loss", "gpu-view", "scratchpad", "diagnoses"}

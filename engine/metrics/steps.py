@@ -5,9 +5,12 @@ source like a torn line, so no view plots it, prints it or counts progress by it
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from urbanrun.engine.core.points import Block, Points
+
+if TYPE_CHECKING:  # numpy is imported where a block (its arrays) is checked: listing runs needs none
+    import numpy as np
 
 MAX_STEP = 2 ** 53
 
@@ -31,6 +34,8 @@ def _why(key: str, value, whole_only: bool) -> str:
 
 def _bad_rows(block: Block) -> np.ndarray | None:
     """A mask of the block's rows whose step or epoch breaks the contract (None: all are fine)."""
+    import numpy as np
+
     bad = None
     for key, whole_only in (("step", True), ("epoch", False)):
         column = block.column(key)
@@ -79,7 +84,7 @@ class StepCheck:
                 continue
             bad = _bad_rows(part)
             if bad is not None:
-                first = part.values[int(np.argmax(bad))]
+                first = part.values[int(bad.argmax())]
                 self._count(int(bad.sum()), axis_problem(dict(zip(part.names, first.tolist()))))
                 part = Block(part.names, part.values[~bad])
             out.add_block(part.names, part.values)
