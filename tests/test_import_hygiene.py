@@ -87,12 +87,12 @@ asyncio.run(main())
 
 
 def test_first_frame_waits_for_no_data_library(tmp_path):
-    """The first frame loads none of what only data needs: numpy (series, parsers) nor NVML (the
-    first poll comes after it). Then the later tabs' panes come."""
+    """The first frame loads none of what only data needs (numpy: the series, the metric parsers),
+    with no run to show. Then the later tabs' panes come."""
     out = subprocess.run([sys.executable, "-c", FIRST_FRAME, str(ROOT / "config.toml"), str(tmp_path / "runs"),
                           str(tmp_path / "pad")], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = {line.split()[0]: set(line.split()[1:]) for line in out.stdout.splitlines() if line.strip()}
-    deferred = {"numpy", "pynvml"}
+    deferred = {"numpy"}
     assert "textual" in lines["FIRST"] and not lines["FIRST"] & deferred, lines["FIRST"] & deferred
     assert lines["PANES"] == {"loss", "gpu-view", "scratchpad", "diagnoses"}

@@ -204,12 +204,6 @@ class UrbanrunApp(App):
         self.query_one(RunsTable).focus()
         if self.headless_summary:
             self.call_after_refresh(self._replay_to_end)
-
-    def on_ready(self) -> None:
-        """The first frame is on the screen: now the first poll, and the demo's launch. Started at
-        mount, their threads competed with the first paint for the interpreter (NVML, psutil, the
-        metric parsers, numpy)."""
-        if self.headless_summary or self._stopping:
             return
         self._poll_timer = self.set_interval(POLL_SECONDS, self._tick)
         self._tick()
