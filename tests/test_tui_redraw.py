@@ -264,3 +264,32 @@ async def test_between_ticks_a_live_run_costs_no_progress_summary(workspace, mon
         assert len(summaries) == 1 and "✖" in _cells(table)["status"] and _cells(table)["loss"] == "0.2"
         await pilot.press("q")
     engine.close()
+
+
+async def test_rows_drawn_before_the_table_measures_them_are_drawn_again_at_their_width():
+    """DataTable measures new rows when it is next idle, but keys the lines it drew by its update
+    counter only. When the columns are made again (a new width's layout) and the same rows come back,
+    the measure gives the table its old size: nothing else invalidates those lines, and a frame drawn
+    before the measure (a loaded machine) kept every column at its header's width ('182' for the run
+    id, seen in snapshots at 80x24) until some cell changed again, which for finished runs is never."""
+    from textual.app import App
+
+    class One(App):
+        def compose(self):
+            yield RunsTable()
+
+    app = One()
+    async with app.run_test(size=(160, 20)) as pilot:
+        table = app.query_one(RunsTable)
+        cells = [Text(f"{key}-{'x' * 20}") for key in table.layout_keys]
+        wide = f"{table.layout_keys[0]}-{'x' * 20}"
+        table.add_row(*cells, key=RUN)
+        await wait_until(pilot, lambda: wide in "".join(s.text for s in table.render_line(1)))
+        table.clear(columns=True)  # the columns made again, the same row back (_apply_layout's way)
+        table._add_columns()
+        table.add_row(*cells, key=RUN)
+        first = "".join(s.text for s in table.render_line(1))  # a frame before the idle measure
+        assert wide not in first  # the race is set: drawn at the headers' widths
+        await wait_until(pilot, lambda: table.ordered_columns[0].content_width > 20)
+        await pilot.pause(0.2)
+        assert wide in "".join(s.text for s in table.render_line(1))

@@ -94,6 +94,16 @@ class RunsTable(DataTable):
         super()._clear_caches()
         self._drawn_cells.clear()
 
+    # DataTable measures new rows and widened cells when next idle, but keys the lines it drew by its
+    # update counter only, and counts on a size change to draw again. Columns made again for a new
+    # width with the same rows measure to the table's old size: lines drawn before the measure (a
+    # loaded machine draws first) kept every column at its header's width for good. So a measure
+    # (only after rows come or a cell outgrows its column) always draws again.
+    def _update_dimensions(self, new_rows) -> None:
+        super()._update_dimensions(new_rows)
+        self._update_count += 1
+        self.refresh()
+
     # DataTable asks for its rich_style (a walk up every ancestor's styles) once per line drawn, blank
     # ones included; styles do not change within one render, so one walk serves all its lines.
     _render_style = None
