@@ -49,12 +49,14 @@ async def test_the_training_runner_loop_over_mcp(workspace):
             assert tool.output_schema == load_schema(TOOL_SCHEMAS[tool.name]) and tool.description
         assert (await call(client, "list_runs"))["runs"] == []
 
-        run = await call(client, "launch_run", recipe="cones", params={"epochs": 2, "cones": 8})
+        run = await call(client, "launch_run", recipe="cones", params={"epochs": 2, "cones": 8, "batch_size": 2})
         assert run["params"]["epochs"] == 2 and run["status"] in ("starting", "running")
         done = await call(client, "wait_run", run=run["id"][-4:], until="end", timeout=120)
         assert done["wait"]["outcome"] == "met" and done["verdict"] == "ended-ok"
         metrics = await call(client, "run_metrics", run="last", names=["loss"], max_points=4)
-        assert set(metrics["series"]) == {"loss"} and len(metrics["series"]["loss"]["values"]) <= 4
+        loss = metrics["series"]["loss"]
+        assert set(metrics["series"]) == {"loss"} and loss["count"] == 8  # 4 steps an epoch: more than asked for
+        assert len(loss["values"]) <= 4 and loss["steps"][0] == 1 and loss["steps"][-1] == 8  # the ends kept
         assert metrics["summary"]["metric"] == done["metric"]
         logs = await call(client, "run_logs", run=run["id"], lines=5, search=r"Train Loss")
         assert [line["text"][:10] for line in logs["lines"]] == ["Epoch 1/2 ", "Epoch 2/2 "]
