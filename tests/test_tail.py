@@ -1,5 +1,6 @@
 """The file follower never drops or repeats a line: partial writes, truncation, rotation,
-rewrite in place, deletion and re-creation, undecodable bytes, over-long lines."""
+rewrite in place, deletion and re-creation, undecodable bytes, over-long lines; a run log truncated
+mid-run is marked in the state where it restarted."""
 
 from __future__ import annotations
 
@@ -90,3 +91,25 @@ def test_last_lines(tmp_path):
     assert last_lines(path, 3) == ["line 9997", "line 9998", "line 9999"]
     path.write_text("no newline at end")
     assert last_lines(path, 5) == ["no newline at end"]
+
+
+def test_a_run_log_truncated_mid_run_is_marked_where_it_restarted(tmp_path):
+    """Through a run's sources into the state the views draw: the old lines, then the mark, then the
+    new content (a log rewritten from zero must not read as one continuous output)."""
+    from urbanrun.engine.core.state import State
+    from urbanrun.engine.metrics.run_files import RunSources
+    from urbanrun.engine.runs.store import RunRecord
+
+    run_dir = tmp_path / "20260101-000000-cones-0000"
+    run_dir.mkdir()
+    record = RunRecord(id=run_dir.name, recipe="cones", argv=["x"], cwd=str(tmp_path), status="running")
+    (run_dir / "output.log").write_text("epoch 1\nepoch 2\n")
+    sources, state = RunSources(run_dir, record), State()
+    state.apply_all(sources.read(1.0))
+    (run_dir / "output.log").write_text("again\n")
+    state.apply_all(sources.read(2.0))
+    (run_dir / "output.log").write_text("")  # truncated with nothing new yet: marked all the same
+    state.apply_all(sources.read(3.0))
+    sources.close()
+    mark = "── log restarted (file truncated or replaced) ──"
+    assert list(state.runs[record.id].log) == ["epoch 1", "epoch 2", mark, "again", mark]
