@@ -176,6 +176,25 @@ def test_a_real_launch_writes_no_secret_anywhere(workspace):
     assert stat.S_IMODE((runs / record.id / "run.toml").stat().st_mode) == 0o600
 
 
+def test_a_secret_in_a_failed_runs_error_is_masked_in_its_stored_diagnosis(workspace):
+    """The run's own error text quotes a token (a login refused): the diagnosis stored in run.toml
+    (read by every view) masks it, though neither argv nor env held it when the record was made."""
+    token = _shapes()["huggingface"]
+    (workspace / "token.txt").write_text(token)
+    (workspace / "config.toml").write_text(TEST_CONFIG + """
+[recipes.login]
+command = ["{python}", "-c", "import pathlib; raise RuntimeError('login refused for ' + pathlib.Path('token.txt').read_text())"]
+""")
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None, record_session=False, autolog=None)
+    record = engine.launch("login")
+    drive(engine, lambda: engine.state.runs[record.id].status not in ("starting", "running")
+          and engine.store.load(record.id).diagnoses)
+    engine.close()
+    stored = (workspace / "runs" / record.id / "run.toml").read_text()
+    assert token not in stored
+    assert tomllib.loads(stored)["diagnosis"] == "RuntimeError: login refused for hf_***"
+
+
 def test_a_relaunch_of_a_redacted_run_uses_the_recipe_value_not_the_mask(workspace):
     cores, argv, env, sets = _leaky_workspace(workspace)
     engine = Engine(load_config(workspace / "config.toml"), gpu_source=None, record_session=False, autolog=None)
