@@ -207,3 +207,38 @@ def test_an_error_for_a_reader_that_went_away_keeps_its_exit_code(workspace):
         proc.stdout.close()  # the reader is gone before anything is written
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == (0 if args[0] == "ls" else 2) and "Traceback" not in err, (args, proc.returncode, err)
+
+
+def test_a_run_folder_without_its_record_is_listed_and_said_by_every_command(workspace):
+    """A run folder whose run.toml is gone (removed by hand, or a launch that died before writing
+    it) was invisible: `ls` left it out and `status <its id>` said there was no such run. It lists
+    as unreadable with one sentence naming the folder, every command says that sentence, nothing is
+    written into it, and the other runs are untouched; a folder of the user's own is no run."""
+    kept = launched(workspace, "exit_after", "--set", "seconds=0.1")
+    lost = launched(workspace, "exit_after", "--set", "seconds=0.1")
+    for run_id in (kept, lost):
+        agent("wait", "wait", run_id, "--timeout", "60", cwd=workspace)
+    runs = workspace / "runs"
+    (runs / lost / "run.toml").unlink()
+    died = runs / "20200101-000000-cones-0bad"  # a launch that died before its record: an empty folder
+    died.mkdir()
+    (runs / "my-notes").mkdir()  # not a run: neither named as one nor holding a run's files
+    before = {p: sorted(x.name for x in (runs / p).iterdir()) for p in (lost, died.name)}
+
+    listed = agent("ls", "ls", "--all", cwd=workspace)["runs"]
+    assert [(r["id"], r["status"]) for r in listed] == [(lost, "unreadable"), (kept, "exited"),
+                                                        (died.name, "unreadable")]
+    assert f"{runs / lost} are untouched" in listed[0]["problem"] and "has no record" in listed[0]["problem"]
+    human = cli("ls", cwd=workspace)
+    assert human.returncode == 0 and f"run '{lost}' has no record" in human.stderr and lost in human.stdout
+    for args in (["status", lost[-4:]], ["show", lost], ["doctor", lost], ["kill", lost], ["wait", lost],
+                 ["logs", lost], ["metrics", lost], ["status", "last"], ["status", "0bad"]):
+        error = error_of(*args, cwd=workspace)
+        assert error["code"] == "unreadable_record" and "has no record" in error["message"], (args, error)
+    assert lost in error_of("status", "last", cwd=workspace)["message"]  # the newest launch, not an older run
+    streamed = agent("events", "events", "--run", lost, cwd=workspace, code=2, lines=True)
+    assert streamed[0]["error"]["code"] == "unreadable_record"
+    assert {e["run"] for e in agent("events", "events", cwd=workspace, lines=True)} == {kept}  # the rest stream
+    assert f"run '{lost}' has no record" in cli("events", "--json", cwd=workspace).stderr  # said, as by ls
+    assert agent("status", "status", kept, cwd=workspace)["verdict"] == "ended-ok"
+    assert {p: sorted(x.name for x in (runs / p).iterdir()) for p in (lost, died.name)} == before

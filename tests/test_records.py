@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT, cli, cli_json
 
-from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.core.errors import StorageError, UserError
 from urbanrun.engine.runs.store import RecordError, RunRecord, RunStore
 
 GOOD_ID = "20260101-000000-good-0000"
@@ -153,3 +153,32 @@ def test_ids_from_a_record_never_name_a_path_outside_the_runs_folder(tmp_path):
     with pytest.raises(UserError, match="is not a run id"):
         store.create(_record("../escape"))
     assert not (tmp_path / "escape").exists()
+
+
+def test_a_run_folder_is_never_seen_without_its_record(tmp_path, monkeypatch):
+    """Run folders without a record list as unreadable (a record lost), so one being made or
+    removed must never be seen so: a listing during a launch's record write, or during the removal
+    of a launch that failed, found the folder without its record (a false "has no record")."""
+    store = RunStore(tmp_path)
+    seen = []
+    real_write = RunStore._write
+
+    def write_and_look(self, record, folder=None):
+        seen.append(store.ids())  # another process listing while the first record is being written
+        real_write(self, record, folder)
+
+    monkeypatch.setattr(RunStore, "_write", write_and_look)
+    store.create(_record(GOOD_ID))
+    assert seen == [[]] and store.ids() == [GOOD_ID] and store.load(GOOD_ID).id == GOOD_ID
+    assert sorted(p.name for p in tmp_path.iterdir()) == [GOOD_ID]  # no draft left beside it
+
+    import shutil
+    real_rmtree = shutil.rmtree
+    monkeypatch.setattr(shutil, "rmtree", lambda path, **kw: (seen.append(store.ids()), real_rmtree(path, **kw)))
+    store.discard(GOOD_ID)
+    assert seen[-1] == [] and list(tmp_path.iterdir()) == []
+
+    store.create(_record(GOOD_ID))
+    with pytest.raises(StorageError, match="was taken .* by another launch"):  # an id is never reused
+        store.create(RunRecord(id=GOOD_ID, recipe="other", argv=["x"], cwd="/"))
+    assert store.load(GOOD_ID).recipe == "x" and sorted(p.name for p in tmp_path.iterdir()) == [GOOD_ID]

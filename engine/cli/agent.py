@@ -201,9 +201,10 @@ class EventStream:
         self.seen.add(run_id)
         try:
             record = self.store.load(run_id)
-        except UserError:
+        except UserError as exc:
             if run_id == self.only:  # the run asked for: its unreadable record is the answer (exit 2)
                 raise
+            print(f"urbanrun: {exc}", file=sys.stderr)  # as `ls` says it; the stream keeps its one schema
             return []  # one run among all: the others still stream
         if not record.active and not include_ended:
             return []

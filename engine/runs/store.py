@@ -13,8 +13,10 @@ state with the reason; it never stops the other runs from being listed.
 from __future__ import annotations
 
 import copy
+import errno
 import functools
 import json
+import os
 import re
 import secrets
 import shutil
@@ -49,6 +51,8 @@ RECORD_LIMIT = 8 * 1024 * 1024
 EXIT_STATUS_LIMIT = 64 * 1024
 LOCK_TIMEOUT = 30.0  # seconds; a writer holds the lock for one read and one write
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# what new_run_id makes: a folder so named is a run's, with or without its record
+RUN_ID_SHAPE = re.compile(r"^(\d{8}-\d{6})-[A-Za-z0-9_-]+-[0-9a-f]{4}$")
 RUN_DIR_MODE = 0o700  # a run's folder holds its command line and output: its owner's only
 
 
@@ -173,7 +177,11 @@ _FIELD_NAMES = tuple(f.name for f in fields(RunRecord))  # what asdict copies, i
 
 
 class RecordError(UserError):
-    """A run's record or exit status that cannot be read: that run's problem, never the tool's."""
+    """A run's record or exit status that cannot be read: that run's problem, never the tool's (an
+    agent tells it from a mistake in its own input by its code)."""
+
+    def __init__(self, message: str = "", code: str = "unreadable_record"):
+        super().__init__(message, code)
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -223,6 +231,18 @@ def _describe(hint: Any) -> str:
     return text.get(first, getattr(first, "__name__", str(first)))
 
 
+def _is_run_folder(entry: os.DirEntry) -> bool:
+    try:
+        if not entry.is_dir():
+            return False
+        if os.path.lexists(os.path.join(entry.path, RECORD_FILE)):
+            return True
+        return bool(RUN_ID_SHAPE.match(entry.name)) or any(
+            os.path.lexists(os.path.join(entry.path, name)) for name in (LOG_FILE, EXIT_FILE, METRICS_FILE, LOCK_FILE))
+    except OSError:
+        return False
+
+
 def status_text(record: dict) -> str:
     """A run's status as people read it, the same in `ls`, `show` and the TUI: `stopping` while a
     kill is under way, `exited · 2 leftover processes` while processes of an ended run live on,
@@ -265,28 +285,39 @@ class RunStore:
         return self.root / run_id
 
     def create(self, record: RunRecord) -> Path:
-        """The run's folder with its first record. A folder that cannot be made or written (read
-        only, full) is one sentence naming it, and nothing of the attempt is left behind."""
+        """The run's folder with its first record. It is made under a hidden name and renamed into
+        place with its record in it: a run folder is never seen without its record (a folder
+        without one is a run whose record was lost, listed as such). A folder that cannot be made
+        or written (read only, full) is one sentence naming it, and nothing of the attempt is left."""
         path = self.run_dir(record.id)
         self.check_folder()
+        draft = self.root / f".{record.id}.creating"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            path.mkdir(mode=RUN_DIR_MODE)
-            platform.make_private(path)  # mkdir's mode is narrowed by the umask, never widened: set it exactly
+            draft.mkdir(mode=RUN_DIR_MODE)
+            platform.make_private(draft)  # mkdir's mode is narrowed by the umask, never widened: set it exactly
         except FileExistsError:
-            raise StorageError(f"run id {record.id} was taken in {self.root} by another launch in the same "
-                               f"second; launch again.") from None
+            raise self._taken(record.id) from None
         except OSError as exc:
             raise storage_error(exc, self.root, "create a run folder") from None
         try:
-            self._write(record)
+            self._write(record, draft)
+            if path.exists():  # rename would replace an empty folder: a run id is never reused
+                raise self._taken(record.id)
+            draft.rename(path)
         except OSError as exc:
-            self.discard(record.id)
+            shutil.rmtree(draft, ignore_errors=True)
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise self._taken(record.id) from None
             raise storage_error(exc, self.root, "write a run record") from None
         except BaseException:  # whatever stopped the record (a bug, Ctrl-C) leaves no folder without one
-            self.discard(record.id)
+            shutil.rmtree(draft, ignore_errors=True)
             raise
         return path
+
+    def _taken(self, run_id: str) -> StorageError:
+        return StorageError(f"run id {run_id} was taken in {self.root} by another launch in the same second; "
+                            f"launch again.")
 
     def check_folder(self) -> None:
         """A runs folder that is a file is one sentence; a missing one is only a folder without runs yet."""
@@ -296,8 +327,14 @@ class RunStore:
             raise UserError(f"the runs folder {self.root} is {what}; give a folder (--runs-dir or URBANRUN_RUNS_DIR).")
 
     def discard(self, run_id: str) -> None:
-        """Remove a run folder that never held a run (its launch failed before anything started)."""
-        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+        """Remove a run folder that never held a run (its launch failed before anything started);
+        moved out of sight first, so that no listing sees it half removed, without its record."""
+        path, gone = self.run_dir(run_id), self.root / f".{run_id}.discarded"
+        try:
+            path.rename(gone)
+        except OSError:
+            gone = path
+        shutil.rmtree(gone, ignore_errors=True)
 
     def free_run_id(self, recipe: str, now: float | None = None, tries: int = 20) -> str:
         """A new run id whose folder does not exist yet."""
@@ -337,11 +374,11 @@ class RunStore:
         if changes:
             record.adopt(self.update(record.id, changes))
 
-    def _write(self, record: RunRecord) -> None:
+    def _write(self, record: RunRecord, folder: Path | None = None) -> None:
         # the record is redacted when made (supervisor); this catches any secret-shaped value set later
         import tomli_w
 
-        atomic_write_text(self.run_dir(record.id) / RECORD_FILE, tomli_w.dumps(redact.data(record.to_dict())))
+        atomic_write_text((folder or self.run_dir(record.id)) / RECORD_FILE, tomli_w.dumps(redact.data(record.to_dict())))
         record.mark_saved()
 
     def load(self, run_id: str) -> RunRecord:
@@ -350,7 +387,10 @@ class RunStore:
         try:
             data = tomllib.loads(platform.read_shared(path, RECORD_LIMIT).decode("utf-8"))
         except FileNotFoundError:
-            raise RecordError(f"run '{run_id}' has no record ({path} is missing).") from None
+            raise RecordError(f"run '{run_id}' has no record ({path} is missing: its launch stopped before writing "
+                              f"it, or it was removed), so urbanrun cannot show, wait on or stop it; its other "
+                              f"files in {path.parent} are untouched: look at them there, and remove the folder "
+                              f"once they are no longer needed.") from None
         except IsADirectoryError:
             raise RecordError(f"{path} is a folder, not a run record; the run's other files are untouched.") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -383,9 +423,13 @@ class RunStore:
         self.save(record)
 
     def ids(self) -> list[str]:
-        if not self.root.is_dir():
+        """The runs' ids: every folder with a record, and every run folder that lost its record (named
+        as run ids are, or holding a run's files), which lists as unreadable, never hidden."""
+        try:
+            entries = list(os.scandir(self.root))
+        except OSError:  # no runs folder yet (one that is a file is check_folder's to say)
             return []
-        return sorted(p.parent.name for p in self.root.glob(f"*/{RECORD_FILE}"))
+        return sorted(e.name for e in entries if RUN_ID_RE.match(e.name) and _is_run_folder(e))
 
     def load_all(self) -> tuple[list[RunRecord], list[str]]:
         """Every record, oldest first (one that cannot be read as an `unreadable` record with the
@@ -416,11 +460,17 @@ class RunStore:
                         code="ambiguous_run")
 
     def _created(self, run_id: str) -> tuple:
-        """Sort key for `last`: the record's creation time, the id (its timestamp) to break ties."""
+        """Sort key for `last`: the record's creation time, the id (its timestamp) to break ties. A run
+        whose record cannot be read is placed by its id's time: the newest launch is `last` even when
+        it lost its record, and `status last` says so rather than show an older run."""
         try:
             return (self.load(run_id).created or 0.0, run_id)
         except UserError:
-            return (0.0, run_id)
+            shape = RUN_ID_SHAPE.match(run_id)
+            try:
+                return (time.mktime(time.strptime(shape.group(1), "%Y%m%d-%H%M%S")) if shape else 0.0, run_id)
+            except (ValueError, OverflowError):
+                return (0.0, run_id)
 
     def log_path(self, record: RunRecord) -> Path:
         return Path(record.log_path) if record.log_path else self.run_dir(record.id) / LOG_FILE
