@@ -107,6 +107,42 @@ def test_metrics_follow_streams_new_points(workspace):
         proc.wait()
 
 
+def test_metrics_follow_json_prints_no_integer_beyond_2_53(workspace):
+    """`metrics --follow --json` printed a JSONL line's whole numbers as they came (a 30-digit loss,
+    2^53 + 1): a JSON reader holding float64 gets another number. Every other --json output prints
+    such values as floats; the stream does too, and keeps small whole values exact."""
+    import selectors
+    import subprocess
+    import sys
+
+    import jsonschema
+
+    from urbanrun.engine.cli.contract import load_schema
+
+    path = workspace / "live.jsonl"
+    path.write_text("")
+    proc = subprocess.Popen([sys.executable, "-m", "urbanrun.engine.cli", "metrics", str(path), "--follow", "--json"],
+                            cwd=workspace, stdout=subprocess.PIPE, text=True)
+    try:  # what is appended before it follows goes into its summary: append until a point streams
+        waiting, step, deadline = selectors.DefaultSelector(), 0, time.monotonic() + 60
+        waiting.register(proc.stdout, selectors.EVENT_READ)
+        while not waiting.select(timeout=0.5):
+            assert time.monotonic() < deadline, "metrics --follow printed nothing"
+            step += 1
+            with open(path, "a") as fh:
+                fh.write(f'{{"step": {step}, "loss": {10 ** 30 + step}, "count": {2 ** 53 + 1}, "x": 2.0, "y": 7}}\n')
+        line = json.loads(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait()
+    jsonschema.validate(line, load_schema("metrics"), cls=jsonschema.Draft202012Validator)
+    point = line["point"]
+    assert point["loss"] == 1e30 and type(point["loss"]) is float, point
+    assert point["count"] == 2 ** 53  # as float64 holds 2^53 + 1, as every other view reads it
+    assert all(abs(v) <= 2 ** 53 for v in point.values() if type(v) is int), point
+    assert (point["x"], point["y"]) == (2, 7) and type(point["x"]) is type(point["y"]) is int, point
+
+
 def test_progress_and_eta_from_events():
     from urbanrun.engine.core.events import Progress, RunChanged
     from urbanrun.engine.core.state import State, eta_seconds

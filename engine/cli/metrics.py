@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from urbanrun.engine.cli.output import emit_line
+from urbanrun.engine.cli.output import emit_line, number as _num
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.core.files import path_stat, short
 from urbanrun.engine.metrics.attribution import belongs, next_start
@@ -69,17 +69,6 @@ def summarise(sources: list[MetricSource]) -> dict:
     return {"sources": out}
 
 
-def _num(v):
-    """JSON-safe numbers: whole floats as ints, NaN and infinities as strings."""
-    if v is None:
-        return None
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if isinstance(v, float) and v.is_integer() and abs(v) < 2 ** 53:
-        return int(v)
-    return v
-
-
 def print_summary(summary: dict) -> None:
     if not summary["sources"]:
         print("no metrics yet.")
@@ -116,8 +105,7 @@ def follow(sources: list[MetricSource], as_json: bool, interval: float = 0.5) ->
                 points, _ = source.poll()
                 for point in points:
                     if as_json:
-                        safe = {k: _num(v) if isinstance(v, float) else v for k, v in point.items()}
-                        emit_line({"source": str(source.path), "point": safe})
+                        emit_line({"source": str(source.path), "point": {k: _num(v) for k, v in point.items()}})
                     else:
                         values = " ".join(f"{k}={_fmt(v)}" for k, v in point.items() if k != "time")
                         print(f"[{source.path.name}] {values}")

@@ -16,16 +16,27 @@ WHOLE_KEYS = frozenset({"step", "last_step", "best_step", "first_step", "min_ste
                         "total_epochs"})
 
 
-def plain(value, key: str | None = None):
-    """A JSON-safe copy: non-finite floats as strings, whole steps and epochs as integers."""
+def number(value):
+    """A JSON-safe number, as every --json output prints one: NaN and infinities as strings, whole
+    values as integers up to 2^53, larger ones as floats (None beyond any float)."""
     if isinstance(value, float):
         if not math.isfinite(value):
             return "nan" if value != value else ("inf" if value > 0 else "-inf")
-        if key in WHOLE_KEYS and value.is_integer() and abs(value) <= EXACT:
-            return int(value)
-        return value
-    if type(value) is int and key in WHOLE_KEYS and abs(value) > EXACT:  # a tqdm total of 40 digits
-        return float(value) if abs(value) < 1e308 else None  # beyond any float: no figure, not 309 digits
+        return int(value) if value.is_integer() and abs(value) <= EXACT else value
+    if type(value) is int and abs(value) > EXACT:  # a tqdm total of 40 digits, a metric of 30
+        try:
+            return float(value)
+        except OverflowError:  # beyond any float: no figure, not 309 digits
+            return None
+    return value
+
+
+def plain(value, key: str | None = None):
+    """A JSON-safe copy: non-finite floats as strings, whole steps and epochs as integers."""
+    if key in WHOLE_KEYS and (isinstance(value, float) or type(value) is int):
+        return number(value)
+    if isinstance(value, float):
+        return number(value) if not math.isfinite(value) else value
     if isinstance(value, dict):
         return {str(k): plain(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
