@@ -164,3 +164,53 @@ async def test_widget_messages_dispatched_while_the_screens_go_are_ignored(works
     app.on_data_table_row_highlighted(late[0])  # each is ignored (each raised)
     app.on_tabbed_content_tab_activated(late[1])
     engine.close()
+
+
+async def _type_in_the_pad(pilot, app, words: str) -> None:
+    from textual.widgets import TextArea
+
+    await pilot.press("s")
+    editor = app.query_one("#pad-editor", TextArea)
+    await wait_until(pilot, lambda: not editor.read_only)  # today's file is loaded
+    editor.move_cursor(editor.document.end)
+    await pilot.press(*words)
+    await wait_until(pilot, lambda: words in editor.text)
+    await pilot.press("escape")  # back to the runs table: the edits are still unsaved
+
+
+async def test_unsaved_scratchpad_edits_are_saved_on_the_way_out(workspace):
+    """Notes typed into the scratchpad and never saved with ctrl+s: q, ctrl+q and the quit
+    summary's esc used to drop them without a word; they are saved (in a worker, merged with
+    what was appended meanwhile) before the app exits, and the quit message says where."""
+    import datetime as dt
+
+    from urbanrun.engine.notes import scratchpad
+    from urbanrun.tui.dialogs import SummaryScreen
+
+    today = dt.date(2026, 1, 15)
+    path = scratchpad.today_path(scratchpad.Settings(root=workspace / "pad"), today)
+    for way, words in (("q", "qkgsd noted"), ("ctrl+q", "lost before")):
+        engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+        app = make_app(engine, scratchpad_dir=workspace / "pad", today=today)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _type_in_the_pad(pilot, app, words)
+            scratchpad.append(path, "## 10:00 — appended meanwhile")  # the auto-log, while edits wait
+            await pilot.press(way)  # no run today: q exits without the summary dialog
+            await wait_until(pilot, lambda: not app.is_running, seconds=20)
+        engine.close()
+        text = path.read_text()
+        assert words in text and "appended meanwhile" in text, (way, text)
+        assert str(path) in app.quit_message and "saved" in app.quit_message
+
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+    app = make_app(engine, scratchpad_dir=workspace / "pad", today=today)
+    async with app.run_test(size=(80, 24)) as pilot:
+        engine.launch("exit_after", values={"code": 0, "seconds": 0.1})  # a run today: q asks for the summary
+        await wait_until(pilot, lambda: app.query_one(RunsTable).row_count == 1)
+        await _type_in_the_pad(pilot, app, "before the summary")
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, SummaryScreen))
+        await pilot.press("escape")  # quit without writing the summary: the notes are still kept
+        await wait_until(pilot, lambda: not app.is_running, seconds=20)
+    engine.close()
+    assert "before the summary" in path.read_text()

@@ -35,7 +35,7 @@ from .gpu_pane import GpuSummary
 from .log_pane import LogPane
 from .loss_pane import LossPane
 from .quiet import QuietStatic
-from .messages import CommandDone, Polled, SummaryDrafted
+from .messages import CommandDone, PadSavedOnExit, Polled, SummaryDrafted
 from .notify import notifications, terminal_sequence
 from .run_summary import RunSummary
 from .runs_table import RunsTable
@@ -129,6 +129,7 @@ class UrbanrunApp(App):
         self._polling = False  # a poll worker is in flight (only the UI thread sets this)
         self._stopping = False  # exit asked: no new polls; exit once the one in flight is back
         self._exit_args, self._exit_kwargs = (), {}
+        self._pad_on_exit: str | None = None  # None, "saving" (a worker), then "done"
         self._poll_timer = None
         self._after_poll: list = []  # UI work that needs the state, deferred while a poll holds it
         self._plot_forced = False
@@ -259,8 +260,7 @@ class UrbanrunApp(App):
     def on_polled(self, message: Polled) -> None:
         self._polling = False
         if self._winding_down:
-            if self.is_running:
-                super().exit(*self._exit_args, **self._exit_kwargs)
+            self._exit_when_idle()
             return
         if message.summary is not None:
             self._summary = message.summary
@@ -310,13 +310,46 @@ class UrbanrunApp(App):
 
     def exit(self, *args, **kwargs) -> None:
         """Stop polling before the screens go: a poll in flight is let finish (its message then
-        exits), so no poll result ever lands on a torn-down screen."""
+        exits), so no poll result ever lands on a torn-down screen. Scratchpad edits not yet saved
+        are saved first (q, ctrl+q, the summary's esc: typed notes are never dropped on the way out)."""
         self._stopping = True
         self._exit_args, self._exit_kwargs = args, kwargs
         if self._poll_timer is not None:
             self._poll_timer.stop()
-        if not self._polling:
-            super().exit(*args, **kwargs)
+        if self._pad_on_exit is None:
+            pending = self._unsaved_pad()
+            self._pad_on_exit = "saving" if pending else "done"
+            if pending:
+                self._save_pad_on_exit(*pending)
+        self._exit_when_idle()
+
+    def _exit_when_idle(self) -> None:
+        """Exit once no poll and no scratchpad save is in flight (each one's message calls again)."""
+        if not self._polling and self._pad_on_exit != "saving" and self.is_running:
+            super().exit(*self._exit_args, **self._exit_kwargs)
+
+    def _unsaved_pad(self) -> tuple | None:
+        if not self._panes_mounted or not self.screen_stack:
+            return None
+        from .scratchpad_pane import ScratchpadPane
+
+        pad = self.screen_stack[0].query_one(ScratchpadPane)  # a dialog (the summary) may be on top
+        edits = pad.unsaved()
+        return (pad.path, *edits) if edits else None
+
+    @work(thread=True, group="pad-exit")
+    def _save_pad_on_exit(self, path: Path, text: str, base: str) -> None:
+        try:
+            _, note = scratchpad.save(path, text, base)  # merges what was appended meanwhile
+            note = f"your unsaved scratchpad edits were {note}: {path}"
+        except OSError as exc:
+            note = f"your scratchpad edits were NOT saved ({exc}); they were:\n{text}"
+        self.post_message(PadSavedOnExit(note))
+
+    def on_pad_saved_on_exit(self, message: PadSavedOnExit) -> None:
+        self._pad_on_exit = "done"
+        self.quit_message = (self.quit_message + "\n" if self.quit_message else "") + message.note
+        self._exit_when_idle()
 
     def now(self) -> float:
         return self.state.last_ts if self.read_only else time.time()

@@ -31,3 +31,11 @@ class SummaryDrafted(Message):
     def __init__(self, draft: str) -> None:
         super().__init__()
         self.draft = draft
+
+
+class PadSavedOnExit(Message):
+    """The scratchpad's unsaved edits, saved on the way out: what to say after the app is gone."""
+
+    def __init__(self, note: str) -> None:
+        super().__init__()
+        self.note = note

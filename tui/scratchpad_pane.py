@@ -103,6 +103,13 @@ class ScratchpadPane(Horizontal):
         if not self._saving:
             self._read()
 
+    def unsaved(self) -> tuple[str, str] | None:
+        """(the editor's text, the text it was edited from) while it holds edits not yet on disk."""
+        if self.base is None:
+            return None
+        text = self.query_one("#pad-editor", TextArea).text
+        return (text, self.base) if text != self.base else None
+
     def save(self) -> None:
         """Save in a worker (it waits for the folder's lock); the note comes back as a message."""
         if self.base is None or self._saving:
