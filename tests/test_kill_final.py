@@ -222,6 +222,17 @@ def test_with_the_babysitter_killed_from_outside_the_runs_cgroup_still_finds_eve
         _cleanup(everyone)
 
 
+def test_a_run_that_ends_with_no_urbanrun_open_leaves_no_cgroup_behind(workspace):
+    """The babysitter removes the run's emptied cgroup itself: no urbanrun looks at the run after its
+    launch (a look would remove it too)."""
+    if not _cgroup_possible():
+        pytest.skip("no cgroup v2 can be created here")
+    run = cli_json("launch", "exit_after", "--set", "seconds=0.1", cwd=workspace)
+    assert run["cgroup"] and Path(run["cgroup"]).is_dir()
+    wait_for(lambda: not _alive(run["pid"]), what="the babysitter to end")
+    assert not Path(run["cgroup"]).exists()
+
+
 def test_a_record_naming_another_cgroup_is_never_killed_through_it(workspace):
     """A record edited to name the root cgroup (or another run's) gets nothing killed through it."""
     from urbanrun.engine.platform import cgroup

@@ -20,7 +20,8 @@ from urbanrun.engine import platform
 from urbanrun.engine.platform import windows
 
 OS_SPECIFIC = re.compile(r"setsid|killpg|getsid|SIGHUP|SIGKILL|fcntl|/proc|msvcrt|_winapi|CTRL_BREAK|"
-                         r"CREATE_NEW_PROCESS_GROUP|start_new_session|os\.replace|WinDLL")
+                         r"CREATE_NEW_PROCESS_GROUP|start_new_session|os\.replace|WinDLL|ctypes|os\.kill\b|"
+                         r"preexec_fn|creationflags|import signal|signal\.(SIG|Signals)|cgroup\.procs")
 
 
 def test_only_the_platform_layer_makes_os_specific_calls():
@@ -33,6 +34,11 @@ def test_only_the_platform_layer_makes_os_specific_calls():
                 if OS_SPECIFIC.search(line):
                     offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_signal_names_come_from_the_os():
+    assert platform.signal_name(15) == "SIGTERM" and platform.signal_name(2) == "SIGINT"
+    assert platform.signal_name(200) is None  # a number this OS has no name for
 
 
 def test_the_layer_is_chosen_by_sys_platform():

@@ -6,6 +6,7 @@ import re
 import sys
 import time
 
+from urbanrun.engine import platform
 from urbanrun.engine.cli.output import emit
 from urbanrun.engine.core.errors import CommandFailed, UserError
 from urbanrun.engine.core.text import last_frame
@@ -419,12 +420,8 @@ def duration(seconds: float) -> str:
 
 def exit_text(r: RunRecord) -> str:
     if r.signal:
-        import signal as _signal
-
-        try:
-            return f"signal {r.signal} ({_signal.Signals(r.signal).name})"
-        except ValueError:
-            return f"signal {r.signal}"
+        name = platform.signal_name(r.signal)
+        return f"signal {r.signal} ({name})" if name else f"signal {r.signal}"
     if r.exit_code is not None:
         return f"code {r.exit_code}"
     return "-"

@@ -6,13 +6,13 @@ here. The lowest layer: imports nothing of urbanrun (the babysitter imports it t
     new_session_kwargs()          Popen keywords that put a run in its own session / group
     job_name(run_id)              the named Job Object of a run (Windows), else None
     create_job(name)              the run's kill-on-close Job Object (Windows; OSError if refused), else None
-    start_child(command, job, **popen_kwargs)  the babysitter's child, started inside that job (Windows:
+    start_child(command, job, cgroup, **popen_kwargs)  the babysitter's child, started inside that job (Windows:
                                   suspended until it is in it; OSError, the child gone, if it cannot be)
+                                  and inside the run's cgroup v2 (Linux, where one was made)
     stop_child(child)             the babysitter's graceful stop of its child: SIGTERM / CTRL_BREAK_EVENT
     STOP_BY_REQUEST               a kill asks the babysitter to stop its child (engine/runs/stop_request.py)
                                   instead of sending the stop itself (Windows: only it shares the console)
     become_subreaper(), reap_children()  the babysitter keeps (and reaps) orphans of the run (Linux)
-    join_cgroup(path)             the run's command starts inside the run's cgroup v2 (Linux)
     cgroup (module)               a run's own cgroup v2: create, pids, kill, remove (None/[] elsewhere)
     handle_stop_signals(handler)  catch the signals a stop sends (the babysitter outlives them)
     group_pids(leader, job_name)  pids left in a run's session / job (orphans included)
@@ -28,6 +28,7 @@ here. The lowest layer: imports nothing of urbanrun (the babysitter imports it t
     RUN_ENV                       environment defaults for a run (the user's own values win)
     PSEUDO_FILESYSTEMS            folders that are kernel views, not files (never walked for metrics)
     user_config_dir(), user_data_dir()  a user's own config folder and data folder (XDG / %APPDATA%)
+    signal_name(number)           the name this OS gives a signal number (SIGTERM), None if it has none
 """
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ start_child = current.start_child
 stop_child = current.stop_child
 become_subreaper = current.become_subreaper
 reap_children = current.reap_children
-join_cgroup = current.join_cgroup
 handle_stop_signals = current.handle_stop_signals
 group_pids = current.group_pids
 send_stop = current.send_stop
@@ -108,6 +108,16 @@ def read_shared(path: str | os.PathLike, limit: int) -> bytes:
             raise OSError(errno.EFBIG, f"it holds over {limit:,} bytes, far more than urbanrun writes there",
                           os.fspath(path))
         return data
+
+
+def signal_name(number: int) -> str | None:
+    """SIGTERM for 15: the names of the signals this OS knows (Windows knows a few); None otherwise."""
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return None
 
 
 def utf8_stdio() -> None:

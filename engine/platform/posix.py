@@ -57,7 +57,7 @@ def reap_children() -> None:
             return
 
 
-def join_cgroup(path: str) -> None:
+def _join_cgroup(path: str) -> None:
     """Move this process into the cgroup v2 at `path` (run in the child before exec, so the
     command and everything it starts are born inside it). A refusal leaves it where it is."""
     try:
@@ -67,8 +67,11 @@ def join_cgroup(path: str) -> None:
         pass
 
 
-def start_child(command: list[str], job, **popen_kwargs) -> subprocess.Popen:
-    """The run's command, started (no Job Object: the babysitter's session is the run's group)."""
+def start_child(command: list[str], job, cgroup: str | None = None, **popen_kwargs) -> subprocess.Popen:
+    """The run's command, started (no Job Object: the babysitter's session is the run's group),
+    inside the run's cgroup v2 when one was made (joined before exec: all it starts is born there)."""
+    if cgroup:
+        popen_kwargs["preexec_fn"] = lambda: _join_cgroup(cgroup)
     return subprocess.Popen(command, **popen_kwargs)
 
 

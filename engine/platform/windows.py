@@ -155,11 +155,12 @@ def create_job(name: str | None):
     return handle
 
 
-def start_child(command: list[str], job, **popen_kwargs) -> subprocess.Popen:
+def start_child(command: list[str], job, cgroup: str | None = None, **popen_kwargs) -> subprocess.Popen:
     """Start the run's command suspended, leading a console process group of its own, put it in
     `job`, then resume it: nothing of the run runs, even for an instant, outside the job (a process
     started before the assignment would escape it). If it cannot be put in the job or resumed, it
-    is terminated before running any code of its own, and OSError says why."""
+    is terminated before running any code of its own, and OSError says why. `cgroup` is always
+    None here (no cgroups: the Job Object is the run's group)."""
     flags = popen_kwargs.pop("creationflags", 0) | CREATE_SUSPENDED | CREATE_NEW_PROCESS_GROUP
     child = subprocess.Popen(command, creationflags=flags, **popen_kwargs)
     try:
@@ -180,10 +181,6 @@ def become_subreaper() -> bool:
 
 def reap_children() -> None:
     return None  # Windows leaves no zombies to reap
-
-
-def join_cgroup(path: str) -> None:
-    return None  # no cgroups; the Job Object is the run's group
 
 
 def assign_to_job(job, pid: int) -> None:

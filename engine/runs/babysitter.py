@@ -26,6 +26,7 @@ import sys
 import time
 
 from urbanrun.engine import platform
+from urbanrun.engine.platform import cgroup as platform_cgroup
 from urbanrun.engine.runs import stop_request
 
 EXIT_FILE = "exit_status.json"
@@ -90,13 +91,13 @@ def main(argv):
         print("usage: babysitter.py RUN_DIR [--cgroup PATH] -- ARGV...", file=sys.stderr)
         return 2
     run_dir, command = argv[0], argv[2:]
+    run_id = os.path.basename(os.path.normpath(run_dir))
     platform.handle_stop_signals(_ignore)
     platform.become_subreaper()
     started = time.time()
     try:
-        job = platform.create_job(platform.job_name(os.path.basename(os.path.normpath(run_dir))))
-        child = platform.start_child(command, job, stdin=subprocess.DEVNULL,
-                                     preexec_fn=(lambda: platform.join_cgroup(cgroup)) if cgroup else None)
+        job = platform.create_job(platform.job_name(run_id))
+        child = platform.start_child(command, job, cgroup, stdin=subprocess.DEVNULL)
     except OSError as exc:
         print(f"urbanrun: could not start {command[0]!r}: {exc}", file=sys.stderr, flush=True)
         _write_until_written(os.path.join(run_dir, EXIT_FILE),
@@ -112,11 +113,7 @@ def main(argv):
                 {"exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None,
                  "started": started, "ended": time.time(), "child_pid": child.pid})
     platform.reap_children()  # the run's leftovers, reparented here: their end is waited for
-    if cgroup:
-        try:
-            os.rmdir(cgroup)  # empty now: every process of the run has ended
-        except OSError:
-            pass
+    platform_cgroup.remove(cgroup, run_id)  # empty now: every process of the run has ended
     return 0
 
 
