@@ -389,3 +389,24 @@ async def test_keys_typed_at_once_after_a_tab_key_go_to_that_tab(workspace):
         await pilot.pause(0.5)  # every key of the burst handled before the app closes
         assert app.query_one("#tabs").active == "diag" and app.focused is app.query_one("#diag-list")
     engine.close()
+
+
+async def test_a_search_without_a_match_keeps_the_log_following(workspace):
+    """A search that finds nothing (or an empty one) moves nothing, so the log keeps following
+    new lines; it used to pause following ('paused (f to follow)') as a found match does."""
+    from urbanrun.tui.log_pane import LogPane
+
+    engine, app = app_on(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        run = engine.launch("exit_after", values={"code": 0, "seconds": 0.1})
+        await wait_until(pilot, lambda: app.state.runs.get(run.id) is not None
+                         and app.state.runs[run.id].status == "exited" and app.state.runs[run.id].log_lines_total)
+        log, status = app.query_one(LogPane), app.query_one("#log-status")
+        for term in ("zzqq", ""):
+            await pilot.press("slash", *term, "enter")
+            await wait_until(pilot, lambda: "no match" in str(status.render()) or "type / to search" in str(status.render()))
+            assert log.following and "following" in str(status.render()), str(status.render())
+        await pilot.press("slash", "w", "o", "r", "k", "enter")  # a match: the view goes there, following stops
+        await wait_until(pilot, lambda: "match 1/1" in str(status.render()))
+        assert not log.following
+    engine.close()

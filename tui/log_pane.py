@@ -138,7 +138,8 @@ class LogPane(RichLog):
         self.term = term
         low = term.lower()
         self.matches = [i for i, line in enumerate(self.texts) if low and low in line.lower()]
-        self.auto_scroll = False
+        if self.matches:  # the view moves to a match: following stops; no match moves nothing
+            self.auto_scroll = False
         self._rewrite()
         self.match_index = -1
         return self.next_match(1)
