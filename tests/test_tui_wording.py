@@ -75,3 +75,34 @@ def test_the_runs_table_eta_comes_from_a_smoothed_rate():
     assert etas[150] == __import__("pytest").approx(1000 - 151, rel=0.05)  # steady: one second a step
     jumps = [abs(b - a) / a for a, b in zip(etas[150:], etas[151:])]
     assert max(jumps) < 0.5  # the stalled step moves the ETA, it does not make it jump 0:01 -> 2:49
+
+
+def test_the_grid_counts_one_plot_as_one_plot():
+    """At 80x24 the grid has room for one plot of four: its footer said '1 plots, 3 more'."""
+    from test_curves import _state
+
+    from urbanrun.tui.loss_pane import LossPane
+
+    state, ids = _state([{"loss": [0.5, 0.4, 0.3], "acc": [0.1, 0.2, 0.3], "lr": [1e-3, 2e-3, 3e-3],
+                          "grad_norm": [1.0, 2.0, 1.5]}])
+    pane = LossPane()
+    pane.grid = True
+    pane.draw(state, ids, size=(48, 12))
+    footer = " ".join(line.plain for line in pane.footer)
+    assert "1 plot, 3 more (F filters)" in footer, footer
+    pane.draw(state, ids, size=(160, 30))
+    assert "4 plots" in " ".join(line.plain for line in pane.footer)
+
+
+def test_every_key_in_the_help_says_what_it_does():
+    """The help's explanation of each key is a phrase that ends with what it does, not a
+    dangling 'quit without' (the quit summary's esc)."""
+    from urbanrun.tui.help import sections
+    from urbanrun.tui.app import UrbanrunApp
+
+    from textual.binding import Binding
+
+    for title, bindings in sections(UrbanrunApp.BINDINGS):
+        for binding in Binding.make_bindings(bindings):
+            words = (binding.tooltip or binding.description).split()
+            assert words and words[-1] not in ("without", "with", "to", "of", "the", "a"), (title, binding)

@@ -117,7 +117,8 @@ class SummaryScreen(ModalScreen):
     """The end-of-session summary, drafted from today's runs, editable; ctrl+s writes it to
     today's scratchpad with its <!-- SUMMARY --> line, escape quits without writing."""
 
-    BINDINGS = [Binding("ctrl+s", "write", "write summary"), Binding("escape", "skip", "quit without")]
+    BINDINGS = [Binding("ctrl+s", "write", "write summary"),
+                Binding("escape", "skip", "quit, no summary", tooltip="quit without writing the summary")]
 
     def __init__(self, draft: str):
         super().__init__()

@@ -260,7 +260,8 @@ class LossPane(PlotextPlot):
                     seen.add(c.label)
                     entries.append(Text.assemble(("━━ ", RICH_COLOURS.get(c.colour, c.colour)), c.label + "  "))
         if len(shown) > 1 or hidden:
-            entries.append(Text(f"{len(shown)} plots" + (f", {hidden} more (F filters)" if hidden else "") +
+            entries.append(Text(f"{len(shown)} plot{'s' if len(shown) > 1 else ''}" +
+                                (f", {hidden} more (F filters)" if hidden else "") +
                                 (f" · filter '{self.filter}'" if self.filter else "") +
                                 f" · smoothing {self.smoothing:g}", style="dim"))
         rows: list[list[Text]] = [[]]
