@@ -18,6 +18,7 @@ from urbanrun.engine.session.loop import Engine
 from urbanrun.tui.app import make_app
 from urbanrun.tui.log_pane import LogPane
 from urbanrun.tui.quiet import QuietStatic
+from urbanrun.tui.run_summary import RunSummary
 from urbanrun.tui.runs_table import RunsTable
 
 from test_tui import wait_until
@@ -293,3 +294,59 @@ async def test_rows_drawn_before_the_table_measures_them_are_drawn_again_at_thei
         await wait_until(pilot, lambda: table.ordered_columns[0].content_width > 20)
         await pilot.pause(0.2)
         assert wide in "".join(s.text for s in table.render_line(1))
+
+
+async def test_the_plot_fits_its_pane_after_the_first_poll_and_after_a_resize(tmp_path, monkeypatch):
+    """The curves pane and the column on its right (GPU summary over the log) split the width
+    without overlap, every cell of the pane is the pane's own (nothing drawn over it), and the plot
+    drawn there is whole: its box closes inside the pane, the last x tick and the legend's last
+    entry are there. At the README's 80x24 and the other sizes, after the first poll, and the same
+    again after a resize round trip (100x30 and back), as a user checks it in tmux."""
+    import datetime as dt
+    import shutil
+    from pathlib import Path
+
+    from textual.geometry import Region
+
+    from urbanrun.engine.session.replay import ReplaySource
+    from urbanrun.tui.loss_pane import LossPane
+
+    fixtures = Path(__file__).parent / "fixtures"
+    shutil.copytree(fixtures / "sessions", tmp_path / "sessions")
+    monkeypatch.chdir(tmp_path)
+
+    def drawn(app) -> list[str]:
+        loss, right = app.query_one(LossPane), app.query_one("#right")
+        assert loss.region.right == right.region.x and not loss.region.overlaps(right.region)
+        assert loss.region.right + right.region.width == app.size.width
+        app.clear_notifications()  # a toast is a toast; here: is anything else drawn over the plot?
+        for y in range(loss.region.y, loss.region.bottom):
+            for x in (loss.region.x, loss.region.right - 1):
+                widget, _ = app.screen.get_widget_at(x, y)
+                assert widget is loss, (x, y, widget)
+        lines = [strip.text for strip in loss.render_lines(Region(0, 0, *loss.size))]
+        assert all(len(line) == loss.size.width for line in lines)
+        box = [line for line in lines if "┌" in line]
+        axis = [line for line in lines if "└" in line]
+        assert box and box[0].rstrip().endswith("┐") and axis and axis[0].rstrip().endswith("┘"), lines
+        ticks = lines[lines.index(axis[0]) + 1]
+        assert ticks.rstrip().endswith(("135", "135.0")), lines  # the last x tick: the run's last step
+        assert any("val_loss" in line for line in lines), lines
+        return lines
+
+    for size in ((80, 24), (100, 30), (160, 45)):
+        app = make_app(ReplaySource(Path("sessions") / "cones_gpu.jsonl", fast=True),
+                       scratchpad_dir=tmp_path / "pad", today=dt.date(2026, 1, 15))
+        async with app.run_test(size=size) as pilot:
+            await wait_until(pilot, lambda: app.query_one(LossPane).footer)  # the first poll's curves
+            await wait_until(pilot, lambda: app.query_one(RunSummary).summary is not None)  # its height too
+            await _without_polls(pilot, app)
+            await pilot.pause(0.3)
+            first = drawn(app)
+            await pilot.resize_terminal(100, 30)
+            await pilot.pause(0.5)
+            drawn(app)
+            await pilot.resize_terminal(*size)
+            await wait_until(pilot, lambda: app.query_one(LossPane).size.width == len(first[0]))
+            await pilot.pause(0.5)
+            assert drawn(app) == first, size
