@@ -350,3 +350,33 @@ async def test_the_plot_fits_its_pane_after_the_first_poll_and_after_a_resize(tm
             await wait_until(pilot, lambda: app.query_one(LossPane).size.width == len(first[0]))
             await pilot.pause(0.5)
             assert drawn(app) == first, size
+
+
+async def test_an_ended_runs_progress_shows_before_its_files_are_read(workspace):
+    """A run that ended before this session (killed at epoch 5 of 7) is listed with the progress
+    its record keeps, as `urbanrun ls` shows it: its files are read only once it is selected, and
+    until then its progress cell was blank (killed, failed) or 'done' (exited)."""
+    from conftest import cli_json, wait_for
+
+    from urbanrun.engine.core.config import load_config as load
+
+    first = Engine(load(workspace / "config.toml"), gpu_source=None, host=False)
+    killed = first.launch("diverge")
+    wait_for(lambda: first.poll() is not None and first.state.runs[killed.id].epoch == 5, what="epoch 5 of 7")
+    first.kill(killed.id, grace=1)
+    newer = first.launch("exit_after", values={"code": 0, "seconds": 0.1})
+    wait_for(lambda: first.poll() is not None and first.state.runs[newer.id].status == "exited", what="the newer run's end")
+    first.close()
+    listed = {r["id"]: r for r in cli_json("ls", cwd=workspace)["runs"]}
+    assert listed[killed.id]["status"] == "killed"
+
+    engine = _engine(workspace)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    async with app.run_test(size=(160, 45)) as pilot:
+        table = app.query_one(RunsTable)
+        await wait_until(pilot, lambda: table.row_count == 2 and table.selected == newer.id)
+        await _without_polls(pilot, app)
+        app.redraw()
+        assert killed.id not in engine._sources  # its files are not read: the record's figures show
+        assert str(table.get_cell(killed.id, "progress")).endswith(" 5/7")
+    engine.close()

@@ -272,9 +272,15 @@ def _summary_progress(run, now: float) -> dict | None:
     """The run summary's progress (engine/session/summary.py: epochs and steps of their totals,
     the ETA from the smoothed step rate), the one the summary pane, `status` and the agents see."""
     try:
-        return progress_of(RunRecord.from_dict(run.record), run, now)
+        progress = progress_of(RunRecord.from_dict(run.record), run, now)
     except (TypeError, KeyError, ValueError):  # a record too incomplete to say: no progress rather than a wrong one
         return None
+    stored = (run.record.get("summary") or {}).get("progress")
+    if progress["epoch"] is None and progress["step"] is None and isinstance(stored, dict):
+        # an ended run whose files are read only once it is selected: the figures its record
+        # keeps (as `ls` shows them), not a blank cell (killed, failed) or 'done' (exited)
+        return {**progress, **{k: stored.get(k) for k in ("step", "epoch", "total_epochs", "total_steps", "fraction")}}
+    return progress
 
 
 def _progress(progress: dict | None, status: str | None) -> tuple[float | None, str]:
