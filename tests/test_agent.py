@@ -276,6 +276,21 @@ def test_eta_comes_from_a_smoothed_rate_of_the_runs_own_step_times(tmp_path):
                                  "best_step": 40.0}
 
 
+def test_a_run_that_reports_only_epochs_gets_its_fraction_and_eta_from_them(tmp_path):
+    """No step totals, no bar: the log's "Epoch N/M" lines (written as each epoch ends) are the progress."""
+    from urbanrun.engine.session.summary import run_summary
+
+    store = RunStore(tmp_path)
+    record = RunRecord(id="20261125-174100-keras-a2db", recipe="keras", argv=["x"], cwd=".", status="running",
+                       started=1000.0)
+    store.create(record)
+    (store.run_dir(record.id) / "output.log").write_text(
+        "".join(f"Epoch {n}/4 | loss: {1 / n:.4f}\n" for n in (1, 2, 3)))
+    p = run_summary(store, store.load(record.id), None, now=1300.0, save=False)["progress"]
+    assert (p["epoch"], p["total_epochs"], p["total_steps"]) == (3, 4, None)
+    assert p["fraction"] == 0.75 and p["eta_seconds"] == pytest.approx(100.0)  # 3 epochs took 300 s
+
+
 def test_progress_events_come_at_most_every_few_seconds(tmp_path):
     from urbanrun.engine.cli.agent import PROGRESS_EVERY, EventStream
 
