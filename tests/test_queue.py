@@ -374,6 +374,7 @@ def test_a_queued_run_whose_record_is_deleted_ends_its_gate_and_frees_its_place(
     assert "no longer queued" in log and "has no record" in log and "Traceback" not in log
     assert not (workspace / "runs" / gone["id"] / "child.json").exists()
     assert gone["id"] not in (workspace / "runs" / queue.LEDGER_FILE).read_text()
+    assert gone["cgroup"] is None or not Path(gone["cgroup"]).exists()  # made for a command that never starts
     gpu_machine(23.0)
     wait_for(lambda: show(behind["id"], workspace)["status"] == "exited", timeout=60, what="the run behind it")
 

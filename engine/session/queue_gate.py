@@ -139,6 +139,11 @@ def cancel(store: RunStore, run_id: str, now: float) -> bool:
     return True
 
 
+def _cgroup_of(babysitter: list[str]) -> str | None:
+    """The run's cgroup as its launch gave it to the babysitter: SCRIPT RUN_DIR [--cgroup PATH] -- ..."""
+    return babysitter[3] if len(babysitter) > 3 and babysitter[2] == "--cgroup" else None
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[1] != "--":
         print("usage: python -m urbanrun.engine.session.queue_gate RUN_DIR -- BABYSITTER ARGS...", file=sys.stderr)
@@ -159,6 +164,7 @@ def main(argv: list[str]) -> int:
         if decision.admitted:
             break
         if decision.reason.startswith("no longer queued"):
+            cgroup.remove(_cgroup_of(babysitter), run_id)  # made for a command that will never start
             print(f"urbanrun: {run_id} {decision.reason}; it never started.", flush=True)
             return 0
         if (decision.reason, decision.position) != shown:
