@@ -142,3 +142,19 @@ async def test_every_tool_publishes_the_cli_schema_and_the_sdk_holds_results_to_
         assert result.content[0].text == "Error executing tool run_logs"  # the SDK keeps the detail server-side
     with pytest.raises(ValueError, match="the logs output breaks its schema at lines/0: 'line' is a required"):
         output_type("logs").model_validate(run_logs("x"))
+
+
+async def test_a_run_folder_without_its_record_is_listed_and_said_over_mcp(workspace):
+    """As `ls` and `status` say it: listed as unreadable with the sentence, every tool on it an
+    error result naming the folder, the server still answering."""
+    lost = workspace / "runs" / "20200101-000000-cones-0bad"
+    lost.mkdir(parents=True)
+    (lost / "output.log").write_text("Epoch 1/2\n")
+    async with server(workspace) as client:
+        (listed,) = (await call(client, "list_runs", all=True))["runs"]
+        assert listed["id"] == lost.name and listed["status"] == "unreadable" and "has no record" in listed["problem"]
+        for tool, arguments in (("run_status", {}), ("diagnose_run", {}), ("kill_run", {}), ("run_logs", {}),
+                                ("run_metrics", {}), ("wait_run", {"timeout": 1})):
+            text = await error(client, tool, run="0bad", **arguments)
+            assert "unreadable_record: " in text and f"{lost} are untouched" in text, (tool, text)
+        assert not (lost / "run.toml").exists()
