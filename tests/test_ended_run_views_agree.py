@@ -69,3 +69,100 @@ def test_an_imported_run_shows_the_same_figures_in_ls_as_in_status(workspace):
     assert status["progress"]["step"] == 29 and status["metric"]["name"] == "train_loss"
     assert (listed["progress"], listed["metric"], listed["metrics"]) == \
         (status["progress"], status["metric"], status["metrics"])
+
+
+def test_a_log_replaced_by_a_folder_is_said_so(workspace):
+    """files_changed said "changed (N -> 4,096 bytes)" of a log replaced by a folder: a folder's
+    size is no file's."""
+    run_id = launched(workspace, "exit_after", "--set", "seconds=0.1")
+    agent("wait", "wait", run_id, "--timeout", "60", cwd=workspace)
+    log = workspace / "runs" / run_id / "output.log"
+    size = log.stat().st_size
+    log.unlink()
+    log.mkdir()
+    note = agent("status", "status", run_id, cwd=workspace)["diagnoses"][-1]
+    assert note["kind"] == "files_changed" and \
+        note["evidence"] == [f"{log} is now a folder, not a file ({size:,} bytes when the run ended)"], note
+    _agree(_views(workspace, run_id), ["log_unreadable", "files_changed"], "ended-ok")
+
+
+LIGHTNING = """
+[recipes.lightning]
+command = ["{python}", "SCRIPTS/lightning_csv.py"]
+cwd = "CWD"
+metrics_files = ["CWD/lightning_logs/*/metrics.csv"]
+[recipes.lightning.params.loss]
+type = "float"
+positional = true
+default = 1.0
+"""
+
+
+def _figures(workspace, run_id: str) -> dict:
+    """Each view's last loss and the kinds of its diagnoses."""
+    ls = next(r["summary"] for r in agent("ls", "ls", cwd=workspace)["runs"] if r["id"] == run_id)
+    out = {}
+    for name, summary in (("status", agent("status", "status", run_id, cwd=workspace)),
+                          ("show", agent("show", "show", run_id, cwd=workspace)["summary"]), ("ls", ls)):
+        out[name] = ((summary["metric"] or {}).get("last"), [d["kind"] for d in summary["diagnoses"]])
+    return out
+
+
+def test_wildcard_metrics_files_are_those_of_the_run_and_their_changes_are_noticed(workspace):
+    """A recipe whose metrics_files is a wildcard shared by its runs (Lightning's version_N):
+    `status` of the first run read the second run's CSV (loss 0.25) where `ls` showed its own (5),
+    and a change to its CSV after its end was noticed by no view (wildcards were not in the end
+    record)."""
+    from conftest import SCRIPTS
+
+    cwd = workspace / "project"
+    cwd.mkdir()
+    with open(workspace / "config.toml", "a") as fh:
+        fh.write(LIGHTNING.replace("SCRIPTS", str(SCRIPTS)).replace("CWD", str(cwd)))
+    first = launched(workspace, "lightning", "--set", "loss=5")
+    agent("wait", "wait", first, "--timeout", "60", cwd=workspace)
+    second = launched(workspace, "lightning", "--set", "loss=0.25")
+    agent("wait", "wait", second, "--timeout", "60", cwd=workspace)
+    assert _figures(workspace, first) == {view: (5.0, []) for view in ("status", "show", "ls")}
+    assert _figures(workspace, second) == {view: (0.25, []) for view in ("status", "show", "ls")}
+
+    csv = cwd / "lightning_logs" / "version_0" / "metrics.csv"
+    with open(csv, "a") as fh:  # a row added to the first run's CSV after its end
+        fh.write("0,4,0.5\n")
+    assert _figures(workspace, first) == {view: (0.5, ["files_changed"]) for view in ("status", "show", "ls")}
+    note = agent("status", "status", first, cwd=workspace)["diagnoses"][-1]
+    assert note["evidence"] == [f"{csv} changed ({csv.stat().st_size - 8:,} -> {csv.stat().st_size:,} bytes)"]
+
+    late = cwd / "lightning_logs" / "version_2"  # made after both ended: the later run's, not the first's
+    late.mkdir()
+    (late / "metrics.csv").write_text("epoch,step,train_loss\n0,1,0.125\n")
+    assert _figures(workspace, second)["status"] == (0.125, ["files_changed"])
+    assert agent("status", "status", second, cwd=workspace)["diagnoses"][-1]["evidence"] == \
+        [f"{late / 'metrics.csv'} appeared ({(late / 'metrics.csv').stat().st_size} bytes)"]
+    assert _figures(workspace, first)["status"] == (0.5, ["files_changed"])  # its change only
+
+
+def test_a_run_that_ended_before_end_files_were_kept_shows_the_same_in_every_view(workspace):
+    """A record from before urbanrun kept the files a run ended with: `ls` showed its stored
+    diagnoses (none: older rules missed its OOM) while `status` and `doctor` diagnosed its log
+    again (cuda_oom). Every view now gives the log's answer, and the record keeps it with the
+    files, so a later change is noticed."""
+    import tomllib
+
+    import tomli_w
+
+    run_id = launched(workspace, "exit_after", "--set", "seconds=0.1")
+    agent("wait", "wait", run_id, "--timeout", "60", cwd=workspace)
+    run_dir = workspace / "runs" / run_id
+    with open(run_dir / "output.log", "a") as fh:
+        fh.write(OOM)
+    record = tomllib.loads((run_dir / "run.toml").read_text())
+    for key in ("end_files", "summary"):  # as an older urbanrun wrote it
+        record.pop(key, None)
+    (run_dir / "run.toml").write_text(tomli_w.dumps(record))
+    _agree(_views(workspace, run_id), ["cuda_oom"], "ended-failed")
+    kept = tomllib.loads((run_dir / "run.toml").read_text())
+    assert set(kept["end_files"]) == {"output.log", "metrics.jsonl"} and kept["diagnoses"][0]["kind"] == "cuda_oom"
+    with open(run_dir / "output.log", "a") as fh:
+        fh.write("a line added later\n")
+    _agree(_views(workspace, run_id), ["cuda_oom", "files_changed"], "ended-failed")

@@ -16,7 +16,7 @@ from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.core.events import RunChanged
 from urbanrun.engine.core.state import State
 from urbanrun.engine.diagnosis.run_doctor import LIVE_SECONDS, has_new_non_finite
-from urbanrun.engine.metrics.run_files import RunSources
+from urbanrun.engine.metrics.run_files import RunSources, later_start
 from urbanrun.engine.metrics.steps import MAX_STEP
 from urbanrun.engine.runs.store import RunRecord, RunStore, iso
 from urbanrun.engine.session.summary import idle_seconds, run_summary
@@ -37,7 +37,7 @@ class RunWatch:
         self.store, self.sup, self.config = store, sup, config
         self.record = store.load(run_id)
         self.state = State()
-        self.sources = RunSources(store.run_dir(run_id), self.record)
+        self.sources = RunSources(store.run_dir(run_id), self.record, later_start(store, self.record))
         self.last_diagnosis = float("-inf")
 
     def look(self, now: float | None = None) -> dict:

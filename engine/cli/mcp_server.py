@@ -110,7 +110,7 @@ class Tools:
             raise UserError(f"max_points expects 2..{MAX_POINTS}, not {max_points}.")
         run_id = self.store.resolve(run)
         record = self.store.load(run_id)
-        state = read_run(self.store.run_dir(run_id), record, time.time())
+        state = read_run(self.store, record, time.time())
         unknown = sorted(set(names or ()) - set(state.metrics))
         if unknown:
             raise UserError(f"run {run_id} has no metric {', '.join(unknown)} (it has: "

@@ -10,8 +10,8 @@ from pathlib import Path
 from urbanrun.engine.cli.output import emit_line, number as _num
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.core.files import path_stat, short
-from urbanrun.engine.metrics.attribution import belongs, next_start
-from urbanrun.engine.metrics.sources import MetricSource, discover, expand_globs, format_of, read_to_end
+from urbanrun.engine.metrics.run_files import globbed_files, later_start
+from urbanrun.engine.metrics.sources import MetricSource, discover, format_of, read_to_end
 from urbanrun.engine.runs.store import METRICS_FILE, RunStore
 
 def sources_for(target: str, store: RunStore) -> list[MetricSource]:
@@ -34,11 +34,8 @@ def sources_for(target: str, store: RunStore) -> list[MetricSource]:
     record = store.load(run_id)
     run_dir = store.run_dir(run_id)
     sources = [MetricSource(run_dir / METRICS_FILE, "jsonl"), MetricSource(store.log_path(record), "log")]
-    later = next_start(record, store.load_all()[0]) if record.metrics_files else None
-    for extra in expand_globs(record.metrics_files):
-        fmt = format_of(extra)
-        if fmt and belongs(extra, record.started or record.created, later):  # not an earlier or later run's
-            sources.append(MetricSource(extra, fmt))
+    for extra in globbed_files(record.metrics_files, record.started or record.created, later_start(store, record)):
+        sources.append(MetricSource(extra, format_of(extra)))  # not an earlier or a later run's
     return sources
 
 

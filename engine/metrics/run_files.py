@@ -4,15 +4,16 @@ they print), metrics.jsonl, and the extra metrics files its recipe names (which 
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 from urbanrun.engine.core.events import Event, LogLines, MetricPoints, Notice, Progress, RunChanged
 from urbanrun.engine.core.points import Points
 from urbanrun.engine.core.state import RunState, State
-from urbanrun.engine.metrics.attribution import belongs, birth
+from urbanrun.engine.metrics.attribution import belongs, birth, next_start
 from urbanrun.engine.metrics.sources import MetricSource, expand_globs, format_of, until_drained
-from urbanrun.engine.runs.store import LOG_FILE, METRICS_FILE, RunRecord
+from urbanrun.engine.runs.store import LOG_FILE, METRICS_FILE, RunRecord, RunStore
 from urbanrun.engine.metrics.follower import FileFollower
 
 GLOB_SECONDS = 5.0  # how often a recipe's metrics_files globs are looked at again
@@ -148,15 +149,34 @@ def skipped_text(source: MetricSource) -> str:
     return ", ".join(parts)
 
 
-def read_run(run_dir: Path, record: RunRecord, now: float) -> RunState:
+def read_run(store: RunStore, record: RunRecord, now: float) -> RunState:
     """A run's state from its files, every byte of each read to the end (for commands without an
     engine): the same sources and the same reducer the engine uses, so both summarise alike."""
     state = State()
     state.apply(RunChanged(ts=now, run=record.to_dict()))
-    sources = RunSources(run_dir, record)
+    sources = RunSources(store.run_dir(record.id), record, later_start(store, record))
     try:
         for events in sources.read_to_end(now):
             state.apply_all(events)
     finally:
         sources.close()
     return state.runs[record.id]
+
+
+def later_start(store: RunStore, record: RunRecord) -> Callable[[], float | None]:
+    """When the next run with the same cwd and metrics_files started (what its wildcards find
+    that was made after that is the later run's), for readers without an engine: the records are
+    read only when a wildcard's file is to be judged, at most once every GLOB_SECONDS."""
+    looked: list = [None, float("-inf")]
+
+    def get() -> float | None:
+        if time.monotonic() - looked[1] >= GLOB_SECONDS:
+            looked[:] = [next_start(record, store.load_all()[0]), time.monotonic()]
+        return looked[0]
+    return get
+
+
+def globbed_files(patterns: list[str], started: float | None, later: Callable[[], float | None]) -> list[Path]:
+    """The metrics files a run's metrics_files patterns find that are that run's (not an earlier
+    or a later run's): what `metrics RUN` reads and what a finished run's end record keeps."""
+    return [path for path in expand_globs(patterns) if format_of(path) and belongs(path, started, later())]

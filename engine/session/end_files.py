@@ -8,54 +8,76 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 import time
 from pathlib import Path
 
+from urbanrun.engine.core.files import kind_of
 from urbanrun.engine.diagnosis.rules import Diagnosis
 from urbanrun.engine.diagnosis.run_doctor import diagnose_run, merged
-from urbanrun.engine.metrics.run_files import read_run
+from urbanrun.engine.metrics.run_files import globbed_files, later_start, read_run
 from urbanrun.engine.runs.store import METRICS_FILE, RunRecord, RunStore
 
 GONE = [-1, 0]  # a file that did not exist (or could not be looked at)
 
 
-def _files(store: RunStore, record: RunRecord) -> dict[str, str]:
-    """name -> path: the run folder's files by their names there (a runs folder moved whole keeps
-    them), and the recipe's extra metrics files named without a wildcard (a `**` pattern walked at
-    every `ls` for every finished run would cost more than it tells)."""
+def _files(store: RunStore, record: RunRecord) -> dict[str, tuple[str, os.stat_result | None]]:
+    """name -> (path, its stat now, None if it cannot be looked at): the output log, metrics.jsonl,
+    the recipe's extra metrics files, and those its wildcards find that are this run's (by the
+    readers' own rule: not a later run's), named as in the run folder when there (a runs folder
+    moved whole keeps them)."""
     run_dir = store.run_dir(record.id)
     literal = [Path(p).expanduser() for p in record.metrics_files if not glob.has_magic(p)]
-    paths = [store.log_path(record), run_dir / METRICS_FILE, *literal]
-    return {str(p.relative_to(run_dir)) if p.is_relative_to(run_dir) else str(p): str(p) for p in paths}
+    wild = [p for p in record.metrics_files if glob.has_magic(p)]
+    found = globbed_files(wild, record.started or record.created, later_start(store, record)) if wild else []
+
+    def name_of(path: Path) -> str:
+        return str(path.relative_to(run_dir)) if path.is_relative_to(run_dir) else str(path)
+
+    paths = {name_of(p): p for p in [store.log_path(record), run_dir / METRICS_FILE, *literal]}
+    for name in record.end_files:  # what it ended with, whatever is in its place now (a folder: said so)
+        paths.setdefault(name, run_dir / name)  # an absolute name stays itself
+    end_ns = (record.ended or 0) * 1e9
+    for path in found:  # a new one, or one untouched since the end that a record from before wildcards lacks
+        st = _stat(path)
+        if not record.end_files or (st is not None and st.st_mtime_ns > end_ns):
+            paths.setdefault(name_of(path), path)
+    return {name: (str(path), _stat(path)) for name, path in paths.items()}
 
 
-def _stat(path: str) -> list[int]:
+def _stat(path) -> os.stat_result | None:
     try:
-        st = os.stat(path)
+        return os.stat(path)
     except (OSError, ValueError):
-        return GONE
-    return [st.st_size, st.st_mtime_ns]
+        return None
+
+
+def _figures(st: os.stat_result | None) -> list[int]:
+    return GONE if st is None else [st.st_size, st.st_mtime_ns]
 
 
 def fingerprint(store: RunStore, record: RunRecord) -> dict[str, list[int]]:
     """The run's files as they are now (taken when it ends): name -> [size, mtime in ns]."""
-    return {name: _stat(path) for name, path in _files(store, record).items()}
+    return {name: _figures(st) for name, (_, st) in _files(store, record).items()}
 
 
 def changes_since_end(store: RunStore, record: RunRecord) -> list[str] | None:
     """How the files differ from those the run ended with ([]: not at all); None when the record
-    does not say (a run that ended before urbanrun kept this, an imported run)."""
+    does not say (a run that ended before urbanrun kept this)."""
     if record.active or not record.end_files:
         return None
-    paths = _files(store, record)
-    now = {name: _stat(path) for name, path in paths.items()}
+    now = _files(store, record)
     out = []
     for name in sorted(set(now) | set(record.end_files)):
-        before, after, path = record.end_files.get(name, GONE), now.get(name, GONE), paths.get(name, name)
+        path, st = now.get(name, (name, None))
+        before, after = record.end_files.get(name, GONE), _figures(st)
         if before == after:
             continue
-        if after == GONE:
+        if st is None:
             out.append(f"{path} is gone")
+        elif not stat.S_ISREG(st.st_mode):  # a folder or a FIFO in a file's place: its "size" means nothing
+            was = "" if before == GONE else f" ({before[0]:,} bytes when the run ended)"
+            out.append(f"{path} is now {kind_of(st)}, not a file{was}")
         elif before == GONE:
             out.append(f"{path} appeared ({after[0]:,} bytes)")
         else:
@@ -77,7 +99,7 @@ def ended_diagnoses(store: RunStore, record: RunRecord, changes: list[str] | Non
     if changes == []:
         return list(record.diagnoses)
     if run is None:
-        run = read_run(store.run_dir(record.id), record, time.time())
+        run = read_run(store, record, time.time())
     stored = [d for d in record.diagnoses if d.get("kind") != "files_changed"]
     found = merged([d.to_dict() for d in diagnose_run(store, record, run)], stored)
     return found + [changed_diagnosis(changes)] if changes else found

@@ -45,7 +45,7 @@ def import_path(store: RunStore, path: str, name: str | None = None) -> list[Run
                            metrics_files=[str(p.resolve()) for p in paths])
         store.create(record)  # a read-only or full runs folder: one sentence, no folder left
         # its figures, read once: `ls` shows them as `status` does (never re-reading every import at each ls)
-        keep_figures(store, record, read_run(store.run_dir(record.id), record, time.time()))
+        keep_figures(store, record, read_run(store, record, time.time()))
         store.save(record)
         records.append(record)
     return records

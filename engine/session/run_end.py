@@ -19,7 +19,7 @@ from urbanrun.engine.session.summary import figures_of, stored_figures
 
 def run_from_files(store: RunStore, record: RunRecord) -> RunState:
     """A run's state from its files, read to the end (for commands without an engine)."""
-    return read_run(store.run_dir(record.id), record, time.time())
+    return read_run(store, record, time.time())
 
 
 def keep_figures(store: RunStore, record: RunRecord, run: RunState | None) -> None:

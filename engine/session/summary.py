@@ -19,7 +19,7 @@ from urbanrun.engine.diagnosis.rules import Diagnosis, headline
 from urbanrun.engine.diagnosis.run_doctor import live_diagnoses, merged
 from urbanrun.engine.metrics.run_files import read_run
 from urbanrun.engine.runs.store import METRICS_FILE, RunRecord, RunStore, iso
-from urbanrun.engine.session.end_files import changes_since_end, ended_diagnoses
+from urbanrun.engine.session.end_files import changes_since_end, ended_diagnoses, fingerprint
 from urbanrun.engine.session.transitions import failed
 
 RATE_POINTS = 200  # the recent intervals the rate is smoothed over
@@ -37,11 +37,11 @@ def run_summary(store: RunStore, record: RunRecord, config: Config | None, now: 
     False skips a live run's diagnosis (its stored diagnoses are used: nothing new was read)."""
     now = time.time() if now is None else now
     changes = changes_since_end(store, record)
-    if brief and not record.active and not changes:  # a finished run's figures, stored when it ended
+    if brief and not record.active and (changes == [] or record.status == "unreadable"):  # stored at its end
         return _assemble(record, dict(record.summary) or _figures_of_record(record), None, [], "", 1, config,
                          actions=False)
     if run is None:
-        run = read_run(store.run_dir(record.id), record, now)
+        run = read_run(store, record, now)
         idle = idle_seconds(store, record, now) if idle is None else idle
     figures = figures_of(record, run, now)
     diagnoses = None
@@ -58,10 +58,26 @@ def run_summary(store: RunStore, record: RunRecord, config: Config | None, now: 
                 store.unsaved[record.id] = exc.strerror or str(exc)
         if not saved:
             record.diagnoses = found
+    if changes is None and not record.active and save and record.status != "unreadable":
+        _keep_as_ended(store, record, figures, diagnoses)
     lines = list(run.log)
     first_line = run.log_lines_total - len(lines) + 1
     return _assemble(record, figures, run, lines, str(store.log_path(record)), first_line, config,
                      actions=not brief, diagnoses=diagnoses)
+
+
+def _keep_as_ended(store: RunStore, record: RunRecord, figures: dict, diagnoses: list[dict]) -> None:
+    """A run that ended before its end files were kept (an older urbanrun): its figures and
+    diagnoses as read now are kept as those of its end, with its files as they are, so that `ls`
+    (stored figures) and `status` (files read) agree from the first look on, and a later change of
+    its files is noticed. A record that cannot be written is shown as read (store.unsaved says so)."""
+    record.summary = stored_figures(figures)
+    record.diagnoses, record.diagnosis = list(diagnoses), headline([Diagnosis.from_dict(d) for d in diagnoses])
+    record.end_files = fingerprint(store, record)
+    try:
+        store.save(record)
+    except OSError as exc:
+        store.unsaved[record.id] = exc.strerror or str(exc)
 
 
 def figures_of(record: RunRecord, run: RunState, now: float) -> dict:
