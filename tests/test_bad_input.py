@@ -114,6 +114,8 @@ def test_issue_12_inputs_are_one_sentence(workspace, args, words):
     ('\n[scratchpad]\npattern = "../../{date}.md"\n', "scratchpad.pattern: must name a file under the scratchpad root"),
     ('\n[scratchpad]\nrole = 5\n', "scratchpad.role: must be a string"),
     ('\n[scratchpad]\nlog = "launch"\n', "scratchpad.log: must be a list of event names"),
+    ('\n[recipes.t]\ncommand = ["true"]\nmetric_files = ["a.csv"]\n',  # a typo'd setting did nothing, silently
+     "recipes.t.metric_files: is not a recipe setting (known: description, command, cwd"),
 ])
 def test_bad_config_values_are_one_sentence_with_the_line(workspace, extra, words):
     with open(workspace / "config.toml", "a") as fh:
@@ -121,6 +123,20 @@ def test_bad_config_values_are_one_sentence_with_the_line(workspace, extra, word
     proc = cli("ls", cwd=workspace)
     assert proc.returncode == 2 and words in proc.stderr and " line " in proc.stderr, proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+def test_settings_and_tables_urbanrun_does_not_read_are_refused(workspace):
+    """`kill_grace_secnds = 30` or `[recipe.x]` (singular) were read as nothing at all: the kill
+    kept its default grace, the recipe did not exist, and nothing said why."""
+    text = (workspace / "config.toml").read_text()
+    for edited, words in ((text.replace("kill_grace_seconds = 2", "kill_grace_seconds = 2\nkill_grace_secnds = 30"),
+                           "line 5: urbanrun.kill_grace_secnds: is not a setting of urbanrun (known: runs_dir, "
+                           "kill_grace_seconds)."),
+                          (text + '\n[recipe.x]\ncommand = ["true"]\n',
+                           "recipe: is not a table of config.toml (known: urbanrun, paths, scratchpad")):
+        (workspace / "config.toml").write_text(edited)
+        proc = cli("ls", cwd=workspace)
+        assert proc.returncode == 2 and words in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
 
 
 def test_a_nan_kill_grace_in_the_config_is_refused(workspace):

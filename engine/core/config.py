@@ -170,9 +170,11 @@ def _build(path: Path, text: str, data: dict) -> Config:
         dotted = table + (f".{key}" if key else "")
         return UserError(f"{where}: {dotted}: {message}.")
 
+    _known(fail, None, data, TABLES, "a table of config.toml")
     settings = data.get("urbanrun", {})
     if not isinstance(settings, dict):
         raise fail("urbanrun", None, "must be a table")
+    _known(fail, "urbanrun", settings, URBANRUN_KEYS, "a setting of urbanrun")
     grace = settings.get("kill_grace_seconds", 10)
     if not isinstance(grace, (int, float)) or isinstance(grace, bool) or not 0 <= grace < math.inf:
         raise fail("urbanrun", "kill_grace_seconds", "must be a number of seconds >= 0")
@@ -192,6 +194,7 @@ def _build(path: Path, text: str, data: dict) -> Config:
         where = f"recipes.{name}"
         if not isinstance(table, dict):
             raise fail(where, None, "must be a table")
+        _known(fail, where, table, RECIPE_KEYS, "a recipe setting")
         command = table.get("command")
         if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
             raise fail(where, "command", 'must be a non-empty list of strings, e.g. ["{python}", "train.py"]')
@@ -339,6 +342,20 @@ def save_recipe_defaults(config: Config, recipe_name: str, values: dict[str, Any
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target, edited)
     return target
+
+
+TABLES = ("urbanrun", "paths", "scratchpad", "notify", "observe", "backends", "recipes")
+URBANRUN_KEYS = ("runs_dir", "kill_grace_seconds")
+RECIPE_KEYS = ("description", "command", "cwd", "env", "params", "backend", "metrics_files", "log_patterns", "memory",
+               "oom_recovery", "queue", "exclusive", "max_per_gpu", "slurm", "torchrun", "observe")
+
+
+def _known(fail, where: str | None, table: dict, known: tuple[str, ...], what: str) -> None:
+    """A key urbanrun does not read is a mistake (a typo'd setting that silently does nothing)."""
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        key = unknown[0]
+        raise fail(where or key, key if where else None, f"is not {what} (known: {', '.join(known)})")
 
 
 SCRATCHPAD_KEYS = {"root": str, "role": str, "coordinator": str, "pattern": str, "session": str, "log": list}
