@@ -11,6 +11,7 @@ from pathlib import Path
 
 from urbanrun.engine import platform
 from urbanrun.engine.core.config import Config, Recipe
+from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.diagnosis.rules import Diagnosis, diagnose, headline
 from urbanrun.engine.runs.store import RunRecord, RunStore
 from urbanrun.engine.core.state import RunState, loss_name
@@ -170,7 +171,7 @@ def recovery_depth(store: RunStore, record: RunRecord) -> int:
         depth += 1
         try:
             parent = store.load(parent).parent
-        except Exception:
+        except UserError:  # the chain's older runs were removed (or are unreadable): counted this far
             break
     return depth
 

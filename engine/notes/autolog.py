@@ -10,6 +10,7 @@ import shlex
 from pathlib import Path
 
 from urbanrun.engine.core import redact
+from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.notes import scratchpad
 from urbanrun.engine.runs.store import RunRecord
 
@@ -123,7 +124,7 @@ def observe_by_hand(settings: scratchpad.Settings, store, text: str) -> tuple[Pa
     for run_id in scratchpad.mentioned_runs(text):
         try:
             runs.append((store.load(run_id), store.run_dir(run_id).resolve()))
-        except Exception:  # a run of another machine (or unreadable here): the id stays in the text
+        except UserError:  # a run of another machine (or unreadable here): the id stays in the text
             pass
     AutoLog(settings).note(text, runs)
     return scratchpad.today_path(settings), [r.id for r, _ in runs]

@@ -20,6 +20,7 @@ from urbanrun.engine import platform
 from urbanrun.engine.core import redact
 from urbanrun.engine.core.text import SURROGATES
 from urbanrun.engine.core.atomic import atomic_write_bytes, atomic_write_text
+from urbanrun.engine.core.errors import UserError
 
 DATE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 RUN_ID_RE = re.compile(r"\b\d{8}-\d{6}-[A-Za-z0-9_-]+?-[0-9a-f]{4}\b")
@@ -210,7 +211,7 @@ def show(settings: Settings, store, today: dt.date | None = None) -> dict:
             try:
                 record = store.load(run_id)
                 status = record.status
-            except Exception:
+            except UserError:  # not a run of this runs folder, or its record is unreadable
                 status = "unknown here"
             if status not in ("exited", "killed"):
                 open_runs.append({"id": run_id, "status": status, "mentioned_in": source.name})

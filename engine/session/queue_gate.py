@@ -27,6 +27,7 @@ from urbanrun.engine.gpu.nvml import NvmlSource
 from urbanrun.engine.gpu.recorded import RecordedGpuSource
 from urbanrun.engine.gpu.sources import RECORDING_ENV
 from urbanrun.engine.runs import proctree, queue
+from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.core.state import GPU_MEM_KEY
 from urbanrun.engine.metrics.follower import last_lines
 from urbanrun.engine.runs.store import METRICS_FILE, RecordError, RunRecord, RunStore
@@ -82,7 +83,7 @@ def run_states(store: RunStore, ledger: dict) -> dict[str, dict]:
     for run_id in {p["run_id"] for p in ledger["promises"]} | {w["run_id"] for w in ledger["waiting"]}:
         try:
             record = store.load(run_id)
-        except Exception:  # a record gone or unreadable: its promise and place go too
+        except UserError:  # a record gone or unreadable, an id no run can have: its promise and place go too
             out[run_id] = {"active": False, "ended": 0.0, "queued": False}
             continue
         started = record.active and record.status != "queued"
