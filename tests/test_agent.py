@@ -291,6 +291,26 @@ def test_a_run_that_reports_only_epochs_gets_its_fraction_and_eta_from_them(tmp_
     assert p["fraction"] == 0.75 and p["eta_seconds"] == pytest.approx(100.0)  # 3 epochs took 300 s
 
 
+def test_a_live_run_silent_for_over_ten_minutes_is_a_hang_to_kill(workspace):
+    """A real run that printed once and went quiet: looked at 11 minutes on (its files' times are
+    real; only the summary's clock is moved on), it is a hang, and the first next action stops it."""
+    from urbanrun.engine.core.config import load_config
+    from urbanrun.engine.session.summary import run_summary
+
+    run = run_json("launch", "launch", "held", cwd=workspace)
+    store = RunStore(workspace / "runs")
+    try:
+        wait_for(lambda: store.load(run["id"]).status == "running", what="the run to start")
+        record, config = store.load(run["id"]), load_config(workspace / "config.toml")
+        assert "hang" not in [d["kind"] for d in run_summary(store, record, config, save=False)["diagnoses"]]
+        summary = run_summary(store, store.load(run["id"]), config, now=time.time() + 660, save=False)
+        hang = next(d for d in summary["diagnoses"] if d["kind"] == "hang")
+        assert hang["severity"] == "warning" and "No new output or metrics for 11 min" in hang["summary"]
+        assert summary["verdict"] == "running-sick" and summary["next_actions"][0]["kind"] == "kill"
+    finally:
+        cli("kill", run["id"], "--force", cwd=workspace)
+
+
 def test_progress_events_come_at_most_every_few_seconds(tmp_path):
     from urbanrun.engine.cli.agent import PROGRESS_EVERY, EventStream
 
