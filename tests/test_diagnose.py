@@ -123,6 +123,34 @@ def test_leak_on_growing_memory_and_not_on_flat():
     assert trends.leak(*_series(FIX / "trends" / "mem_flat.jsonl"), capacity=24 * 2 ** 30) is None
 
 
+def test_a_gpu_run_waiting_on_its_cpu_is_input_bound_and_offered_more_workers():
+    """The engine's events for a live run on a GPU at 12 % while the run's processes use 100 % of a
+    core: a data-loading bottleneck, its remedy a relaunch with more DataLoader workers; at 60 %
+    GPU utilisation, or 40 % CPU, no such warning."""
+    from urbanrun.engine.core.events import GpuSample, HostSample, MetricPoints, RunChanged
+    from urbanrun.engine.core.state import State
+    from urbanrun.engine.diagnosis.actions import next_actions
+    from urbanrun.engine.diagnosis.run_doctor import live_diagnoses
+    from urbanrun.engine.runs.store import RunRecord
+
+    record = RunRecord(id="20260101-000000-cones-0000", recipe="cones", argv=["x"], cwd=".", status="running",
+                       started=100.0, params={"workers": 0})
+    recipe = load_config(DEFAULT_CONFIG).recipes["cones"]
+
+    def look(util: float, cpu: float) -> list[dict]:
+        state = State()
+        state.apply_all([RunChanged(ts=100.0, run=record.to_dict()),
+                         MetricPoints(ts=101.0, run_id=record.id, points=({"step": 1, "loss": 0.5, "gpu_mem": 6e9},)),
+                         GpuSample(ts=101.0, gpus=({"index": 0, "util_gpu": util, "mem_total": 24e9},)),
+                         HostSample(ts=101.0, host={"runs": {record.id: {"cpu": cpu, "rss": 1e9}}})])
+        return [d.to_dict() for d in live_diagnoses(record, state.runs[record.id], 102.0, state.gpus)]
+
+    bound = look(12.0, 100.0)
+    assert [d["kind"] for d in bound] == ["input_bound"]
+    assert next_actions(record, bound, recipe, [], "output.log")[0]["set"] == {"workers": 4}
+    assert look(60.0, 100.0) == [] and look(12.0, 40.0) == []
+
+
 def test_advisor_fit_and_largest_batch_within_one_step():
     fixed, per = 1.5, 0.144
     history = [(b, fixed + per * b) for b in (4, 8, 16, 32)]
