@@ -115,6 +115,18 @@ def _series(path):
     return [p["step"] for p in points], [p["mem_allocated_gb"] * 2 ** 30 for p in points]
 
 
+def test_a_non_finite_metric_other_than_the_loss_is_only_a_warning_naming_it():
+    """An fp16 run's grad norm is inf on a skipped step: a warning that names the metric, not the
+    NaN-loss error (which would tell an agent to kill a healthy run); a NaN in the loss is that error."""
+    lines = (ERRORS / "clean_run.log").read_text().splitlines()
+    inf, nan = float("inf"), float("nan")
+    found = diagnose(lines, 0, None, metrics={"loss": [0.9, 0.7, 0.6], "grad_norm": [1.2, inf, 1.1]})
+    assert [(d.kind, d.severity) for d in found] == [("nan_metric", "warning")]
+    assert found[0].summary == "Metric 'grad_norm' became NaN/Inf" and found[0].facts == {"metrics": ["grad_norm"]}
+    found = diagnose(lines, 0, None, metrics={"loss": [0.9, nan], "grad_norm": [1.2, inf]})
+    assert [(d.kind, d.severity) for d in found] == [("nan_loss", "error")] and "(loss)" in found[0].summary
+
+
 def test_leak_on_growing_memory_and_not_on_flat():
     found = trends.leak(*_series(FIX / "trends" / "mem_growing.jsonl"), capacity=24 * 2 ** 30, steps_per_s=2.0)
     assert found and found.kind == "leak"
