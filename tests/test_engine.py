@@ -1,5 +1,5 @@
 """The event engine: poll() turns a real run into events, the reducer builds state, the recorder
-writes every event, and replaying the recording rebuilds the same state."""
+writes every event, and replaying the recording rebuilds the same state, at its own pace when timed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from urbanrun.engine.core.events import LogLines, MetricPoints, Notice, RunChang
 from urbanrun.engine.session.recorder import read_session
 from urbanrun.engine.core.state import State, loss_name
 
-from conftest import drive, wait_for
+from conftest import ROOT, drive, wait_for
 
 
 
@@ -106,3 +106,33 @@ def test_a_log_lines_metric_yields_to_the_structured_sources_copy_of_it():
     assert set(run.metrics) == {"train/loss_step", "train/loss_epoch", "val_loss", "grad_norm"}
     assert run.metrics["val_loss"].count == 1 and run.metric_formats["val_loss"] == "jsonl"
     assert run.metrics["grad_norm"].count == 2 and run.metric_formats["grad_norm"] == "log"
+
+
+def test_a_timed_replay_keeps_the_recordings_pace_times_its_speed_and_stands_still_when_paused():
+    """--replay without --headless: the events come as the recording's clock, run at `speed`, reaches
+    them; time spent paused does not count; at the end the state is the fast replay's."""
+    from urbanrun.engine.session.replay import ReplaySource
+
+    path = ROOT / "tests" / "fixtures" / "sessions" / "cones_cpu.jsonl"
+    clock = [1000.0]
+    replay = ReplaySource(path, speed=2.0, clock=lambda: clock[0])
+    t0, every = replay.t0, read_session(path)
+    due = lambda recorded_seconds: [e for e in every if e.ts <= t0 + recorded_seconds]  # noqa: E731
+    got = replay.poll(1000.0)  # the start: what the recording has at its first instant
+    assert got == due(0.0)
+    got += replay.poll(1001.0)  # one second at speed 2: two seconds of the recording
+    assert got == due(2.0) and len(got) < len(every)
+    clock[0] = 1001.0
+    assert replay.toggle_pause() is True
+    assert replay.poll(1100.0) == []  # paused: nothing comes, however long
+    clock[0] = 1100.0
+    assert replay.toggle_pause() is False
+    got += replay.poll(1100.5)  # 99 s paused do not count: 1.5 s played, 3 s of the recording
+    assert got == due(3.0)
+    got += replay.poll(1100.0 + 1 + 99 + 10)
+    assert got == every and replay.done
+    fast = ReplaySource(path, fast=True)
+    fast.poll()
+    assert [encode(e) for e in got] == [encode(e) for e in every]
+    assert {k: r.record for k, r in replay.state.runs.items()} == {k: r.record for k, r in fast.state.runs.items()}
+
