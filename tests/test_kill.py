@@ -46,3 +46,30 @@ def test_force_kill_and_killing_a_finished_run(workspace):
     assert cli_json("show", run["id"], cwd=workspace)["signal"] == 9
     again = cli("kill", run["id"], cwd=workspace)
     assert again.returncode == 0 and "already ended: killed" in again.stdout
+
+
+def test_a_run_ending_between_the_exit_status_read_and_the_process_look_is_not_lost(workspace, monkeypatch):
+    """Two commands on one run at once (kill + kill + wait): one reconcile read no exit status, the
+    babysitter then wrote it and ended, and the process look found nothing alive: the run was
+    recorded `lost` ("ended while no exit status was recorded") though its status was on disk, and
+    `wait` reported it so. The exit status is read once more before a run is called lost."""
+    from urbanrun.engine.core.config import load_config
+    from urbanrun.engine.runs import proctree
+    from urbanrun.engine.runs.store import RunStore
+    from urbanrun.engine.runs.supervisor import Supervisor
+
+    config = load_config(workspace / "config.toml")
+    store = RunStore(workspace / "runs")
+    record = Supervisor(config, store).launch("exit_after", {"seconds": "0.1", "code": "3"})
+    wait_for(lambda: store.read_exit_status(record.id) is not None
+             and proctree.run_root(record, store.run_dir(record.id)) is None, what="the run and its babysitter to end")
+    seen, real = [], store.read_exit_status
+
+    def read_before_it_was_written(run_id):  # the first read came just before the babysitter's write
+        seen.append(run_id)
+        return None if len(seen) == 1 else real(run_id)
+
+    monkeypatch.setattr(store, "read_exit_status", read_before_it_was_written)
+    assert Supervisor(config, store).reconcile(record)
+    assert (record.status, record.exit_code, record.error) == ("failed", 3, None), record
+    assert store.load(record.id).status == "failed"

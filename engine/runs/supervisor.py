@@ -383,11 +383,22 @@ class Supervisor:
             record.error = ("its record has no process create time, so its pid could be any process's: "
                             "urbanrun does not act on it")
         elif root is None and record.pid is not None and not self._child_alive(record):
+            if (late := self._late_exit_status(record)) is not None:  # written since it was read: ended, not lost
+                return self._settle(record, late, alive, now)
             record.status, record.ended = "lost", now
             record.error = "its process ended while no exit status was recorded (babysitter killed, or reboot)"
         elif record.pid is None and now - (record.created or now) > 30:
             record.status, record.ended = "lost", now
             record.error = "it never started (urbanrun stopped while launching it)"
+
+    def _late_exit_status(self, record: RunRecord) -> dict | None:
+        """The exit status read again once no process of the run is found: the babysitter writes it and
+        then ends, so a status read just before its write and a look just after its end (another
+        command on the run at the same moment) would otherwise call a run that ended `lost`."""
+        try:
+            return self.store.read_exit_status(record.id)
+        except RecordError:
+            return None
 
     def _leftovers(self, record: RunRecord, alive: list, now: float) -> list[dict]:
         """What the record says of the run's processes still alive: identities, with each one's
