@@ -242,3 +242,32 @@ def test_a_run_folder_without_its_record_is_listed_and_said_by_every_command(wor
     assert f"run '{lost}' has no record" in cli("events", "--json", cwd=workspace).stderr  # said, as by ls
     assert agent("status", "status", kept, cwd=workspace)["verdict"] == "ended-ok"
     assert {p: sorted(x.name for x in (runs / p).iterdir()) for p in (lost, died.name)} == before
+
+
+def test_a_run_folder_moved_away_while_it_is_waited_on(workspace):
+    """`wait` on a live run whose folder is moved away meanwhile said "has no record …; its other
+    files in <that folder> are untouched": a folder that is not there. It says the run is gone
+    with its folder, and how to get it back; put back, the run is seen and stopped again."""
+    run_id = launched(workspace, "long_sleep")
+    folder, away = workspace / "runs" / run_id, workspace / "elsewhere"
+    waiting = subprocess.Popen([sys.executable, "-m", "urbanrun.engine.cli", "wait", run_id, "--timeout", "120",
+                                "--json"], cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        import psutil
+
+        from conftest import wait_for
+
+        log = str(folder / "output.log")  # the wait follows the run's log once it has found the run: then move it
+        wait_for(lambda: any(f.path == log for f in psutil.Process(waiting.pid).open_files()), what="the wait's look")
+        folder.rename(away)
+        out, err = waiting.communicate(timeout=120)
+        error = json.loads(out)["error"]
+        assert waiting.returncode == 2 and error["code"] == "run_not_found" and "Traceback" not in err, (out, err)
+        assert error["message"] == (f"run '{run_id}' is gone: its folder {folder} was moved or removed, and its record "
+                                    f"with it, so urbanrun no longer sees the run; put the folder back to watch or "
+                                    f"stop it."), error
+    finally:
+        waiting.kill()
+        if away.exists():
+            away.rename(folder)
+    assert agent("kill", "kill", run_id, cwd=workspace)["status"] == "killed"

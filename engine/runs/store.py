@@ -387,6 +387,10 @@ class RunStore:
         try:
             data = tomllib.loads(platform.read_shared(path, RECORD_LIMIT).decode("utf-8"))
         except FileNotFoundError:
+            if not path.parent.is_dir():  # gone while a command looked at it (moved, removed): not "no record"
+                raise RecordError(f"run '{run_id}' is gone: its folder {path.parent} was moved or removed, and its "
+                                  f"record with it, so urbanrun no longer sees the run; put the folder back to "
+                                  f"watch or stop it.", code="run_not_found") from None
             raise RecordError(f"run '{run_id}' has no record ({path} is missing: its launch stopped before writing "
                               f"it, or it was removed), so urbanrun cannot show, wait on or stop it; its other "
                               f"files in {path.parent} are untouched: look at them there, and remove the folder "
