@@ -113,3 +113,24 @@ def test_a_run_log_truncated_mid_run_is_marked_where_it_restarted(tmp_path):
     sources.close()
     mark = "── log restarted (file truncated or replaced) ──"
     assert list(state.runs[record.id].log) == ["epoch 1", "epoch 2", mark, "again", mark]
+
+
+def test_lines_across_read_chunks_come_whole_and_once(tmp_path):
+    """Lines cut by the follower's 1 MiB reads (and by a bounded poll) are joined with their
+    rest exactly once; the last, unfinished line waits for its newline."""
+    import random
+
+    rng = random.Random(3)
+    lines = [b"x" * rng.randrange(0, 3000) + b"%d" % i for i in range(3000)]
+    data = b"\n".join(lines) + b"\n"
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(data + b"unfinished")
+    f = FileFollower(path, max_read=3 << 20)
+    blocks = []
+    while True:
+        before = f.position
+        blocks += f.poll_blocks()
+        if f.position == before:
+            break
+    assert len(data) > 4 << 20 and all(block.endswith(b"\n") for block in blocks)
+    assert b"".join(blocks) == data and f.pending_line() == "unfinished"

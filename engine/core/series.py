@@ -149,12 +149,13 @@ class Series:
             self.first_step, self.first_value = float(steps[0]), float(values[0])
         self.last, self.last_step = float(values[-1]), float(steps[-1])
         finite = np.isfinite(values)
-        if finite.any():
-            masked = np.where(finite, values, np.inf)
+        all_finite = finite.all()  # the usual batch: its extremes without masked copies
+        if all_finite or finite.any():
+            masked = values if all_finite else np.where(finite, values, np.inf)
             i = int(np.argmin(masked))
             if self.best is None or masked[i] < self.best:
                 self.best, self.best_step = float(masked[i]), float(steps[i])
-            top = float(np.max(np.where(finite, values, -np.inf)))
+            top = float(np.max(values if all_finite else np.where(finite, values, -np.inf)))
             if self.worst is None or top > self.worst:
                 self.worst = top
         self._store(steps, times, values)

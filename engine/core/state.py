@@ -249,7 +249,8 @@ def _extend(run: RunState, columns: dict, steps, times, top_epoch, n: int, fmt: 
         steps = range(run.points_total, run.points_total + n)
     if times is None:
         times = np.full(n, ts, dtype=np.float64)
-    steps, times = np.asarray(steps, dtype=np.float64), np.asarray(times, dtype=np.float64)  # once for every metric
+    # contiguous once for every metric (a block's columns are strided views: each series would copy them)
+    steps, times = np.ascontiguousarray(steps, dtype=np.float64), np.ascontiguousarray(times, dtype=np.float64)
     run.points_total += n
     if top_epoch is not None:
         run.epoch = top_epoch if run.epoch is None else max(run.epoch, top_epoch)

@@ -166,13 +166,14 @@ class FileFollower:
                 else:
                     self._pending += data
             return
-        head, rest = data[:last_nl + 1], data[last_nl + 1:]
+        rest = data[last_nl + 1:]
         if self._skipping:  # the rest of an over-long line: drop it, keep its newline
-            head = head[head.find(b"\n"):]
+            block = data[data.find(b"\n"):last_nl + 1]
             self._skipping = False
-            block = head
+        elif self._pending:  # one copy of the chunk's lines, not a slice and then the joined copy
+            block = b"".join((self._pending, memoryview(data)[:last_nl + 1]))
         else:
-            block = self._pending + head if self._pending else head
+            block = data[:last_nl + 1]
         if len(block) > self.max_line:  # only a block this big can hold an over-long line
             lines = block.split(b"\n")[:-1]
             kept = [line if len(line) <= self.max_line else b"" for line in lines]

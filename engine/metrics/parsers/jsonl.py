@@ -86,7 +86,7 @@ class JsonlParser:
         layout = self._layouts.get(shapes[:cut - 1])
         n = len(shapes) // cut
         if layout is not None and shapes == shapes[:cut] * n:  # the usual block: one layout throughout
-            values = _numbers(block[:-1], layout, n)
+            values = _numbers(block, layout, n)
             if values is not None:
                 self.lines_seen += n
                 points.add_block(layout.names, values)
@@ -120,10 +120,10 @@ class JsonlParser:
             if end > first:
                 if shapes[s[first] + 1:s[end] + 1] != template * (end - first):
                     return False  # a line of the template's length but not its shape
-                good.append(block[b[first] + 1:b[end]])
+                good.append(block[b[first] + 1:b[end] + 1])  # with its last newline
             runs.append((first, end))
             first = end + 1
-        values = _numbers(b"\n".join(good), layout, n - len(odd))
+        values = _numbers(b"".join(good), layout, n - len(odd))
         if values is None:
             return False
         row = 0
@@ -152,7 +152,7 @@ class JsonlParser:
         layout = self._layouts[main]
         names = layout.names
         odd = list(compress(range(n), map(main.__ne__, shapes)))
-        values = _numbers(b"\n".join(compress(lines, map(main.__eq__, shapes))), layout, n - len(odd)) \
+        values = _numbers(b"\n".join(compress(lines, map(main.__eq__, shapes))) + b"\n", layout, n - len(odd)) \
             if len(odd) < n else np.empty((0, len(names)))
         if values is None:  # not all numbers after all (`01`, `1e999`, keys that differ in digits)
             odd = range(n)
@@ -201,36 +201,48 @@ class JsonlParser:
             return _NotJson(str(exc) if isinstance(exc, ValueError) else "nested too deeply")
 
 
-# A line of a layout's shape becomes part of one flat JSON array: `{"a": 1, "b": 2}` -> ` "a", 1, "b", 2 `
-# (measured 9 % cheaper than parsing the objects and taking their values)
+# A line of a layout's shape becomes part of one flat JSON array: `{"a": 1, "b": 2}` -> ` "a", 1, "b", 2 ,`
+# (measured cheaper than parsing the objects and taking their values: 0.67 vs 0.87 us a line, orjson 3.12)
 TO_ARRAY = bytes.maketrans(b"{}:\n", b"  ,,")
+MAX_KEY_STRINGS = 8  # a layout's expected key strings kept, one a line count (blocks differ by a few lines)
 
 
 class _Layout:
     """The keys of a line shape, in order; `joined` is them joined by NUL (which no layout key holds)."""
 
-    __slots__ = ("names", "joined")
+    __slots__ = ("names", "joined", "_keys_of")
 
     def __init__(self, names: tuple[str, ...]):
         self.names = names
         self.joined = "\0".join(names)
+        self._keys_of: dict[int, str] = {}
+
+    def keys_of(self, n: int) -> str:
+        """The keys of n lines joined by NUL: what a block of n lines of this layout must hold."""
+        keys = self._keys_of.get(n)
+        if keys is None:
+            if len(self._keys_of) >= MAX_KEY_STRINGS:
+                self._keys_of.clear()
+            keys = self._keys_of[n] = "\0".join([self.joined] * n)
+        return keys
 
 
 def _numbers(lines: bytes, layout: _Layout, n: int) -> np.ndarray | None:
-    """n lines of one shape (joined by newlines) as an n x len(keys) array of their values;
+    """n lines of one shape (each ending in a newline) as an n x len(keys) array of their values;
     None unless every line holds exactly the layout's keys, in order, each with a JSON number."""
-    try:
-        flat = orjson.loads(b"[" + lines.translate(TO_ARRAY) + b"]")
+    try:  # each newline becomes a comma: a last element (0) closes the array; one copy, one parse
+        flat = orjson.loads(b"".join((b"[", lines.translate(TO_ARRAY), b"0]")))
     except orjson.JSONDecodeError:
         return None
     k = len(layout.names)
-    if len(flat) != 2 * k * n:
+    end = 2 * k * n
+    if len(flat) != end + 1:
         return None
     try:
         # one string compare for every key: equal, with NUL in no key, only if each key is its layout's
-        if "\0".join(flat[0::2]) != "\0".join([layout.joined] * n):
+        if "\0".join(flat[0:end:2]) != layout.keys_of(n):
             return None
-        packed = struct.pack(f"{k * n}d", *flat[1::2])  # measured 2x faster than np.array of the floats
+        packed = struct.pack(f"{k * n}d", *flat[1:end:2])  # measured 2x faster than np.array of the floats
     except (TypeError, struct.error):  # a key that is no string, a value that is no number
         return None
     return np.frombuffer(packed).reshape(n, k)
