@@ -7,7 +7,6 @@ recording (the hardware boundary); the test rewrites it to change the machine.""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -248,8 +247,7 @@ def test_queue_input_errors_are_one_sentence(workspace, gpu_machine):
         assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
     proc = cli("launch", "exit_after", "--queue", cwd=workspace)
     assert proc.returncode == 2 and "has no memory estimate" in proc.stderr
-    assert not [p for p in (workspace / "runs").glob("*") if p.is_dir()] if (workspace / "runs").exists() else True
-    assert sys.platform != "win32"
+    assert not [p for p in (workspace / "runs").glob("*") if p.is_dir()]  # no run folder (glob: none if no runs/)
 
 
 WDDM_RECIPE = """
