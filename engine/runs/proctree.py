@@ -54,7 +54,7 @@ def root_of(run_id: str, pid: int | None, created: float | None, run_dir: Path |
         return proc
     if not argv:  # empty while the gate execs into the babysitter (same pid): no proof either way
         return proc
-    named = [arg for arg in argv if os.path.basename(arg.rstrip("/\\")) == run_id]
+    named = _naming(argv, run_id)
     if not named or (run_dir is not None and _another_folder(named, run_dir) is not None):
         return None
     return proc
@@ -71,7 +71,12 @@ def copied_from(record, run_dir: Path) -> str | None:
         argv = proc.cmdline()
     except psutil.Error:
         return None
-    return _another_folder([arg for arg in argv if os.path.basename(arg.rstrip("/\\")) == record.id], run_dir)
+    return _another_folder(_naming(argv, record.id), run_dir)
+
+
+def _naming(argv: list[str], run_id: str) -> list[str]:
+    """The arguments that name the run's folder (the babysitter's and the gate's RUN_DIR)."""
+    return [arg for arg in argv if os.path.basename(arg.rstrip("/\\")) == run_id]
 
 
 def _another_folder(named: list[str], run_dir: Path) -> str | None:
