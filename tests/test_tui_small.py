@@ -104,3 +104,38 @@ async def test_the_scratchpads_titles_wrap_in_their_own_panes_at_80x24(workspace
         assert title.region.right <= pane.region.right
         shown = "".join(shown_text(title).split())
         assert app.query_one("ScratchpadPane").path.name in shown and "(ctrl+ssaves)" in shown
+
+
+async def test_the_gpu_summary_breaks_between_readings_at_80x24(workspace):
+    """At 80x24 a GPU's line takes three: while its sparkline was short (the first minutes of a
+    session) the words wrapped wherever they fell, 'mem' left at the end of one line and its bar
+    at the start of the next, and every new sample moved the break. Now the line breaks only
+    between readings: the sparkline, memory with its bar, temperature, power."""
+    from collections import deque
+
+    from urbanrun.engine.core.state import State
+
+    app = replay(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.state.runs)
+        app._poll_timer.pause()
+        await wait_until(pilot, lambda: not app._polling)
+        pane = app.query_one(GpuSummary)
+        state = State()
+        state.gpu_status = {"available": True}
+        state.gpus = [{"index": 0, "util_gpu": 86, "mem_used": 10.5 * 2**30, "mem_total": 24 * 2**30, "temp": 50,
+                       "power_w": 290.0}]
+        state.host = {"cpu": [100.0], "mem_used": 2.2 * 2**30, "mem_total": 24 * 2**30}
+        for samples in (1, 3, 8, 20, 40):
+            state.gpu_history = {0: deque((t, 80.0) for t in range(samples))}
+            pane.show(state)
+            await pilot.pause(0.1)
+            lines = [line.rstrip() for line in shown_text(pane).split("\n") if line.strip()]
+            assert any(line.lstrip().startswith("mem █") for line in lines), (samples, lines)
+            assert not any(line.endswith("mem") for line in lines), (samples, lines)
+            assert any("50°C" in line for line in lines) and any("290W" in line for line in lines), lines
+        await pilot.resize_terminal(200, 40)  # room for all of it: one line again
+        await pilot.pause(0.5)
+        pane.show(state)  # (the resize drew the replay's own state: no GPU)
+        await pilot.pause(0.2)
+        assert any("mem █" in line and "290W" in line for line in shown_text(pane).split("\n")), shown_text(pane)

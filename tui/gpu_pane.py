@@ -24,21 +24,38 @@ def spark(values: list, width: int) -> str:
     return "".join(SPARK[min(7, int(v / 100 * 7.99))] for v in values)
 
 
-def gpu_line(g: dict, history, width: int = 24) -> Text:
+def gpu_parts(g: dict, history, width: int = 24) -> list[Text]:
+    """A GPU's reading as pieces that are read together (utilisation and its sparkline, memory and
+    its bar, temperature, power): a narrow pane breaks the line between them, never inside one."""
     if g.get("lost"):
-        return Text(f"GPU{g.get('index')} {g.get('name')}: lost (fell off the bus)", style="bold red")
+        return [Text(f"GPU{g.get('index')} {g.get('name')}: lost (fell off the bus)", style="bold red")]
     used, total = g.get("mem_used"), g.get("mem_total")
     frac = used / total if used is not None and total else None
     util = g.get("util_gpu")
-    text = Text()
-    text.append(f"GPU{g.get('index')} ", style="bold")
-    text.append(f"{'N/A' if util is None else f'{util:>3}%'} ")
-    text.append(spark([h[1] for h in history], width) if history else "", style="green")
-    text.append(f"  mem {bar(frac, 8)} ")
-    text.append("N/A" if used is None else f"{used / 2**30:.1f}/{total / 2**30:.0f}G")
+    first = Text()
+    first.append(f"GPU{g.get('index')} ", style="bold")
+    first.append(f"{'N/A' if util is None else f'{util:>3}%'} ")
+    first.append(spark([h[1] for h in history], width) if history else "", style="green")
+    memory = Text(f"mem {bar(frac, 8)} " + ("N/A" if used is None else f"{used / 2**30:.1f}/{total / 2**30:.0f}G"))
     temp, power = g.get("temp"), g.get("power_w")
-    text.append(f"  {'N/A' if temp is None else f'{temp}°C'}  {'N/A' if power is None else f'{power:.0f}W'}")
-    return text
+    first.rstrip()  # no history yet: no trailing space before the next part
+    return [first, memory, Text("N/A" if temp is None else f"{temp}°C"),
+            Text("N/A" if power is None else f"{power:.0f}W")]
+
+
+def wrap_parts(parts: list[Text], width: int | None, gap: str = "  ") -> Text:
+    """The parts on one line, broken between parts where a line would pass `width` (None: one line)."""
+    out, line = Text(), 0
+    for part in parts:
+        if line and width and line + len(gap) + part.cell_len > width:
+            out.append("\n")
+            line = 0
+        elif line:
+            out.append(gap)
+            line += len(gap)
+        out.append_text(part)
+        line += part.cell_len
+    return out
 
 
 def status_text(state: State) -> str | None:
@@ -57,17 +74,22 @@ class GpuSummary(QuietStatic):
     def show(self, state: State) -> None:
         reason = status_text(state)
         if reason:
+            self._rows = None
             self._show(Text(reason + "\nno GPU readings: runs, logs and curves work as usual.", style="dim"))
             return
-        lines = Text()
-        for g in state.gpus:
-            lines.append_text(gpu_line(g, state.gpu_history.get(g.get("index")), width=20))
-            lines.append("\n")
+        self._rows = [gpu_parts(g, state.gpu_history.get(g.get("index")), width=20) for g in state.gpus]
         host = state.host
         if host.get("cpu"):
             cpu = sum(host["cpu"]) / len(host["cpu"])
-            lines.append(f"CPU {cpu:.0f}%  RAM {host['mem_used'] / 2**30:.1f}/{host['mem_total'] / 2**30:.0f}G", style="dim")
-        self._show(lines)
+            self._rows.append([Text(f"CPU {cpu:.0f}%", style="dim"),
+                               Text(f"RAM {host['mem_used'] / 2**30:.1f}/{host['mem_total'] / 2**30:.0f}G", style="dim")])
+        self._show_rows()
+
+    _rows: list[list[Text]] | None = None  # the readings' parts, broken into lines at the pane's width
+
+    def _show_rows(self) -> None:
+        width = self.size.width or None
+        self._show(Text("\n").join(wrap_parts(row, width) for row in self._rows))
 
     def _show(self, text: Text) -> None:
         """A height set from the lines the text takes at this width (an auto height was sometimes
@@ -82,7 +104,9 @@ class GpuSummary(QuietStatic):
         self.update(text)
 
     def on_resize(self) -> None:
-        if isinstance(self.content, Text):  # the text wraps differently at the new width
+        if self._rows is not None:  # the readings break between other parts at the new width
+            self._show_rows()
+        elif isinstance(self.content, Text):  # the text wraps differently at the new width
             self._show(self.content)
 
 
@@ -178,8 +202,10 @@ class GpuView(Vertical):
             return
         header = Text(f"driver {state.gpu_status.get('driver')}  CUDA {state.gpu_status.get('cuda')}\n", style="dim")
         for g in state.gpus:
-            header.append_text(gpu_line(g, state.gpu_history.get(g.get("index")), width=30))
-            header.append(f"  {g.get('name')}  {g.get('pstate') or ''}  SM {g.get('clock_sm') or 'N/A'} MHz\n")
+            parts = gpu_parts(g, state.gpu_history.get(g.get("index")), width=30)
+            parts += [Text(str(g.get("name"))), Text(f"{g.get('pstate') or ''}  SM {g.get('clock_sm') or 'N/A'} MHz")]
+            header.append_text(wrap_parts(parts, status.size.width or None))
+            header.append("\n")
         header.append(f"processes by {self.sort_by} {'▼' if self.sort_reverse else '▲'} (p: another order)", style="dim")
         status.update(header)
         for chart, field, label in charts:
