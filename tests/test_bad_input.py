@@ -96,6 +96,9 @@ LONG = "a" * 5000
     (["--replay", "x.jsonl", "--speed", "inf"], "argument --speed"),
     (["launch", "cones", "--backend", "torchrun", "--opt", "bogus=1"],
      "--opt: 'bogus' is not a torchrun option; known: nproc_per_node"),
+    # an empty positional value was left out of the command line: the script got its next value in its place
+    (["launch", "exit_after", "--set", "code="], "parameter 'code': is positional, so it needs a value (its default "
+                                                 "is 0: leave the parameter out to use it)."),
 ])
 def test_issue_12_inputs_are_one_sentence(workspace, args, words):
     proc = cli(*args, cwd=workspace)

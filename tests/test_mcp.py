@@ -93,6 +93,8 @@ async def test_bad_input_is_an_error_result_and_the_server_goes_on(workspace):
         assert "has no parameter 'command'" in await error(client, "launch_run", recipe="cones",
                                                             params={"command": "sh"})
         assert "at least 1" in await error(client, "launch_run", recipe="cones", params={"epochs": 0})
+        assert "is positional, so it needs a value" in await error(client, "launch_run", recipe="exit_after",
+                                                                   params={"seconds": None})  # NaN sent as null
         assert "not an environment variable" in await error(client, "launch_run", recipe="cones",
                                                            env={"A B": "x"})
         assert "--until expects" in await error(client, "wait_run", run="last", until="forever")

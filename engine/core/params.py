@@ -39,6 +39,9 @@ class Param:
     def parse(self, text: Any) -> Any:
         """Turn form/CLI text (or an already-typed TOML value) into a checked value."""
         if text is None or (isinstance(text, str) and text.strip() == "" and self.type != "string"):
+            if self.positional and self.default is not None:  # left out, the values after it would move up
+                raise ParamError(f"is positional, so it needs a value (its default is "
+                                 f"{' '.join(self.format(self.default))}: leave the parameter out to use it)")
             return None
         if self.type == "list":
             items = text if isinstance(text, list) else [t for t in re.split(r"[,\s]+", str(text).strip()) if t]
