@@ -139,3 +139,32 @@ async def test_the_gpu_summary_breaks_between_readings_at_80x24(workspace):
         pane.show(state)  # (the resize drew the replay's own state: no GPU)
         await pilot.pause(0.2)
         assert any("mem █" in line and "290W" in line for line in shown_text(pane).split("\n")), shown_text(pane)
+
+
+async def test_a_long_parameter_help_is_never_cut_mid_word_without_a_sign(workspace):
+    """The launch form's help line of a parameter ('Cones per batch (GPU memory grows with it, abo')
+    was cut at the dialog's edge with nothing to say so. A short form (24 rows) keeps one line a
+    parameter and ends a cut one with '…'; a tall one wraps it, whole."""
+    from urbanrun.engine.core.config import load_config
+    from urbanrun.engine.session.loop import Engine
+
+    engine = Engine(load_config(ROOT / "config.toml"), workspace / "runs", gpu_source=None, record_session=False)
+    for size, whole in (((80, 24), False), ((160, 45), True)):
+        app = make_app(engine, scratchpad_dir=workspace / "pad")
+        async with app.run_test(size=size) as pilot:
+            await pilot.press("l")
+            await wait_until(pilot, lambda: isinstance(app.screen, LaunchForm) and app.screen.query(".field-hint"))
+            await pilot.pause(0.3)
+            cut = 0
+            for hint in app.screen.query(".field-hint"):
+                assert hint.region.right <= hint.parent.region.right, (hint.region, hint.parent.region)  # not under the edge
+                full = str(hint.render()).strip()
+                shown = " ".join(shown_text(hint).split())
+                if whole:
+                    assert shown == " ".join(full.split()), (shown, full)
+                elif shown != " ".join(full.split()):
+                    cut += 1
+                    assert shown.endswith("…") and hint.size.height == 1, (shown, full)
+            assert whole or cut  # the demo recipe's batch_size help is longer than 70 columns
+            await pilot.press("escape")
+    engine.close()
