@@ -271,3 +271,36 @@ def test_a_run_folder_moved_away_while_it_is_waited_on(workspace):
         if away.exists():
             away.rename(folder)
     assert agent("kill", "kill", run_id, cwd=workspace)["status"] == "killed"
+
+
+def test_events_follow_goes_on_when_one_watched_run_folder_goes_away(workspace):
+    """`events --follow` of every run ended with exit 2 and an error line once one watched run's
+    folder was moved away: the other runs' events (here the kill of the second) never came. The
+    gone run is said on stderr, as `ls` says it, and the stream goes on."""
+    gone, other = launched(workspace, "long_sleep"), launched(workspace, "long_sleep")
+    stream = subprocess.Popen([sys.executable, "-m", "urbanrun.engine.cli", "events", "--follow", "--json"],
+                              cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    folder, away = workspace / "runs" / gone, workspace / "elsewhere"
+    try:
+        seen = []
+        while {e["run"] for e in seen if e["event"] == "progress"} != {gone, other}:  # both watched
+            line = stream.stdout.readline()
+            assert line, stream.stderr.read()
+            seen.append(json.loads(line))
+        folder.rename(away)
+        agent("kill", "kill", other, cwd=workspace)
+        while True:
+            line = stream.stdout.readline()
+            assert line, stream.stderr.read()  # the stream ended before the other run's end came
+            event = json.loads(line)
+            jsonschema.validate(event, load_schema("events"), cls=jsonschema.Draft202012Validator)
+            if event["event"] == "ended" and event["run"] == other:
+                break
+        assert event["status"] == "killed" and stream.poll() is None  # and it goes on
+    finally:
+        stream.terminate()
+        _, err = stream.communicate(timeout=30)
+        if away.exists():
+            away.rename(folder)
+        agent("kill", "kill", gone, cwd=workspace)
+    assert f"run '{gone}' is gone: its folder {folder} was moved or removed" in err and "Traceback" not in err, err

@@ -227,7 +227,15 @@ class EventStream:
                 if run_id not in self.seen:
                     out += self._first_look(run_id, include_ended=True)
         for run_id, watch in list(self.watches.items()):
-            out += self._changes(watch.look(now), now=now)
+            try:
+                out += self._changes(watch.look(now), now=now)
+            except UserError as exc:  # its record went (a folder moved, a record torn by hand)
+                if run_id == self.only:
+                    raise
+                print(f"urbanrun: {exc}", file=sys.stderr)  # said, as `ls` says it; the other runs stream on
+                watch.close()
+                del self.watches[run_id]
+                continue
             if run_id in self.watches and not watch.record.active:
                 watch.close()
                 del self.watches[run_id]
