@@ -379,4 +379,41 @@ async def test_an_ended_runs_progress_shows_before_its_files_are_read(workspace)
         app.redraw()
         assert killed.id not in engine._sources  # its files are not read: the record's figures show
         assert str(table.get_cell(killed.id, "progress")).endswith(" 5/7")
+
+
+async def test_the_plot_is_built_again_only_when_what_it_shows_changed(workspace, monkeypatch):
+    """A plotext frame costs tens of ms: a draw that asks plotext for the same plot as the last one
+    (a status change of the shown run, a forced redraw) builds none; new points, a key or another
+    run build one, and what is drawn is the new plot."""
+    from urbanrun.tui.loss_pane import LossPane
+
+    engine = _engine(workspace)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    t0 = time.time() - 60
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _without_polls(pilot, app)
+        _reduce(engine, RunChanged(ts=t0, run=_record("running", t0)), *(_loss(t0, s, 1 / s) for s in range(1, 30)))
+        app.redraw()
+        pane = app.query_one(LossPane)
+        await wait_until(pilot, lambda: "loss" in pane.render().plain)
+        builds = []
+        real = pane._plot.build
+        monkeypatch.setattr(pane._plot, "build", lambda: (builds.append(1), real())[1])
+
+        async def drawn(then) -> int:
+            builds.clear()
+            then()
+            await pilot.pause(0.3)
+            return len(builds)
+
+        assert await drawn(app.redraw) == 0  # the same plot: nothing built
+        _reduce(engine, RunChanged(ts=t0 + 40, run={**_record("running", t0), "pid": 123}))
+        assert await drawn(app.redraw) == 0  # the record changed, not the plot
+        before = pane.render().plain
+        _reduce(engine, _loss(t0, 30, 5.0))  # a spike at the end
+        assert await drawn(app.redraw) == 1
+        assert pane.render().plain != before
+        assert await drawn(app.action_log_y) == 1  # a key that changes the plot
+        assert await drawn(app.redraw) == 0
+        await pilot.press("q")
     engine.close()

@@ -61,6 +61,24 @@ def _finite(x: np.ndarray, y: np.ndarray, log_y: bool) -> tuple[np.ndarray, np.n
     return x[keep], y[keep]
 
 
+class _Recording:
+    """plotext's pyplot (or one of its subplots), each call also noted: the calls a draw makes are
+    what the frame shows, so equal calls draw an equal frame (see LossPane.draw)."""
+
+    def __init__(self, target, calls: list):
+        self._target, self._calls = target, calls
+
+    def __getattr__(self, name: str):
+        real = getattr(self._target, name)
+
+        def call(*args, **kwargs):
+            self._calls.append((name, args, kwargs))
+            result = real(*args, **kwargs)
+            return _Recording(result, self._calls) if name == "subplot" else result
+
+        return call
+
+
 def _num(v: float) -> str:
     return f"{v:.4g}" if math.isfinite(v) else str(v)
 
@@ -90,6 +108,7 @@ class LossPane(PlotextPlot):
         self._source: tuple[State, list[str]] | None = None
         self._size_hint: tuple[int, int] | None = None
         self._one_title = None
+        self._picture: tuple | None = None  # what the last draw asked plotext for (see draw)
 
     # -- choices -----------------------------------------------------------------------------------
     def cycle_metric(self, state: State, run_id: str | None, step: int = 1) -> str | None:
@@ -116,7 +135,8 @@ class LossPane(PlotextPlot):
         `size`: the pane's (width, height) when it is not mounted (tests, benches)."""
         self._source = (state, list(run_ids))
         self._size_hint = size
-        plt = self.plt
+        calls: list = []
+        plt = _Recording(self.plt, calls)
         plt.clear_data()
         plt.clear_figure()
         self._panels = self._choose_panels(state, run_ids)
@@ -147,7 +167,12 @@ class LossPane(PlotextPlot):
             self.empty_reason = self._why_empty(state, run_ids)
             self._one_title = lambda width: cut(self.empty_reason, width - 2)
         self.footer = self._footer(shown, len(self._panels) - len(shown), width)
-        self.refresh()
+        # a plotext frame costs tens of ms: built again only when the plot is asked for anything
+        # else than last time (a live run's new points, another run, a key), not at every draw
+        picture = (calls, self._one_title(1000) if self._one_title else None, self.footer, (width, height))
+        if picture != self._picture:
+            self._picture = picture
+            self.refresh()
 
     def _choose_panels(self, state: State, run_ids: list[str]) -> list[tuple[str, list[Curve]]]:
         runs = [state.runs[r] for r in run_ids if r in state.runs]
