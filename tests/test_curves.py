@@ -178,3 +178,54 @@ def test_a_legend_too_long_for_two_lines_says_how_many_entries_it_left_out():
     shown = sum(line.count("━━") for line in legend)
     more = int(legend[-1].rsplit("+", 1)[1].split()[0])
     assert legend[-1].endswith("more") and shown + more == 16, legend
+
+
+dots = st.lists(st.tuples(st.integers(-300, 300), st.integers(-300, 300), st.sampled_from(["cyan", "gray"])),
+                min_size=1, max_size=80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(points=dots, same_colour=st.booleans(), fx=st.sampled_from([1, 2]), fy=st.sampled_from([1, 2, 3, 4]))
+@example(points=[(0, 0, "gray")], same_colour=True, fx=2, fy=4)  # one point: no segment
+@example(points=[(5, 5, "gray"), (5, 5, "cyan"), (5, 5, "gray")], same_colour=False, fx=2, fy=4)  # no move
+def test_plotexts_dot_loops_done_by_numpy_give_plotexts_dots(points, same_colour, fx, fy):
+    """The loss pane's frames use numpy for plotext's two dot loops (tui/plotext_fast.py): they
+    give plotext's own answer, dot for dot, in the same order (negative and repeated places too)."""
+    from urbanrun.tui import plotext_fast
+
+    x, y = [p[0] for p in points], [p[1] for p in points]
+    colours = ["gray"] * len(points) if same_colour else [p[2] for p in points]
+    other = (["braille"] * len(points), colours, ["default"] * len(points))
+    lines = plotext_fast._plotext_get_lines(x, y, *other)
+    assert plotext_fast.get_lines(x, y, *other) == lines
+    factors = [fx] * len(lines[0]), [fy] * len(lines[0])
+    assert list(plotext_fast.hd_group(lines[0], lines[1], *factors)) == \
+        list(plotext_fast._plotext_hd_group(lines[0], lines[1], *factors))
+    # anything else than whole-number dots is plotext's own business
+    assert plotext_fast.get_lines([0.5, 2.0], [1, 3], ["braille"] * 2) == \
+        plotext_fast._plotext_get_lines([0.5, 2.0], [1, 3], ["braille"] * 2)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(runs=st.lists(st.dictionaries(st.sampled_from(["train_loss", "val_loss", "loss"]), shapes, max_size=2),
+                     min_size=1, max_size=4),
+       size=st.tuples(st.integers(60, 200), st.integers(15, 50)), smoothing=st.sampled_from([0.0, 0.6]),
+       log_y=st.booleans(), grid=st.booleans())
+def test_a_frame_drawn_with_the_numpy_loops_is_plotexts_frame(runs, size, smoothing, log_y, grid):
+    import plotext._utility as ut
+
+    from urbanrun.tui import plotext_fast
+
+    state, ids = _state(runs)
+    frames = []
+    for fast in (True, False):
+        pane = LossPane()
+        pane.smoothing, pane.log_y, pane.grid = smoothing, log_y, grid
+        pane.draw(state, ids, size=size)  # installs the numpy loops
+        if not fast:
+            ut.get_lines, ut.hd_group = plotext_fast._plotext_get_lines, plotext_fast._plotext_hd_group
+        try:
+            frames.append(pane.frame(*size))
+        finally:
+            plotext_fast.install()
+    assert frames[0].plain == frames[1].plain and frames[0].spans == frames[1].spans

@@ -211,6 +211,9 @@ class LossPane(PlotextPlot):
 
         from urbanrun.engine.core.series import downsample, robust_range
 
+        from . import plotext_fast
+
+        plotext_fast.install()  # here, with the first curve: the first frame loads no numpy
         points = max(40, width * 2)  # braille: two dots a column
         spans, drawn, x_lo, x_hi = [], 0, math.inf, -math.inf
         for curve in curves:
