@@ -379,6 +379,7 @@ async def test_an_ended_runs_progress_shows_before_its_files_are_read(workspace)
         app.redraw()
         assert killed.id not in engine._sources  # its files are not read: the record's figures show
         assert str(table.get_cell(killed.id, "progress")).endswith(" 5/7")
+    engine.close()
 
 
 async def test_the_plot_is_built_again_only_when_what_it_shows_changed(workspace, monkeypatch):
