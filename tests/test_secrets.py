@@ -176,16 +176,17 @@ def test_a_real_launch_writes_no_secret_anywhere(workspace):
     assert stat.S_IMODE((runs / record.id / "run.toml").stat().st_mode) == 0o600
 
 
-def test_a_secret_in_a_failed_runs_error_is_masked_in_its_stored_diagnosis(workspace):
+def test_a_secret_in_a_failed_runs_error_is_masked_in_its_stored_diagnosis_and_the_scratchpad(workspace):
     """The run's own error text quotes a token (a login refused): the diagnosis stored in run.toml
-    (read by every view) masks it, though neither argv nor env held it when the record was made."""
+    (read by every view) and auto-logged to the scratchpad masks it, though neither argv nor env
+    held it when the record was made; so does an entry an agent writes with `scratchpad log`."""
     token = _shapes()["huggingface"]
     (workspace / "token.txt").write_text(token)
     (workspace / "config.toml").write_text(TEST_CONFIG + """
 [recipes.login]
 command = ["{python}", "-c", "import pathlib; raise RuntimeError('login refused for ' + pathlib.Path('token.txt').read_text())"]
 """)
-    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None, record_session=False, autolog=None)
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None, record_session=False)
     record = engine.launch("login")
     drive(engine, lambda: engine.state.runs[record.id].status not in ("starting", "running")
           and engine.store.load(record.id).diagnoses)
@@ -193,6 +194,10 @@ command = ["{python}", "-c", "import pathlib; raise RuntimeError('login refused 
     stored = (workspace / "runs" / record.id / "run.toml").read_text()
     assert token not in stored
     assert tomllib.loads(stored)["diagnosis"] == "RuntimeError: login refused for hf_***"
+    cli("scratchpad", "log", f"retried the upload\nwith {token} this time", cwd=workspace, check=True)
+    pad = "".join(p.read_text() for p in (workspace / ".claude" / "scratchpad").rglob("*.md"))
+    assert token not in pad
+    assert f"{record.id}: traceback" in pad and "login refused for hf_***" in pad and "with hf_*** this time" in pad
 
 
 def test_a_relaunch_of_a_redacted_run_uses_the_recipe_value_not_the_mask(workspace):
