@@ -198,6 +198,15 @@ def test_advise_cli_estimate_and_history(workspace):
 
 
 
+def test_advise_never_suggests_more_than_the_recipes_batch_maximum(workspace):
+    with open(workspace / "config.toml", "a") as fh:
+        fh.write('\n[recipes.capped]\ncommand = ["{python}", "-c", "pass"]\n'
+                 'memory = { per_sample_gb = 0.144, fixed_gb = 0.3 }\n'
+                 '[recipes.capped.params.batch_size]\ntype = "int"\ndefault = 8\nmin = 1\nmax = 32\n')
+    assert cli_json("advise", "capped", "--gpu-memory", "80", cwd=workspace)["batch"] == 32  # 497 would fit
+    assert cli_json("advise", "capped", "--gpu-memory", "2", cwd=workspace)["batch"] == int((2 * 0.9 - 0.3) // 0.144)
+
+
 def test_oom_relaunch_chain_end_to_end(workspace):
     engine = Engine(load_config(workspace / "config.toml"), gpu_source=None, record_session=False)
     first = engine.launch("fake_oom")
