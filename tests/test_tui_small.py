@@ -168,3 +168,32 @@ async def test_a_long_parameter_help_is_never_cut_mid_word_without_a_sign(worksp
             assert whole or cut  # the demo recipe's batch_size help is longer than 70 columns
             await pilot.press("escape")
     engine.close()
+
+
+async def test_every_small_dialog_fits_the_screen_and_shows_its_whole_question(workspace):
+    """The observation prompt (o) was 100 columns wide on an 80-column screen, its right edge
+    and the end of its question ('run ids in it are linked') off the screen, and its question cut
+    at 160 columns too. Each small dialog now fits the screen and wraps its question inside."""
+    from urbanrun.engine.core.config import load_config
+    from urbanrun.engine.session.loop import Engine
+    from urbanrun.tui.dialogs import ConfirmKill, PromptScreen
+
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+    for size in ((80, 24), (160, 45)):
+        app = make_app(engine, scratchpad_dir=workspace / "pad")
+        async with app.run_test(size=size) as pilot:
+            for open_it in (lambda: pilot.press("o"), lambda: pilot.press("i"),
+                            lambda: app.push_screen(ConfirmKill("20261130-185924-cones-60df", 10))):
+                await open_it()
+                await wait_until(pilot, lambda: isinstance(app.screen, (PromptScreen, ConfirmKill)))
+                await pilot.pause(0.3)
+                dialog = app.screen.query_one("#confirm-dialog")
+                assert app.screen.region.contains_region(dialog.region), (size, dialog.region)
+                for child in dialog.children:
+                    assert dialog.region.contains_region(child.region), (size, child, child.region, dialog.region)
+                question = dialog.children[0]
+                shown = " ".join(shown_text(question).split())
+                assert shown == " ".join(str(question.render()).split()), (size, shown)
+                await pilot.press("escape")
+                await wait_until(pilot, lambda: app.screen is app.screen_stack[0])
+    engine.close()
