@@ -4,7 +4,6 @@ they print), metrics.jsonl, and the extra metrics files its recipe names (which 
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -166,14 +165,8 @@ def read_run(store: RunStore, record: RunRecord, now: float) -> RunState:
 def later_start(store: RunStore, record: RunRecord) -> Callable[[], float | None]:
     """When the next run with the same cwd and metrics_files started (what its wildcards find
     that was made after that is the later run's), for readers without an engine: the records are
-    read only when a wildcard's file is to be judged, at most once every GLOB_SECONDS."""
-    looked: list = [None, float("-inf")]
-
-    def get() -> float | None:
-        if time.monotonic() - looked[1] >= GLOB_SECONDS:
-            looked[:] = [next_start(record, store.load_all()[0]), time.monotonic()]
-        return looked[0]
-    return get
+    read only when a wildcard's file is to be judged, at most once every GLOB_SECONDS for all runs."""
+    return lambda: next_start(record, store.recent_records(GLOB_SECONDS))
 
 
 def globbed_files(patterns: list[str], started: float | None, later: Callable[[], float | None]) -> list[Path]:

@@ -441,6 +441,16 @@ class RunStore:
         records = [self.load_or_unreadable(run_id) for run_id in self.ids()]
         return records, [r.error for r in records if r.status == "unreadable"]
 
+    def recent_records(self, max_age: float) -> list[RunRecord]:
+        """Every record as read at most `max_age` seconds ago: for a question each of many runs asks
+        of all the others (which run of the recipe started next), one read of the runs folder for a
+        whole `ls`, not one per run."""
+        now = time.monotonic()
+        cached = getattr(self, "_recent", None)
+        if cached is None or now - cached[0] > max_age:
+            cached = self._recent = (now, self.load_all()[0])
+        return cached[1]
+
     def resolve(self, ref: str) -> str:
         """A full run id from the full id, `last` (the newest run), or a unique prefix or tail
         (`20261125-1741`, `1a2b`); bad, unknown or ambiguous refs are UserErrors that list candidates."""
