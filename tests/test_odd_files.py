@@ -84,3 +84,21 @@ def test_an_odd_output_log_never_blocks_show_doctor_or_status(workspace, make):
     # and doctor does not say "no problem found" of output it could not read
     found = cli_json("doctor", GOOD_ID, cwd=workspace)["diagnoses"]
     assert [d["kind"] for d in found] == ["log_unreadable"] and "it is not a regular file" in found[0]["summary"]
+
+
+def test_a_live_runs_log_replaced_by_a_folder_is_said_by_status(workspace):
+    """A live run whose output.log became a folder was `running-healthy` with no diagnosis: its
+    silence passed for a healthy run's. It is `log_unreadable` (a warning: running-sick), as doctor
+    says of an ended run."""
+    run_id = cli_json("launch", "long_sleep", cwd=workspace)["id"]
+    try:
+        log = workspace / "runs" / run_id / "output.log"
+        log.unlink()
+        log.mkdir()
+        status = cli_json("status", run_id, cwd=workspace)
+        assert status["verdict"] == "running-sick", status
+        (found,) = [d for d in status["diagnoses"] if d["kind"] == "log_unreadable"]
+        assert found["summary"] == (f"its output log {log} cannot be read (it is a folder, not a file): only the "
+                                    f"run's metrics and trends were diagnosed")
+    finally:
+        assert cli_json("kill", run_id, cwd=workspace)["status"] == "killed"

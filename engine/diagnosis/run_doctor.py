@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from pathlib import Path
 
 from urbanrun.engine import platform
 from urbanrun.engine.core.config import Config, Recipe
 from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.core.files import kind_of
 from urbanrun.engine.diagnosis.rules import Diagnosis, diagnose, headline
 from urbanrun.engine.runs.store import RunRecord, RunStore
 from urbanrun.engine.core.state import RunState, loss_name
@@ -68,18 +70,36 @@ def diagnose_run(store: RunStore, record: RunRecord, run: RunState | None) -> li
     found = output_diagnoses(lines, run, record.params, record.exit_code, record.signal,
                              killed_by_user=record.status == "killed")
     if unreadable:  # "no problem found" would be a guess made without the run's output
-        found.append(Diagnosis("log_unreadable", "warning",
-                               f"its output log {path} cannot be read ({unreadable}): only the run's metrics and "
-                               f"exit status were diagnosed", (),
-                               (f"Put the run's output back as a regular file at {path}, then run doctor again.",)))
+        found.append(_log_unreadable(path, unreadable, "exit status"))
     return found
 
 
+def _log_unreadable(path: Path, why: str, besides: str) -> Diagnosis:
+    return Diagnosis("log_unreadable", "warning",
+                     f"its output log {path} cannot be read ({why}): only the run's metrics and {besides} were "
+                     f"diagnosed", (), (f"Put the run's output back as a regular file at {path}, then run doctor again.",))
+
+
+def _not_a_log(path: Path) -> str | None:
+    """Why a live run's log cannot be read (a folder or FIFO put in its place), from one stat: None
+    when it is a file or not there yet (a run being started)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None if stat.S_ISREG(st.st_mode) else f"it is {kind_of(st)}, not a file"
+
+
 def live_diagnoses(record: RunRecord, run: RunState, now: float, gpus: list[dict] = (),
-                   idle_seconds: float | None = None) -> list[Diagnosis]:
+                   idle_seconds: float | None = None, log: Path | None = None) -> list[Diagnosis]:
     """A running run's diagnoses: those of its output so far (the last lines kept in `run.log`),
-    and the trends only a live run has (a hang, a data-loading bottleneck)."""
+    the trends only a live run has (a hang, a data-loading bottleneck), and a `log` that can no
+    longer be read (else its silence would pass for a healthy run's)."""
     found = output_diagnoses(list(run.log), run, record.params)
+    if log is not None and (why := _not_a_log(log)):
+        found.append(_log_unreadable(log, why, "trends"))
     util = _run_gpu_util(run, gpus)
     if idle_seconds is None:
         idle_seconds = now - (run.last_output_ts or record.started or now)
@@ -220,7 +240,8 @@ class RunDoctor:
             known = self._live_kinds.get(record.id, ())
             if not due and not has_new_non_finite(run, known):
                 continue
-            found = merged([d.to_dict() for d in live_diagnoses(record, run, now, gpus)], record.diagnoses)
+            found = merged([d.to_dict() for d in live_diagnoses(record, run, now, gpus, log=self.store.log_path(record))],
+                           record.diagnoses)
             kinds = tuple(sorted(d["kind"] for d in found))
             if kinds != known:
                 self._live_kinds[record.id] = kinds

@@ -48,7 +48,8 @@ def run_summary(store: RunStore, record: RunRecord, config: Config | None, now: 
     if not record.active:  # the same list `doctor` gives (session/end_files.py)
         diagnoses = ended_diagnoses(store, record, changes, run)
     elif diagnose:
-        found = merged([d.to_dict() for d in live_diagnoses(record, run, now, idle_seconds=idle)], record.diagnoses)
+        found = merged([d.to_dict() for d in live_diagnoses(record, run, now, idle_seconds=idle,
+                                                            log=store.log_path(record))], record.diagnoses)
         saved = False
         if save and _kinds(found) != _kinds(record.diagnoses):
             try:
