@@ -152,3 +152,40 @@ def test_progress_and_eta_from_events():
     state.apply(Progress(ts=130.0, run_id="r", progress={"unit": "epoch", "n": 3, "total": 10}))
     assert eta_seconds(state.runs["r"], now=130.0) == pytest.approx(70.0)
     assert eta_seconds(state.runs["r"], now=140.0) == pytest.approx(60.0)
+
+
+def test_metrics_follow_of_a_run_ends_with_the_run(workspace):
+    """`metrics RUN --follow` never ended (an agent following a run's metrics hung past its end),
+    and never followed a metrics file its recipe's wildcard found only after it started. It
+    follows that file from its start, prints the run's last points and ends with the run: exit 0
+    if it exited cleanly, else 1."""
+    import subprocess
+    import sys
+
+    import jsonschema
+    import psutil
+
+    from conftest import SCRIPTS, release
+    from urbanrun.engine.cli.contract import load_schema
+
+    with open(workspace / "config.toml", "a") as fh:
+        fh.write(f'\n[recipes.csv_later]\ncommand = ["{{python}}", "{SCRIPTS}/csv_on_release.py"]\n'
+                 f'metrics_files = ["{{run_dir}}/history/*.csv"]\n')
+    run_id = cli_json("launch", "csv_later", cwd=workspace)["id"]
+    run_dir = workspace / "runs" / run_id
+    proc = subprocess.Popen([sys.executable, "-m", "urbanrun.engine.cli", "metrics", run_id, "--follow", "--json"],
+                            cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        log = str(run_dir / "output.log")  # following: its sources are open; only then the CSV is written
+        wait_for(lambda: any(f.path == log for f in psutil.Process(proc.pid).open_files()), what="the follow's start")
+        release(run_dir)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in err, (proc.returncode, out, err)
+    lines = [json.loads(line) for line in out.splitlines()]
+    for line in lines:
+        jsonschema.validate(line, load_schema("metrics"), cls=jsonschema.Draft202012Validator)
+    assert [line["point"]["total_loss"] for line in lines if line["source"].endswith("loss.csv")] == [1.0, 0.5, 1 / 3]
+    failing = cli_json("launch", "exit_after", "--set", "code=3", "--set", "seconds=0.2", cwd=workspace)["id"]
+    assert cli("metrics", failing, "--follow", "--json", cwd=workspace, timeout=120).returncode == 1

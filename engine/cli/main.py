@@ -258,12 +258,17 @@ cmd_mcp = _lazy("urbanrun.engine.cli.mcp_server", "cmd_mcp")
 def cmd_metrics(args, config, store, sup) -> int:
     from urbanrun.engine.cli import metrics as cli_metrics
 
-    sources = cli_metrics.sources_for(args.target, store)
+    sources, run_id = cli_metrics.sources_for(args.target, store)
     summary = cli_metrics.summarise(sources)
     if args.follow:
         if not args.json:
             cli_metrics.print_summary(summary)
-        return cli_metrics.follow(sources, args.json)
+        if run_id is None:  # a file or folder: followed until Ctrl-C, as tail -f
+            return cli_metrics.follow(sources, args.json)
+        from urbanrun.engine.cli.runs import reconcile_one
+
+        return cli_metrics.follow(sources, args.json, running=lambda: reconcile_one(store, sup, store.load(run_id)),
+                                  store=store)
     if args.json:
         emit(summary)
     else:

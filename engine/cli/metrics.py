@@ -10,11 +10,12 @@ from pathlib import Path
 from urbanrun.engine.cli.output import emit_line, number as _num
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.core.files import path_stat, short
-from urbanrun.engine.metrics.run_files import globbed_files, later_start
+from urbanrun.engine.metrics.run_files import GLOB_SECONDS, globbed_files, later_start
 from urbanrun.engine.metrics.sources import MetricSource, discover, format_of, read_to_end
 from urbanrun.engine.runs.store import METRICS_FILE, RunStore
 
-def sources_for(target: str, store: RunStore) -> list[MetricSource]:
+def sources_for(target: str, store: RunStore) -> tuple[list[MetricSource], str | None]:
+    """The metrics sources of a file, a folder or a run, and the run's id (None for a file or folder)."""
     if not target.strip():  # Path("") is ".", the current folder: not what was meant
         raise UserError("metrics needs a metrics file, a folder or a run id (`urbanrun ls --all`), not an empty name.")
     path = Path(target)
@@ -23,7 +24,7 @@ def sources_for(target: str, store: RunStore) -> list[MetricSource]:
         if not found:
             raise UserError(f"no metrics files found under {short(path)} (looked for JSONL, CSV with a loss column, "
                             f"TensorBoard event files, W&B offline runs).")
-        return [MetricSource(p, fmt) for p, fmt in found]
+        return [MetricSource(p, fmt) for p, fmt in found], None
     try:
         run_id = store.resolve(target)
     except UserError as exc:
@@ -31,11 +32,15 @@ def sources_for(target: str, store: RunStore) -> list[MetricSource]:
             raise
         raise UserError(f"'{short(target)}' is neither a file or folder nor a run id; "
                         f"give a metrics file, a folder, or a run id from `urbanrun ls`.", code=exc.code) from None
-    record = store.load(run_id)
-    run_dir = store.run_dir(run_id)
-    sources = [MetricSource(run_dir / METRICS_FILE, "jsonl"), MetricSource(store.log_path(record), "log")]
+    return run_sources(store, store.load(run_id)), run_id
+
+
+def run_sources(store: RunStore, record) -> list[MetricSource]:
+    """A run's metrics files now: metrics.jsonl, its log, and what its metrics_files find that is
+    its own (not an earlier or a later run's)."""
+    sources = [MetricSource(store.run_dir(record.id) / METRICS_FILE, "jsonl"), MetricSource(store.log_path(record), "log")]
     for extra in globbed_files(record.metrics_files, record.started or record.created, later_start(store, record)):
-        sources.append(MetricSource(extra, format_of(extra)))  # not an earlier or a later run's
+        sources.append(MetricSource(extra, format_of(extra)))
     return sources
 
 
@@ -95,18 +100,33 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def follow(sources: list[MetricSource], as_json: bool, interval: float = 0.5) -> int:
+def follow(sources: list[MetricSource], as_json: bool, interval: float = 0.5, running=None, store=None) -> int:
+    """Print new points until Ctrl-C, or with `running` (a run's record, reconciled, each look)
+    until the run ends: then its last points, and exit 0 if it exited cleanly, else 1 (as `logs -f`).
+    A run's metrics files that appear later (its metrics_files' wildcards) are followed from their start."""
+    next_glob = time.monotonic() + GLOB_SECONDS
     try:
         while True:
-            for source in sources:
-                points, _ = source.poll()
-                for point in points:
-                    if as_json:
-                        emit_line({"source": str(source.path), "point": {k: _num(v) for k, v in point.items()}})
-                    else:
-                        values = " ".join(f"{k}={_fmt(v)}" for k, v in point.items() if k != "time")
-                        print(f"[{source.path.name}] {values}")
-            sys.stdout.flush()
+            record = running() if running is not None else None
+            if record is not None and (not record.active or time.monotonic() >= next_glob):
+                known = {str(s.path) for s in sources}
+                sources += [s for s in run_sources(store, record) if str(s.path) not in known]
+                next_glob = time.monotonic() + GLOB_SECONDS
+            _print_points(sources, as_json)  # after the look: what the run wrote before it ended is in
+            if record is not None and not record.active:
+                return 0 if record.status == "exited" else 1
             time.sleep(interval)
     except KeyboardInterrupt:
         return 0
+
+
+def _print_points(sources: list[MetricSource], as_json: bool) -> None:
+    for source in sources:
+        points, _ = source.poll()
+        for point in points:
+            if as_json:
+                emit_line({"source": str(source.path), "point": {k: _num(v) for k, v in point.items()}})
+            else:
+                values = " ".join(f"{k}={_fmt(v)}" for k, v in point.items() if k != "time")
+                print(f"[{source.path.name}] {values}")
+    sys.stdout.flush()
