@@ -410,3 +410,27 @@ async def test_a_search_without_a_match_keeps_the_log_following(workspace):
         await wait_until(pilot, lambda: "match 1/1" in str(status.render()))
         assert not log.following
     engine.close()
+
+
+async def test_the_footer_in_a_text_field_says_how_to_save_and_leave(workspace):
+    """In the scratchpad editor the footer showed only ^p palette (every letter key types there):
+    nothing said ctrl+s saves or esc leaves. It shows them in a text field, and not elsewhere."""
+    engine, app = app_on(workspace)
+
+    def footer_keys() -> dict:
+        return {key.key: key.description for key in app.screen.query("FooterKey")}
+
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: "q" in footer_keys())
+        assert "ctrl+s" not in footer_keys() and "escape" not in footer_keys()
+        await pilot.press("s")
+        editor = app.query_one("#pad-editor", TextArea)
+        await wait_until(pilot, lambda: app.focused is editor and "ctrl+s" in footer_keys())
+        assert footer_keys()["ctrl+s"] == "save notes" and "escape" in footer_keys() and "q" not in footer_keys()
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.focused, RunsTable) and "q" in footer_keys())
+        assert "ctrl+s" not in footer_keys() and "escape" not in footer_keys()
+        await pilot.press("slash")  # the log search: a text field too
+        await wait_until(pilot, lambda: "escape" in footer_keys())
+        assert "ctrl+s" not in footer_keys()
+    engine.close()

@@ -94,9 +94,9 @@ class UrbanrunApp(App):
                 tooltip="move the selected queued run one place later in the launch queue"),
         Binding("o", "observe", "observe", show=False,
                 tooltip="write a cross-agent observation under today's scratchpad heading (runs it names linked)"),
-        Binding("escape", "leave_text_field", "leave text field", show=False, priority=True,
+        Binding("escape", "leave_text_field", "leave field", priority=True,  # shown only in a text field
                 tooltip="in a text field (log search, scratchpad editor): leave it, back to the runs table"),
-        Binding("ctrl+s", "save_pad", "save notes", show=False, tooltip="save the scratchpad (merges appended notes)"),
+        Binding("ctrl+s", "save_pad", "save notes", tooltip="save the scratchpad (merges appended notes)"),  # there only
         # ↑/↓ move the runs table's selection wherever the focus is on the runs view (not in a text field)
         Binding("up", "runs_cursor(-1)", "previous run", show=False, priority=True),
         Binding("down", "runs_cursor(1)", "next run", show=False, priority=True),
@@ -466,6 +466,8 @@ class UrbanrunApp(App):
             from textual.widgets import TextArea  # loaded by then: the scratchpad's editor is one
 
             return isinstance(self.focused, (Input, TextArea)) and self.screen is self.screen_stack[0]
+        if action == "save_pad":  # the scratchpad's own key: in the footer there, nowhere else
+            return self._tab_with_pane() == "pad" and self.screen is self.screen_stack[0]
         if action == "relaunch":  # shown disabled where no remedy applies (R then says why: on_key)
             return True if self._relaunch_offered else None
         if action == "runs_cursor":
