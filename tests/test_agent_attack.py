@@ -188,6 +188,10 @@ def test_empty_and_ambiguous_references_and_odd_runs_folders(workspace):
     launched(workspace, "exit_after", "--set", "seconds=0.1")
     assert agent("events", "events", "--run", "", cwd=workspace, code=2, lines=True)[0]["error"]["code"] == "bad_input"
     assert "not an empty name" in error_of("metrics", "", cwd=workspace)["message"]
+    runs = sorted(p.name for p in (workspace / "runs").iterdir())
+    for empty in ("", "  "):  # imported the current folder as a run
+        assert "not an empty name" in error_of("import", empty, cwd=workspace)["message"]
+    assert sorted(p.name for p in (workspace / "runs").iterdir()) == runs
     ambiguous = error_of("metrics", first[:8], cwd=workspace)
     assert ambiguous["code"] == "ambiguous_run" and first in ambiguous["message"]
     assert error_of("metrics", "zzzz", cwd=workspace)["code"] == "run_not_found"

@@ -20,6 +20,9 @@ from urbanrun.engine.session.run_end import keep_figures
 def import_path(store: RunStore, path: str, name: str | None = None) -> list[RunRecord]:
     """One read-only run per training run found: each Lightning version_N, W&B run folder or
     TensorBoard folder is its own run (never one run with interleaved curves)."""
+    if not path.strip():  # Path("") is ".", the current folder: not what was meant
+        raise UserError("import needs a folder or metrics file (a lightning_logs, wandb or TensorBoard folder, a "
+                        "JSONL or CSV file), not an empty name.")
     target = Path(path).expanduser()
     if path_stat(target, "import path") is None:
         raise UserError(f"{short(path)} does not exist; give a folder or metrics file to import.")
