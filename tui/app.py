@@ -467,7 +467,7 @@ class UrbanrunApp(App):
 
             return isinstance(self.focused, (Input, TextArea)) and self.screen is self.screen_stack[0]
         if action == "save_pad":  # the scratchpad's own key: in the footer there, nowhere else
-            return self._tab_with_pane() == "pad" and self.screen is self.screen_stack[0]
+            return self.screen is self.screen_stack[0] and self._tab_with_pane() == "pad"
         if action == "relaunch":  # shown disabled where no remedy applies (R then says why: on_key)
             return True if self._relaunch_offered else None
         if action == "runs_cursor":
