@@ -215,6 +215,8 @@ def loss_frames(tmp: Path) -> None:
     run_with("20261130-000000-cones-0002", 2_000)
     app = make_app(engine, scratchpad_dir=tmp / "pad")
 
+    from textual.visual import Visual, visualize
+
     async def go():
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause(1)
@@ -229,7 +231,9 @@ def loss_frames(tmp: Path) -> None:
                     with engine.state.guard:
                         t = time.perf_counter()
                         pane.draw(engine.state, [run_id])
-                        pane.render()  # plotext builds the frame here
+                        # plotext builds the frame, then its lines are made into what Textual draws
+                        Visual.to_strips(pane, visualize(pane, pane.render()), pane.size.width, pane.size.height,
+                                         pane.visual_style)
                         times.append((time.perf_counter() - t) * 1000)
                 frames[engine.state.runs[run_id].metrics["loss"].count] = times
             return frames

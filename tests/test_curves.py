@@ -229,3 +229,28 @@ def test_a_frame_drawn_with_the_numpy_loops_is_plotexts_frame(runs, size, smooth
         finally:
             plotext_fast.install()
     assert frames[0].plain == frames[1].plain and frames[0].spans == frames[1].spans
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(runs=st.lists(st.dictionaries(st.sampled_from(["train_loss", "val_loss", "loss"]), shapes, max_size=2),
+                     min_size=1, max_size=4),
+       size=st.tuples(st.integers(60, 200), st.integers(15, 50)), log_y=st.booleans(), grid=st.booleans(),
+       cursor=st.one_of(st.none(), st.floats(0, 300)))
+def test_a_frame_is_drawn_as_textual_draws_it_from_rich_text(runs, size, log_y, grid, cursor):
+    """The pane's frames skip rich's ANSI decoder and Textual's wrapping (tui/plot_frame.py): every
+    line gives the segments, styles and text offsets Textual makes of the same frame as rich Text."""
+    from textual.content import Content
+    from textual.style import Style as TextualStyle
+    from textual.visual import RenderOptions
+
+    state, ids = _state(runs)
+    pane = LossPane()
+    pane.log_y, pane.grid, pane.cursor = log_y, grid, cursor
+    pane.draw(state, ids, size=size)
+    frame = pane.plot_frame(*size)
+    base = TextualStyle.parse("#e0e0e0 on #1e1e1e")
+    options = RenderOptions(TextualStyle.parse, {})
+    ours = frame.render_strips(size[0], size[1], base, options)
+    textual = Content.from_rich_text(frame.as_text()).render_strips(size[0], size[1], base, options)
+    assert [strip._segments for strip in ours] == [strip._segments for strip in textual]
+    assert ours and any(strip.text.strip() for strip in ours)

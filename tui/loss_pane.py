@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # numpy and the series come with the first curve, not with th
     from urbanrun.engine.core.series import Series
 
 from .curve_groups import group_key, groups
+from .plot_frame import PlotFrame
 from .formatting import cut
 
 COLOURS = ["cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white"]  # plotext's names
@@ -368,9 +369,13 @@ class LossPane(PlotextPlot):
     # -- rendering ---------------------------------------------------------------------------------
     def render(self):
         self._plot.theme(self._get_plotext_theme_name(self.app.theme))
-        return self.frame(self.size.width, self.size.height)
+        return self.plot_frame(self.size.width, self.size.height, self.app.ansi_theme)
 
     def frame(self, width: int, height: int) -> Text:
+        """The plot and its legend/readout lines at a size, as rich Text."""
+        return self.plot_frame(width, height).as_text()
+
+    def plot_frame(self, width: int, height: int, ansi_theme=None) -> PlotFrame:
         """The plot and its legend/readout lines at a size. A plotext failure propagates: the
         app's containment (contained.py) shows it in this pane and keeps its traceback."""
         footer = self.footer[:max(0, height - 4)] if height > 4 else []
@@ -379,8 +384,5 @@ class LossPane(PlotextPlot):
         self._plot._set_size(width, plot_height)  # as textual-plotext's own render does
         if self._one_title is not None:  # plotext drops a title wider than the plot: fit it here
             self._plot.title(self._one_title(width))
-        text = Text.from_ansi(self._plot.build().rstrip("\n"))  # plotext ends its last line with one
-        for line in footer:
-            text.append("\n")
-            text.append_text(line)
-        return text
+        # plotext ends its last line with a newline; the frame's lines become strips in plot_frame.py
+        return PlotFrame(self._plot.build().rstrip("\n"), footer, ansi_theme)
