@@ -418,3 +418,37 @@ async def test_the_plot_is_built_again_only_when_what_it_shows_changed(workspace
         assert await drawn(app.redraw) == 0
         await pilot.press("q")
     engine.close()
+
+
+async def test_a_long_diagnosis_is_cut_with_a_sign_not_scrolled_sideways(workspace):
+    """At 80x24 with more runs than rows, a diagnosis ('✖ CUDA out of memory on GPU 0: …') wider
+    than the room left made the table wider than the screen: a horizontal scrollbar took one of
+    its four rows, and the diagnosis' end was off to the right. The diagnosis column keeps to the
+    room and a longer one ends in '…'; at 160 columns the headline is whole."""
+    engine = _engine(workspace)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    t0 = time.time() - 600
+    oom = "CUDA out of memory on GPU 0: tried to allocate 9.22 GiB with 312.00 MiB free"
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _without_polls(pilot, app)
+        records = []
+        for i in range(7):
+            run_id = f"20261130-00000{i}-cones-000{i}"
+            records.append(RunChanged(ts=t0 + i, run={"id": run_id, "recipe": "cones", "status": "failed",
+                                                       "started": t0 + i, "ended": t0 + i + 5, "exit_code": 1,
+                                                       "diagnoses": [{"severity": "error", "summary": oom}]}))
+        _reduce(engine, *records)
+        app.redraw()
+        table = app.query_one(RunsTable)
+        await wait_until(pilot, lambda: table.row_count == 7 and table.show_vertical_scrollbar)
+        await pilot.pause(0.5)
+        assert table.virtual_size.width <= table.scrollable_content_region.width, (table.virtual_size, table.size)
+        assert not table.show_horizontal_scrollbar
+        shown = "".join(s.text for s in table.render_line(1))  # the first run's row
+        assert "✖ CUDA out of memory" in shown and shown.rstrip().endswith("…"), shown
+        await pilot.resize_terminal(160, 45)
+        await pilot.pause(0.5)
+        app.redraw()
+        await pilot.pause(0.5)
+        assert f"✖ {oom[:60]}…" in "".join(s.text for s in table.render_line(1))  # as long as a headline gets
+    engine.close()

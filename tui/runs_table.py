@@ -13,6 +13,7 @@ import time
 
 from rich.cells import cell_len
 from rich.text import Text
+from textual.geometry import Size
 from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.widgets import DataTable
@@ -33,6 +34,7 @@ DROP_ORDER = ("recipe", "best", "time", "gpu", "eta")
 WIDTHS = {"status": 4, "id": 28, "recipe": 10, "progress": 15, "eta": 9, "loss": 9, "best": 9, "gpu": 9, "time": 9}
 SHORT_ID = 9  # "YYYYmmdd-" left out of the id
 WHY_ROOM = 30  # what the diagnosis column should keep
+SCROLLBAR = 2  # a vertical scrollbar's columns (more runs than rows): kept free for it
 
 
 def layout_for(width: int) -> tuple[tuple[str, ...], bool]:
@@ -101,8 +103,27 @@ class RunsTable(DataTable):
     # (only after rows come or a cell outgrows its column) always draws again.
     def _update_dimensions(self, new_rows) -> None:
         super()._update_dimensions(new_rows)
+        self._fit_why()
         self._update_count += 1
         self.refresh()
+
+    # The diagnosis column takes the room the other columns leave (a vertical scrollbar's included):
+    # wider, it pushed the table past the screen at 80 columns, and a horizontal scrollbar took one of
+    # the few rows. A longer diagnosis is cut there with a '…' (see _news_cells); with room, it sizes
+    # itself to its cells as every other column does.
+    def _fit_why(self) -> bool:
+        why = self.columns.get("why")
+        if why is None or not self.size.width:
+            return False
+        others = sum(c.get_render_width(self) for key, c in self.columns.items() if key != "why")
+        room = max(8, self.size.width - SCROLLBAR - others - 2 * self.cell_padding)
+        auto, width = (True, why.width) if why.content_width <= room else (False, room)
+        if (why.auto_width, why.width) == (auto, width):
+            return False
+        why.auto_width, why.width = auto, width
+        self.virtual_size = Size(others + why.get_render_width(self) + self._row_label_column_width,
+                                 self.virtual_size.height)
+        return True
 
     # DataTable asks for its rich_style (a walk up every ancestor's styles) once per line drawn, blank
     # ones included; styles do not change within one render, so one walk serves all its lines.
@@ -132,6 +153,9 @@ class RunsTable(DataTable):
             self.add_column(labels[key], key=key)
 
     def on_resize(self, event) -> None:
+        if self._fit_why():  # the diagnosis' room changed with the width
+            self._update_count += 1
+            self.refresh()
         # the columns change with the next refresh of the rows, in one go with them
         self._wanted_layout = layout_for(event.size.width)
         if self._wanted_layout != (self.layout_keys, self.short_ids):
@@ -233,9 +257,11 @@ class RunsTable(DataTable):
         status = status_of(run.record)
         glyph, colour = GLYPHS.get(status, ("·", "white"))
         mark = Text("●" if run_id in self.marked else " ", style="bold cyan")
+        why = _why(run)
+        why.no_wrap, why.overflow = True, "ellipsis"  # cut to its column's room with a '…' (see _fit_why)
         return {"status": mark + Text(glyph, style=f"bold {colour}"),
                 "id": Text(run_id, style=colour if status in ("failed", "lost") else ""),
-                "why": _why(run)}
+                "why": why}
 
     def _cells(self, state: State, run_id: str, now: float) -> list:
         run = state.runs[run_id]
