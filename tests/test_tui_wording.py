@@ -90,8 +90,14 @@ def test_the_grid_counts_one_plot_as_one_plot():
     pane.draw(state, ids, size=(48, 12))
     footer = " ".join(line.plain for line in pane.footer)
     assert "1 plot, 3 more (F filters)" in footer, footer
+
     pane.draw(state, ids, size=(160, 30))
     assert "4 plots" in " ".join(line.plain for line in pane.footer)
+    metrics = {"loss": [0.5, 0.4], "train_loss": [0.5, 0.4], "val_loss": [0.6, 0.5], "acc": [0.1, 0.2], "lr": [1, 2]}
+    state, ids = _state([metrics, metrics, metrics])  # three runs overlaid: nine curves in the first plot
+    pane.draw(state, ids, size=(48, 12))  # their legend is cut to '+N more'; the grid's sign is kept
+    footer = [line.plain for line in pane.footer]
+    assert footer[0].startswith("1 plot, 2 more (F filters)") and "more" in footer[-1], footer
 
 
 def test_every_key_in_the_help_says_what_it_does():

@@ -288,11 +288,11 @@ class LossPane(PlotextPlot):
                 if c.label not in seen:
                     seen.add(c.label)
                     entries.append(Text.assemble(("━━ ", RICH_COLOURS.get(c.colour, c.colour)), c.label + "  "))
-        if len(shown) > 1 or hidden:
-            entries.append(Text(f"{len(shown)} plot{'s' if len(shown) > 1 else ''}" +
-                                (f", {hidden} more (F filters)" if hidden else "") +
-                                (f" · filter '{self.filter}'" if self.filter else "") +
-                                f" · smoothing {self.smoothing:g}", style="dim"))
+        if len(shown) > 1 or hidden:  # first: the only sign of the grid and of the plots it could not show
+            entries.insert(0, Text(f"{len(shown)} plot{'s' if len(shown) > 1 else ''}" +
+                                   (f", {hidden} more (F filters)" if hidden else "") +
+                                   (f" · filter '{self.filter}'" if self.filter else "") +
+                                   f" · smoothing {self.smoothing:g}  ", style="dim"))
         rows: list[list[Text]] = [[]]
         for entry in entries:  # the legend wraps between entries, on at most two lines
             if rows[-1] and sum(e.cell_len for e in rows[-1]) + entry.cell_len > width:
