@@ -7,6 +7,7 @@ R on the Diagnoses tab acts on the run whose diagnosis is shown, with a remedy f
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 
@@ -290,6 +291,8 @@ async def test_relaunch_is_offered_only_where_a_remedy_applies(workspace):
         await wait_until(pilot, lambda: any(plain.id in n.message and "no relaunch remedy" in n.message
                                             for n in app._notifications))
         assert not isinstance(app.screen, RemedyScreen)
+        said = next(n.message for n in app._notifications if "no relaunch remedy" in n.message)
+        assert not re.search(r"\. [a-z]", said), said  # one sentence (was 'no relaunch remedy. no remedy applies…')
         table.move_cursor(row=list(table.rows).index(fixable.id))  # the selection changes: R comes back
         await wait_until(pilot, lambda: offered() == (True, True))
         await pilot.press("R")

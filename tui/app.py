@@ -653,7 +653,7 @@ class UrbanrunApp(App):
             return
         options, why_not = self._remedies(run)
         if not options:
-            self.notify(f"{run_id}: no relaunch remedy. {why_not}", severity="warning", timeout=15)
+            self.notify(f"{run_id}: no relaunch remedy: {why_not}", severity="warning", timeout=15)  # as the pane says it
             return
         self.push_screen(RemedyScreen(run_id, options), lambda choice: choice and self._relaunch(run_id, choice))
 
