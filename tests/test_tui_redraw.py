@@ -452,3 +452,37 @@ async def test_a_long_diagnosis_is_cut_with_a_sign_not_scrolled_sideways(workspa
         await pilot.pause(0.5)
         assert f"✖ {oom[:60]}…" in "".join(s.text for s in table.render_line(1))  # as long as a headline gets
     engine.close()
+
+
+async def test_a_toast_covers_the_log_column_not_the_plot(tmp_path, monkeypatch):
+    """The reported first frame of `urbanrun --demo` at 80x24 (the plot's last x tick and the
+    legend's val_loss cut, fine again after a resize): the 'launched …' toast, half the screen
+    wide, lay over the plot's right edge for its five seconds. Toasts stay within the GPU/log
+    column at every size."""
+    import datetime as dt
+    import shutil
+    from pathlib import Path
+
+    from textual.widgets._toast import Toast
+
+    from urbanrun.engine.session.replay import ReplaySource
+    from urbanrun.tui.loss_pane import LossPane
+
+    shutil.copytree(Path(__file__).parent / "fixtures" / "sessions", tmp_path / "sessions")
+    monkeypatch.chdir(tmp_path)
+    app = make_app(ReplaySource(Path("sessions") / "cones_gpu.jsonl", fast=True), scratchpad_dir=tmp_path / "pad",
+                   today=dt.date(2026, 1, 15))
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await wait_until(pilot, lambda: app.query_one(LossPane).footer)
+        for size in ((80, 24), (100, 30), (160, 45), (220, 60)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause(0.3)
+            app.notify("launched 20261130-182807-cones-5168 (pid 19860): python3 -m urbanrun.trainers.cones_unet",
+                       timeout=30)
+            await wait_until(pilot, lambda: app.screen.query(Toast))
+            await pilot.pause(0.3)
+            loss = app.query_one(LossPane)
+            for toast in app.screen.query(Toast):
+                assert not toast.region.overlaps(loss.region), (size, toast.region, loss.region)
+            app.clear_notifications()
+            await pilot.pause(0.2)
