@@ -23,7 +23,7 @@ from urbanrun.engine.core.config import load_config
 from urbanrun.engine.session.loop import Engine
 from urbanrun.engine.runs.store import RunRecord, RunStore
 
-from conftest import ROOT, cli, cli_json, drive
+from conftest import ROOT, cli, cli_json, drive, wait_for
 
 FIX = Path(__file__).parent / "fixtures" / "scratchpad"
 
@@ -65,6 +65,8 @@ def test_launch_finish_fail_and_kill_are_logged_once(pad, workspace):
     ok = engine.launch("cones")
     oom = engine.launch("fake_oom", values={"batch_size": 16})
     sleeper = engine.launch("sleeper")
+    log = engine.store.run_dir(sleeper.id) / "output.log"  # killed once its script runs: a kill sent while
+    wait_for(lambda: "working for" in log.read_text(), what="the sleeper to run")  # it starts may end in KILL
     engine.kill(sleeper.id, grace=1)
     drive(engine, lambda: all(engine.state.runs[r].status not in ("starting", "running")
                                for r in engine.state.runs) and len(engine.state.runs) >= 4)
