@@ -157,7 +157,10 @@ def main() -> None:
     if PROFILE:
         import pstats
 
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        stats = pstats.Stats(profiler).sort_stats("tottime")
+        stats.print_stats(25)
+        if os.environ.get("CALLERS"):
+            stats.print_callers(os.environ["CALLERS"])
 
 
 if __name__ == "__main__":
