@@ -6,7 +6,7 @@ in the real app with the reported crash (baselines 0.2 -> 0.01 and a new run at 
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from rich.style import Style
 
@@ -211,6 +211,7 @@ def test_plotexts_dot_loops_done_by_numpy_give_plotexts_dots(points, same_colour
                      min_size=1, max_size=4),
        size=st.tuples(st.integers(60, 200), st.integers(15, 50)), smoothing=st.sampled_from([0.0, 0.6]),
        log_y=st.booleans(), grid=st.booleans())
+@example(runs=[{"train_loss": [1.1125369292536007e-308]}], size=(60, 15), smoothing=0.0, log_y=False, grid=False)
 def test_a_frame_drawn_with_the_numpy_loops_is_plotexts_frame(runs, size, smoothing, log_y, grid):
     import plotext._utility as ut
 
@@ -225,10 +226,13 @@ def test_a_frame_drawn_with_the_numpy_loops_is_plotexts_frame(runs, size, smooth
         if not fast:
             ut.get_lines, ut.hd_group = plotext_fast._plotext_get_lines, plotext_fast._plotext_hd_group
         try:
-            frames.append(pane.frame(*size))
+            frame = pane.frame(*size)
+            frames.append((frame.plain, frame.spans))
+        except (OverflowError, ValueError) as exc:  # plotext's tick labels on some data (1e-308): both ways
+            frames.append(type(exc))
         finally:
             plotext_fast.install()
-    assert frames[0].plain == frames[1].plain and frames[0].spans == frames[1].spans
+    assert frames[0] == frames[1]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -236,6 +240,7 @@ def test_a_frame_drawn_with_the_numpy_loops_is_plotexts_frame(runs, size, smooth
                      min_size=1, max_size=4),
        size=st.tuples(st.integers(60, 200), st.integers(15, 50)), log_y=st.booleans(), grid=st.booleans(),
        cursor=st.one_of(st.none(), st.floats(0, 300)))
+@example(runs=[{"loss": [0.5, 0.25, 0.3]}], size=(80, 20), log_y=False, grid=False, cursor=1.0)
 def test_a_frame_is_drawn_as_textual_draws_it_from_rich_text(runs, size, log_y, grid, cursor):
     """The pane's frames skip rich's ANSI decoder and Textual's wrapping (tui/plot_frame.py): every
     line gives the segments, styles and text offsets Textual makes of the same frame as rich Text."""
@@ -247,7 +252,10 @@ def test_a_frame_is_drawn_as_textual_draws_it_from_rich_text(runs, size, log_y, 
     pane = LossPane()
     pane.log_y, pane.grid, pane.cursor = log_y, grid, cursor
     pane.draw(state, ids, size=size)
-    frame = pane.plot_frame(*size)
+    try:
+        frame = pane.plot_frame(*size)
+    except (OverflowError, ValueError):  # plotext's tick labels on some data (1e-308): not this test's
+        assume(False)
     base = TextualStyle.parse("#e0e0e0 on #1e1e1e")
     options = RenderOptions(TextualStyle.parse, {})
     ours = frame.render_strips(size[0], size[1], base, options)
