@@ -4,6 +4,7 @@ they print), metrics.jsonl, and the extra metrics files its recipe names (which 
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -169,7 +170,26 @@ def later_start(store: RunStore, record: RunRecord) -> Callable[[], float | None
     return lambda: next_start(record, store.recent_records(GLOB_SECONDS))
 
 
-def globbed_files(patterns: list[str], started: float | None, later: Callable[[], float | None]) -> list[Path]:
+def globbed_files(patterns: list[str], started: float | None, later: Callable[[], float | None],
+                  shared: bool = False) -> list[Path]:
     """The metrics files a run's metrics_files patterns find that are that run's (not an earlier
-    or a later run's): what `metrics RUN` reads and what a finished run's end record keeps."""
-    return [path for path in expand_globs(patterns) if format_of(path) and belongs(path, started, later())]
+    or a later run's): what `metrics RUN` reads and what a finished run's end record keeps.
+    `shared`: a listing of the patterns up to LISTING_SECONDS old will do (checks of many runs)."""
+    found = _expanded(patterns) if shared else expand_globs(patterns)
+    return [path for path in found if format_of(path) and belongs(path, started, later())]
+
+
+LISTING_SECONDS = 2.0  # how long one walk of a pattern answers every run that has it
+_listings: dict[tuple[str, ...], tuple[float, list[Path]]] = {}
+
+
+def _expanded(patterns: list[str]) -> list[Path]:
+    """expand_globs, shared for a moment by the runs with the same patterns (a recipe's runs in one
+    cwd): a `**` pattern is walked once for a whole `ls`, not once per run (10 runs: 10 walks)."""
+    now = time.monotonic()
+    for key in [k for k, (when, _) in _listings.items() if now - when > LISTING_SECONDS]:
+        del _listings[key]  # a long-lived process keeps none for long
+    key = tuple(patterns)
+    if key not in _listings:
+        _listings[key] = (now, expand_globs(patterns))
+    return _listings[key][1]

@@ -21,15 +21,16 @@ from urbanrun.engine.runs.store import METRICS_FILE, RunRecord, RunStore
 GONE = [-1, 0]  # a file that did not exist (or could not be looked at)
 
 
-def _files(store: RunStore, record: RunRecord) -> dict[str, tuple[str, os.stat_result | None]]:
+def _files(store: RunStore, record: RunRecord, shared: bool) -> dict[str, tuple[str, os.stat_result | None]]:
     """name -> (path, its stat now, None if it cannot be looked at): the output log, metrics.jsonl,
     the recipe's extra metrics files, and those its wildcards find that are this run's (by the
     readers' own rule: not a later run's), named as in the run folder when there (a runs folder
-    moved whole keeps them)."""
+    moved whole keeps them). `shared`: the wildcards' listing may be a moment old (the checks of
+    `ls`, one walk for all runs of a recipe), never at the end (a file made in its last moment)."""
     run_dir = store.run_dir(record.id)
     literal = [Path(p).expanduser() for p in record.metrics_files if not glob.has_magic(p)]
     wild = [p for p in record.metrics_files if glob.has_magic(p)]
-    found = globbed_files(wild, record.started or record.created, later_start(store, record)) if wild else []
+    found = globbed_files(wild, record.started or record.created, later_start(store, record), shared) if wild else []
 
     def name_of(path: Path) -> str:
         return str(path.relative_to(run_dir)) if path.is_relative_to(run_dir) else str(path)
@@ -58,7 +59,7 @@ def _figures(st: os.stat_result | None) -> list[int]:
 
 def fingerprint(store: RunStore, record: RunRecord) -> dict[str, list[int]]:
     """The run's files as they are now (taken when it ends): name -> [size, mtime in ns]."""
-    return {name: _figures(st) for name, (_, st) in _files(store, record).items()}
+    return {name: _figures(st) for name, (_, st) in _files(store, record, shared=False).items()}
 
 
 def changes_since_end(store: RunStore, record: RunRecord) -> list[str] | None:
@@ -66,7 +67,7 @@ def changes_since_end(store: RunStore, record: RunRecord) -> list[str] | None:
     does not say (a run that ended before urbanrun kept this)."""
     if record.active or not record.end_files:
         return None
-    now = _files(store, record)
+    now = _files(store, record, shared=True)
     out = []
     for name in sorted(set(now) | set(record.end_files)):
         path, st = now.get(name, (name, None))
