@@ -182,3 +182,18 @@ def test_a_run_folder_is_never_seen_without_its_record(tmp_path, monkeypatch):
     with pytest.raises(StorageError, match="was taken .* by another launch"):  # an id is never reused
         store.create(RunRecord(id=GOOD_ID, recipe="other", argv=["x"], cwd="/"))
     assert store.load(GOOD_ID).recipe == "x" and sorted(p.name for p in tmp_path.iterdir()) == [GOOD_ID]
+
+
+def test_last_is_a_run_that_lost_its_record_in_the_same_second_as_another(tmp_path):
+    """`last` placed a run without a readable record by its id's second, before the fraction of a
+    second the other run's record holds: of two launches in one second, `status last` showed the
+    other run (seen once in a full test run)."""
+    store = RunStore(tmp_path)
+    kept, lost = "20260101-000000-x-aaaa", "20260101-000000-x-0000"  # the lost one sorts first by id too
+    import time as _time
+
+    second = _time.mktime(_time.strptime("20260101-000000", "%Y%m%d-%H%M%S"))
+    store.create(_record(kept, created=second + 0.9))
+    store.create(_record(lost, created=second + 0.1))
+    (tmp_path / lost / "run.toml").unlink()
+    assert store.resolve("last") == lost

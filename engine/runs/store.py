@@ -476,13 +476,16 @@ class RunStore:
     def _created(self, run_id: str) -> tuple:
         """Sort key for `last`: the record's creation time, the id (its timestamp) to break ties. A run
         whose record cannot be read is placed by its id's time: the newest launch is `last` even when
-        it lost its record, and `status last` says so rather than show an older run."""
+        it lost its record, and `status last` says so rather than show an older run. Its id tells the
+        second only: it counts as that second's end (of two launches in one second, the one that lost
+        its record is `last`, never hidden behind the other by the fraction its id lacks)."""
         try:
             return (self.load(run_id).created or 0.0, run_id)
         except UserError:
             shape = RUN_ID_SHAPE.match(run_id)
             try:
-                return (time.mktime(time.strptime(shape.group(1), "%Y%m%d-%H%M%S")) if shape else 0.0, run_id)
+                return (time.mktime(time.strptime(shape.group(1), "%Y%m%d-%H%M%S")) + 0.999999 if shape else 0.0,
+                        run_id)
             except (ValueError, OverflowError):
                 return (0.0, run_id)
 
