@@ -100,6 +100,10 @@ def test_headless_replay_is_deterministic_and_matches_the_recording(tmp_path):
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout
     assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
+    # the settled screen: under load a screenshot was taken before the footer had its keys and the
+    # GPU summary's host line its row
+    svg = (tmp_path / "a.svg").read_text()
+    assert "palette" in svg and "RAM" in svg
     state = State()
     events = read_session(SESSIONS / "cones_gpu.jsonl")
     state.apply_all(events)

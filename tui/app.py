@@ -45,6 +45,7 @@ POLL_SECONDS = 1.0  # a run's news (a status, a diagnosis) shows within a second
 FRAME_SECONDS = 2.0  # what moves by itself is redrawn at this pace (nvitop's default refresh)
 PLOT_SECONDS = 5.0  # new points of a shown run redraw its plot at most this often (a plotext frame: ~10-25 ms)
 SUMMARY_SECONDS = FRAME_SECONDS  # a live run's summary (its ETA, its time) is recomputed at most this often
+SETTLE_ROUNDS = 10  # a headless screenshot waits at most this many settle rounds for the screen to stop changing
 
 
 class UrbanrunApp(App):
@@ -528,13 +529,25 @@ class UrbanrunApp(App):
         self._show_events(self.source.poll())
         self.redraw(force_plot=True)
         if self.screenshot_path:
-            self.call_after_refresh(self._save_and_exit)
+            self.run_worker(self._save_when_settled(), group="screenshot")
         else:
             self.exit()
 
-    def _save_and_exit(self) -> None:
-        path = Path(self.screenshot_path)
-        self.save_screenshot(filename=path.name, path=str(path.parent.resolve()))
+    async def _save_when_settled(self) -> None:
+        """The screenshot once the screen stops changing. After a refresh is not enough: a widget
+        that grew (the GPU summary's host line) has its layout and the footer its keys only once
+        their own message queues and the screen's update timer got to them, so on a loaded machine
+        a screenshot without either was taken. In a worker: the waits need the screen's task free."""
+        from textual.pilot import Pilot
+
+        pilot, shown = Pilot(self), None
+        for _ in range(SETTLE_ROUNDS):
+            await pilot.wait_for_scheduled_animations()  # every widget's messages, then a layout and repaint
+            screen = self.export_screenshot()
+            if screen == shown:
+                break
+            shown = screen
+        Path(self.screenshot_path).write_text(shown, encoding="utf-8")
         self.exit()
 
     # -- actions -----------------------------------------------------------------------------------
