@@ -26,14 +26,15 @@ from conftest import ROOT
 SESSIONS = ROOT / "tests" / "fixtures" / "sessions"
 
 
-async def wait_until(pilot, predicate, seconds=60.0):
-    """Pause until predicate() holds; a widget it asks for that is not mounted yet counts as not yet."""
+async def wait_until(pilot, predicate, seconds=60.0, shown=None):
+    """Pause until predicate() holds; a widget it asks for that is not mounted yet counts as not yet.
+    `shown()`: what the failure says the app was at instead (a flake seen once is then explained)."""
     for _ in range(int(seconds / 0.2)):
         await pilot.pause(0.2)
         with contextlib.suppress(NoMatches):
             if predicate():
                 return
-    raise AssertionError("the app never reached the expected state")
+    raise AssertionError("the app never reached the expected state" + (f": {shown()!r}" if shown else ""))
 
 
 async def test_launch_from_the_form_watch_and_stop(workspace):
