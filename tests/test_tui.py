@@ -205,3 +205,14 @@ async def test_launch_form_warns_when_a_run_will_not_fit(workspace):
         await pilot.press("escape")
         app.push_screen(cones)
         await wait_until(pilot, lambda: "fits" in str(cones.query_one("#memory").render()))
+
+
+@pytest.mark.parametrize("where", ["missing/shot.svg", "."])
+def test_a_screenshot_that_cannot_be_saved_is_one_sentence_before_the_replay(tmp_path, where):
+    # into a missing folder it was a traceback after the whole replay; into a folder, the same
+    out = tmp_path / where
+    done = _headless(SESSIONS / "cones_cpu.jsonl", out)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("urbanrun: --screenshot ") and done.stderr.count("\n") == 1
+    assert not (tmp_path / "missing").exists()

@@ -547,7 +547,12 @@ class UrbanrunApp(App):
             if screen == shown:
                 break
             shown = screen
-        Path(self.screenshot_path).write_text(shown, encoding="utf-8")
+        try:
+            Path(self.screenshot_path).write_text(shown, encoding="utf-8")
+        except OSError as exc:  # checked writable at start: the disk filled or the folder went since
+            self.exit(return_code=1, message=f"urbanrun: the screenshot could not be saved to "
+                                             f"{self.screenshot_path}: {exc.strerror or exc}.")
+            return
         self.exit()
 
     # -- actions -----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +20,8 @@ HEADLESS_SIZE = (160, 45)
 def run_tui(config: Config, runs_dir: Path, *, demo: bool = False, replay: str | None = None, speed: float = 1.0,
             headless: bool = False, screenshot: str | None = None) -> int:
     if replay:
+        if screenshot:
+            _check_screenshot_path(Path(screenshot))
         source = ReplaySource(replay, speed=speed, fast=headless)
         app = make_app(source, config=config, headless_summary=headless, screenshot=screenshot)
         if headless:
@@ -38,3 +41,16 @@ def run_tui(config: Config, runs_dir: Path, *, demo: bool = False, replay: str |
     if app.quit_message:
         print(app.quit_message, file=sys.stderr if app.return_code else sys.stdout)
     return app.return_code or 0  # non-zero when the app died on an error (its traceback is kept)
+
+
+def _check_screenshot_path(path: Path) -> None:
+    """Said before the replay runs: a screenshot that cannot be saved was a traceback at its end."""
+    if path.is_dir():
+        raise UserError(f"--screenshot {path} is a folder; give a file in it, such as {path / 'screen.svg'}.")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UserError(f"--screenshot {path}: the folder {folder} does not exist; make it or give a file in an "
+                        f"existing folder.")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"--screenshot {path}: the folder {folder} cannot be written; give a file in a folder you "
+                        f"can write.")
