@@ -153,7 +153,7 @@ class UrbanrunApp(App):
     # -- layout ------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield QuietStatic(id="top-bar")
-        with TabbedContent(initial="main", id="tabs"):
+        with focus.FocusedTabs(initial="main", id="tabs"):
             with TabPane("Runs", id="main"):
                 yield RunsTable(id="runs")  # full width: every column, the diagnosis included
                 yield RunSummary(id="run-summary")  # the selected run, as `urbanrun status` says it

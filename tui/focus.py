@@ -14,7 +14,7 @@ import string
 from textual.binding import Binding
 from textual.keys import _character_to_key
 from textual.widget import Widget
-from textual.widgets import DataTable, ListView, OptionList, RichLog, Tabs
+from textual.widgets import DataTable, ListView, OptionList, RichLog, TabbedContent, TabPane, Tabs
 from textual_plotext import PlotextPlot
 
 # widgets that take no text: single-letter keys are the app's while one of these has focus
@@ -50,3 +50,16 @@ def main_widget(root: Widget, tab: str) -> Widget | None:
     pane = root.query(f"#{tab}")
     focusable = [w for w in pane.first().query("*") if w.focusable] if pane else []
     return focusable[0] if focusable else None
+
+
+class FocusedTabs(TabbedContent):
+    """Tabs that show the tab of the widget that HAS the focus. Textual switches to a widget's tab
+    when that widget handles its Focus event; a busy widget handles it late, after keys typed at
+    once moved the focus on (esc then d: the runs table, then the diagnoses list), and its stale
+    event switched the tabs back under the focus."""
+
+    def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
+        focused = self.screen.focused
+        if focused is None or event.tab_pane not in focused.ancestors:
+            event.stop()
+            event.prevent_default()  # TabbedContent's own handler is not called
