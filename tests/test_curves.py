@@ -71,6 +71,10 @@ def _state(runs: list[dict[str, list[float]]], started=1_700_000_000.0) -> tuple
          log_y=False, axis="step", grid=False, cursor=None)  # plotext's range overflowed: OverflowError
 @example(runs=[{"train_loss": [1.7976931013776717e+308]}], size=(60, 15), smoothing=0.0, log_y=False, axis="step",
          grid=False, cursor=None)  # ValueError (nan) in plotext
+@example(runs=[{"train_loss": [2.2e-309]}], size=(60, 15), smoothing=0.0, log_y=False, axis="step", grid=False,
+         cursor=None)  # a subnormal value: OverflowError in plotext's tick labels
+@example(runs=[{"train_loss": [0.0, 1e-320]}], size=(60, 15), smoothing=0.0, log_y=False, axis="step", grid=False,
+         cursor=None)
 def test_the_pane_draws_any_series_at_any_size(runs, size, smoothing, log_y, axis, grid, cursor):
     state, ids = _state(runs)
     pane = LossPane()

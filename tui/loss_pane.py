@@ -46,12 +46,14 @@ class Curve:
 
 
 PLOTTABLE = 1e300  # plotext's own arithmetic (ranges, ticks) overflows to inf or nan near float's max (1.8e308)
+NEGLIGIBLE = 1e-300  # and its tick labels overflow on subnormal values (2.2e-309: OverflowError)
 
 
 def _finite(x: np.ndarray, y: np.ndarray, log_y: bool) -> tuple[np.ndarray, np.ndarray]:
     """The points a plot can show; with log y, their log10 (plotext's own log scale overflows on
     huge values, so we plot decades on a linear axis and label the ticks). On a linear axis a value
-    beyond ±PLOTTABLE is left out, as inf is (the runs table still gives it)."""
+    beyond ±PLOTTABLE is left out, as inf is (the runs table still gives it); one within ±NEGLIGIBLE
+    of 0 is drawn at 0, where no terminal's rows can tell it from 0."""
     import numpy as np
 
     keep = np.isfinite(x) & np.isfinite(y)
@@ -59,7 +61,8 @@ def _finite(x: np.ndarray, y: np.ndarray, log_y: bool) -> tuple[np.ndarray, np.n
         keep &= y > 0
         return x[keep], np.log10(y[keep])
     keep &= np.abs(y) <= PLOTTABLE
-    return x[keep], y[keep]
+    y = y[keep]
+    return x[keep], np.where(np.abs(y) < NEGLIGIBLE, 0.0, y)
 
 
 class _Recording:
