@@ -71,7 +71,8 @@ def loop_summary(path: Path, loads) -> dict:
 
 
 def ours(path: Path, store: RunStore) -> dict:
-    (source,) = summarise(sources_for(str(path), store))["sources"]
+    sources, _run_id = sources_for(str(path), store)
+    (source,) = summarise(sources)["sources"]
     return {name: {k: m[k] for k in ("count", "last", "min", "min_step", "max")} for name, m in source["metrics"].items()}
 
 
