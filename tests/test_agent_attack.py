@@ -230,9 +230,11 @@ def test_a_run_folder_without_its_record_is_listed_and_said_by_every_command(wor
     before = {p: sorted(x.name for x in (runs / p).iterdir()) for p in (lost, died.name)}
 
     listed = agent("ls", "ls", "--all", cwd=workspace)["runs"]
-    assert [(r["id"], r["status"]) for r in listed] == [(lost, "unreadable"), (kept, "exited"),
-                                                        (died.name, "unreadable")]
-    assert f"{runs / lost} are untouched" in listed[0]["problem"] and "has no record" in listed[0]["problem"]
+    status = {lost: "unreadable", kept: "exited"}  # ls lists by id, newest first: two launches in one second
+    assert [(r["id"], r["status"]) for r in listed] == [(i, status[i]) for i in sorted(status, reverse=True)] + [
+        (died.name, "unreadable")]  # go by their ids' random tails
+    problem = next(r for r in listed if r["id"] == lost)["problem"]
+    assert f"{runs / lost} are untouched" in problem and "has no record" in problem
     human = cli("ls", cwd=workspace)
     assert human.returncode == 0 and f"run '{lost}' has no record" in human.stderr and lost in human.stdout
     for args in (["status", lost[-4:]], ["show", lost], ["doctor", lost], ["kill", lost], ["wait", lost],
