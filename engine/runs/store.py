@@ -277,6 +277,7 @@ class RunStore:
         # run id -> why its record could not be written by a reader that went on with what it knew
         # (a read-only or full run folder); the CLI says each once
         self.unsaved: dict[str, str] = {}
+        self._recent: tuple[float, list[RunRecord]] | None = None  # see recent_records
 
     def run_dir(self, run_id: str) -> Path:
         """The run's folder; an id that could name anything outside the runs folder is refused."""
@@ -446,10 +447,9 @@ class RunStore:
         of all the others (which run of the recipe started next), one read of the runs folder for a
         whole `ls`, not one per run."""
         now = time.monotonic()
-        cached = getattr(self, "_recent", None)
-        if cached is None or now - cached[0] > max_age:
-            cached = self._recent = (now, self.load_all()[0])
-        return cached[1]
+        if self._recent is None or now - self._recent[0] > max_age:
+            self._recent = (now, self.load_all()[0])
+        return self._recent[1]
 
     def resolve(self, ref: str) -> str:
         """A full run id from the full id, `last` (the newest run), or a unique prefix or tail
