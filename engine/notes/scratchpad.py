@@ -101,9 +101,55 @@ def read_bytes(path: Path | None) -> bytes | None:
 
 @contextlib.contextmanager
 def locked(path: Path):
-    """One writer at a time for the files in this folder (platform.hold_lock)."""
-    with platform.hold_lock(path.parent / ".urbanrun.lock"):
+    """One writer at a time for the files in this folder (platform.hold_lock). A write that fails
+    (a full or read-only disk) leaves none of the folders it made, nor their lock file: the error
+    says nothing of the attempt was left behind, and an empty dated folder would say otherwise."""
+    made = _missing_folders(path.parent)
+    lock = path.parent / ".urbanrun.lock"
+    try:
+        with platform.hold_lock(lock):
+            yield
+    except BaseException:
+        if made:
+            with contextlib.suppress(OSError):
+                lock.unlink()
+            for folder in made:  # deepest first; one another writer has put files in stays
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        raise
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """The folders from `folder` up that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+@contextlib.contextmanager
+def _undone_on_failure(*paths: Path):
+    """Each of `paths` as it was if the block fails: a file that did not exist is removed, one
+    that did is cut back to its size (an append torn by a full disk leaves no half entry)."""
+    sizes = {p: _size(p) for p in paths}
+    try:
         yield
+    except BaseException:
+        for p, size in sizes.items():
+            with contextlib.suppress(OSError):
+                if size is None:
+                    p.unlink()
+                else:
+                    os.truncate(p, size)
+        raise
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
 
 
 def append(path: Path, text: str, marker: str | None = None, title: str | None = None) -> bool:
@@ -123,7 +169,7 @@ def append(path: Path, text: str, marker: str | None = None, title: str | None =
         chunk += "\n" + text.rstrip("\n") + "\n"
         if marker:
             chunk += f"<!-- urbanrun:{marker} -->\n"
-        with open(path, "a", encoding="utf-8") as fh:
+        with _undone_on_failure(path), open(path, "a", encoding="utf-8") as fh:
             fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())
@@ -144,12 +190,13 @@ def entry(heading: str, body: str = "", when: dt.datetime | None = None) -> str:
 
 def save(path: Path, text: str, base: str) -> tuple[str, str]:
     """Write `text` (edited from `base`). Returns (what the file now holds, a note for the user)."""
-    with locked(path):
+    with locked(path), contextlib.ExitStack() as asides:
         raw = read_bytes(path) or b""
         disk = raw.decode("utf-8", errors="replace")
         note = "saved"
         if not _is_utf8(raw):  # rewriting it turns its odd bytes into U+FFFD: keep them as they were
             original = _aside(path, "bytes")
+            asides.enter_context(_undone_on_failure(original))  # kept only if the save lands
             atomic_write_bytes(original, raw)
             note = f"saved; the file held bytes that are not UTF-8, its original is kept as {original.name}"
         if disk != base:
@@ -158,6 +205,7 @@ def save(path: Path, text: str, base: str) -> tuple[str, str]:
                 note += ", with the lines appended meanwhile merged in"
             else:
                 theirs = _aside(path)
+                asides.enter_context(_undone_on_failure(theirs))
                 atomic_write_text(theirs, disk)
                 note += f"; the file had changed on disk, that version is kept as {theirs.name}"
         atomic_write_text(path, text)
