@@ -18,7 +18,7 @@ from urbanrun.engine.core.state import State
 from urbanrun.engine.diagnosis.run_doctor import LIVE_SECONDS, has_new_non_finite
 from urbanrun.engine.metrics.run_files import RunSources, later_start
 from urbanrun.engine.metrics.steps import MAX_STEP
-from urbanrun.engine.runs.store import RunRecord, RunStore, iso
+from urbanrun.engine.runs.store import CLEAN_ENDS, RunRecord, RunStore, iso
 from urbanrun.engine.session.summary import idle_seconds, run_summary
 from urbanrun.engine.session.transitions import Told, transition
 
@@ -286,7 +286,7 @@ def cmd_events(args, config, store, sup) -> int:
 def stream_events(store, sup, config, only: str | None, follow: bool, as_json: bool) -> int:
     """Print events (JSON lines with --json): every run's as they stand (following: the active
     runs' only), then, with `follow`, new ones until the run given ends (or Ctrl-C). Exit 0, or
-    with `only`, 0 if that run exited cleanly and 1 otherwise."""
+    with `only`, 0 if that run ended cleanly (exited 0, or imported) and 1 otherwise."""
     stream = EventStream(store, sup, config, only)
     last: dict | None = None
     try:
@@ -301,7 +301,7 @@ def stream_events(store, sup, config, only: str | None, follow: bool, as_json: b
     finally:
         stream.close()
     if only and last is not None and last.get("event") == "ended":
-        return 0 if last["status"] == "exited" else 1
+        return 0 if last["status"] in CLEAN_ENDS else 1
     return 0
 
 

@@ -102,7 +102,7 @@ def _fmt(v) -> str:
 
 def follow(sources: list[MetricSource], as_json: bool, interval: float = 0.5, running=None, store=None) -> int:
     """Print new points until Ctrl-C, or with `running` (a run's record, reconciled, each look)
-    until the run ends: then its last points, and exit 0 if it exited cleanly, else 1 (as `logs -f`).
+    until the run ends: then its last points, and exit 0 if it ended cleanly (exited 0, or imported), else 1 (as `logs -f`).
     A run's metrics files that appear later (its metrics_files' wildcards) are followed from their start."""
     next_glob = time.monotonic() + GLOB_SECONDS
     try:
@@ -114,7 +114,7 @@ def follow(sources: list[MetricSource], as_json: bool, interval: float = 0.5, ru
                 next_glob = time.monotonic() + GLOB_SECONDS
             _print_points(sources, as_json)  # after the look: what the run wrote before it ended is in
             if record is not None and not record.active:
-                return 0 if record.status == "exited" else 1
+                return 0 if record.ended_cleanly else 1
             time.sleep(interval)
     except KeyboardInterrupt:
         return 0

@@ -223,7 +223,7 @@ def cmd_logs(args, config, store, sup) -> int:
             _print_matching(logs.NumberedLog(log, args.search), args.lines, args.follow, running)
         if code or not args.follow:
             return code
-        return 0 if store.load(run_id).status == "exited" else 1  # as a followed log's end says
+        return 0 if store.load(run_id).ended_cleanly else 1  # as a followed log's end says
     if not args.follow:
         if path_stat(log, "log") is None:
             return 0
@@ -391,7 +391,7 @@ def _follow(store: RunStore, sup: Supervisor, run_id: str, from_start: bool, las
         print(f"\nstopped following; run {run_id} goes on (`urbanrun kill {run_id}` stops it).", file=sys.stderr)
         return 130
     print(f"run {run_id} {record.status} ({exit_text(record)}) after {_runtime(record)}.", file=sys.stderr)
-    return 0 if record.status == "exited" else 1
+    return 0 if record.ended_cleanly else 1
 
 
 def _figures(summary: dict | None) -> tuple[str, str]:

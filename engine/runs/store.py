@@ -39,6 +39,9 @@ from urbanrun.engine.core.files import kind_of, path_stat, short
 STATUSES = ("queued", "starting", "pending", "running", "exited", "failed", "killed", "cancelled", "lost",
             "imported", "unreadable")
 ACTIVE = frozenset({"queued", "starting", "pending", "running"})
+# the ends that count as success (exit 0 for a followed run): exited with 0, or imported (a
+# finished run from disk, nothing known against it); every other end is a failure
+CLEAN_ENDS = frozenset({"exited", "imported"})
 RECORD_FILE = "run.toml"
 LOG_FILE = "output.log"
 METRICS_FILE = "metrics.jsonl"
@@ -120,6 +123,10 @@ class RunRecord:
     @property
     def active(self) -> bool:
         return self.status in ACTIVE
+
+    @property
+    def ended_cleanly(self) -> bool:
+        return self.status in CLEAN_ENDS
 
     @property
     def watched(self) -> bool:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from urbanrun.engine.runs.store import CLEAN_ENDS
+
 
 @dataclass(frozen=True)
 class Told:
@@ -37,4 +39,4 @@ def transition(told: Told, active: bool, diagnoses) -> tuple[Told, News]:
 
 def failed(status: str, diagnoses=()) -> bool:
     """A finished run that did not end well: a non-zero exit, killed, lost, or an error diagnosis."""
-    return status not in ("exited", "imported") or any(d.get("severity") == "error" for d in diagnoses)
+    return status not in CLEAN_ENDS or any(d.get("severity") == "error" for d in diagnoses)
