@@ -154,36 +154,55 @@ def test_windows_names_and_creation_flags():
         assert signal.CTRL_BREAK_EVENT == windows.CTRL_BREAK_EVENT and signal.SIGBREAK == windows.SIGBREAK
 
 
-def test_windows_replace_retries_while_the_target_is_held(tmp_path, monkeypatch):
-    """Windows refuses os.replace while another process has the target open; the retry waits
-    that out, and gives up with the real error when it does not end."""
-    src, dst = tmp_path / "new", tmp_path / "exit_status.json"
-    src.write_text("new")
-    dst.write_text("old")
-    real, refusals = os.replace, []
+def test_a_held_rename_is_retried_until_the_holder_lets_go(tmp_path):
+    """The platform seam's retry, driven by real renames: a new run folder cannot move into place
+    while another process holds it (on Windows: a virus scanner's handle; here the destination's
+    parent is missing until the holder "lets go" in the second wait). It lands then, with nothing
+    lost; an error that is not a hold is raised at once; a hold that outlasts the delays is raised
+    as the OS gave it, the source intact."""
+    from urbanrun.engine.platform.retry import retry_while
 
-    def refused_twice(a, b):
-        if len(refusals) < 2:
-            refusals.append(b)
-            raise PermissionError(13, "The process cannot access the file", str(b))
-        real(a, b)
+    draft, parent = tmp_path / ".run.creating", tmp_path / "runs"
+    draft.mkdir()
+    (draft / "run.toml").write_text("id = 'x'\n")
+    waits, tries = [], []
 
-    monkeypatch.setattr(windows.time, "sleep", lambda s: None)
-    monkeypatch.setattr(windows.os, "replace", refused_twice)
-    windows.replace(src, dst)
-    assert dst.read_text() == "new" and len(refusals) == 2
+    def rename():
+        tries.append(1)
+        os.rename(draft, parent / "run")
 
-    def always_refused(a, b):
-        refusals.append(b)
-        raise PermissionError(13, "The process cannot access the file", str(b))
+    def holder_lets_go_on_second_wait(delay):
+        waits.append(delay)
+        if len(waits) == 2:
+            parent.mkdir()
 
-    monkeypatch.setattr(windows.os, "replace", always_refused)
-    refusals.clear()
-    src.write_text("newer")
-    with pytest.raises(PermissionError):
-        windows.replace(src, dst)
-    assert len(refusals) == len(windows.REPLACE_DELAYS) + 1
-    assert dst.read_text() == "new" and src.read_text() == "newer"  # nothing lost
+    held = lambda exc: isinstance(exc, FileNotFoundError)  # noqa: E731 - the hold this test can make
+    retry_while(rename, held, (0.01, 0.02, 0.04, 0.08), sleep=holder_lets_go_on_second_wait)
+    assert waits == [0.01, 0.02] and len(tries) == 3
+    assert (parent / "run" / "run.toml").read_text() == "id = 'x'\n" and not draft.exists()
+
+    draft.mkdir()
+    tries.clear()
+    with pytest.raises(FileExistsError):  # not a hold: no wait
+        retry_while(lambda: (tries.append(1), os.mkdir(draft)), held, (0.01,) * 5, sleep=waits.append)
+    assert len(tries) == 1
+
+    waits.clear()
+    with pytest.raises(FileNotFoundError) as raised:  # held throughout: bounded, then the OS's own error
+        retry_while(lambda: os.rename(draft, tmp_path / "gone" / "run"), held, (0.01, 0.02, 0.04), sleep=waits.append)
+    assert waits == [0.01, 0.02, 0.04] and raised.value.filename == str(draft) and draft.is_dir()
+
+
+def test_only_windows_error_codes_are_waited_out():
+    """Windows' replace and rename wait out a sharing or lock violation or an access denied
+    (winerror 32, 33, 5) only: a POSIX errno, a missing file or a full disk is raised at once."""
+    for exc in (PermissionError(13, "Permission denied", "x"), FileNotFoundError(2, "No such file", "x"),
+                OSError(28, "No space left on device", "x")):
+        assert not windows.held_by_another(exc)
+    assert windows.HELD_ERRORS == {5, 32, 33}
+    if sys.platform == "win32":  # OSError's fourth argument is the winerror, on Windows only
+        assert all(windows.held_by_another(OSError(13, "held", "x", code)) for code in (5, 32, 33))
+        assert not windows.held_by_another(OSError(2, "missing", "x", 2))
 
 
 def test_windows_functions_without_a_job_do_nothing_harmful():

@@ -20,6 +20,7 @@ here. The lowest layer: imports nothing of urbanrun (the babysitter imports it t
     kill_hard(procs, job_name)    SIGKILL / TerminateJobObject + TerminateProcess
     lock_file(fd), unlock_file(fd)  a blocking exclusive lock (flock / msvcrt.locking)
     replace(src, dst)             os.replace, retried where the OS refuses while dst is open
+    rename(src, dst)              os.rename (a folder into place), retried the same way
     open_shared(path)             open for reading without stopping a writer renaming/deleting it
     open_regular(path)            open_shared, refusing a FIFO or device (OSError)
     read_shared(path, limit)      a regular file of at most limit bytes, through open_shared (records, exit status)
@@ -63,6 +64,7 @@ kill_hard = current.kill_hard
 lock_file = current.lock_file
 unlock_file = current.unlock_file
 replace = current.replace
+rename = current.rename
 EXEC_KEEPS_PID = current.EXEC_KEEPS_PID
 RUN_ENV = current.RUN_ENV
 PSEUDO_FILESYSTEMS = current.PSEUDO_FILESYSTEMS

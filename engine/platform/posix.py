@@ -138,6 +138,10 @@ def replace(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     os.replace(src, dst)  # atomic; POSIX allows it while dst is open elsewhere
 
 
+def rename(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    os.rename(src, dst)  # POSIX renames a file or folder whoever holds it open
+
+
 def open_shared(path: str | os.PathLike) -> BinaryIO:
     # POSIX never stops a rename or unlink of an open file. O_NONBLOCK: a FIFO put where a file was
     # expected opens at once (its kind is then refused) instead of blocking until a writer comes;

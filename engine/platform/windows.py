@@ -8,7 +8,7 @@ group, sent by the babysitter on a stop request (engine/runs/stop_request.py: th
 processes sharing the sender's console, and the babysitter is the one that shares the run's);
 Python's default for SIGBREAK ends the process, a script may catch it to checkpoint. The kill after
 the grace is TerminateJobObject. Locks are msvcrt.locking;
-os.replace is retried while another process holds the target open; followed files are opened
+os.replace and os.rename are retried (retry.py) while another process holds the file or folder open; followed files are opened
 with FILE_SHARE_DELETE so that a trainer's logger can still rotate or delete them.
 
 Importable on any OS (Windows-only modules are imported where they are used), so its pure parts
@@ -22,11 +22,12 @@ import errno
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
 import psutil
+
+from urbanrun.engine.platform.retry import retry_while
 
 NAME = "windows"
 STOP_NAME = "CTRL_BREAK_EVENT"
@@ -64,6 +65,8 @@ FILE_ATTRIBUTE_NORMAL = 0x80
 KILLED_EXIT_CODE = 1  # the exit code TerminateJobObject gives every process of a killed run
 
 REPLACE_DELAYS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)  # ~1.6 s in all, then the error stands
+# winerror.h: ERROR_ACCESS_DENIED, ERROR_SHARING_VIOLATION, ERROR_LOCK_VIOLATION
+HELD_ERRORS = frozenset({5, 32, 33})
 
 # Fixed-width types: ctypes.wintypes.DWORD is a C long, 8 bytes on Linux, so the layouts below
 # would not be Windows' when tested there.
@@ -333,16 +336,24 @@ def unlock_file(fd: int) -> None:
     msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
 
 
+def held_by_another(exc: OSError) -> bool:
+    """A refusal that ends when another process closes its handle (a reader, a virus scanner, an
+    indexer): sharing and lock violations, and the access denied MoveFileEx gives for a file or
+    folder open without delete sharing. Judged by the Windows error code only: a POSIX errno (or
+    a missing file, a full disk) is never waited out."""
+    return getattr(exc, "winerror", None) in HELD_ERRORS
+
+
 def replace(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """os.replace, retried with a short backoff: Windows refuses (PermissionError) while another
-    process has `dst` open, e.g. urbanrun reading exit_status.json as the babysitter writes it."""
-    for delay in REPLACE_DELAYS:
-        try:
-            os.replace(src, dst)
-            return
-        except PermissionError:
-            time.sleep(delay)
-    os.replace(src, dst)
+    """os.replace, retried with a short backoff while another process has `dst` (or `src`) open,
+    e.g. urbanrun reading exit_status.json as the babysitter writes it."""
+    retry_while(lambda: os.replace(src, dst), held_by_another, REPLACE_DELAYS)
+
+
+def rename(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """os.rename (never over an existing `dst`), retried like `replace`: a new run folder renamed
+    into place while a virus scanner looks into it."""
+    retry_while(lambda: os.rename(src, dst), held_by_another, REPLACE_DELAYS)
 
 
 def open_shared(path: str | os.PathLike) -> BinaryIO:

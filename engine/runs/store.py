@@ -312,7 +312,7 @@ class RunStore:
             self._write(record, draft)
             if path.exists():  # rename would replace an empty folder: a run id is never reused
                 raise self._taken(record.id)
-            draft.rename(path)
+            platform.rename(draft, path)  # retried on Windows while a virus scanner looks into it
         except OSError as exc:
             shutil.rmtree(draft, ignore_errors=True)
             if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
@@ -339,7 +339,7 @@ class RunStore:
         moved out of sight first, so that no listing sees it half removed, without its record."""
         path, gone = self.run_dir(run_id), self.root / f".{run_id}.discarded"
         try:
-            path.rename(gone)
+            platform.rename(path, gone)
         except OSError:
             gone = path
         shutil.rmtree(gone, ignore_errors=True)
