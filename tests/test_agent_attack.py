@@ -230,9 +230,10 @@ def test_a_run_folder_without_its_record_is_listed_and_said_by_every_command(wor
     before = {p: sorted(x.name for x in (runs / p).iterdir()) for p in (lost, died.name)}
 
     listed = agent("ls", "ls", "--all", cwd=workspace)["runs"]
-    status = {lost: "unreadable", kept: "exited"}  # ls lists by id, newest first: two launches in one second
-    assert [(r["id"], r["status"]) for r in listed] == [(i, status[i]) for i in sorted(status, reverse=True)] + [
-        (died.name, "unreadable")]  # go by their ids' random tails
+    # newest first by creation; a run without its record counts as its id's second's end, so the later
+    # launch comes first even when both share a second
+    assert [(r["id"], r["status"]) for r in listed] == [(lost, "unreadable"), (kept, "exited"),
+                                                         (died.name, "unreadable")]
     problem = next(r for r in listed if r["id"] == lost)["problem"]
     assert f"{runs / lost} are untouched" in problem and "has no record" in problem
     human = cli("ls", cwd=workspace)

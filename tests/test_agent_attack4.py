@@ -45,3 +45,23 @@ def test_an_imported_run_ended_cleanly_for_every_command(workspace):
         agent("logs", "logs", run, "-f", cwd=workspace, code=code, lines=True)
         agent("metrics", "metrics", run, "-f", cwd=workspace, code=code, lines=True)
         assert cli("logs", run, "-f", cwd=workspace).returncode == code
+
+
+def test_ls_lists_runs_made_in_one_second_by_their_creation(workspace):
+    """`ls` ordered runs by id, so three runs made in one second went by their ids' random tails
+    (ffff, 8888, 0000) while `status last` took the newest by creation time: an agent reading
+    `ls --json`'s first run as the newest got another than `last`. Both now order by creation."""
+    from urbanrun.engine.runs.store import RunRecord, RunStore
+
+    store, second = RunStore(workspace / "runs"), time.mktime(time.strptime("20261130-120000", "%Y%m%d-%H%M%S"))
+    for tail, fraction in (("ffff", 0.1), ("0000", 0.5), ("8888", 0.9)):
+        store.create(RunRecord(id=f"20261130-120000-exit_after-{tail}", recipe="exit_after", argv=["true"],
+                               cwd=str(workspace), status="exited", exit_code=0, created=second + fraction,
+                               started=second + fraction, ended=second + fraction + 0.01))
+    listed = [r["id"][-4:] for r in agent("ls", "ls", "--all", cwd=workspace)["runs"]]
+    assert listed == ["8888", "0000", "ffff"]
+    assert agent("status", "status", "last", cwd=workspace)["id"].endswith(listed[0])
+    (workspace / "runs" / "20261130-120000-exit_after-0000" / "run.toml").unlink()  # placed at its second's end
+    listed = [(r["id"][-4:], r["status"]) for r in agent("ls", "ls", "--all", cwd=workspace)["runs"]]
+    assert listed == [("0000", "unreadable"), ("8888", "exited"), ("ffff", "exited")]
+    assert error_of("status", "last", cwd=workspace)["code"] == "unreadable_record"

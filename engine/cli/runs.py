@@ -12,7 +12,7 @@ from urbanrun.engine.core.errors import CommandFailed, UserError
 from urbanrun.engine.core.text import last_frame
 from urbanrun.engine.core.files import path_stat, regular_file
 from urbanrun.engine.runs import stop_request
-from urbanrun.engine.runs.store import RECORD_FILE, RunRecord, RunStore, status_text
+from urbanrun.engine.runs.store import RECORD_FILE, RunRecord, RunStore, creation_order, status_text
 from urbanrun.engine.runs.supervisor import Supervisor
 from urbanrun.engine.metrics.follower import FileFollower, last_lines
 
@@ -298,7 +298,7 @@ def listed(store: RunStore, sup: Supervisor, everything: bool) -> tuple[list[Run
         active = [r for r in records if r.active]
         recent = [r for r in records if not r.active][-20:]
         records = active + recent
-    return sorted(records, key=lambda r: r.id, reverse=True), problems  # newest first, as in the TUI
+    return sorted(records, key=creation_order, reverse=True), problems  # newest first, as `last` takes them
 
 
 def runs_with_summaries(store: RunStore, config, records: list[RunRecord]) -> dict:

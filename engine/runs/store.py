@@ -268,6 +268,22 @@ def status_text(record: dict) -> str:
     return f"{status} · {len(left)} process{'es' if many else ''} left"
 
 
+def creation_order(record: RunRecord) -> tuple:
+    """Sort key of runs by when they were made, oldest first (`ls`, `last`): the record's creation
+    time, the id to break ties (the random tail of two launches in one second is no order). A run
+    whose record cannot be read is placed by its id's time: the newest launch is `last` even when
+    it lost its record, and `status last` says so rather than show an older run. Its id tells the
+    second only: it counts as that second's end (of two launches in one second, the one that lost
+    its record is `last`, never hidden behind the other by the fraction its id lacks)."""
+    if record.status != "unreadable":
+        return (record.created or 0.0, record.id)
+    shape = RUN_ID_SHAPE.match(record.id)
+    try:
+        return (time.mktime(time.strptime(shape.group(1), "%Y%m%d-%H%M%S")) + 0.999999 if shape else 0.0, record.id)
+    except (ValueError, OverflowError):
+        return (0.0, record.id)
+
+
 def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
 
@@ -446,7 +462,7 @@ class RunStore:
     def load_all(self) -> tuple[list[RunRecord], list[str]]:
         """Every record, oldest first (one that cannot be read as an `unreadable` record with the
         reason), and one sentence per record that could not be read."""
-        records = [self.load_or_unreadable(run_id) for run_id in self.ids()]
+        records = sorted((self.load_or_unreadable(run_id) for run_id in self.ids()), key=creation_order)
         return records, [r.error for r in records if r.status == "unreadable"]
 
     def recent_records(self, max_age: float) -> list[RunRecord]:
@@ -470,7 +486,7 @@ class RunStore:
         if ref == "last":
             if not ids:
                 raise UserError(f"there is no run in {self.root} yet, so no 'last' run.", code="run_not_found")
-            return max(ids, key=self._created)
+            return max(ids, key=self._created)  # the order `ls` lists in
         matches = [i for i in ids if i.startswith(ref) or i.endswith(ref)]
         if len(matches) == 1:
             return matches[0]
@@ -481,20 +497,7 @@ class RunStore:
                         code="ambiguous_run")
 
     def _created(self, run_id: str) -> tuple:
-        """Sort key for `last`: the record's creation time, the id (its timestamp) to break ties. A run
-        whose record cannot be read is placed by its id's time: the newest launch is `last` even when
-        it lost its record, and `status last` says so rather than show an older run. Its id tells the
-        second only: it counts as that second's end (of two launches in one second, the one that lost
-        its record is `last`, never hidden behind the other by the fraction its id lacks)."""
-        try:
-            return (self.load(run_id).created or 0.0, run_id)
-        except UserError:
-            shape = RUN_ID_SHAPE.match(run_id)
-            try:
-                return (time.mktime(time.strptime(shape.group(1), "%Y%m%d-%H%M%S")) + 0.999999 if shape else 0.0,
-                        run_id)
-            except (ValueError, OverflowError):
-                return (0.0, run_id)
+        return creation_order(self.load_or_unreadable(run_id))
 
     def log_path(self, record: RunRecord) -> Path:
         return Path(record.log_path) if record.log_path else self.run_dir(record.id) / LOG_FILE
