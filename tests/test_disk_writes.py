@@ -76,3 +76,115 @@ def test_scratchpad_save_that_cannot_land_keeps_no_copy_aside(tmp_path, mount):
     assert raised.value.errno == 28
     assert [p for p in tree(runs) if not p.endswith(".urbanrun.lock")] == before  # the lock stays: the folder is not new
     assert notes.read_text() == "# notes\nchanged by another editor\n"
+
+
+def test_a_recording_write_torn_by_a_full_disk_is_cut_back_to_whole_lines(mount):
+    """The recording was a buffered text file: a write the disk took in part left half an event
+    line, and the next write after room returned was glued to it (both events lost to a replay)."""
+    from urbanrun.engine.core.events import Notice
+    from urbanrun.engine.session.recorder import Recorder, read_session
+
+    runs = mount(size="64k")
+    recorder = Recorder(runs / "sessions")
+    recorder.write([Notice(ts=1.0, text="before")])  # the file's first page, mostly free
+    before = recorder.path.read_bytes()
+    filler = fill(runs)
+    with pytest.raises(OSError) as raised:
+        recorder.write([Notice(ts=2.0, text="x" * 300) for _ in range(40)])  # more than the page's rest
+    assert raised.value.errno == 28
+    assert recorder.path.read_bytes() == before
+    os.unlink(filler)
+    recorder.write([Notice(ts=3.0, text="after")])
+    recorder.close()
+    assert [e.text for e in read_session(recorder.path)] == ["before", "after"]
+
+
+QUIET = """
+[recipes.quiet]
+command = ["{python}", "-c", "import signal, sys; signal.signal(signal.SIGUSR1, lambda *_: sys.exit(3)); print('ready', flush=True); signal.pause()"]
+"""
+
+
+def _quiet_run_on(workspace: Path, runs: Path):
+    """An Engine on `runs` with a started `quiet` run (it ends with code 3 on SIGUSR1, writing nothing)."""
+    import json
+
+    from urbanrun.engine.core.config import load_config
+    from urbanrun.engine.session.loop import Engine
+    from conftest import wait_for
+
+    with open(workspace / "config.toml", "a") as fh:
+        fh.write(QUIET)
+    engine = Engine(load_config(workspace / "config.toml"), runs_dir=runs, gpu_source=None, host=False)
+    engine.disk.interval = 0.5
+    record = engine.launch("quiet")
+    run_dir = runs / record.id
+    child = wait_for(lambda: (run_dir / "child.json").exists() and json.loads((run_dir / "child.json").read_text()),
+                     what="the babysitter's child")
+    wait_for(lambda: "ready" in (run_dir / "output.log").read_text(), what="the run to be ready")
+    return engine, record, child["pid"]
+
+
+def test_engine_says_the_disk_is_full_and_records_a_run_end_once_room_returns(workspace, mount):
+    """A run that ends while the disk is full: its babysitter holds the exit status, so it still
+    looks running, and nothing said why (a person took it for hung). The engine says the disk is
+    full once (StorageStatus and a warning naming the folder), keeps polling, records the end with
+    its exit code once room returns, and says that once too."""
+    import signal
+    import time
+
+    from urbanrun.engine.core.events import Notice, StorageStatus
+    from conftest import wait_for
+
+    runs = mount(size="1m")
+    engine, record, child = _quiet_run_on(workspace, runs)
+    seen = []
+    try:
+        filler = fill(runs)
+        os.kill(child, signal.SIGUSR1)
+        wait_for(lambda: seen.extend(engine.poll()) or engine.state.storage.get("full"), what="the disk said full")
+        for _ in range(10):  # the run has ended, its end not yet writable: polls go on, it stays running
+            seen += engine.poll()
+            time.sleep(0.2)
+        assert engine.state.runs[record.id].status == "running"
+        full = [e.text for e in seen if isinstance(e, Notice) and e.text.startswith("the disk holding")]
+        assert len(full) == 1 and f"the disk holding {runs} is full (" in full[0], full
+        assert "one that ends meanwhile is recorded once there is room" in full[0]
+        os.unlink(filler)
+        wait_for(lambda: seen.extend(engine.poll()) or engine.state.runs[record.id].status == "failed",
+                 what="the run's end, recorded", timeout=60)
+        assert engine.state.runs[record.id].record["exit_code"] == 3
+        assert engine.store.load(record.id).status == "failed"
+        wait_for(lambda: seen.extend(engine.poll()) or not engine.state.storage.get("full"), what="room again")
+        statuses = [e.status["full"] for e in seen if isinstance(e, StorageStatus)]
+        assert statuses == [True, False], statuses
+    finally:
+        engine.kill(record.id, force=True)
+        engine.close()
+
+
+async def test_tui_on_a_full_disk_keeps_working_and_says_so(workspace, mount):
+    """The TUI's top bar says the disk is full for as long as it is (a toast goes after 8 s), the
+    app keeps polling, and the run's end shows in the table once room returns."""
+    import signal
+
+    from urbanrun.tui.app import make_app
+    from test_tui import wait_until
+
+    runs = mount(size="1m")
+    engine, record, child = _quiet_run_on(workspace, runs)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    try:
+        async with app.run_test(size=(160, 45)) as pilot:
+            bar = lambda: str(app.query_one("#top-bar").render())  # noqa: E731
+            await wait_until(pilot, lambda: "running" in bar())
+            filler = fill(runs)
+            os.kill(child, signal.SIGUSR1)
+            await wait_until(pilot, lambda: "disk full: " in bar(), shown=bar)
+            await pilot.press("?")  # the app answers keys meanwhile
+            await pilot.press("escape")
+            os.unlink(filler)
+            await wait_until(pilot, lambda: "failed" in bar() and "disk full" not in bar(), shown=bar)
+    finally:
+        engine.kill(record.id, force=True)
+        engine.close()

@@ -119,13 +119,17 @@ def test_ls_and_show_on_a_full_disk_show_what_is_known(workspace, mount):
         cli("kill", run["id"], "--force", "--runs-dir", str(runs), cwd=workspace)
 
 
-def test_a_session_recording_on_a_full_disk_stops_with_a_notice_and_no_event_lost(workspace, mount):
+def test_a_session_recording_on_a_full_disk_pauses_with_a_notice_and_no_event_lost(workspace, mount, monkeypatch):
     from urbanrun.engine.core.config import load_config
-    from urbanrun.engine.core.events import Notice, RunChanged
+    from urbanrun.engine.core.events import Notice, RunChanged, StorageStatus
+    from urbanrun.engine.session import loop
     from urbanrun.engine.session.loop import Engine
+    from urbanrun.engine.session.recorder import read_session
 
+    monkeypatch.setattr(loop, "RECORDING_RETRY_SECONDS", 0.0)  # tried again at every poll
     runs = mount()
     engine = Engine(load_config(workspace / "config.toml"), runs_dir=runs, gpu_source=None, host=False)
+    engine.disk.interval = 0  # the disk looked at every poll: its room again is the poll's event
     record = engine.launch("long_sleep")
     try:
         filler = fill(runs)
@@ -133,9 +137,18 @@ def test_a_session_recording_on_a_full_disk_stops_with_a_notice_and_no_event_los
         assert any(isinstance(e, RunChanged) and e.run_id == record.id for e in first)
         assert engine.state.runs[record.id].status == "running"
         notices = [e.text for e in engine.poll() if isinstance(e, Notice)]
-        assert any(t.startswith("session recording stopped: ") and "No space left on device" in t for t in notices)
-        assert engine.recorder is None
+        assert sum(t.startswith("session recording paused: ") and "No space left on device" in t
+                   for t in notices) == 1, notices
+        assert not [e for e in engine.poll() if isinstance(e, Notice) and "recording" in e.text]  # said once
         os.unlink(filler)
+        engine.poll()
+        resumed = [e.text for e in engine.poll() if isinstance(e, Notice) and "recording" in e.text]
+        assert len(resumed) == 1 and resumed[0].startswith("session recording resumed in "), resumed
+        raw = engine.recorder.path.read_bytes()
+        assert raw.endswith(b"\n")  # whole lines: the torn write was cut back
+        recorded = read_session(engine.recorder.path)
+        assert len(recorded) == raw.count(b"\n")  # every line an event, none glued to a torn one
+        assert [e.status["full"] for e in recorded if isinstance(e, StorageStatus)] == [False]  # what came after
     finally:
         engine.kill(record.id, force=True)
         engine.close()

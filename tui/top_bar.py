@@ -7,6 +7,7 @@ from collections import Counter
 from rich.text import Text
 
 from urbanrun.engine.core.state import State
+from urbanrun.engine.session.disk_space import size_text
 
 from .formatting import GLYPHS, status_of
 
@@ -19,6 +20,8 @@ def top_bar_text(app, state: State) -> Text:
         text.append(f" replay {getattr(app.source, 'path', '')}{' (paused)' if paused else ''} ", style="bold yellow")
     elif app.config is not None:
         text.append(f" {app.config.path} ", style="dim")
+    if state.storage.get("full"):  # said until room returns: a quiet run, or one still "running" after its end, is why
+        text.append(f" disk full: {size_text(state.storage['free'])} free ", style="bold white on red")
     counts = Counter(status_of(r.record) for r in state.runs.values())
     for status in ("pending", "running", "stopping", "exited", "failed", "killed", "lost", "imported"):
         if counts.get(status):

@@ -88,6 +88,14 @@ class GpuStatus(Event):
 
 @register
 @dataclass(frozen=True)
+class StorageStatus(Event):
+    """Whether the runs folder's disk has room: {"path", "free", "full"}, sent when that changes."""
+
+    status: dict = field(default_factory=dict)
+
+
+@register
+@dataclass(frozen=True)
 class GpuSample(Event):
     """One NVML reading: per GPU fields (None = not supported) and GPU processes with their runs."""
 

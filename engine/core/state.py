@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
-from urbanrun.engine.core.events import Diagnosed, Event, GpuSample, GpuStatus, HostSample, LogLines, MetricPoints, Notice, Progress, RunChanged
+from urbanrun.engine.core.events import (Diagnosed, Event, GpuSample, GpuStatus, HostSample, LogLines, MetricPoints, Notice,
+                                         Progress, RunChanged, StorageStatus)
 from urbanrun.engine.core.points import Block, Points, whole
 
 if TYPE_CHECKING:
@@ -89,6 +90,7 @@ class State:
     gpu_history: dict = field(default_factory=dict)  # index -> deque of (ts, util %, mem used, temp, power W)
     gpu_series: dict = field(default_factory=dict)  # index -> {"util": Series, "mem": Series}: the whole session
     host: dict = field(default_factory=dict)
+    storage: dict = field(default_factory=dict)  # the runs folder's disk: {"path", "free", "full"} once it filled
     guard: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def apply(self, event: Event) -> None:
@@ -125,6 +127,8 @@ class State:
             run.changes += 1
         elif isinstance(event, GpuStatus):
             self.gpu_status = dict(event.status)
+        elif isinstance(event, StorageStatus):
+            self.storage = dict(event.status)
         elif isinstance(event, GpuSample):
             self._gpu_sample(event)
         elif isinstance(event, HostSample):

@@ -18,7 +18,9 @@ from urbanrun.engine.diagnosis.run_doctor import RunDoctor
 from urbanrun.engine.session.queue_request import queue_request
 from urbanrun.engine.session.run_end import observe_changes, finish_run
 from urbanrun.engine.notes.scratchpad import settings_from
-from urbanrun.engine.core.events import Diagnosed, Event, GpuSample, GpuStatus, HostSample, Notice, RunChanged
+from urbanrun.engine.core.events import (Diagnosed, Event, GpuSample, GpuStatus, HostSample, Notice, RunChanged,
+                                         StorageStatus)
+from urbanrun.engine.session import disk_space
 from urbanrun.engine.gpu.sources import annotate, default_gpu_source
 from urbanrun.engine.gpu.host import HostSampler
 from urbanrun.engine.session.recorder import Recorder
@@ -29,6 +31,7 @@ from urbanrun.engine.core.state import State
 from urbanrun.engine.runs.supervisor import Supervisor
 
 RESCAN_SECONDS = 2.0  # how often the runs folder is listed for runs launched by another urbanrun
+RECORDING_RETRY_SECONDS = 5.0  # a recording the disk refused is tried again this often
 
 
 class Engine:
@@ -46,6 +49,8 @@ class Engine:
         self.autolog = AutoLog(settings_from(config)) if autolog == "config" else autolog
         self.state = State()
         self.recorder = Recorder(self.store.root / "sessions") if record_session else None
+        self._recording_paused: tuple[float, int] | None = None  # (next try, events not recorded) while refused
+        self.disk = disk_space.DiskSpace(self.store.root)
         self._records: dict[str, RunRecord] = {}
         self._sources: dict[str, RunSources] = {}
         self._drained: set[str] = set()  # finished runs whose files were read to the end
@@ -181,6 +186,7 @@ class Engine:
         for run_id in list(self._sources):
             self._guarded(now, f"run {run_id}'s files", self._read_files, run_id, now, run_id in ended)
         self._guarded(now, "GPU and host sampling", self._sample_machine, now)
+        self._guarded(now, "the runs folder's free space", self._check_disk, now)
         events, self._pending = self._pending, []
         self.state.apply_all(events)
         events += self._on_ended(ended, now)
@@ -220,16 +226,38 @@ class Engine:
         return False
 
     def _record(self, events: list[Event], now: float) -> None:
-        """The session recording; a recording that cannot be written (a full disk) is said once
-        and stopped, never allowed to cost the poll its events."""
-        if self.recorder is None:
+        """The session recording; one the disk refuses (full) is paused, said once, and tried again
+        every few seconds: it never costs the poll its events, and it resumes in the same file
+        (whole lines only) once there is room, saying how many events it could not keep."""
+        if self.recorder is None or not events:
+            return
+        paused = self._recording_paused
+        if paused is not None and now < paused[0]:
+            self._recording_paused = (paused[0], paused[1] + len(events))
             return
         try:
             self.recorder.write(events)
         except OSError as exc:
-            path, self.recorder = self.recorder.path or self.recorder.folder, None
-            notice = Notice(ts=now, level="error", text=f"session recording stopped: {path}: {exc.strerror or exc}")
-            self._pending.append(notice)
+            missed = (paused[1] if paused else 0) + len(events)
+            self._recording_paused = (now + RECORDING_RETRY_SECONDS, missed)
+            if paused is None:
+                where = self.recorder.path or self.recorder.folder
+                self._pending.append(Notice(ts=now, level="error", text=(
+                    f"session recording paused: {where}: {exc.strerror or exc}; urbanrun goes on and tries "
+                    f"again every {RECORDING_RETRY_SECONDS:g} s")))
+            return
+        if paused is not None:
+            self._recording_paused = None
+            self._pending.append(Notice(ts=now, level="info", text=(
+                f"session recording resumed in {self.recorder.path}; the {paused[1]:,} events meanwhile are "
+                f"not in it")))
+
+    def _check_disk(self, now: float) -> None:
+        status = self.disk.check(now)
+        if status is not None:
+            self._pending += [StorageStatus(ts=now, status=status),
+                              Notice(ts=now, level="warning" if status["full"] else "info",
+                                     text=disk_space.describe(status))]
 
     def _note_slurm_outage(self, now: float) -> None:
         """Say once when the SLURM controller stops answering (its jobs keep their last known state)

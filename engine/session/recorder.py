@@ -17,29 +17,46 @@ NUMBERS_ONLY = (MetricPoints, GpuSample, GpuStatus, HostSample, Progress)  # no 
 
 
 class Recorder:
+    """Appends whole lines only: a write the disk refuses part way (full) is cut back to the last
+    whole line, so the recording stays readable and the next write can follow it once there is room."""
+
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
         self.path: Path | None = None  # created with the first events, so idle CLIs leave no files
-        self._fh = None
+        self._fd: int | None = None
+        self._size = 0  # bytes of whole lines written
 
     def write(self, events: list[Event]) -> None:
         if not events:
             return
-        if self._fh is None:
+        data = "".join(encode(_redacted(e)) + "\n" for e in events).encode("utf-8")
+        if self._fd is None:
+            self._open()
+        try:
+            view = memoryview(data)
+            while view:  # a full disk first takes what fits (a short write), then refuses
+                view = view[os.write(self._fd, view):]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            raise
+        self._size += len(data)
+
+    def _open(self) -> None:
+        if self.path is None:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             with contextlib.suppress(OSError):  # also a folder an older urbanrun made (if it is ours)
                 platform.make_private(self.folder)
             stamp = time.strftime("%Y%m%d-%H%M%S")
             self.path = self.folder / f"{stamp}-{os.getpid()}.jsonl"
-            self._fh = open(self.path, "a", encoding="utf-8", opener=lambda p, flags: os.open(p, flags, 0o600))
-            platform.make_private(self.path)
-        self._fh.write("".join(encode(_redacted(e)) + "\n" for e in events))
-        self._fh.flush()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
+        platform.make_private(self.path)
+        self._size = os.fstat(self._fd).st_size
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _redacted(event: Event) -> Event:
