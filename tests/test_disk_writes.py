@@ -188,3 +188,31 @@ async def test_tui_on_a_full_disk_keeps_working_and_says_so(workspace, mount):
     finally:
         engine.kill(record.id, force=True)
         engine.close()
+
+
+def test_an_uncommitted_diff_too_big_for_the_space_left_is_not_kept_and_the_launch_goes_on(workspace, mount):
+    """The run's code.diff was written in place: on a disk with room for the run but not for the
+    diff, the diff took every byte left (a cut copy that passed for the whole), and the launch then
+    failed for want of room for its record. It is written whole or not at all; the record's hash
+    still says which diff it was."""
+    import json
+    import subprocess
+
+    from conftest import cli_json
+
+    subprocess.run(["git", "init", "-q"], cwd=workspace, check=True)
+    (workspace / "model.py").write_text("x = 1\n")
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "model.py"], cwd=workspace, check=True)
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "c"], cwd=workspace, check=True)
+    (workspace / "model.py").write_text("".join(f"x{i} = {i}  # an uncommitted line\n" for i in range(12_000)))
+    runs = mount(size="1m")
+    leave_free(runs, 64 * 1024)  # a run's folder needs a few pages; the diff, ~400 KB, does not fit
+    run = cli_json("launch", "long_sleep", "--runs-dir", str(runs), cwd=workspace)
+    try:
+        run_dir = runs / run["id"]
+        assert not (run_dir / "code.diff").exists()
+        assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+        shown = cli_json("show", run["id"], "--runs-dir", str(runs), cwd=workspace)
+        assert shown["status"] == "running" and shown["git_dirty"] and shown["git_diff_sha"], json.dumps(shown)[:400]
+    finally:
+        cli("kill", run["id"], "--force", "--runs-dir", str(runs), cwd=workspace)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from urbanrun.engine.core import redact
+from urbanrun.engine.core.atomic import atomic_write_bytes
 
 DIFF_FILE = "code.diff"
 DIFF_CAP = 1 << 20  # bytes of the uncommitted diff kept in the run folder
@@ -58,7 +59,7 @@ def keep_diff(run_dir: Path, state: CodeState | None) -> None:
     if len(data) > DIFF_CAP:
         data = data[:DIFF_CAP] + f"\n# urbanrun: diff cut at {DIFF_CAP} of {len(data)} bytes\n".encode()
     try:
-        (run_dir / DIFF_FILE).write_bytes(data)
+        atomic_write_bytes(run_dir / DIFF_FILE, data)  # whole or not at all: a cut one would pass for the diff
     except OSError:
         pass  # the hash in the record still says which diff it was
 
