@@ -216,3 +216,32 @@ def test_an_uncommitted_diff_too_big_for_the_space_left_is_not_kept_and_the_laun
         assert shown["status"] == "running" and shown["git_dirty"] and shown["git_diff_sha"], json.dumps(shown)[:400]
     finally:
         cli("kill", run["id"], "--force", "--runs-dir", str(runs), cwd=workspace)
+
+
+def test_saving_recipe_defaults_on_a_full_or_read_only_disk_is_one_sentence_and_changes_nothing(
+        tmp_path, monkeypatch, mount):
+    """The launch form's 'save as defaults': a full disk said '[Errno 28] No space left on device:
+    .../.config.toml.x1y2.tmp' (the temp file's name, no advice), and for the packaged config left
+    the user's config folder it had made, empty. Now one sentence naming config.toml's folder; the
+    file as it was; no folder left."""
+    from urbanrun.engine.core.config import load_config, save_recipe_defaults
+    from urbanrun.engine.core.errors import StorageError, UserError
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    full = mount(size="64k")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(full / "xdg"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    fill(full)
+    with pytest.raises(StorageError) as raised:
+        save_recipe_defaults(load_config(), "cones", {"batch_size": 48})
+    assert str(raised.value).startswith(f"cannot save the defaults of 'cones' to config.toml in {full / 'xdg' / 'urbanrun'}: "
+                                        f"No space left on device; free some space")
+    assert tree(full) == []  # no xdg/urbanrun folders, no temp file
+
+    read_only = mount(read_only=True)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(read_only))
+    with pytest.raises(UserError) as raised:
+        save_recipe_defaults(load_config(), "cones", {"batch_size": 48})
+    assert raised.value.code == "not_writable" and "Read-only file system; make it writable" in str(raised.value)

@@ -20,7 +20,7 @@ from rich.text import Text
 from urbanrun.engine.diagnosis.advisor import MARGIN, estimate_gb, memory_model
 from urbanrun.engine.runs.backends import BACKENDS
 from urbanrun.engine.core.config import Config, Recipe, load_config, save_recipe_defaults
-from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.core.errors import CommandFailed, UserError
 from urbanrun.engine.core.params import Param, ParamError
 
 PROMINENT = ("batch_size", "amp", "grad_checkpoint", "device")
@@ -314,7 +314,7 @@ class LaunchForm(ModalScreen):
             source = getattr(self.app, "source", None)
             if hasattr(source, "reload_config"):
                 config = source.reload_config()  # the engine launches with the new defaults
-        except (UserError, OSError) as exc:
+        except (UserError, CommandFailed, OSError) as exc:  # a full disk is a CommandFailed
             self.post_message(DefaultsSaved(None, str(exc)))
             return
         self.post_message(DefaultsSaved(config, f"saved as the defaults of '{self.recipe_name}' in {path}"))

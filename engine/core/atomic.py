@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
@@ -36,3 +37,29 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def folders_made_for(folder: str | os.PathLike, own_files: tuple[str, ...] = ()):
+    """Make `folder` (and its missing parents) for the block's writes; if the block fails (a full
+    or read-only disk), the folders it made are removed again, with the `own_files` (a lock) the
+    block left in `folder`: an error that says nothing was left behind must be true. A folder
+    another writer has put files in meanwhile stays."""
+    folder = Path(folder)
+    made = []
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        made.append(probe)
+        probe = probe.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+    except BaseException:
+        if made:
+            for name in own_files:
+                with contextlib.suppress(OSError):
+                    (folder / name).unlink()
+            for path in made:  # deepest first
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+        raise

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 
-from urbanrun.engine.core.atomic import atomic_write_text
-from urbanrun.engine.core.errors import UserError
+from urbanrun.engine.core.atomic import atomic_write_text, folders_made_for
+from urbanrun.engine.core.errors import UserError, storage_error
 from urbanrun.engine.core.files import path_stat, regular_file, short
 from urbanrun.engine.core.params import Param, ParamError, param_from_table
 from urbanrun.engine.platform import user_config_dir, user_data_dir
@@ -339,8 +339,12 @@ def save_recipe_defaults(config: Config, recipe_name: str, values: dict[str, Any
     except tomllib.TOMLDecodeError as exc:  # never write a file urbanrun could not read back
         raise UserError(f"{target}: the defaults were not saved, the edited file would not parse ({exc}); "
                         "edit the recipe's `default = …` lines by hand.") from exc
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(target, edited)
+    try:
+        with folders_made_for(target.parent):
+            atomic_write_text(target, edited)
+    except OSError as exc:  # read-only, full: the file is as it was, and the sentence names it
+        raise storage_error(exc, target.parent, f"save the defaults of '{recipe_name}' to {target.name}",
+                            f"make it writable, or set the defaults in {target} by hand") from None
     return target
 
 

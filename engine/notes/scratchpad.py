@@ -19,12 +19,13 @@ from pathlib import Path
 from urbanrun.engine import platform
 from urbanrun.engine.core import redact
 from urbanrun.engine.core.text import SURROGATES
-from urbanrun.engine.core.atomic import atomic_write_bytes, atomic_write_text
+from urbanrun.engine.core.atomic import atomic_write_bytes, atomic_write_text, folders_made_for
 from urbanrun.engine.core.errors import UserError
 
 DATE_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 RUN_ID_RE = re.compile(r"\b\d{8}-\d{6}-[A-Za-z0-9_-]+?-[0-9a-f]{4}\b")
 EVENTS = ("launch", "end", "diagnosis", "kill", "observation")
+LOCK_NAME = ".urbanrun.lock"
 NOTES_LIMIT = 64 * 1024 * 1024  # a day's notes are KBs; a FIFO or a GB file there is refused, not read
 
 
@@ -104,28 +105,8 @@ def locked(path: Path):
     """One writer at a time for the files in this folder (platform.hold_lock). A write that fails
     (a full or read-only disk) leaves none of the folders it made, nor their lock file: the error
     says nothing of the attempt was left behind, and an empty dated folder would say otherwise."""
-    made = _missing_folders(path.parent)
-    lock = path.parent / ".urbanrun.lock"
-    try:
-        with platform.hold_lock(lock):
-            yield
-    except BaseException:
-        if made:
-            with contextlib.suppress(OSError):
-                lock.unlink()
-            for folder in made:  # deepest first; one another writer has put files in stays
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
-        raise
-
-
-def _missing_folders(folder: Path) -> list[Path]:
-    """The folders from `folder` up that do not exist yet, deepest first."""
-    missing = []
-    while not folder.exists() and folder.parent != folder:
-        missing.append(folder)
-        folder = folder.parent
-    return missing
+    with folders_made_for(path.parent, own_files=(LOCK_NAME,)), platform.hold_lock(path.parent / LOCK_NAME):
+        yield
 
 
 @contextlib.contextmanager
