@@ -245,3 +245,37 @@ def test_saving_recipe_defaults_on_a_full_or_read_only_disk_is_one_sentence_and_
     with pytest.raises(UserError) as raised:
         save_recipe_defaults(load_config(), "cones", {"batch_size": 48})
     assert raised.value.code == "not_writable" and "Read-only file system; make it writable" in str(raised.value)
+
+
+def test_an_exit_status_in_the_way_of_the_babysitter_is_waited_out_not_made_unreadable(workspace):
+    """exit_status.json replaced by a folder while the run goes on: the babysitter retries its
+    write (and says so in the log), but the first look made the run `unreadable` for good, saved in
+    its record: once the folder was gone and the status landed, the exit code was never read. While
+    the babysitter lives, the run stays running; its end is then recorded as it happened."""
+    import json
+    import signal
+
+    from conftest import cli_json, wait_for
+
+    with open(workspace / "config.toml", "a") as fh:
+        fh.write(QUIET)
+    run = cli_json("launch", "quiet", cwd=workspace)
+    run_dir = Path(run["run_dir"])
+    child = wait_for(lambda: (run_dir / "child.json").exists() and json.loads((run_dir / "child.json").read_text()),
+                     what="the babysitter's child")
+    wait_for(lambda: "ready" in (run_dir / "output.log").read_text(), what="the run to be ready")
+    (run_dir / "exit_status.json").mkdir()
+    try:
+        os.kill(child["pid"], signal.SIGUSR1)
+        wait_for(lambda: "exit_status.json (Is a directory); retrying" in (run_dir / "output.log").read_text(),
+                 what="the babysitter's retry")
+        shown = cli_json("show", run["id"], cwd=workspace)
+        assert shown["status"] == "running", shown
+        (run_dir / "exit_status.json").rmdir()
+        wait_for(lambda: (run_dir / "exit_status.json").is_file(), what="the retried exit status")
+        shown = cli_json("show", run["id"], cwd=workspace)
+        assert (shown["status"], shown["exit_code"]) == ("failed", 3), shown
+    finally:
+        if (run_dir / "exit_status.json").is_dir():
+            (run_dir / "exit_status.json").rmdir()
+        cli("kill", run["id"], "--force", cwd=workspace)

@@ -338,10 +338,16 @@ class Supervisor:
             self._escalate(record, now)
         try:
             status = self.store.read_exit_status(record.id)
-        except RecordError as exc:  # the run ended, but how cannot be told: say why, keep the file
-            record.status, record.error, record.ended, record.leftovers = "unreadable", str(exc), now, []
-            self.store.save(record)
-            return True
+        except RecordError as exc:
+            if record.active and proctree.run_root(record, self.store.run_dir(record.id)) is not None:
+                # its babysitter lives, so the status is still to come: a folder (or a full disk) in
+                # its way is retried by it, and said in the run's log; made `unreadable` here, the
+                # run's exit code was lost for good once the status landed
+                status = None
+            else:  # the run ended, but how cannot be told: say why, keep the file
+                record.status, record.error, record.ended, record.leftovers = "unreadable", str(exc), now, []
+                self.store.save(record)
+                return True
         # the run's processes are looked for only when they matter (a process scan per poll
         # would cost a watched training run's supervisor CPU for nothing)
         needed = status is not None or not record.active or record.kill_requested is not None
