@@ -279,3 +279,18 @@ def test_an_exit_status_in_the_way_of_the_babysitter_is_waited_out_not_made_unre
         if (run_dir / "exit_status.json").is_dir():
             (run_dir / "exit_status.json").rmdir()
         cli("kill", run["id"], "--force", cwd=workspace)
+
+
+def test_the_demo_cone_cache_on_a_full_disk_keeps_no_half_written_cone(mount):
+    """The demo trainer's cone cache: a cone cut by the full disk stayed as '<cone>.<pid>.tmp',
+    holding space that every later run (each with its own pid) needed, and piling up."""
+    pytest.importorskip("torch")
+    from urbanrun.trainers.cone_data import build_cones
+
+    runs = mount(size="256k")
+    leave_free(runs, 96 * 1024)  # room for a few cones, not for 64
+    for _ in range(2):
+        with pytest.raises((OSError, RuntimeError)):  # torch.save says a failed write as RuntimeError
+            build_cones(64, seed=0, cache_dir=runs)
+    assert [p.name for p in runs.rglob("*.tmp")] == []
+    assert not list(runs.rglob("complete"))  # the cache is not marked whole

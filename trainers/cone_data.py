@@ -51,8 +51,12 @@ def build_cones(count: int, seed: int, cache_dir: Path | None = None) -> list[Pa
             "sizes": torch.tensor([len(cells) for cells in c["cells"]]),
         }
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(data, tmp)
-        os.replace(tmp, path)
+        try:
+            torch.save(data, tmp)
+            os.replace(tmp, path)
+        except BaseException:  # a full disk: a half-written cone would hold the space every later run needs
+            tmp.unlink(missing_ok=True)
+            raise
     (folder / "complete").write_text(str(len(paths)))
     return paths
 
