@@ -281,6 +281,37 @@ def test_an_exit_status_in_the_way_of_the_babysitter_is_waited_out_not_made_unre
         cli("kill", run["id"], "--force", cwd=workspace)
 
 
+def test_a_metrics_line_torn_by_a_full_disk_is_read_once_whole_when_its_rest_lands(mount):
+    """A trainer's metrics line cut by the full disk (the kernel takes what fits: a short write; the
+    writer's buffer keeps the rest and writes it once there is room): the follower holds the torn
+    part, never parses it as a line, and reads the line once, whole, when its end arrives."""
+    import json
+
+    from urbanrun.engine.metrics.follower import FileFollower
+
+    runs = mount(size="64k")
+    path = runs / "metrics.jsonl"
+    first = json.dumps({"step": 1, "loss": 0.5}) + "\n"
+    path.write_text(first)
+    follower = FileFollower(path)
+    assert follower.poll() == [first.rstrip("\n")]
+    filler = fill(runs)
+    line = (json.dumps({"step": 2, "loss": 0.25, "note": "n" * 6000}) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        taken = os.write(fd, line)  # what fits in the file's last page
+        assert 0 < taken < len(line)
+        with pytest.raises(OSError):
+            os.write(fd, line[taken:])
+        assert follower.poll() == [] and follower.pending_line() == line[:taken].decode()
+        os.unlink(filler)
+        os.write(fd, line[taken:])
+    finally:
+        os.close(fd)
+    assert follower.poll() == [line.decode().rstrip("\n")]
+    assert follower.poll() == [] and follower.pending_line() is None
+
+
 def test_the_demo_cone_cache_on_a_full_disk_keeps_no_half_written_cone(mount):
     """The demo trainer's cone cache: a cone cut by the full disk stayed as '<cone>.<pid>.tmp',
     holding space that every later run (each with its own pid) needed, and piling up."""
