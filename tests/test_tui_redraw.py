@@ -239,6 +239,42 @@ async def test_a_tick_renders_again_only_the_cells_that_changed(workspace, monke
     engine.close()
 
 
+async def test_a_tick_repaints_only_the_lines_of_the_rows_that_changed(workspace, monkeypatch):
+    """DataTable.update_cell repaints every line of the table (the header, every finished run, the
+    blank lines under them), each through its row styles: one clock moving repainted them all at
+    every tick. Only the changed run's line is painted again; a column that must grow repaints all."""
+    engine = _engine(workspace)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    t0 = time.time() - 60
+    done = [{"id": f"20261129-00000{i}-cones-000{i}", "recipe": "cones", "status": "exited", "exit_code": 0,
+             "started": t0 - 900, "ended": t0 - 600} for i in range(5)]
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _without_polls(pilot, app)
+        _reduce(engine, *(RunChanged(ts=t0, run=r) for r in done), RunChanged(ts=t0, run=_record("running", t0)),
+                _loss(t0, 1, 0.5))
+        app.redraw()
+        table = app.query_one(RunsTable)
+        await wait_until(pilot, lambda: table.row_count == len(done) + 1 and "0.5" in _row_text(table, RUN))
+        await pilot.pause(0.3)  # its columns' widths settled, and drawn at them
+        painted = []
+        real = RunsTable.render_line
+        monkeypatch.setattr(RunsTable, "render_line", lambda self, y: (painted.append(y), real(self, y))[1])
+        monkeypatch.setattr(app_module, "FRAME_SECONDS", 0.0)  # every redraw is a tick
+        _reduce(engine, _loss(t0, 2, 0.25))
+        app.redraw(force_plot=False)
+        await pilot.pause(0.3)
+        line = list(table.rows).index(RUN) + 1  # under the header
+        assert painted and set(painted) == {line}
+        assert "0.25" in app.screen._compositor.render_strips()[table.region.y + line].text  # what the screen shows
+        painted.clear()
+        _reduce(engine, _loss(t0, 3, 123456789.0))  # wider than its column: measured, every line repainted
+        app.redraw(force_plot=False)
+        await wait_until(pilot, lambda: len(set(painted)) > 1)
+        assert {0, line} <= set(painted)
+        await pilot.press("q")
+    engine.close()
+
+
 async def test_between_ticks_a_live_run_costs_no_progress_summary(workspace, monkeypatch):
     """A live run's state changes at every poll; between ticks only its news cells are looked at
     (the progress cell's summary is computed on the tick), and news still shows at once."""

@@ -1,11 +1,12 @@
 """The runs table: status glyph, id, recipe, progress bar, ETA, last and best loss, GPU memory,
 runtime. Rows are updated in place (no flicker, the cursor stays put).
 
-Any cell update makes Textual's DataTable render every visible row again (its render caches are
-keyed by one update counter; the cells whose text did not change come from our own cache, see
-`_render_cell`), and with runs going some number moves at every poll: changed numbers (progress,
-loss, ETA, time, GPU memory) are computed and sent only when the app's frame tick says so, all rows
-in one go; a new run, a status, a mark or a diagnosis is news, sent at once."""
+Textual's DataTable.update_cell repaints every line of the table; here a changed cell repaints
+its row's line alone (the cells whose text did not change come from our own cache, see
+`_render_cell`), unless its column must grow. With runs going some number moves at every poll:
+changed numbers (progress, loss, ETA, time, GPU memory) are computed and sent only when the app's
+frame tick says so, all rows in one go; a new run, a status, a mark or a diagnosis is news, sent
+at once."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from textual.geometry import Size
 from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from urbanrun.engine.core.state import State, loss_name
 from urbanrun.engine.runs.store import RunRecord, status_text
@@ -233,9 +235,13 @@ class RunsTable(DataTable):
         for run_id, seen, cells, changed in changes:
             for i in changed:
                 key, value = self.layout_keys[i], cells[i]
-                # recompute the column's width only when the new text does not fit it
-                self.update_cell(run_id, key, value, update_width=_width(value) > self.columns[key].content_width)
+                if _width(value) > self.columns[key].content_width:  # the column grows: measure, draw all
+                    self.update_cell(run_id, key, value, update_width=True)
+                else:
+                    self._data[RowKey(run_id)][ColumnKey(key)] = value
             self._shown[run_id], self._seen[run_id] = cells, seen
+            self._update_count += 1  # DataTable's render caches are keyed by it
+            self.refresh_row(self.get_row_index(run_id))
         return True
 
     def _visible(self, cells: list) -> list:
