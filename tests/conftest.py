@@ -106,6 +106,9 @@ default = 0.1
 type = "int"
 default = -1
 
+[recipes.spawn_on_request]
+command = ["{python}", "SCRIPTS/spawn_on_request.py"]
+
 [recipes.held]
 command = ["{python}", "SCRIPTS/held.py"]
 [recipes.held.params.code]

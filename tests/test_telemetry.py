@@ -110,6 +110,58 @@ def test_gpu_processes_are_tied_to_runs_and_the_peak_lands_in_the_record(workspa
     assert run.host.get("procs", 0) >= 1 or run.status != "running"
 
 
+def test_host_sample_walks_the_process_table_again_only_when_a_tree_may_have_changed(workspace, monkeypatch):
+    """A real run whose tree changes on request. Between walks of the process table (every
+    tree_interval) each sample reads only the runs' known members; a member that ends, a GPU process
+    the last walk did not see, or other runs make the next sample walk again; a GPU process the last
+    walk saw outside every tree (another user's) does not."""
+    import os
+
+    from urbanrun.engine.gpu import host
+    from urbanrun.engine.gpu.host import HostSampler
+
+    engine = Engine(load_config(workspace / "config.toml"), record_session=False, gpu_source=None, host=False)
+    record = engine.launch("spawn_on_request")
+    run_dir = engine.store.run_dir(record.id)
+    try:
+        wait_for(lambda: "waiting" in (run_dir / "output.log").read_text(), what="the run's script")
+        saved = engine.store.load(record.id)
+        runs = {record.id: (saved.pid, saved.pid_create_time, run_dir)}
+        walks = []
+        real_table = host.parent_pids
+        monkeypatch.setattr(host, "parent_pids", lambda: walks.append(1) or real_table())
+        sampler, clock = HostSampler(interval=0.0, tree_interval=1e9), itertools.count(1.0)
+
+        def procs() -> int:
+            return sampler.sample(next(clock), runs)["runs"][record.id]["procs"]
+
+        before = procs()
+        assert before >= 2 and procs() == before and len(walks) == 1  # babysitter and script; walked once
+        (run_dir / "spawn").write_text("")
+        child = int(wait_for(lambda: (run_dir / "child.txt").exists() and (run_dir / "child.txt").read_text(),
+                             what="the run's child"))
+        assert procs() == before and len(walks) == 1  # not walked again: the new child is not seen yet
+        sampler.note_gpu_pids([os.getpid()])  # alive at the walk, in no tree: not a run's, no walk
+        assert procs() == before and len(walks) == 1
+        sampler.note_gpu_pids([child])  # a GPU process the walk did not see: the next sample walks
+        assert procs() == before + 1 and len(walks) == 2 and sampler.pids[child] == record.id
+        sampler.note_gpu_pids([child])  # known now
+        (run_dir / "end_child").write_text("")
+        wait_for(lambda: (run_dir / "child.txt").read_text() == "ended", what="the child's end")
+        assert procs() == before and len(walks) == 2  # the ended member is left out at once...
+        assert procs() == before and len(walks) == 3  # ...and the table walked again at the next sample
+        assert sampler.sample(next(clock), {})["runs"] == {} and len(walks) == 4  # other runs: walked again
+        timed = HostSampler(interval=0.0, tree_interval=5.0)
+        walks.clear()
+        for now in (100.0, 101.0, 104.0, 105.0):  # walked at 100, then once tree_interval has passed
+            timed.sample(now, runs)
+        assert len(walks) == 2
+    finally:
+        release(run_dir)
+        drive(engine, lambda: not engine.store.load(record.id).active)
+        engine.close()
+
+
 class FakeNvml:
     """The hardware boundary: pynvml's device functions answering for two GPUs, the second of
     which falls off the bus; real pynvml error classes."""

@@ -10,19 +10,22 @@ import psutil
 from urbanrun.engine.runs import proctree
 
 HOST_INTERVAL = 2.0
+TREE_SECONDS = 10.0  # how often the process table is walked again while every run's tree holds still
 
 
-def run_trees(runs: dict[str, tuple[int, float, Path]]) -> dict[str, list[psutil.Process]]:
+def run_trees(runs: dict[str, tuple[int, float, Path]], table: dict[int, int] | None = None
+              ) -> dict[str, list[psutil.Process]]:
     """run id -> the live processes of its tree (babysitter first), for runs given as pid + create
     time + run folder (a record copied from a live run's folder names the original's babysitter:
     proctree.root_of tells it by its folder). One pass over the process table serves every run
-    (psutil's children() walks the whole table once per call, so once per run)."""
+    (psutil's children() walks the whole table once per call, so once per run); `table` is that
+    pass (parent_pids()) when the caller made it."""
     roots = {run_id: proctree.root_of(run_id, pid, created, run_dir) for run_id, (pid, created, run_dir) in runs.items()}
     roots = {run_id: root for run_id, root in roots.items() if root is not None}
     if not roots:
         return {}
     children: dict[int, list[int]] = {}
-    for pid, ppid in parent_pids().items():
+    for pid, ppid in (parent_pids() if table is None else table).items():
         children.setdefault(ppid, []).append(pid)
     trees = {}
     for run_id, root in roots.items():
@@ -58,35 +61,70 @@ def pid_map(trees: dict[str, list[psutil.Process]]) -> dict[int, str]:
 
 
 class HostSampler:
-    def __init__(self, interval: float = HOST_INTERVAL):
+    """Samples every `interval`. The process table is walked (every process's /proc entry read) only
+    every `tree_interval`, or at the next sample after a tree changed: a member ended or moved to
+    another parent, the runs are not the same, or a GPU process appeared that the last walk did not
+    see (note_gpu_pids). In between, each run's known members are sampled (a process a run starts
+    in between is counted from the next walk: within `tree_interval`)."""
+
+    def __init__(self, interval: float = HOST_INTERVAL, tree_interval: float = TREE_SECONDS):
         self.interval = interval
-        self.pids: dict[int, str] = {}  # pid -> run id, as of the last sample
+        self.tree_interval = tree_interval
+        self.pids: dict[int, str] = {}  # pid -> run id, as of the last walk
         self._cache: dict[int, psutil.Process] = {}  # cpu_percent() needs the same object each time
         self._next = 0.0
+        self._trees: dict[str, list[psutil.Process]] = {}
+        self._parents: dict[int, int | None] = {}  # member pid -> its parent's pid at the last walk
+        self._table: frozenset[int] = frozenset()  # every pid alive at the last walk
+        self._walked_for: dict | None = None  # the runs the trees were walked for
+        self._next_walk = float("-inf")
         psutil.cpu_percent(percpu=True)  # the first call only starts the measurement
+
+    def note_gpu_pids(self, pids) -> None:
+        """GPU processes: one no tree holds and the last walk did not see (it started since) may be a
+        run's new process: the next sample walks the table again to tie it to its run."""
+        if any(pid not in self.pids and pid not in self._table for pid in pids):
+            self._next_walk = float("-inf")
+
+    def _walk(self, now: float, runs: dict[str, tuple[int, float, Path]]) -> None:
+        table = parent_pids()
+        self._trees = run_trees(runs, table)
+        self._table = frozenset(table)
+        self._parents = {p.pid: table.get(p.pid) for procs in self._trees.values() for p in procs}
+        self.pids = pid_map(self._trees)
+        self._walked_for = dict(runs)
+        self._next_walk = now + self.tree_interval
 
     def sample(self, now: float, runs: dict[str, tuple[int, float, Path]]) -> dict | None:
         if now < self._next:
             return None
         self._next = now + self.interval
-        trees = run_trees(runs)
-        self.pids = pid_map(trees)
+        if now >= self._next_walk or runs != self._walked_for:
+            self._walk(now, runs)
         per_run = {}
         seen = {}
-        for run_id, procs in trees.items():
+        changed = False
+        for run_id, procs in self._trees.items():
             cpu = rss = 0.0
+            alive = 0
             for p in procs:
                 cached = self._cache.get(p.pid)
                 if cached is None or cached.create_time() != p.create_time():
                     cached = p
                 seen[p.pid] = cached
                 try:
-                    with cached.oneshot():
+                    with cached.oneshot():  # one read of its stat serves the parent and the CPU times
+                        if cached.ppid() != self._parents.get(p.pid):  # reparented, or its pid reused
+                            changed = True
+                            continue
                         cpu += cached.cpu_percent(None)
                         rss += cached.memory_info().rss
-                except psutil.Error:
-                    continue
-            per_run[run_id] = {"cpu": round(cpu, 1), "rss": int(rss), "procs": len(procs)}
+                    alive += 1
+                except psutil.Error:  # ended since the walk
+                    changed = True
+            per_run[run_id] = {"cpu": round(cpu, 1), "rss": int(rss), "procs": alive}
+        if changed:
+            self._next_walk = float("-inf")
         self._cache = seen
         vm, swap = psutil.virtual_memory(), psutil.swap_memory()
         return {"cpu": psutil.cpu_percent(percpu=True), "mem_used": vm.total - vm.available, "mem_total": vm.total,

@@ -288,6 +288,8 @@ class Engine:
             self._pending.append(GpuStatus(ts=now, status=dict(status)))
         if not status.get("available"):
             return
+        if self.host is not None:  # a GPU process started since the last walk of the process table
+            self.host.note_gpu_pids([p["pid"] for p in procs])
         procs, foreign = annotate(procs, self.host.pids if self.host else {}, self._seen_pids,
                                   self._gpu_procs)
         if foreign and not self._foreign_reported:
