@@ -325,3 +325,34 @@ def test_the_demo_cone_cache_on_a_full_disk_keeps_no_half_written_cone(mount):
             build_cones(64, seed=0, cache_dir=runs)
     assert [p.name for p in runs.rglob("*.tmp")] == []
     assert not list(runs.rglob("complete"))  # the cache is not marked whole
+
+
+def test_launch_at_every_level_of_a_nearly_full_disk_leaves_a_whole_run_or_nothing(workspace, mount):
+    """Launch with 0 to 7 pages free: the space runs out at a different write each time (the draft
+    folder, the record half written, the record's rename, the log, the record after the start).
+    Each launch either starts a run whose record is whole, or is one sentence (exit 1) and leaves
+    nothing in the runs folder, no hidden '.<id>.creating' draft included."""
+    import json
+
+    with open(workspace / "config.toml", "a") as fh:
+        fh.write(QUIET)
+    outcomes = []
+    for pages in range(8):
+        runs = mount(size="64k")
+        leave_free(runs, pages * 4096)
+        proc = cli("launch", "quiet", "--runs-dir", str(runs), "--json", cwd=workspace, timeout=90)
+        if proc.returncode == 0:
+            run = json.loads(proc.stdout)
+            try:
+                assert sorted(os.listdir(runs)) == [run["id"]]
+                shown = cli("show", run["id"], "--runs-dir", str(runs), "--json", cwd=workspace)
+                assert shown.returncode == 0 and json.loads(shown.stdout)["status"] in ("running", "starting")
+            finally:
+                cli("kill", run["id"], "--force", "--runs-dir", str(runs), cwd=workspace)
+        else:
+            error = json.loads(proc.stdout)["error"]
+            assert proc.returncode == 1 and error["code"] == "disk_full", (pages, proc.stdout, proc.stderr)
+            assert "No space left on device" in error["message"] and "Traceback" not in proc.stderr
+            assert os.listdir(runs) == [], (pages, os.listdir(runs))  # hidden drafts included
+        outcomes.append(proc.returncode)
+    assert outcomes[0] == 1 and outcomes[-1] == 0, outcomes  # both ways were taken
