@@ -356,3 +356,40 @@ def test_launch_at_every_level_of_a_nearly_full_disk_leaves_a_whole_run_or_nothi
             assert os.listdir(runs) == [], (pages, os.listdir(runs))  # hidden drafts included
         outcomes.append(proc.returncode)
     assert outcomes[0] == 1 and outcomes[-1] == 0, outcomes  # both ways were taken
+
+
+def test_auto_logged_entries_refused_by_a_full_disk_are_kept_and_written_once_it_takes_them(workspace, mount):
+    """The scratchpad's auto-log on a full disk: a launch's entry was a notice, a run's end entry
+    was dropped without a word; both were lost for good. They are kept, said once, and written (each
+    once, in order) when the disk has room again."""
+    from urbanrun.engine.core.config import load_config
+    from urbanrun.engine.core.events import Notice
+    from urbanrun.engine.session.loop import Engine
+    from conftest import wait_for
+
+    pad = mount(size="64k")
+    use_scratchpad(workspace, pad)
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None, host=False)  # runs: not on it
+    notices = []
+    try:
+        filler = fill(pad)
+        record = engine.launch("exit_after")  # exits 0 after 0.5 s
+        wait_for(lambda: notices.extend(e.text for e in engine.poll() if isinstance(e, Notice))
+                 or engine.state.runs[record.id].status == "exited", what="the run's end")
+        engine.poll()
+        notices += [e.text for e in engine.poll() if isinstance(e, Notice)]
+        refused = [t for t in notices if t.startswith("scratchpad entries not written yet: ")]
+        assert len(refused) == 1 and "No space left on device" in refused[0], notices
+        assert len(engine.autolog.backlog) == 2  # the launch and the end
+        os.unlink(filler)
+        engine._backlog_next = float("-inf")  # not the 5 s wait
+        written = [e.text for e in engine.poll() + engine.poll()
+                   if isinstance(e, Notice) and e.text.startswith("scratchpad: ")]
+        assert written == [f"scratchpad: 2 entries written now that {pad} takes them"]
+        (notes,) = pad.glob("*/*.md")
+        text = notes.read_text()
+        assert text.count(f"— launched {record.id}") == 1 and text.count(f"<!-- urbanrun:end:{record.id} -->") == 1
+        assert text.index(f"launched {record.id}") < text.index(f"urbanrun:end:{record.id}")
+        assert engine.autolog.backlog == []
+    finally:
+        engine.close()

@@ -31,10 +31,37 @@ def _duration(record: RunRecord) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+BACKLOG_LIMIT = 1000  # entries kept while the disk refuses them (a day's launches, ends and diagnoses)
+
+
 class AutoLog:
     def __init__(self, settings: scratchpad.Settings | None, gpu_names: list[str] | None = None):
         self.settings = settings
         self.gpu_names = gpu_names or []
+        # entries the disk refused (full, read-only), in order, as append's arguments: written by
+        # write_backlog once it takes them (their markers keep a retry from writing one twice)
+        self.backlog: list[tuple] = []
+        self.refused: OSError | None = None  # why the last one was refused
+
+    def _append(self, path: Path, text: str, marker: str | None, title: str) -> bool:
+        try:
+            return scratchpad.append(path, text, marker, title)
+        except OSError as exc:
+            self.refused = exc
+            if len(self.backlog) < BACKLOG_LIMIT:
+                self.backlog.append((path, text, marker, title))
+            raise
+
+    def write_backlog(self) -> int:
+        """The refused entries, oldest first; how many were written. OSError where the disk still
+        refuses one (it and those after it stay)."""
+        written = 0
+        while self.backlog:
+            scratchpad.append(*self.backlog[0])
+            self.backlog.pop(0)
+            written += 1
+        self.refused = None
+        return written
 
     def _write(self, kind: str, run_id: str, heading: str, body: str = "", when: float | None = None) -> bool:
         if self.settings is None or kind not in self.settings.log:
@@ -42,7 +69,7 @@ class AutoLog:
         stamp = dt.datetime.fromtimestamp(when) if when else None
         path = scratchpad.today_path(self.settings)
         title = f"{self.settings.role} — {dt.date.today().isoformat()}"
-        return scratchpad.append(path, scratchpad.entry(heading, body, stamp), f"{kind}:{run_id}", title)
+        return self._append(path, scratchpad.entry(heading, body, stamp), f"{kind}:{run_id}", title)
 
     def launched(self, record: RunRecord) -> bool:
         changed = ", ".join(f"{k}={_fmt(v)}" for k, v in redact.data(record.changed).items()) or "recipe defaults"
@@ -110,7 +137,7 @@ class AutoLog:
         path = scratchpad.today_path(self.settings)
         title = f"{self.settings.role} — {dt.date.today().isoformat()}"
         text = f"{OBSERVATIONS_HEADING}\n**{stamp} — {who}**\n{body}"
-        return scratchpad.append(path, text, marker, title)
+        return self._append(path, text, marker, title)
 
     def killed(self, record: RunRecord) -> bool:
         return self._write("kill", record.id, f"stopped {record.id} ({record.recipe}) from urbanrun",

@@ -51,6 +51,7 @@ class Engine:
         self.recorder = Recorder(self.store.root / "sessions") if record_session else None
         self._recording_paused: tuple[float, int] | None = None  # (next try, events not recorded) while refused
         self.disk = disk_space.DiskSpace(self.store.root)
+        self._backlog_next, self._backlog_said = float("-inf"), False  # the scratchpad's refused entries
         self._records: dict[str, RunRecord] = {}
         self._sources: dict[str, RunSources] = {}
         self._drained: set[str] = set()  # finished runs whose files were read to the end
@@ -123,8 +124,8 @@ class Engine:
         self.autolog.gpu_names = [f"{g.get('index')}: {g.get('name')}" for g in self.state.gpus]
         try:
             getattr(self.autolog, what)(record)
-        except OSError as exc:  # never let the scratchpad stop a launch or a kill
-            self._pending.append(Notice(ts=self.clock(), level="warning", text=f"scratchpad not written: {exc}"))
+        except OSError:  # never let the scratchpad stop a launch or a kill: kept in its backlog, said by the poll
+            pass
 
     def import_runs(self, path: str, name: str | None = None) -> list[RunRecord]:
         from urbanrun.engine.session.importer import import_path
@@ -187,6 +188,7 @@ class Engine:
             self._guarded(now, f"run {run_id}'s files", self._read_files, run_id, now, run_id in ended)
         self._guarded(now, "GPU and host sampling", self._sample_machine, now)
         self._guarded(now, "the runs folder's free space", self._check_disk, now)
+        self._guarded(now, "the scratchpad", self._write_autolog_backlog, now)
         events, self._pending = self._pending, []
         self.state.apply_all(events)
         events += self._on_ended(ended, now)
@@ -251,6 +253,28 @@ class Engine:
             self._pending.append(Notice(ts=now, level="info", text=(
                 f"session recording resumed in {self.recorder.path}; the {paused[1]:,} events meanwhile are "
                 f"not in it")))
+
+    def _write_autolog_backlog(self, now: float) -> None:
+        """Scratchpad entries the disk refused (full, read-only) are kept and tried again every few
+        seconds: said once when the first is refused, and once when they are all written."""
+        log = self.autolog
+        if log is None or not log.backlog or now < self._backlog_next:
+            return
+        try:
+            written = log.write_backlog()
+        except OSError as exc:
+            self._backlog_next = now + RECORDING_RETRY_SECONDS
+            if not self._backlog_said:
+                self._backlog_said = True
+                self._pending.append(Notice(ts=now, level="warning", text=(
+                    f"scratchpad entries not written yet: {exc.filename or log.settings.root}: "
+                    f"{exc.strerror or exc}; they are kept, and written once it can be")))
+            return
+        if self._backlog_said:
+            self._backlog_said = False
+            self._pending.append(Notice(ts=now, level="info", text=(
+                f"scratchpad: {written} entr{'y' if written == 1 else 'ies'} written now that "
+                f"{log.settings.root} takes them")))
 
     def _check_disk(self, now: float) -> None:
         status = self.disk.check(now)
