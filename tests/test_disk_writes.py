@@ -393,3 +393,25 @@ def test_auto_logged_entries_refused_by_a_full_disk_are_kept_and_written_once_it
         assert engine.autolog.backlog == []
     finally:
         engine.close()
+
+
+def test_a_folder_where_urbanrun_writes_a_file_is_named(workspace, monkeypatch):
+    """A folder in the place of the launch queue's ledger or lock, or of today's notes: the sentence
+    said 'cannot prepare the run in RUNS: Is a directory' (which of the folder's files?), and for the
+    notes '4 is a folder' (the number of the descriptor it had opened). Now it names the path."""
+    monkeypatch.setenv("URBANRUN_GPU_RECORDING", str(Path(__file__).parent / "fixtures" / "gpus" / "a100_8gpu.jsonl"))
+    for name in ("queue.json", ".queue.lock"):
+        runs = workspace / f"runs-{name}"
+        (runs / name).mkdir(parents=True)
+        proc = cli("launch", "long_sleep", "--queue", "--mem", "1", "--runs-dir", str(runs), cwd=workspace)
+        assert proc.returncode == 2, proc
+        assert proc.stderr == (f"urbanrun: cannot prepare the run in {runs}: {runs / name} is a folder where urbanrun "
+                               f"writes a file; move it away and try again.\n")
+        assert sorted(os.listdir(runs)) in ([name], sorted([name, ".queue.lock"]))  # no run folder
+    use_scratchpad(workspace, workspace / "pad")
+    import datetime
+
+    notes_folder = workspace / "pad" / "training-runner" / f"{datetime.date.today()}.md"
+    notes_folder.mkdir(parents=True)
+    proc = cli("scratchpad", "log", "hello", cwd=workspace)
+    assert proc.returncode == 2 and f"{notes_folder} is a folder where urbanrun writes a file" in proc.stderr, proc

@@ -92,7 +92,10 @@ def hold_lock(path: str | os.PathLike):
 def open_regular(path: str | os.PathLike):
     """open_shared, for a regular file only: a FIFO there (opened without blocking) or a device
     (/dev/zero never ends) is an OSError saying so, checked on the open file itself."""
-    fh = open_shared(path)
+    try:
+        fh = open_shared(path)
+    except IsADirectoryError:  # raised by the open of its descriptor: named by that number, not the path
+        raise IsADirectoryError(errno.EISDIR, "it is a folder, not a file", os.fspath(path)) from None
     if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
         fh.close()
         raise OSError(errno.EINVAL, "it is not a regular file", os.fspath(path))
