@@ -65,3 +65,117 @@ def test_ls_lists_runs_made_in_one_second_by_their_creation(workspace):
     listed = [(r["id"][-4:], r["status"]) for r in agent("ls", "ls", "--all", cwd=workspace)["runs"]]
     assert listed == [("0000", "unreadable"), ("8888", "exited"), ("ffff", "exited")]
     assert error_of("status", "last", cwd=workspace)["code"] == "unreadable_record"
+
+
+class Stream:
+    """A --follow --json command read line by line, each line validated against its schema."""
+
+    def __init__(self, workspace: Path, schema: str, *args: str):
+        self.schema = schema
+        self.proc = subprocess.Popen([sys.executable, "-m", "urbanrun.engine.cli", *args, "--json"], cwd=workspace,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[dict] = []
+
+    def until(self, found, what: str) -> dict:
+        """Lines until one for which found(line) holds (the stream ending first fails, with its stderr)."""
+        while True:
+            line = self.proc.stdout.readline()
+            assert line, f"the stream ended before {what}: {self.proc.stderr.read()}"
+            self.lines.append(valid(json.loads(line), self.schema))
+            if found(self.lines[-1]):
+                return self.lines[-1]
+
+    def rest(self) -> tuple[int, str]:
+        out, err = self.proc.communicate(timeout=60)
+        self.lines += [valid(json.loads(line), self.schema) for line in out.splitlines() if line.strip()]
+        assert "Traceback" not in err, err
+        return self.proc.returncode, err
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate(timeout=30)
+
+
+def notice_of(line: dict, code: str) -> bool:
+    return isinstance(line.get("notice"), dict) and line["notice"]["code"] == code
+
+
+def replace_file(path: Path, text: str) -> None:
+    """A new file in `path`'s place (a new inode), as a writer that rotates or rewrites whole does."""
+    new = path.with_name(path.name + ".new")
+    new.write_text(text)
+    os.replace(new, path)
+
+
+def test_follow_streams_say_a_file_deleted_replaced_or_unreadable(workspace):
+    """`metrics RUN -f --json`, `events --follow --json` and `logs -f --json` said nothing when a
+    followed file was deleted or replaced (an agent kept waiting on a file that was gone), and
+    `metrics RUN -f` crashed (internal_error) on a metrics.jsonl that became a symlink loop. Each
+    now prints a notice line with the one `notice` object every stream's schema holds."""
+    run_id = launched(workspace, "long_sleep")
+    run_dir = workspace / "runs" / run_id
+    jsonl, log = run_dir / "metrics.jsonl", run_dir / "output.log"
+    jsonl.write_text('{"step": 1, "loss": 0.5}\n')
+    metrics = Stream(workspace, "metrics", "metrics", run_id, "-f")
+    events = Stream(workspace, "events", "events", "--run", run_id, "--follow")
+    logs = Stream(workspace, "logs", "logs", run_id, "-f")
+    try:
+        import psutil
+
+        from conftest import wait_for
+
+        # the metrics stream prints new points only: add one once it has the file open
+        wait_for(lambda: any(f.path == str(jsonl) for f in psutil.Process(metrics.proc.pid).open_files()),
+                 what="the metrics stream's look")
+        with jsonl.open("a") as f:
+            f.write('{"step": 2, "loss": 0.45}\n')
+        metrics.until(lambda line: line.get("point", {}).get("step") == 2, "the new point")
+        events.until(lambda e: e["event"] == "progress" and e["progress"]["step"] == 2, "the first progress")
+        logs.until(lambda d: "lines" in d, "the first lines")
+        replace_file(jsonl, '{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n')
+        said = metrics.until(lambda line: notice_of(line, "file_replaced"), "the replacement's notice")
+        assert said["notice"]["path"] == str(jsonl) and said["notice"]["level"] == "info"
+        assert "replaced" in said["notice"]["message"] and str(jsonl) in said["notice"]["message"]
+        assert metrics.until(lambda line: "point" in line, "the new file's points")["point"]["step"] == 1
+        told = events.until(lambda e: e["event"] == "notice", "the events' notice")
+        assert told["run"] == run_id and told["notice"]["code"] == "file_replaced" and told["notice"]["path"] == str(jsonl)
+        jsonl.unlink()
+        assert metrics.until(lambda line: "notice" in line, "the deletion's notice")["notice"]["code"] == "file_gone"
+        assert events.until(lambda e: e["event"] == "notice", "the events' notice")["notice"]["code"] == "file_gone"
+        jsonl.symlink_to(jsonl.name)  # a symlink loop in its place
+        loop = metrics.until(lambda line: "notice" in line, "the loop's notice")["notice"]
+        assert loop["code"] == "file_unreadable" and loop["level"] == "error" and "symbolic links" in loop["message"]
+        assert events.until(lambda e: e["event"] == "notice", "the events' notice")["notice"]["code"] == "file_unreadable"
+        replace_file(log, "a new log\n")
+        said = logs.until(lambda d: "notice" in d, "the log's notice")
+        assert said == {"schema_version": 1, "run": run_id, "notice": said["notice"]}
+        assert said["notice"]["code"] == "file_replaced" and said["notice"]["path"] == str(log)
+        assert logs.until(lambda d: "lines" in d, "the new log's lines")["lines"][0]["text"] == "a new log"
+        agent("kill", "kill", run_id, cwd=workspace)
+        for stream in (metrics, events, logs):  # each ends with the run, as before, nothing said twice
+            code, _ = stream.rest()
+            assert code == 1, (stream.schema, code)
+            said = [(line["notice"]["code"], line["notice"]["path"]) for line in stream.lines if "notice" in line]
+            assert len(said) == len(set(said)), (stream.schema, said)
+    finally:
+        for stream in (metrics, events, logs):
+            stream.close()
+
+
+def test_an_unreadable_metrics_file_of_a_run_is_said_not_skipped(workspace):
+    """An imported run whose metrics file became a symlink loop: `metrics RUN --json` listed no
+    source at all ('no metrics yet') while `status` called the file gone. Its row now carries the
+    error, status says it is there but cannot be read, and `events` carries a notice."""
+    run_id = imported(workspace, "ext")
+    jsonl = workspace / "ext" / "metrics.jsonl"
+    jsonl.unlink()
+    jsonl.symlink_to(jsonl.name)
+    rows = agent("metrics", "metrics", run_id, cwd=workspace)["sources"]
+    assert [(r["path"], r["metrics"]) for r in rows] == [(str(jsonl), {})]
+    assert rows[0]["error"] == f"{jsonl} cannot be read (Too many levels of symbolic links)."
+    evidence = agent("status", "status", run_id, cwd=workspace)["diagnoses"][-1]["evidence"]
+    assert evidence == [f"{jsonl} is there but cannot be read (Too many levels of symbolic links)"]
+    streamed = agent("events", "events", "--run", run_id, cwd=workspace, lines=True)
+    assert [e["notice"]["code"] for e in streamed if e["event"] == "notice"] == ["file_unreadable"]
+    assert "cannot be read" in cli("metrics", run_id, cwd=workspace).stdout

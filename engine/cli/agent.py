@@ -10,10 +10,10 @@ from __future__ import annotations
 import sys
 import time
 
-from urbanrun.engine.cli.output import emit, emit_line
+from urbanrun.engine.cli.output import emit, emit_line, notice_line
 from urbanrun.engine.cli.runs import duration, reconcile_one
 from urbanrun.engine.core.errors import UserError
-from urbanrun.engine.core.events import RunChanged
+from urbanrun.engine.core.events import Notice, RunChanged
 from urbanrun.engine.core.state import State
 from urbanrun.engine.diagnosis.run_doctor import LIVE_SECONDS, has_new_non_finite
 from urbanrun.engine.metrics.run_files import RunSources, later_start
@@ -39,6 +39,7 @@ class RunWatch:
         self.state = State()
         self.sources = RunSources(store.run_dir(run_id), self.record, later_start(store, self.record))
         self.last_diagnosis = float("-inf")
+        self.notices: list[Notice] = []  # the last look's notices about the run's files
 
     def look(self, now: float | None = None) -> dict:
         """The summary now. A live run is diagnosed again at once when a series turns NaN/Inf or
@@ -48,10 +49,11 @@ class RunWatch:
         status = self.record.status
         self.record = reconcile_one(self.store, self.sup, self.store.load(self.record.id))
         self.state.apply(RunChanged(ts=now, run=self.record.to_dict()))
-        grew = False
+        grew, self.notices = False, []
         for events in self.sources.read_to_end(now):
             self.state.apply_all(events)
             grew = grew or bool(events)
+            self.notices += [e for e in events if isinstance(e, Notice)]
         run = self.state.runs[self.record.id]
         since = now - self.last_diagnosis
         diagnose = (self.record.status != status or since >= LIVE_SECONDS or (grew and since >= DIAGNOSE_EVERY)
@@ -211,7 +213,7 @@ class EventStream:
         events = [self._launched(record)]
         watch = RunWatch(self.store, self.sup, self.config, run_id)
         summary = watch.look()
-        events += self._changes(summary, force_progress=True)
+        events += self._notices(watch) + self._changes(summary, force_progress=True)
         if summary["active"]:
             self.watches[run_id] = watch
         else:
@@ -228,7 +230,8 @@ class EventStream:
                     out += self._first_look(run_id, include_ended=True)
         for run_id, watch in list(self.watches.items()):
             try:
-                out += self._changes(watch.look(now), now=now)
+                summary = watch.look(now)
+                out += self._notices(watch) + self._changes(summary, now=now)
             except UserError as exc:  # its record went (a folder moved, a record torn by hand)
                 if run_id == self.only:
                     raise
@@ -245,6 +248,12 @@ class EventStream:
     def done(self) -> bool:
         """With --run: that run has ended (its `ended` event is out)."""
         return bool(self.only) and self.only in self.seen and not self.watches
+
+    def _notices(self, watch: RunWatch) -> list[dict]:
+        """What the last look found about the run's files (deleted, replaced, unreadable, records
+        skipped), as `notice` events carrying the streams' one notice object."""
+        return [{"event": "notice", "run": watch.record.id, "ts": iso(n.ts),
+                 "notice": notice_line(n.code or "notice", n.level, n.text, n.path)["notice"]} for n in watch.notices]
 
     def _launched(self, record: RunRecord) -> dict:
         return {"event": "launched", "run": record.id, "ts": iso(record.started or record.created),
@@ -319,6 +328,8 @@ def _print_event(event: dict, as_json: bool) -> dict:
             text += f" {m['name']} {_num(m['last'])} (best {_num(m['best'])})"
     elif kind == "diagnosis":
         text = f"{event['diagnosis'].get('severity')}: {event['diagnosis'].get('summary')}"
+    elif kind == "notice":
+        text = f"{event['notice']['level']}: {event['notice']['message']}"
     else:
         text = f"{event['status']} ({event['verdict']})"
     print(f"{event['ts']} {run} {kind}: {text}")

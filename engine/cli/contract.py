@@ -100,6 +100,14 @@ METRICS_SUMMARY = obj({"sources": {"type": "array", "items": obj(
         {"count": {"type": "integer"}, "first_step": VALUE, "last_step": VALUE, "last": VALUE, "min": VALUE,
          "min_step": VALUE, "max": VALUE})}, "bad_records": {"type": "integer"}, "error": {"type": "string"}},
     required=["path", "format", "metrics"])}})
+NOTICE = obj({"code": {"type": "string", "description": "file_gone, file_replaced, file_rewritten, file_unreadable, "
+                                                       "records_skipped (more may come)"},
+               "level": {"enum": ["info", "warning", "error"]}, "message": {"type": "string"}, "path": TEXT},
+              required=["code", "level", "message"])
+NOTICE_LINE = obj({"notice": NOTICE, "run": TEXT}, required=["notice"],
+                  description="a line of a --follow stream that is not data: something its reader should know (a "
+                              "followed file was deleted, replaced, rewritten or cannot be read; records were "
+                              "skipped). Every stream's notice has this top-level `notice` object")
 EVENT_BASE = {"event": {"type": "string"}, "run": {"type": "string"}, "ts": TEXT}
 EVENT = {"oneOf": [
     obj(EVENT_BASE | {"event": {"const": "launched"}, "recipe": {"type": "string"}, "params": {"type": "object"},
@@ -109,6 +117,7 @@ EVENT = {"oneOf": [
                       "next_actions": {"type": "array", "items": ACTION}}),
     obj(EVENT_BASE | {"event": {"const": "ended"}, "status": {"type": "string"}, "exit_code": INT, "signal": INT,
                       "verdict": VERDICT, "summary": SUMMARY}),
+    obj(EVENT_BASE | {"event": {"const": "notice"}, "notice": NOTICE}),  # NOTICE_LINE's `notice`, as an event
 ]}
 PARAM = obj({"type": {"type": "string"}, "flag": TEXT, "default": {}, "help": TEXT, "min": NUMBER, "max": NUMBER,
              "choices": {"type": ["array", "null"]}}, required=["type", "default"])
@@ -126,13 +135,15 @@ OUTPUTS = {
              SUMMARY | {"properties": SUMMARY["properties"] | {"wait": obj(
                  {"until": {"type": "string"}, "outcome": {"enum": ["met", "ended", "timeout"]},
                   "met": {"type": "boolean"}})}, "required": SUMMARY["required"] + ["next_actions", "wait"]}),
-    "events": ("one line of `urbanrun events --json` (and of `launch --follow --json`)", EVENT),
+    "events": ("one line of `urbanrun events --json` (and of `launch --follow --json`); `notice` events say what "
+               "happened to a watched run's files (deleted, replaced, rewritten, unreadable, records skipped)", EVENT),
     "launch": ("the launched run's record (`urbanrun launch RECIPE --json`)", RUN),
     "import": ("`urbanrun import PATH --json`: one read-only run per training run found (each Lightning "
                "version_N, W&B run or TensorBoard folder)", obj({"runs": {"type": "array", "items": RUN}})),
     "kill": ("the killed run's record (`urbanrun kill RUN --json`)", RUN),
-    "metrics": ("`urbanrun metrics --json`: per-metric summary per source; with --follow, one line per point",
-                {"oneOf": [METRICS_SUMMARY, POINT_LINE]}),
+    "metrics": ("`urbanrun metrics --json`: per-metric summary per source; with --follow, one line per point, and a "
+                "notice line when a followed file is deleted, replaced, rewritten or cannot be read",
+                {"oneOf": [METRICS_SUMMARY, POINT_LINE, NOTICE_LINE]}),
     "doctor": ("`urbanrun doctor RUN_OR_LOG --json`",
                obj({"target": {"type": "string"}, "diagnoses": {"type": "array", "items": DIAGNOSIS},
                     "changes_since_good": {"type": ["object", "null"], "description": "what changed since the "
@@ -157,13 +168,13 @@ OUTPUTS = {
             required=["draft", "written"])]}),
     "logs": ("a run's last log lines, or the last of those matching a search, numbered (`urbanrun logs RUN "
              "--json [-n N] [--search REGEX]`, the MCP tool run_logs); with --follow, one such object a line per "
-             "batch of new lines",
-             obj({"run": {"type": "string"}, "path": {"type": "string"}, "total_lines": {"type": "integer"},
+             "batch of new lines, and a notice line when the log is deleted, replaced, rewritten or unreadable",
+             {"oneOf": [NOTICE_LINE, obj({"run": {"type": "string"}, "path": {"type": "string"}, "total_lines": {"type": "integer"},
                   "search": TEXT, "lines": {"type": "array", "items": obj({"line": {"type": "integer"},
                                                                           "text": {"type": "string"}})},
                   "skipped_lines": {"type": "integer", "description": "lines over 4 MiB so far: each is in `lines` "
                                     "with an empty text, not its own"}},
-                 required=["run", "path", "total_lines", "search", "lines"])),
+                 required=["run", "path", "total_lines", "search", "lines"])]}),
     "series": ("the MCP tool run_metrics: a run's summary and its metrics downsampled (min/max kept)",
                obj({"run": {"type": "string"}, "summary": SUMMARY, "series": {
                    "type": "object", "additionalProperties": obj({"count": {"type": "integer"}, "steps": {

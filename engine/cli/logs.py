@@ -11,7 +11,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from urbanrun.engine.cli.output import emit, emit_line
+from urbanrun.engine.cli.output import emit, emit_line, say_notices
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.core.files import path_stat, regular_file
 from urbanrun.engine.core.text import last_frame
@@ -56,8 +56,8 @@ class NumberedLog:
                 text = last_frame(raw)
                 if self.pattern is None or self.pattern.search(text):
                     kept.append({"line": self.total, "text": text})
-            if self.follower.position == before:
-                return list(kept)
+            if self.follower.position == before or self.follower.has_notices:  # a notice goes between
+                return list(kept)  # the old file's lines and the new one's
 
     def partial(self) -> list[dict]:
         """The last line when it has no newline yet (a run that ended mid-line), as the next line."""
@@ -72,6 +72,11 @@ class NumberedLog:
         skipped = self.follower.skipped_lines if self.follower is not None else 0
         return {"run": run_id, "path": str(self.path), "total_lines": self.total, "search": self.search, "lines": lines,
                 "skipped_lines": skipped}
+
+    def say_notices(self, run_id: str) -> None:
+        """Notice lines for what happened to the log since the last read (deleted, replaced, ...)."""
+        if self.follower is not None:
+            say_notices(self.follower, as_json=True, run=run_id)
 
     def close(self) -> None:
         if self.follower is not None:
@@ -99,6 +104,7 @@ def print_json(run_id: str, path: Path, lines: int | None, search: str | None, f
     try:
         first = log.read(keep)
         emit_line(log.document(run_id, first[-keep:] if keep else []))
+        log.say_notices(run_id)
         running = True
         while running:
             time.sleep(FOLLOW_INTERVAL)
@@ -108,6 +114,7 @@ def print_json(run_id: str, path: Path, lines: int | None, search: str | None, f
                 new += log.partial()
             if new:
                 emit_line(log.document(run_id, new))
+            log.say_notices(run_id)
     except KeyboardInterrupt:
         return 130
     finally:

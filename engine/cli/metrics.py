@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from urbanrun.engine.cli.output import emit_line, number as _num
+from urbanrun.engine.cli.output import emit_line, number as _num, say_notices
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.core.files import path_stat, short
 from urbanrun.engine.metrics.run_files import GLOB_SECONDS, globbed_files, later_start
@@ -49,12 +49,11 @@ def summarise(sources: list[MetricSource]) -> dict:
     for source in sources:
         try:
             series, error = read_to_end(source).metrics, None
-        except OSError as exc:  # one unreadable file (a symlink loop, an I/O error) is that row's problem
+        except OSError as exc:  # one unreadable file (an I/O error) is that row's problem
             series, error = {}, f"{source.path}: {exc.strerror or exc}"
-        if not series and source.format == "log":
-            continue  # a log without metrics is not worth a row
-        if not series and not error and not source.path.exists():
-            continue
+        error = source.broken or error  # a symlink loop, a FIFO: said in its row, never left out
+        if not series and not error and (source.format == "log" or not source.path.exists()):
+            continue  # a log without metrics is not worth a row, nor a file not there (yet)
         entry = {"path": str(source.path), "format": source.format, "metrics": {
             name: {"count": s.count, "first_step": _num(s.first_step), "last_step": _num(s.last_step),
                    "last": _num(s.last), "min": _num(s.best), "min_step": _num(s.best_step), "max": _num(s.worst)}
@@ -65,8 +64,8 @@ def summarise(sources: list[MetricSource]) -> dict:
                 entry["first_error"] = source.first_error
         if source.skipped:
             entry["skipped_lines"] = source.skipped  # over 4 MiB: skipped whole, the rest still read
-        if source.broken or error:
-            entry["error"] = source.broken or error
+        if error:
+            entry["error"] = error
         out.append(entry)
     return {"sources": out}
 
@@ -129,4 +128,6 @@ def _print_points(sources: list[MetricSource], as_json: bool) -> None:
             else:
                 values = " ".join(f"{k}={_fmt(v)}" for k, v in point.items() if k != "time")
                 print(f"[{source.path.name}] {values}")
+        if source.follower is not None:  # after its points: the file deleted, replaced, rewritten, unreadable
+            say_notices(source.follower, as_json)
     sys.stdout.flush()

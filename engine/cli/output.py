@@ -62,5 +62,21 @@ def emit_line(data: dict) -> None:
     sys.stdout.flush()
 
 
+def notice_line(code: str, level: str, message: str, path: str | None = None, run: str | None = None) -> dict:
+    """A --follow stream's notice (schema part NOTICE_LINE): not data, something its reader should
+    know; every stream's notice has the same top-level `notice` object."""
+    return {"notice": {"code": code, "level": level, "message": message, "path": path}, "run": run}
+
+
+def say_notices(follower, as_json: bool, run: str | None = None) -> None:
+    """A followed file's notices (deleted, replaced, rewritten, unreadable): JSON notice lines on
+    stdout, or one sentence each on stderr."""
+    for code, level, text in follower.take_notices():
+        if as_json:
+            emit_line(notice_line(code, level, text, str(follower.path), run))
+        else:
+            print(f"urbanrun: {text}", file=sys.stderr)
+
+
 def error_object(code: str, message: str) -> dict:
     return versioned({"error": {"code": code, "message": message}})

@@ -7,7 +7,7 @@ import sys
 import time
 
 from urbanrun.engine import platform
-from urbanrun.engine.cli.output import emit
+from urbanrun.engine.cli.output import emit, say_notices
 from urbanrun.engine.core.errors import CommandFailed, UserError
 from urbanrun.engine.core.text import last_frame
 from urbanrun.engine.core.files import path_stat, regular_file
@@ -381,8 +381,10 @@ def _follow(store: RunStore, sup: Supervisor, run_id: str, from_start: bool, las
     try:
         while True:
             _write_lines(follower.poll())
+            say_notices(follower, as_json=False)
             if not record.active:
                 _write_lines(follower.poll())
+                say_notices(follower, as_json=False)
                 break
             time.sleep(FOLLOW_INTERVAL)
             record = store.load(run_id)

@@ -76,6 +76,8 @@ class Notice(Event):
     level: str = "info"  # info | warning | error
     text: str = ""
     run_id: str | None = None
+    code: str | None = None  # what kind (file_gone, file_unreadable, ...: the CLI's notice codes), if one
+    path: str | None = None  # the file it is about, if one
 
 
 @register

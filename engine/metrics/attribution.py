@@ -78,8 +78,10 @@ def belongs(path: Path, started: float | None, next_start: float | None, slack: 
     if found is None:
         try:
             return path.stat().st_mtime >= started - slack
-        except OSError:
+        except FileNotFoundError:  # gone since it was found, or a link to nothing
             return False
+        except OSError:  # there, but it cannot be looked at (a symlink loop): kept, so its reader says so
+            return True
     when, coarse = found
     return when >= started - coarse and (next_start is None or when < next_start - coarse)
 

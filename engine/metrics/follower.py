@@ -6,6 +6,8 @@
   sets `restarted` so a parser can drop what it derived from the old content.
 - Replacement or rotation (new inode): the old file is read to its end (its last partial line
   included), then the new one is followed from its start. A deleted file is finished the same way.
+- Each of those changes, and a path that cannot be read (a symlink loop, no permission, a FIFO:
+  `refused`, never an exception), is said once by take_notices(), so a stream can tell its reader.
 - Undecodable bytes become U+FFFD; a line over `max_line` bytes is skipped and counted; an empty
   line takes its place, so line numbers after it stay true.
 """
@@ -23,6 +25,8 @@ from urbanrun.engine.core.files import not_regular
 READ_CHUNK = 1 << 20
 MAX_READ_PER_POLL = 32 << 20  # bound one poll's work; the rest comes next poll
 GUARD = 32  # bytes before the offset remembered to detect a rewrite in place
+NOTICE_LEVELS = {"file_gone": "warning", "file_replaced": "info", "file_rewritten": "warning",
+                 "file_unreadable": "error"}
 
 
 class FileFollower:
@@ -41,7 +45,9 @@ class FileFollower:
         self._pending = b""
         self._skipping = False
         self._opened = False
-        self.refused: str | None = None  # why the path cannot be followed (a FIFO, a device, ...)
+        self.refused: str | None = None  # why the path cannot be followed (a FIFO, a device, a symlink loop)
+        self._changes: deque = deque(maxlen=8)  # (code, sentence) of what happened to the file, not yet taken
+        self._told_refused: str | None = None
 
     @property
     def offset(self) -> int:
@@ -68,22 +74,27 @@ class FileFollower:
         except FileNotFoundError:
             if self._fh is not None:  # deleted: finish what the old file had, then wait for a new one
                 self._finish_old(out)
+                self._changes.append(("file_gone", f"{self.path} was deleted (or moved away) after its last line was read; "
+                                            f"a new file there will be read from its start."))
             return out
+        except OSError as exc:  # a symlink loop, no permission on a folder: it cannot be looked at
+            return self._refuse(out, f"{self.path} cannot be read ({exc.strerror or exc}).")
         ident = (st.st_dev, st.st_ino)
         if not stat.S_ISREG(st.st_mode):  # opening a FIFO blocks, a device never ends: never read one
-            if self._fh is not None:
-                self._finish_old(out)
-            self.refused = not_regular(self.path, st)
-            return out
+            return self._refuse(out, not_regular(self.path, st))
         self.refused = None
         if self._fh is not None and ident != self._id:
             self._finish_old(out)  # the new file is opened by the next poll, so `restarted`
+            self._changes.append(("file_replaced", f"{self.path} was replaced by another file after the old one was read "
+                                            f"to its end; the new one is read from its start."))
             return out  # always applies to a whole batch
         if self._fh is None:
             try:
                 self._fh = platform.open_shared(self.path)  # the writer may still rotate or delete it
             except FileNotFoundError:
                 return out
+            except OSError as exc:  # no permission to read it
+                return self._refuse(out, f"{self.path} cannot be read ({exc.strerror or exc}).")
             self._id = ident
             self._offset = st.st_size if self.start_at_end else 0
             self._guard = b""
@@ -94,8 +105,31 @@ class FileFollower:
         elif st.st_size < self._offset or not self._guard_intact(st.st_size):
             self._offset, self._guard, self._pending, self._skipping = 0, b"", b"", False
             self.restarted = True
+            self._changes.append(("file_rewritten", f"{self.path} was truncated or rewritten in place; it is read again "
+                                             f"from its start."))
         if st.st_size > self._offset:
             self._read_into(out)
+        return out
+
+    @property
+    def has_notices(self) -> bool:
+        return bool(self._changes) or self.refused != self._told_refused
+
+    def take_notices(self) -> list[tuple[str, str, str]]:
+        """(code, level, sentence) for each change seen since the last call, and for the path
+        becoming unreadable: each said once (a file unreadable for an hour is one notice)."""
+        out = [(code, NOTICE_LEVELS[code], text) for code, text in self._changes]
+        self._changes.clear()
+        if self.refused != self._told_refused:
+            self._told_refused = self.refused
+            if self.refused:
+                out.append(("file_unreadable", "error", self.refused))
+        return out
+
+    def _refuse(self, out: list[bytes], why: str) -> list[bytes]:
+        if self._fh is not None:  # what the file had before it went is still read
+            self._finish_old(out)
+        self.refused = why
         return out
 
     def partial_frame(self) -> str | None:

@@ -75,7 +75,7 @@ class RunSources:
             problem = f"{type(exc).__name__}: {exc}"
             if self.reported.get(("failed", name)) != problem:
                 self.reported[("failed", name)] = problem
-                events.append(Notice(ts=now, level="error", run_id=self.run_id,
+                events.append(Notice(ts=now, level="error", run_id=self.run_id, code="file_unreadable", path=name,
                                      text=f"{name}: could not be read ({problem}); the run's other files still are."))
 
     def _read_log(self, now: float) -> list[Event]:
@@ -99,12 +99,14 @@ class RunSources:
         skipped = self.log.skipped_lines
         if skipped and self.reported.get("log-skipped") != skipped:
             self.reported["log-skipped"] = skipped
-            events.append(Notice(ts=now, level="warning", run_id=self.run_id,
-                                 text=f"{self.log.path}: {skipped} over-long line(s) skipped."))
-        if self.log.refused and self.reported.get("log-refused") != self.log.refused:
-            self.reported["log-refused"] = self.log.refused
-            events.append(Notice(ts=now, level="error", run_id=self.run_id, text=self.log.refused))
-        return events
+            events.append(Notice(ts=now, level="warning", run_id=self.run_id, code="records_skipped",
+                                 path=str(self.log.path), text=f"{self.log.path}: {skipped} over-long line(s) skipped."))
+        return events + self._file_notices(self.log, now)
+
+    def _file_notices(self, follower, now: float) -> list[Event]:
+        """What happened to a followed file (deleted, replaced, rewritten, unreadable), each once."""
+        return [Notice(ts=now, level=level, run_id=self.run_id, text=text, code=code, path=str(follower.path))
+                for code, level, text in follower.take_notices()]
 
     def _read_source(self, key: str, source: MetricSource, now: float) -> list[Event]:
         points, _ = source.poll()
@@ -113,6 +115,8 @@ class RunSources:
             events.append(MetricPoints(ts=now, run_id=self.run_id, source=key,
                                        points=points if isinstance(points, Points) else tuple(points),
                                        format=source.format))
+        if source.follower is not None:
+            events += self._file_notices(source.follower, now)
         return events + self._problems(key, source, now)
 
     def _add_globbed(self) -> None:
@@ -129,13 +133,15 @@ class RunSources:
                 self.not_theirs.add(key)  # created before this run started: it stays someone else's
 
     def _problems(self, key: str, source: MetricSource, now: float) -> list[Event]:
-        state = (source.bad, source.skipped, source.broken)
+        broken = getattr(source.reader, "broken", None)  # a followed file's own problems are _file_notices'
+        state = (source.bad, source.skipped, broken)
         if state == self.reported.get(key, (0, 0, None)):
             return []
         self.reported[key] = state
-        if source.broken:
-            return [Notice(ts=now, level="error", run_id=self.run_id, text=source.broken)]
-        return [Notice(ts=now, level="warning", run_id=self.run_id, text=f"{key}: {skipped_text(source)}; the rest is read.")]
+        if broken:
+            return [Notice(ts=now, level="error", run_id=self.run_id, text=broken, code="file_unreadable", path=key)]
+        return [Notice(ts=now, level="warning", run_id=self.run_id, text=f"{key}: {skipped_text(source)}; the rest is read.",
+                       code="records_skipped", path=key)]
 
 
 def skipped_text(source: MetricSource) -> str:

@@ -53,6 +53,18 @@ def _stat(path) -> os.stat_result | None:
         return None
 
 
+def _missing(path: str) -> str:
+    """Why a file of the run cannot be looked at: gone, or there but unreadable (a symlink loop)."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return f"{path} is gone"
+    except (OSError, ValueError) as exc:
+        if os.path.lexists(path):
+            return f"{path} is there but cannot be read ({getattr(exc, 'strerror', None) or exc})"
+    return f"{path} is gone"
+
+
 def _figures(st: os.stat_result | None) -> list[int]:
     return GONE if st is None else [st.st_size, st.st_mtime_ns]
 
@@ -75,7 +87,7 @@ def changes_since_end(store: RunStore, record: RunRecord) -> list[str] | None:
         if before == after:
             continue
         if st is None:
-            out.append(f"{path} is gone")
+            out.append(_missing(path))
         elif not stat.S_ISREG(st.st_mode):  # a folder or a FIFO in a file's place: its "size" means nothing
             was = "" if before == GONE else f" ({before[0]:,} bytes when the run ended)"
             out.append(f"{path} is now {kind_of(st)}, not a file{was}")
