@@ -179,3 +179,47 @@ def test_an_unreadable_metrics_file_of_a_run_is_said_not_skipped(workspace):
     streamed = agent("events", "events", "--run", run_id, cwd=workspace, lines=True)
     assert [e["notice"]["code"] for e in streamed if e["event"] == "notice"] == ["file_unreadable"]
     assert "cannot be read" in cli("metrics", run_id, cwd=workspace).stdout
+
+
+def test_saving_defaults_while_config_toml_is_edited_by_hand(workspace, monkeypatch):
+    """Saving a recipe's defaults (the launch form's ctrl+s) read config.toml, edited it and wrote
+    it back: a hand edit saved in between was lost without a word; a file edited by hand since
+    urbanrun read it into one that no longer parses, or without the recipe, raised tomlkit's own
+    exception (the TUI's worker catches UserError only: a crash). The hand edit is kept and the
+    defaults made again on it; the others are one sentence naming the file, and nothing is written."""
+    import tomlkit
+
+    from urbanrun.engine.core.config import load_config, save_recipe_defaults
+    from urbanrun.engine.core.errors import UserError
+
+    path = workspace / "config.toml"
+    config = load_config(str(path))
+    real_dumps, edits = tomlkit.dumps, []
+
+    def dumps_while_edited(doc):  # a person saves the file by hand while urbanrun makes its edit
+        if not edits:
+            edits.append(path.read_text() + "\n# tuned by hand\n[recipes.swallow.params.seed]\ntype = \"int\"\n")
+            path.write_text(edits[0])
+        return real_dumps(doc)
+
+    monkeypatch.setattr(tomlkit, "dumps", dumps_while_edited)
+    save_recipe_defaults(config, "cones", {"epochs": 3})
+    saved = load_config(str(path))
+    assert saved.recipe("cones").param("epochs").default == 3 and saved.recipe("swallow").param("seed")
+    assert "# tuned by hand" in path.read_text()
+    monkeypatch.setattr(tomlkit, "dumps", real_dumps)
+
+    good = path.read_text()
+    for broken, sentence in ((good + "\n[recipes.half\n", "no longer parses (line"),
+                             (good.replace("[recipes.cones", "[recipes.renamed"), "has no [recipes.cones] table"),
+                             (good.replace("[recipes.cones.params.epochs]\n", "[recipes.cones.params]\nepochs = 2\n"
+                                           "[recipes.cones.params.unused]\n"), "epochs is not a table"),
+                             (good.encode() + b"\n# \xff\n", "is not UTF-8")):
+        (path.write_bytes if isinstance(broken, bytes) else path.write_text)(broken)
+        try:
+            save_recipe_defaults(config, "cones", {"epochs": 4})
+        except UserError as exc:
+            assert str(exc).startswith(f"{path}: the defaults were not saved") and sentence in str(exc), exc
+        else:
+            raise AssertionError(f"saved into a file edited to: {sentence}")
+        assert (path.read_bytes() if isinstance(broken, bytes) else path.read_text()) == broken  # untouched

@@ -313,22 +313,38 @@ def locate(text: str, table: str, key: str | None = None) -> int | None:
     return None
 
 
-def save_recipe_defaults(config: Config, recipe_name: str, values: dict[str, Any]) -> Path:
-    """Write values as the recipe's parameter defaults with tomlkit, which keeps the file's
-    comments, order and layout; the file's mode is kept too (atomic write). A value of None
-    removes the default."""
+EDIT_TRIES = 5
+
+
+def _text_to_edit(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: the defaults were not saved, the file is not UTF-8 text ({exc.reason} at byte "
+                        f"{exc.start}); fix it by hand, then save again.") from None
+
+
+def _with_defaults(text: str, source: Path, recipe_name: str, values: dict[str, Any]) -> str:
+    """The file's text with the recipe's defaults set; the file as it is now, which may have been
+    edited by hand since urbanrun read it (a table or recipe gone, a line half typed): one sentence."""
     import tomlkit
 
-    recipe = config.recipe(recipe_name)
-    for name in values:
-        recipe.param(name)  # unknown names are an error before anything is written
-    target = config.editable_path
-    source = target if target.is_file() else config.path  # the packaged default seeds the user's copy
-    text = source.read_text(encoding="utf-8")
-    doc = tomlkit.parse(text)
-    params = doc["recipes"][recipe_name].setdefault("params", tomlkit.table(is_super_table=True))
+    try:
+        doc = tomlkit.parse(text)
+    except tomlkit.exceptions.ParseError as exc:
+        raise UserError(f"{source}: the defaults were not saved, the file no longer parses (line {exc.line}, column "
+                        f"{exc.col}: {str(exc).split(' at line ')[0]}); fix it, then save again.") from None
+    recipes = doc.get("recipes")
+    recipe = recipes.get(recipe_name) if isinstance(recipes, dict) else None
+    if not isinstance(recipe, dict):
+        raise UserError(f"{source}: the defaults were not saved, it has no [recipes.{recipe_name}] table any more "
+                        f"(edited since urbanrun read it); add it back, or reopen urbanrun.")
+    params = recipe.setdefault("params", tomlkit.table(is_super_table=True))
     for name, value in values.items():
         table = params.setdefault(name, tomlkit.table())
+        if not isinstance(table, dict):
+            raise UserError(f"{source}: the defaults were not saved, [recipes.{recipe_name}.params] {name} is not a "
+                            f"table any more (edited since urbanrun read it); fix it, then save again.")
         if value is None:
             table.pop("default", None)
         else:
@@ -337,8 +353,28 @@ def save_recipe_defaults(config: Config, recipe_name: str, values: dict[str, Any
     try:
         tomllib.loads(edited)
     except tomllib.TOMLDecodeError as exc:  # never write a file urbanrun could not read back
-        raise UserError(f"{target}: the defaults were not saved, the edited file would not parse ({exc}); "
+        raise UserError(f"{source}: the defaults were not saved, the edited file would not parse ({exc}); "
                         "edit the recipe's `default = …` lines by hand.") from exc
+    return edited
+
+
+def save_recipe_defaults(config: Config, recipe_name: str, values: dict[str, Any]) -> Path:
+    """Write values as the recipe's parameter defaults with tomlkit, which keeps the file's
+    comments, order and layout; the file's mode is kept too (atomic write). A value of None
+    removes the default."""
+    recipe = config.recipe(recipe_name)
+    for name in values:
+        recipe.param(name)  # unknown names are an error before anything is written
+    target = config.editable_path
+    for _ in range(EDIT_TRIES):  # a hand edit made while this one is made is kept: the edit is made again on it
+        source = target if target.is_file() else config.path  # the packaged default seeds the user's copy
+        text = _text_to_edit(source)
+        edited = _with_defaults(text, source, recipe_name, values)
+        if target != source or _text_to_edit(source) == text:
+            break
+    else:
+        raise UserError(f"{target}: the defaults were not saved, the file kept changing while they were written "
+                        f"(is it being edited?); save it, then save the defaults again.")
     try:
         with folders_made_for(target.parent):
             atomic_write_text(target, edited)
