@@ -21,7 +21,8 @@ from urbanrun.engine.metrics.parsers import jsonl
 from urbanrun.engine.metrics.parsers.jsonl import JsonlParser
 from urbanrun.engine.metrics.sources import MetricSource
 
-KEYS = ["step", "epoch", "time", "loss", "lr", "acc1", "acc5", "gpu_mem", "überloss", "val/loss", "e1", "a\"b", "a\x00b"]
+KEYS = ["step", "epoch", "time", "loss", "lr", "acc1", "acc5", "gpu_mem", "überloss", "val/loss", "e1", "a\"b", "a\x00b",
+        "st3p", "stp", "ste", "a,b", "a:b", "{x}", "1e5", "-", ""]  # keys equal but for number characters, or odd ones
 ODD_TOKENS = ["01", "1.", "+1", ".5", "-", "1e400", "-1e400", "1E5", "1e+5", "-0", "0.0e0", "1" + "0" * 400,
               "NaN", "Infinity", "-Infinity", "null", "true", "false", '"x"', '"1"', "[1, 2]", '{"a": 1}', "{}", ""]
 numbers = st.one_of(st.integers(-10, 10**6), st.integers(-(2**70), 2**70),
@@ -41,19 +42,29 @@ def jsonl_files(draw) -> bytes:
     lines = []
     for _ in range(draw(st.integers(0, 60))):
         keys = list(draw(st.sampled_from(layouts)))
-        kind = draw(st.sampled_from(["layout"] * 6 + ["odd", "torn", "dup", "swap", "blank", "other", "spaces"]))
+        kind = draw(st.sampled_from(["layout"] * 6 + ["odd", "torn", "dup", "swap", "blank", "other", "spaces", "stray",
+                                           "alias"]))
         tokens = [_token(draw(numbers)) for _ in keys]
         if kind == "odd":
             tokens[draw(st.integers(0, len(keys) - 1))] = draw(st.sampled_from(ODD_TOKENS))
         elif kind == "dup":
             keys.append(keys[0])
             tokens.append(_token(draw(numbers)))
+        elif kind == "alias":  # a key that differs from its layout's only in a number character: the same shape
+            j = draw(st.integers(0, len(keys) - 1))
+            spots = [i for i, c in enumerate(keys[j]) if c in "0123456789.-+eE"]
+            if spots:
+                i = draw(st.sampled_from(spots))
+                keys[j] = keys[j][:i] + draw(st.sampled_from([c for c in "0123456789.-+eE" if c != keys[j][i]])) + keys[j][i + 1:]
         elif kind == "swap" and len(keys) > 1:
             keys[0], keys[1] = keys[1], keys[0]
         sep = comma if kind != "spaces" else comma + "  "
         line = "{" + sep.join(f"{json.dumps(k, ensure_ascii=ascii_keys)}{colon}{t}" for k, t in zip(keys, tokens)) + "}"
         if kind == "torn":
             line = line[:draw(st.integers(1, len(line) - 1))]
+        elif kind == "stray":  # a number character (or a comma) anywhere: the line's shape stays its layout's
+            at = draw(st.integers(0, len(line)))
+            line = line[:at] + draw(st.sampled_from(list("0123456789.-+eE,"))) + line[at:]
         elif kind == "blank":
             line = draw(st.sampled_from(["", "  ", "\t"]))
         elif kind == "other":

@@ -7,10 +7,11 @@ Fast path: a trainer writes the same keys in the same order on every line, so it
 only in the characters of their numbers. A line's *shape* is the line without those characters
 (0-9 . - + e E): one bytes.translate for a whole block. A line that parses alone as a flat object
 of finite numbers, whose every quote belongs to a key, teaches its shape's *layout* (its keys).
-Then a run of lines of a known shape is parsed by one orjson call, the keys are checked to be
-the layout's in its order (one string comparison), and the values are packed into one float64
-array (each of their characters is a number's, so each is a number): a block of columns, no dict
-kept per point. A line of any other shape (torn, blank, NaN, strings, nested, other keys) is
+Then a run of lines of a known shape is checked to hold the layout's keys as its first line
+wrote them (the shape leaves only their number characters to compare, found by the quotes'
+places), its values alone are parsed by one orjson call and packed into one float64 array (each
+of their characters is a number's, so each is a number): a block of columns, no dict or key
+string made per point. A line of any other shape (torn, blank, NaN, strings, nested, other keys) is
 found by its shape's length and parsed alone, with json as the fallback, so one bad line costs
 one line; a run that still fails (`01`, `1e999`, keys that differ only in digits) is parsed line
 by line. Both paths give the same points.
@@ -29,7 +30,7 @@ import orjson
 
 from urbanrun.engine.core.points import Points
 
-PARSE_BLOCK = 16 << 10  # fits the caches: measured faster than 4, 8 or 64 KiB (bench/jsonl_ingest.py)
+PARSE_BLOCK = 64 << 10  # measured faster than 16, 32, 128 or 256 KiB (bench/jsonl_ingest.py)
 NUMBER_CHARS = b"0123456789.-+eE"
 MAX_LAYOUTS = 64  # shapes remembered; a file with more layouts than this is not a trainer's log
 MAX_ODD_LINES = 16  # odd lines a block may have and still be parsed around them (more: line by line)
@@ -111,9 +112,10 @@ class JsonlParser:
             return False
         n = len(shape_ends)
         odd = (odd + 1).tolist()
-        # line j is shapes[s[j] + 1:s[j + 1]] and block[b[j] + 1:b[j + 1]] (each list starts with -1)
-        s = [-1] + shape_ends.tolist()
-        b = [-1] + (np.frombuffer(block, np.uint8) == NEWLINE).nonzero()[0].tolist()
+        # line j is shapes[s[j] + 1:s[j + 1]] and block[b[j] + 1:b[j + 1]] (s[0] = b[0] = -1); only the
+        # places around odd lines are read, so the arrays stay arrays (no list of every line's end)
+        s = np.concatenate(([-1], shape_ends))
+        b = np.concatenate(([-1], (np.frombuffer(block, np.uint8) == NEWLINE).nonzero()[0]))
         template = shapes[:cut]
         runs, good, first = [], [], 0  # the layout's lines [first, end), each run but the last followed by an odd line
         for end in odd + [n]:
@@ -171,8 +173,8 @@ class JsonlParser:
             return
         points.add(point)
         if shape is not None and shape not in self._layouts and _teaches_layout(point, shape):
-            if len(self._layouts) < MAX_LAYOUTS:
-                self._layouts[shape] = _Layout(tuple(point))
+            if len(self._layouts) < MAX_LAYOUTS:  # every quote is a key's: they split the line at its keys
+                self._layouts[shape] = _Layout(tuple(point), raw.split(b'"')[1::2])
 
     def _parse_line(self, line: str, line_no: int) -> dict | None:
         line = line.rstrip("\r\n")
@@ -201,49 +203,56 @@ class JsonlParser:
             return _NotJson(str(exc) if isinstance(exc, ValueError) else "nested too deeply")
 
 
-# A line of a layout's shape becomes part of one flat JSON array: `{"a": 1, "b": 2}` -> ` "a", 1, "b", 2 ,`
-# (measured cheaper than parsing the objects and taking their values: 0.67 vs 0.87 us a line, orjson 3.12)
-TO_ARRAY = bytes.maketrans(b"{}:\n", b"  ,,")
-MAX_KEY_STRINGS = 8  # a layout's expected key strings kept, one a line count (blocks differ by a few lines)
+# The values of n lines of a layout's shape, as one JSON array: every character that is not a
+# number's becomes a space, but for the commas between the values and each line's end (a comma too);
+# the number characters (and commas) inside keys, like the `e` of "step", are blanked by their places. Only the values
+# are parsed, never the keys: no key string is made a line (the parse of bench/jsonl_ingest.py's file
+# took about 0.89x the CPU of keys and values parsed together and the keys compared as one string).
+VALUES_ONLY = bytes(c if c in NUMBER_CHARS or c == ord(",") else ord(",") if c == NEWLINE else ord(" ")
+                    for c in range(256))
+QUOTE, SPACE = ord('"'), ord(" ")
 
 
 class _Layout:
-    """The keys of a line shape, in order; `joined` is them joined by NUL (which no layout key holds)."""
+    """The keys of a line shape, in order, and where the characters that the values' text keeps
+    (number characters, commas) are in its keys, as its first line wrote them (`raw_keys`: each
+    key's bytes between its quotes)."""
 
-    __slots__ = ("names", "joined", "_keys_of")
+    __slots__ = ("names", "kept_key", "kept_offset", "kept_bytes")
 
-    def __init__(self, names: tuple[str, ...]):
+    def __init__(self, names: tuple[str, ...], raw_keys: list[bytes]):
         self.names = names
-        self.joined = "\0".join(names)
-        self._keys_of: dict[int, str] = {}
-
-    def keys_of(self, n: int) -> str:
-        """The keys of n lines joined by NUL: what a block of n lines of this layout must hold."""
-        keys = self._keys_of.get(n)
-        if keys is None:
-            if len(self._keys_of) >= MAX_KEY_STRINGS:
-                self._keys_of.clear()
-            keys = self._keys_of[n] = "\0".join([self.joined] * n)
-        return keys
+        kept = [(j, i + 1, c) for j, raw in enumerate(raw_keys) for i, c in enumerate(raw) if VALUES_ONLY[c] != SPACE]
+        self.kept_key = np.array([j for j, _, _ in kept], np.intp)  # the key a kept character is in,
+        self.kept_offset = np.array([i for _, i, _ in kept], np.intp)  # its place after the opening quote,
+        self.kept_bytes = np.array([c for _, _, c in kept], np.uint8)  # and the character
 
 
 def _numbers(lines: bytes, layout: _Layout, n: int) -> np.ndarray | None:
-    """n lines of one shape (each ending in a newline) as an n x len(keys) array of their values;
-    None unless every line holds exactly the layout's keys, in order, each with a JSON number."""
-    try:  # each newline becomes a comma: a last element (0) closes the array; one copy, one parse
-        flat = orjson.loads(b"".join((b"[", lines.translate(TO_ARRAY), b"0]")))
+    """n lines of the layout's shape (each ending in a newline) as an n x len(keys) array of their
+    values; None unless every line holds the layout's keys exactly as its first line wrote them, in
+    order, each with a JSON number. The shape leaves only the keys' number characters unchecked:
+    they are compared at their places after each key's opening quote; a key with one more of them
+    leaves it in the values' text, where it fails orjson's parse, as does any value not a number."""
+    k = len(layout.names)
+    text = bytearray(lines.translate(VALUES_ONLY))
+    if len(layout.kept_key):
+        chars = np.frombuffer(lines, np.uint8)
+        opening = np.flatnonzero(chars == QUOTE)[0::2].reshape(n, k)  # the shape's quotes: 2k a line, keys' all
+        places = opening[:, layout.kept_key] + layout.kept_offset
+        if not np.array_equal(chars[places], np.broadcast_to(layout.kept_bytes, places.shape)):
+            return None
+        np.frombuffer(text, np.uint8)[places] = SPACE
+    try:  # a last element (0) closes the array; one copy, one parse
+        flat = orjson.loads(b"".join((b"[", text, b"0]")))
     except orjson.JSONDecodeError:
         return None
-    k = len(layout.names)
-    end = 2 * k * n
-    if len(flat) != end + 1:
+    if len(flat) != k * n + 1:
         return None
+    flat.pop()
     try:
-        # one string compare for every key: equal, with NUL in no key, only if each key is its layout's
-        if "\0".join(flat[0:end:2]) != layout.keys_of(n):
-            return None
-        packed = struct.pack(f"{k * n}d", *flat[1:end:2])  # measured 2x faster than np.array of the floats
-    except (TypeError, struct.error):  # a key that is no string, a value that is no number
+        packed = struct.pack(f"{k * n}d", *flat)  # measured 2x faster than np.array of the floats
+    except (TypeError, OverflowError, struct.error):
         return None
     return np.frombuffer(packed).reshape(n, k)
 
@@ -257,9 +266,8 @@ class _NotJson:
 
 def _teaches_layout(point: dict, shape: bytes) -> bool:
     """A flat object of finite numbers whose every quote is a key's: every line of its shape then
-    has numbers (and only numbers) where it has them. Keys holding what TO_ARRAY changes don't, nor
-    keys holding NUL (the separator of the one-compare key check)."""
-    return (shape.count(b'"') == 2 * len(point) and not any(c in key for key in point for c in "{}:\0")
+    has numbers (and only numbers) where it has them."""
+    return (shape.count(b'"') == 2 * len(point)
             and all(type(v) is int and -2 ** 64 < v < 2 ** 64 or type(v) is float and math.isfinite(v)
                     for v in point.values()))
 
