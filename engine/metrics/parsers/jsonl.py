@@ -205,9 +205,10 @@ class JsonlParser:
 
 # The values of n lines of a layout's shape, as one JSON array: every character that is not a
 # number's becomes a space, but for the commas between the values and each line's end (a comma too);
-# the number characters (and commas) inside keys, like the `e` of "step", are blanked by their places. Only the values
-# are parsed, never the keys: no key string is made a line (the parse of bench/jsonl_ingest.py's file
-# took about 0.89x the CPU of keys and values parsed together and the keys compared as one string).
+# the number characters (and commas) inside keys, like the `e` of "step", are blanked by their
+# places. Only the values are parsed, never the keys: no key string is made a line (the parse of
+# bench/jsonl_ingest.py's file took about 0.89x the CPU of keys and values parsed together and the
+# keys compared as one string).
 VALUES_ONLY = bytes(c if c in NUMBER_CHARS or c == ord(",") else ord(",") if c == NEWLINE else ord(" ")
                     for c in range(256))
 QUOTE, SPACE = ord('"'), ord(" ")
