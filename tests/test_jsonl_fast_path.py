@@ -55,7 +55,8 @@ def jsonl_files(draw) -> bytes:
             spots = [i for i, c in enumerate(keys[j]) if c in "0123456789.-+eE"]
             if spots:
                 i = draw(st.sampled_from(spots))
-                keys[j] = keys[j][:i] + draw(st.sampled_from([c for c in "0123456789.-+eE" if c != keys[j][i]])) + keys[j][i + 1:]
+                other = draw(st.sampled_from([c for c in "0123456789.-+eE" if c != keys[j][i]]))
+                keys[j] = keys[j][:i] + other + keys[j][i + 1:]
         elif kind == "swap" and len(keys) > 1:
             keys[0], keys[1] = keys[1], keys[0]
         sep = comma if kind != "spaces" else comma + "  "
