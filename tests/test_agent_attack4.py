@@ -223,3 +223,25 @@ def test_saving_defaults_while_config_toml_is_edited_by_hand(workspace, monkeypa
         else:
             raise AssertionError(f"saved into a file edited to: {sentence}")
         assert (path.read_bytes() if isinstance(broken, bytes) else path.read_text()) == broken  # untouched
+
+
+def test_one_huge_scratchpad_entry_does_not_lock_out_the_day(workspace):
+    """`scratchpad log` (and the MCP tool scratchpad_log) wrote an entry of any size: one that took
+    today's notes over the 64 MiB urbanrun reads made every later entry fail (`cannot write the
+    scratchpad: it holds over 67,108,864 bytes`), the launches' and kills' auto-log entries
+    included, and `scratchpad show` too. An entry over 1 MiB is refused (exit 2), and an entry that
+    would take the file over the limit is not written (the file stays readable)."""
+    from urbanrun.engine.notes.scratchpad import NOTES_LIMIT
+
+    today = agent("scratchpad", "scratchpad", "show", cwd=workspace)["today"]
+    error = error_of("scratchpad", "log", "huge", *["z" * 110_000] * 10, cwd=workspace)
+    assert "holds 1,100,014 bytes, over the 1,048,576 an entry may hold" in error["message"], error
+    assert not Path(today).exists()
+    Path(today).parent.mkdir(parents=True)
+    Path(today).write_text("# notes\n" + "n" * (NOTES_LIMIT - 200) + "\n")
+    before = Path(today).stat().st_size
+    error = error_of("scratchpad", "log", "one line more than fits " + "w" * 300, cwd=workspace, code=1)
+    assert "would take it over 67,108,864 bytes" in error["message"] and Path(today).stat().st_size == before
+    agent("scratchpad", "scratchpad", "log", "a short note still fits", cwd=workspace)
+    assert Path(today).read_text().endswith("a short note still fits\n")
+    assert agent("scratchpad", "scratchpad", "show", cwd=workspace)["today"] == today  # still read

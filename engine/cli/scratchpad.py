@@ -80,11 +80,18 @@ def _observe(args, settings, store) -> int:
     return 0
 
 
+MAX_ENTRY_BYTES = 1 << 20  # notes, not logs: a pasted log belongs in a file the entry names
+
+
 def log_entry(settings, text: str):
     """Append a dated entry (its first line the heading) to today's scratchpad; returns the file."""
     text = text.strip()
     if not text:
         raise UserError('scratchpad log needs the text to write, e.g. urbanrun scratchpad log "data loader fixed".')
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > MAX_ENTRY_BYTES:
+        raise UserError(f"scratchpad log: the entry holds {size:,} bytes, over the {MAX_ENTRY_BYTES:,} an entry may "
+                        f"hold (a day's notes are read whole); write the text to a file and log its path.")
     heading, _, body = text.partition("\n")
     path = scratchpad.today_path(settings)
     scratchpad.append(path, scratchpad.entry(heading, body), title=f"{settings.role} — {path.stem[:10]}")

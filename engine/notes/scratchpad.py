@@ -10,6 +10,7 @@ any other way is kept beside ours, never overwritten silently.
 from __future__ import annotations
 
 import contextlib
+import errno
 import datetime as dt
 import os
 import re
@@ -150,6 +151,10 @@ def append(path: Path, text: str, marker: str | None = None, title: str | None =
         chunk += "\n" + text.rstrip("\n") + "\n"
         if marker:
             chunk += f"<!-- urbanrun:{marker} -->\n"
+        grown = len(current.encode("utf-8", errors="replace")) + len(chunk.encode("utf-8"))
+        if grown > NOTES_LIMIT:  # written, the file could no longer be read: no later entry of the day
+            raise OSError(errno.EFBIG, f"the entry would take it over {NOTES_LIMIT:,} bytes, more than urbanrun "
+                                       f"reads there, so it was not written", os.fspath(path))
         with _undone_on_failure(path), open(path, "a", encoding="utf-8") as fh:
             fh.write(chunk)
             fh.flush()
