@@ -96,21 +96,26 @@ def library_reader(data: bytes, Event) -> list[dict]:
 
 
 def timed(jobs: dict) -> dict:
+    """Each job's median wall time, its result and its median CPU time (less swayed by other
+    processes on a shared machine), interleaved."""
     times = {name: [] for name in jobs}
+    cpu = {name: [] for name in jobs}
     results = {}
     for _ in range(REPEATS):
         for name, job in jobs.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             results[name] = job()
             times[name].append(time.perf_counter() - t)
-    return {name: (statistics.median(ts), results[name]) for name, ts in times.items()}
+            cpu[name].append(time.process_time() - c)
+    return {name: (statistics.median(ts), results[name], statistics.median(cpu[name])) for name, ts in times.items()}
 
 
 def show(title: str, figures: dict, ours: str, theirs: str, goal: str) -> None:
     print(title)
-    for name, (seconds, _) in figures.items():
-        print(f"  {name:<44} {seconds:7.3f} s")
-    print(f"  -> {theirs} / {ours} = {figures[theirs][0] / figures[ours][0]:.1f}x ({goal})")
+    for name, (seconds, _, cpu) in figures.items():
+        print(f"  {name:<44} {seconds:7.3f} s  (CPU {cpu:.3f} s)")
+    print(f"  -> {theirs} / {ours} = {figures[theirs][0] / figures[ours][0]:.1f}x ({goal}); "
+          f"in CPU time {figures[theirs][2] / figures[ours][2]:.1f}x")
 
 
 def main():
@@ -119,7 +124,8 @@ def main():
 
     path = write_simple(tempfile.mkdtemp())
     data = path.read_bytes()
-    print(f"{SCALARS:,} scalars, {len(data) / 1e6:.1f} MB, median of {REPEATS}")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    print(f"{SCALARS:,} scalars, {len(data) / 1e6:.1f} MB, median of {REPEATS}, load average {load}")
 
     def accumulator():
         acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
