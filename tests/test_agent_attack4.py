@@ -245,3 +245,28 @@ def test_one_huge_scratchpad_entry_does_not_lock_out_the_day(workspace):
     agent("scratchpad", "scratchpad", "log", "a short note still fits", cwd=workspace)
     assert Path(today).read_text().endswith("a short note still fits\n")
     assert agent("scratchpad", "scratchpad", "show", cwd=workspace)["today"] == today  # still read
+
+
+def test_a_folder_imported_twice_and_changed_after_its_import(workspace):
+    """`import` of a folder already imported made a second run with the same files (every
+    comparison showed it twice); a run added to the folder later is imported alone; once the
+    folder is moved away, `metrics RUN` said 'no metrics yet' (no row) while status said the file
+    was gone: its row now says so too."""
+    logs = workspace / "ll" / "lightning_logs"
+    (logs / "version_0").mkdir(parents=True)
+    (logs / "version_0" / "metrics.csv").write_text("epoch,step,train_loss\n0,1,0.9\n0,2,0.8\n")
+    (first,) = agent("import", "import", str(workspace / "ll"), cwd=workspace)["runs"]
+    for again in (workspace / "ll", logs / "version_0" / "metrics.csv"):
+        error = error_of("import", str(again), cwd=workspace)
+        assert error["code"] == "already_imported" and first["id"] in error["message"], error
+    (logs / "version_1").mkdir()
+    (logs / "version_1" / "metrics.csv").write_text("epoch,step,train_loss\n0,1,0.7\n")
+    (second,) = agent("import", "import", str(workspace / "ll"), cwd=workspace)["runs"]
+    assert second["metrics_files"] == [str(logs / "version_1" / "metrics.csv")]
+    assert len(agent("ls", "ls", "--all", cwd=workspace)["runs"]) == 2
+    (workspace / "ll").rename(workspace / "moved")
+    rows = agent("metrics", "metrics", first["id"], cwd=workspace)["sources"]
+    gone = str(logs / "version_0" / "metrics.csv")
+    assert rows == [{"path": gone, "format": "csv", "metrics": {},
+                     "error": f"{gone} is gone (moved or deleted since the run was recorded)."}]
+    assert agent("status", "status", first["id"], cwd=workspace)["diagnoses"][-1]["evidence"] == [f"{gone} is gone"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -41,6 +43,13 @@ def run_sources(store: RunStore, record) -> list[MetricSource]:
     sources = [MetricSource(store.run_dir(record.id) / METRICS_FILE, "jsonl"), MetricSource(store.log_path(record), "log")]
     for extra in globbed_files(record.metrics_files, record.started or record.created, later_start(store, record)):
         sources.append(MetricSource(extra, format_of(extra)))
+    found = {str(s.path) for s in sources}
+    for name in record.metrics_files if record.status == "imported" else ():  # an import's file gone: said
+        path = Path(name).expanduser()
+        if not glob.has_magic(name) and str(path) not in found and format_of(path) and not os.path.lexists(path):
+            source = MetricSource(path, format_of(path))
+            source.gone = f"{path} is gone (moved or deleted since the run was recorded)."
+            sources.append(source)
     return sources
 
 
@@ -51,7 +60,7 @@ def summarise(sources: list[MetricSource]) -> dict:
             series, error = read_to_end(source).metrics, None
         except OSError as exc:  # one unreadable file (an I/O error) is that row's problem
             series, error = {}, f"{source.path}: {exc.strerror or exc}"
-        error = source.broken or error  # a symlink loop, a FIFO: said in its row, never left out
+        error = source.broken or error or source.gone  # a loop, a FIFO, an import's file gone: said, never left out
         if not series and not error and (source.format == "log" or not source.path.exists()):
             continue  # a log without metrics is not worth a row, nor a file not there (yet)
         entry = {"path": str(source.path), "format": source.format, "metrics": {

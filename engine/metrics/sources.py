@@ -34,6 +34,7 @@ class MetricSource:
         self.progress = None
         self._lines_read = 0
         self.steps = StepCheck()  # points whose step or epoch is not one: bad records of this source
+        self.gone: str | None = None  # set by a reader that knows the file should be there: why it is not
         if fmt in ("jsonl", "csv", "log"):
             # a bounded read per poll keeps each batch of points small (and the UI responsive)
             self.follower = FileFollower(self.path, max_read=READ_PER_POLL)

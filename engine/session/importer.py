@@ -37,6 +37,13 @@ def import_path(store: RunStore, path: str, name: str | None = None) -> list[Run
     units: dict[Path, list[Path]] = {}
     for p, _ in found:
         units.setdefault(unit_of(p), []).append(p)
+    known = _imported(store)
+    again = sorted({known[key] for key in (_files_key(paths) for paths in units.values()) if key in known})
+    units = {unit: paths for unit, paths in units.items() if _files_key(paths) not in known}
+    if not units:  # every run found is a run already: a second copy would show it twice in every comparison
+        who = "that run reads" if len(again) == 1 else "those runs read"
+        raise UserError(f"{short(path)} was already imported as {', '.join(again)}: nothing new there; {who} its "
+                        f"files afresh when they change (`urbanrun status {again[0]}`).", code="already_imported")
     label = re.sub(r"[^A-Za-z0-9_-]+", "-", name or target.resolve().name).strip("-") or "external"
     records = []
     for unit, paths in sorted(units.items(), key=lambda item: _first_time(item[1])):
@@ -52,6 +59,16 @@ def import_path(store: RunStore, path: str, name: str | None = None) -> list[Run
         store.save(record)
         records.append(record)
     return records
+
+
+def _files_key(paths) -> tuple[str, ...]:
+    return tuple(sorted(str(Path(p).resolve()) for p in paths))
+
+
+def _imported(store: RunStore) -> dict[tuple[str, ...], str]:
+    """The runs imported before, by the files they read: a training run found again is not new."""
+    records, _ = store.load_all()
+    return {_files_key(r.metrics_files): r.id for r in records if r.status == "imported" and r.metrics_files}
 
 
 def _first_time(paths: list[Path]) -> float:
