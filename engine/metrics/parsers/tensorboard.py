@@ -64,26 +64,16 @@ class TensorBoardReader:
     def parse(self, buf: bytes) -> tuple[list[dict], int]:
         """Points of the complete records in buf, and how many bytes they took.
 
-        Framing first (a walk over the lengths), then the CRCs and the decoding of many records at
-        once with numpy — CRC32C by table over records grouped by length; records of odd sizes
+        Framing first (frame_records: the lengths walked, or a repeating pattern of them checked
+        many at once), then the CRCs and the decoding of many records at once with numpy — CRC32C by table over records grouped by length; records of odd sizes
         take the one-by-one path."""
-        starts, lengths, pos, end = [], [], 0, len(buf)
-        unpack = _U64.unpack_from
-        while pos + 12 <= end:
-            length = unpack(buf, pos)[0]
-            if pos + 16 + length > end:  # a partial record: wait for the rest, unless its length is corrupt
-                if self.check_crc and masked_crc(buf[pos:pos + 8]) != _U32.unpack_from(buf, pos + 8)[0]:
-                    starts.append(pos)  # its length CRC fails below and marks the file broken
-                    lengths.append(0)
-                break
-            starts.append(pos)
-            lengths.append(length)
-            pos += 16 + length
-        if not starts:
-            return [], pos
         data = np.frombuffer(buf, dtype=np.uint8)
-        st = np.array(starts, dtype=np.int64)
-        ln = np.array(lengths, dtype=np.int64)
+        st, ln, pos, torn = frame_records(buf, data)
+        if torn is not None and self.check_crc and masked_crc(buf[torn:torn + 8]) != _U32.unpack_from(buf, torn + 8)[0]:
+            st, ln = np.append(st, torn), np.append(ln, 0)  # its length CRC fails below and marks the file broken
+        if not len(st):
+            return [], pos
+        starts = st.tolist()
         if self.check_crc:
             stored = _u32_at(data, st + 8)
             good = _masked(crc32c_rows(data[st[:, None] + np.arange(8)])) == stored
@@ -115,6 +105,65 @@ class TensorBoardReader:
                     s = int(st[i]) + 12
                     keep[i] = masked_crc(buf[s:s + length]) == int(stored[i])
         return keep
+
+
+PERIOD_MAX = 16  # tags a step: SummaryWriter's records repeat their lengths with this period or less
+PREDICTED = 4096  # records framed at once from a repeating pattern of lengths
+
+
+def frame_records(buf: bytes, data: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int | None]:
+    """The starts and lengths of the complete records in buf, where the next record begins, and the
+    start of a last record cut short (or whose length field is corrupt), if any.
+
+    Each record's length says where the next begins, a walk one record at a time. While the lengths
+    repeat with a short period (a writer logging the same tags every step), the next PREDICTED starts
+    follow from that pattern, and all of their length fields are read and compared at once: the
+    records up to the first that differs are exactly those the walk would find (each start is only
+    taken once the length before it was read and matched), then the walk goes on from there."""
+    end, pos, unpack = len(buf), 0, _U64.unpack_from
+    starts, lengths, runs = [], [], []  # runs: (starts, lengths) arrays of predicted stretches
+    recent: list[int] = []
+    while pos + 12 <= end:
+        pattern = _period(recent)
+        if pattern is not None:
+            tiled = np.resize(np.array(pattern, dtype=np.int64), PREDICTED)
+            ahead = pos + np.concatenate(([0], np.cumsum(tiled[:-1] + 16)))
+            fits = ahead + 16 + tiled <= end
+            ahead, tiled = ahead[fits], tiled[fits]  # a prefix: starts only grow
+            read = np.ascontiguousarray(data[ahead[:, None] + np.arange(8)]).view("<u8").ravel()
+            same = int(np.argmin(read == tiled)) if not (read == tiled).all() else len(tiled)
+            if same:
+                runs.append((np.array(starts, dtype=np.int64), np.array(lengths, dtype=np.int64)))
+                runs.append((ahead[:same], tiled[:same]))
+                starts, lengths = [], []
+                pos = int(ahead[same - 1] + 16 + tiled[same - 1])
+                recent = tiled[max(0, same - 2 * PERIOD_MAX):same].tolist()
+                continue
+            recent = []  # the pattern broke at its first record: walk until the lengths repeat again
+        length = unpack(buf, pos)[0]
+        if pos + 16 + length > end:  # cut short, or its length field is corrupt: the caller tells which
+            return (*_joined(runs, starts, lengths), pos, pos)
+        starts.append(pos)
+        lengths.append(length)
+        recent.append(length)
+        pos += 16 + length
+    return (*_joined(runs, starts, lengths), pos, None)
+
+
+def _period(recent: list[int]) -> list[int] | None:
+    """The shortest pattern the last lengths repeat (seen at least twice over, after a walk of
+    2 * PERIOD_MAX records), or None."""
+    if len(recent) < 2 * PERIOD_MAX:
+        return None
+    for p in range(1, PERIOD_MAX + 1):
+        if recent[-p:] == recent[-2 * p:-p]:
+            return recent[-p:]
+    return None
+
+
+def _joined(runs: list, starts: list[int], lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    runs.append((np.array(starts, dtype=np.int64), np.array(lengths, dtype=np.int64)))
+    return np.concatenate([s for s, _ in runs]), np.concatenate([n for _, n in runs])
 
 
 def _make_table() -> np.ndarray:
@@ -151,7 +200,7 @@ def decode_records(buf: bytes, starts: list[int], stops: list[int]) -> tuple[lis
     """Decode records in file order: those laid out as SummaryWriter's simple scalars are decoded
     together with numpy (grouped by length and step-varint size: a fixed layout), the rest one by
     one. Returns the points and how many records could not be decoded."""
-    decoded: list[dict | None] = [None] * len(starts)
+    decoded = np.full(len(starts), None, dtype=object)
     done = np.zeros(len(starts), dtype=bool)
     if len(starts) >= 64:
         _decode_simple_scalars(buf, np.array(starts, dtype=np.int64), np.array(stops, dtype=np.int64), decoded, done)
@@ -164,7 +213,7 @@ def decode_records(buf: bytes, starts: list[int], stops: list[int]) -> tuple[lis
     return [p for p in decoded if p is not None], bad
 
 
-def _decode_simple_scalars(buf: bytes, starts, stops, decoded: list, done) -> None:
+def _decode_simple_scalars(buf: bytes, starts, stops, decoded: np.ndarray, done) -> None:
     """Fill `decoded` (and mark `done`) for every record laid out as torch's SummaryWriter writes a
     simple scalar: wall_time(1), step(2) varint, summary(5){ value(1){ tag(1), simple_value(2) } },
     every length below 128 bytes (one varint byte each). Anything else is left for decode_event."""
@@ -197,12 +246,14 @@ def _decode_simple_scalars(buf: bytes, starts, stops, decoded: list, done) -> No
             values = np.ascontiguousarray(r[:, pos + 7 + tag_len:pos + 11 + tag_len]).view("<f4").ravel().tolist()
             tags = r[:, pos + 6:pos + 6 + tag_len]
             if (tags == tags[0]).all():  # the usual case: one tag for the whole group
-                names, which = [bytes(tags[0]).decode("utf-8", errors="replace")], [0] * len(r)
+                name = bytes(tags[0]).decode("utf-8", errors="replace")
+                points = [{"step": step, "time": when, name: value} for step, when, value in zip(steps.tolist(), times, values)]
             else:
                 unique, inverse = np.unique(tags, axis=0, return_inverse=True)
-                names, which = [bytes(t).decode("utf-8", errors="replace") for t in unique], inverse.tolist()
-            for i, step, when, value, w in zip(where.tolist(), steps.tolist(), times, values, which):
-                decoded[i] = {"step": step, "time": when, names[w]: value}
+                names = [bytes(t).decode("utf-8", errors="replace") for t in unique]
+                points = [{"step": step, "time": when, names[w]: value}
+                          for step, when, value, w in zip(steps.tolist(), times, values, inverse.tolist())]
+            decoded[where] = points  # an object array: one assignment, not one a record
             done[where] = True
 
 
