@@ -270,3 +270,39 @@ def test_a_folder_imported_twice_and_changed_after_its_import(workspace):
     assert rows == [{"path": gone, "format": "csv", "metrics": {},
                      "error": f"{gone} is gone (moved or deleted since the run was recorded)."}]
     assert agent("status", "status", first["id"], cwd=workspace)["diagnoses"][-1]["evidence"] == [f"{gone} is gone"]
+
+
+def test_a_recording_from_a_newer_or_damaged_format_is_replayed_with_a_warning(workspace):
+    """A recording whose lines hold fields of another kind (a newer urbanrun's format, or damage)
+    crashed `--replay` with a traceback (points as an object: KeyError, ts null: TypeError,
+    host.runs a number: AttributeError, a JSON list: TypeError); lines of unknown types were
+    dropped without a word. Each such line is skipped and said (one warning naming the first);
+    a recording without one readable event is one sentence (exit 2)."""
+    from conftest import ROOT
+
+    lines = (ROOT / "tests" / "fixtures" / "sessions" / "cones_cpu.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    run_id, ts = first["run"]["id"], first["ts"] + 1
+    odd = [{"type": "MetricPoints", "ts": ts, "run_id": run_id, "source": "m", "points": {"a": 1}, "format": "jsonl"},
+           {"type": "MetricPoints", "ts": ts, "run_id": run_id, "source": "m", "points": ["x", 5]},
+           {"type": "LogLines", "ts": None, "run_id": run_id, "lines": ["x"]},
+           {"type": "RunChanged", "ts": ts, "run": [1, 2]},
+           {"type": "RunChanged", "ts": ts, "run": {"recipe": "no id"}},
+           {"type": "HostSample", "ts": ts, "host": {"runs": 5}},
+           {"type": "GpuSample", "ts": ts, "gpus": [{"index": 0}], "processes": [5]},
+           {"type": "Diagnosed", "ts": ts, "run_id": run_id, "diagnoses": ["oops"]},
+           {"type": "GpuSampleV9", "ts": ts}, [1, 2, 3]]
+    recording = workspace / "newer.jsonl"
+    recording.write_text("\n".join(lines[:5] + [json.dumps(o) for o in odd] + lines[5:]) + "\n")
+    proc = cli("--replay", str(recording), "--headless", "--screenshot", str(workspace / "shot.svg"), cwd=workspace)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{recording}: 10 line(s) are not events this urbanrun reads" in proc.stdout, proc.stdout
+    assert "line 6: MetricPoints.points is an object, not tuple[dict, ...] | Points" in proc.stdout
+    assert f"{run_id}  cones  exited (exit 0)" in proc.stdout  # the rest replayed
+    assert (workspace / "shot.svg").stat().st_size > 0
+    recording.write_text('{"type": "GpuSampleV9", "ts": 1}\n')
+    proc = cli("--replay", str(recording), "--headless", cwd=workspace)
+    assert proc.returncode == 2 and proc.stderr == (
+        f"urbanrun: {recording} holds no events; 1 line(s) are not events this urbanrun reads (a newer urbanrun's "
+        f"recording, or a damaged one; line 1: unknown event type 'GpuSampleV9'); give a session file from "
+        f"runs/sessions/.\n"), proc.stderr

@@ -6,6 +6,7 @@ Later sources (telemetry, diagnosis) add their own event classes with @register.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -137,11 +138,48 @@ def _plain(value):
 
 
 def decode(line: str) -> Event:
+    """The event a recorded line holds. A line that is not one of this version's events (another
+    type, a field of another kind: a newer urbanrun's recording, or a damaged one) is a ValueError
+    saying why, never an event that would break the reducer later."""
     data = json.loads(line)
-    cls = EVENT_TYPES.get(data.pop("type", None))
+    if not isinstance(data, dict):
+        raise ValueError(f"a JSON {type(data).__name__}, not an event object")
+    kind = data.pop("type", None)
+    cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise ValueError("unknown event type")
-    names = {f.name for f in fields(cls)}
-    kwargs = {k: (tuple(v) if isinstance(v, list) and k in ("lines", "points", "gpus", "processes", "diagnoses") else v)
-              for k, v in data.items() if k in names}
+        raise ValueError(f"unknown event type {kind!r}")
+    names = {f.name: f.type for f in fields(cls)}
+    kwargs = {k: v for k, v in data.items() if k in names}
+    for name, value in kwargs.items():
+        if not _fits(names[name], value):
+            raise ValueError(f"{kind}.{name} is {_kind_of(value)}, not {names[name]}")
+    if cls is RunChanged and not isinstance(kwargs.get("run", {}).get("id"), str):
+        raise ValueError("RunChanged.run has no id")
+    if cls is HostSample and not isinstance(kwargs.get("host", {}).get("runs", {}), dict):
+        raise ValueError("HostSample.host.runs is not an object")
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
     return cls(**kwargs)
+
+
+_ITEM_KINDS = {"str": str, "dict": dict}
+
+
+def _fits(annotation: str, value) -> bool:
+    """Whether a decoded JSON value is of the kind a field's annotation says (the few kinds events use)."""
+    if value is None:
+        return annotation.endswith("| None")
+    kind = annotation.removesuffix(" | None").removesuffix(" | Points")
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind in _ITEM_KINDS:
+        return isinstance(value, _ITEM_KINDS[kind])
+    if kind.startswith("tuple["):  # tuple[str, ...] or tuple[dict, ...]
+        item = _ITEM_KINDS[kind[len("tuple["):].split(",")[0]]
+        return isinstance(value, list) and all(isinstance(v, item) for v in value)
+    return True
+
+
+def _kind_of(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(type(value), type(value).__name__)

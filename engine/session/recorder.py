@@ -67,14 +67,24 @@ def _redacted(event: Event) -> Event:
 
 
 def read_session(path: str | os.PathLike) -> list[Event]:
-    """The events of a recording; a torn last line (a session killed mid-write) is ignored."""
-    events = []
+    """The events of a recording (read_recording: and what was skipped)."""
+    return read_recording(path)[0]
+
+
+def read_recording(path: str | os.PathLike) -> tuple[list[Event], int, str | None]:
+    """The events of a recording, how many lines were skipped as not events of this version (a
+    newer urbanrun's recording, a damaged line) and why the first was; a torn last line (a session
+    killed mid-write) is ignored."""
+    events, skipped, first = [], 0, None
     with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
+        for number, line in enumerate(fh, 1):
             if not line.endswith("\n"):
                 break
+            if not line.strip():
+                continue
             try:
                 events.append(decode(line))
-            except ValueError:
-                continue
-    return events
+            except (ValueError, TypeError, RecursionError) as exc:  # TypeError: a field this version lacks
+                skipped += 1
+                first = first or f"line {number}: {exc}"
+    return events, skipped, first

@@ -13,9 +13,9 @@ from typing import Callable
 
 from urbanrun.engine.core.errors import UserError
 from urbanrun.engine.core.files import path_stat, regular_file
-from urbanrun.engine.core.events import Event
+from urbanrun.engine.core.events import Event, Notice
 from urbanrun.engine.core.state import State
-from urbanrun.engine.session.recorder import read_session
+from urbanrun.engine.session.recorder import read_recording
 
 
 class ReplaySource:
@@ -26,11 +26,17 @@ class ReplaySource:
         if path_stat(path, "recording") is not None:  # a missing one is said below, as any unreadable one
             regular_file(path, "recording")  # a FIFO would block the open, a device never end
         try:
-            self.events: list[Event] = read_session(path)
+            self.events, skipped, first = read_recording(path)
         except OSError as exc:
             raise UserError(f"cannot read the recording {path}: {exc.strerror or exc}.") from None
+        unread = (f"{skipped} line(s) are not events this urbanrun reads (a newer urbanrun's recording, or a "
+                  f"damaged one; {first})") if skipped else ""
         if not self.events:
-            raise UserError(f"{path} holds no events; give a session file from runs/sessions/.")
+            raise UserError(f"{path} holds no events{'; ' + unread if unread else ''}; give a session file from "
+                            f"runs/sessions/.")
+        if skipped:  # said where the replay's notices are, the events that could be read replayed
+            self.events.insert(0, Notice(ts=self.events[0].ts, level="warning", text=f"{path}: {unread}; "
+                                         f"the rest is replayed."))
         if speed <= 0:
             raise UserError(f"--speed must be > 0, not {speed}.")
         self.path = path
