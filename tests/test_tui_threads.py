@@ -214,3 +214,26 @@ async def test_unsaved_scratchpad_edits_are_saved_on_the_way_out(workspace):
         await wait_until(pilot, lambda: not app.is_running, seconds=20)
     engine.close()
     assert "before the summary" in path.read_text()
+
+
+async def test_polls_run_in_one_poll_thread_that_ends_with_the_app(workspace):
+    """One long-lived thread polls, woken by the timer: no Textual worker per poll (its task and
+    state messages cost the UI thread at every poll); the thread ends when the app does."""
+    import threading
+
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+    polled_in = []
+    real_poll = engine.poll
+    engine.poll = lambda *a, **k: (polled_in.append(threading.current_thread()), real_poll(*a, **k))[1]
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    groups = []  # the groups of the workers the app started
+    real_run_worker = app.run_worker
+    app.run_worker = lambda *a, **k: (groups.append(k.get("group")), real_run_worker(*a, **k))[1]
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_until(pilot, lambda: len(polled_in) >= 3)
+        assert len(set(polled_in)) == 1 and polled_in[0] is not threading.main_thread()
+        assert "poll" not in groups
+        await pilot.press("q")
+    polled_in[0].join(timeout=10)
+    assert not polled_in[0].is_alive()
+    engine.close()

@@ -12,7 +12,7 @@ class Polled(Message):
     def __init__(self, events: list, summary: dict | None = None) -> None:
         super().__init__()
         self.events = events
-        self.summary = summary  # the selected run's summary, when the poll worker computed it anew
+        self.summary = summary  # the selected run's summary, when the poll thread computed it anew
 
 
 class CommandDone(Message):

@@ -3,7 +3,7 @@ of their totals, fraction), rate, ETA, the primary metric's last and best with t
 GPU peak, the diagnoses, the verdict and the first next action.
 
 The summary is computed by the engine's one function (engine/session/summary.py, through the
-source's `summary(run_id)`) in the poll worker, never here and never on the UI thread: this pane
+source's `summary(run_id)`) in the poll thread, never here and never on the UI thread: this pane
 only lays out the dict it is given, and shows nothing of a run it was not given the summary of."""
 
 from __future__ import annotations
