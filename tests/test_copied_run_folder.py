@@ -38,6 +38,14 @@ def test_a_copied_live_run_folder_claims_nothing_of_the_original(workspace, monk
         assert [(p["pid"], p["run_id"]) for p in cli_json("gpus", cwd=workspace)["processes"]] == [(child, run["id"])]
         assert run_trees({run["id"]: (run["pid"], run["pid_create_time"], copy)}) == {}
         assert list(run_trees({run["id"]: (run["pid"], run["pid_create_time"], original)})) == [run["id"]]
+        reads = []  # the original's folder, once read from its command line, is not read again; a copy's always is
+        real_cmdline = psutil.Process.cmdline
+        monkeypatch.setattr(psutil.Process, "cmdline", lambda self: reads.append(self.pid) or real_cmdline(self))
+        for _ in range(3):
+            assert run_trees({run["id"]: (run["pid"], run["pid_create_time"], copy)}) == {}
+            assert list(run_trees({run["id"]: (run["pid"], run["pid_create_time"], original)})) == [run["id"]]
+        assert reads == [run["pid"]] * 3
+        monkeypatch.setattr(psutil.Process, "cmdline", real_cmdline)
 
         shown = cli_json("show", run["id"], *here, cwd=workspace)
         assert shown["status"] == "lost" and f"a copy of the run folder {original}" in shown["problem"], shown

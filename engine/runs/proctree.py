@@ -42,10 +42,20 @@ def run_root(record, run_dir: Path | None = None) -> psutil.Process | None:
     return root_of(record.id, record.pid, record.pid_create_time, run_dir)
 
 
+# (run id, pid, create time, run folder) of processes whose command line was seen to name that
+# folder: asked of every live run at every poll, the answer stands while the process lives (the
+# gate execs into the babysitter, same pid, both started with the folder), so it is read once.
+_named_their_folder: dict[tuple, None] = {}
+NAMED_KEPT = 4096
+
+
 def root_of(run_id: str, pid: int | None, created: float | None, run_dir: Path | None = None) -> psutil.Process | None:
     proc = process_if_same(pid, created)
     if proc is None:
         return None
+    key = (run_id, pid, created, str(run_dir))
+    if key in _named_their_folder:
+        return proc
     try:
         argv = proc.cmdline()
     except psutil.NoSuchProcess:
@@ -57,6 +67,9 @@ def root_of(run_id: str, pid: int | None, created: float | None, run_dir: Path |
     named = _naming(argv, run_id)
     if not named or (run_dir is not None and _another_folder(named, run_dir) is not None):
         return None
+    if len(_named_their_folder) >= NAMED_KEPT:  # a long session: forget the oldest (ended runs')
+        del _named_their_folder[next(iter(_named_their_folder))]
+    _named_their_folder[key] = None
     return proc
 
 
