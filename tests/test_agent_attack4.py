@@ -306,3 +306,21 @@ def test_a_recording_from_a_newer_or_damaged_format_is_replayed_with_a_warning(w
         f"urbanrun: {recording} holds no events; 1 line(s) are not events this urbanrun reads (a newer urbanrun's "
         f"recording, or a damaged one; line 1: unknown event type 'GpuSampleV9'); give a session file from "
         f"runs/sessions/.\n"), proc.stderr
+
+
+def test_the_tui_opens_over_a_scratchpad_it_cannot_read(workspace):
+    """Today's notes over the 64 MiB urbanrun reads (written there by another tool), or a FIFO in
+    their place: the TUI's scratchpad pane raised OSError in its worker and the whole app exited
+    with a traceback at start. It opens; the pane stays read-only and says why."""
+    from conftest import ROOT
+    from urbanrun.engine.notes.scratchpad import NOTES_LIMIT
+
+    today = Path(agent("scratchpad", "scratchpad", "show", cwd=workspace)["today"])
+    today.parent.mkdir(parents=True)
+    recording = ROOT / "tests" / "fixtures" / "sessions" / "cones_cpu.jsonl"
+    for make in (lambda: os.truncate(today, NOTES_LIMIT + 1) if today.touch() is None else None,
+                 lambda: os.mkfifo(today)):
+        make()
+        proc = cli("--replay", str(recording), "--headless", "--screenshot", str(workspace / "shot.svg"), cwd=workspace)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-3000:]
+        today.unlink()

@@ -28,6 +28,14 @@ class PadRead(Message):
         self.text, self.mtime, self.notes = text, mtime, notes
 
 
+class PadUnreadable(Message):
+    """Today's or the team's notes could not be read (over the size urbanrun reads, a FIFO, no permission)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__()
+        self.why = why
+
+
 class PadSaved(Message):
     def __init__(self, sent: str, text: str, note: str, mtime: int) -> None:
         super().__init__()
@@ -61,10 +69,14 @@ class ScratchpadPane(Horizontal):
     @work(thread=True, group="pad-read", exclusive=True)
     def _read(self, with_notes: bool = False) -> None:
         mtime = _mtime_of(self.path)
-        notes = self._notes() if with_notes else None
-        if mtime == self._mtime and notes is None:
-            return  # unchanged on disk: nothing to send
-        self.post_message(PadRead(scratchpad.read(self.path), mtime, notes))
+        try:
+            notes = self._notes() if with_notes else None
+            if mtime == self._mtime and notes is None:
+                return  # unchanged on disk: nothing to send
+            self.post_message(PadRead(scratchpad.read(self.path), mtime, notes))
+        except OSError as exc:  # the editor stays read-only: nothing typed could overwrite the file
+            self._mtime = mtime  # said once, not at every look
+            self.post_message(PadUnreadable(f"{exc.filename or self.path}: {exc.strerror or exc}"))
 
     def _notes(self) -> str:
         info = scratchpad.show(self.settings, self.store, self.today) if self.store is not None else None
@@ -79,6 +91,10 @@ class ScratchpadPane(Horizontal):
         notes.append(f"── previous: {previous.name if previous else 'no earlier notes'} ──\n"
                      + scratchpad.read(previous))
         return "\n".join(notes)
+
+    def on_pad_unreadable(self, message: PadUnreadable) -> None:
+        self.app.notify(f"the scratchpad cannot be read ({message.why}); it is not edited here until it can be",
+                        severity="error", timeout=10)
 
     def on_pad_read(self, message: PadRead) -> None:
         if message.notes is not None:
