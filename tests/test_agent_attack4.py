@@ -324,3 +324,47 @@ def test_the_tui_opens_over_a_scratchpad_it_cannot_read(workspace):
         proc = cli("--replay", str(recording), "--headless", "--screenshot", str(workspace / "shot.svg"), cwd=workspace)
         assert proc.returncode == 0 and "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-3000:]
         today.unlink()
+
+
+def test_a_queued_run_whose_working_folder_goes_while_it_waits(workspace, monkeypatch):
+    """A queued run started in its working folder as it was when queued: a folder removed while
+    the run waited was still the process's (deleted) cwd, so the run started there, its files
+    written into nothing (here: a FileNotFoundError traceback; a folder emptied by hand, then
+    removed, takes its outputs with it), and one made again at that path was not used. It now
+    fails at admission, never started, saying why; a folder made again is where it runs."""
+    from test_queue import OK, QUEUE_RECIPES, gpu
+
+    recording = workspace / "gpu.jsonl"
+
+    def machine(free_gb: float) -> None:
+        recording.write_text(json.dumps({"status": OK}) + "\n" + json.dumps({"t": 0.0, "gpus": [gpu(free_gb)],
+                                                                               "processes": []}) + "\n")
+
+    project = workspace / "project"
+    (workspace / "config.toml").write_text((workspace / "config.toml").read_text() + QUEUE_RECIPES + f"""
+[recipes.in_project]
+command = ["{{python}}", "-c", "import os; open('out.txt', 'w').write(os.getcwd()); print('wrote', flush=True)"]
+cwd = "{project}"
+memory = {{ fixed_gb = 15.0 }}
+""")
+    machine(5.0)  # too little: both wait
+    monkeypatch.setenv("URBANRUN_GPU_RECORDING", str(recording))
+    monkeypatch.setenv("URBANRUN_QUEUE_POLL", "0.2")
+    monkeypatch.setenv("URBANRUN_QUEUE_SETTLE", "0.5")
+    project.mkdir()
+    gone = launched(workspace, "in_project", "--queue")
+    project.rmdir()
+    machine(23.0)
+    ended = agent("wait", "wait", gone, "--timeout", "60", cwd=workspace)
+    assert ended["status"] == "failed" and ended["verdict"] == "ended-failed" and ended["started"] is None
+    shown = agent("show", "show", gone, cwd=workspace)
+    assert f"its working directory {project} cannot be entered" in shown["problem"]
+    assert "never started" in shown["problem"] and not project.exists()
+    machine(5.0)
+    project.mkdir()
+    again = launched(workspace, "in_project", "--queue")
+    project.rmdir()
+    project.mkdir()  # made again before the run is admitted: it runs there
+    machine(23.0)
+    assert agent("wait", "wait", again, "--timeout", "60", cwd=workspace)["status"] == "exited"
+    assert (project / "out.txt").read_text() == str(project)

@@ -173,6 +173,17 @@ def main(argv: list[str]) -> int:
             store.update(run_id, {"queue_reason": decision.reason, "queue_position": decision.position})
             print(f"urbanrun: queued (#{decision.position}): {decision.reason}", flush=True)
         time.sleep(poll)
+    cwd = store.load(run_id).cwd
+    try:  # the folder its record names, as it is now: one removed while the run waited is said, not run in
+        os.chdir(cwd)
+    except OSError as exc:
+        why = (f"its working directory {cwd} cannot be entered ({exc.strerror or exc}): it was removed or changed "
+               f"while the run was queued, so it never started; put the folder back and launch it again")
+        store.update(run_id, {"status": "failed", "ended": time.time(), "error": why, "queue_reason": None,
+                              "queue_position": None})  # its promise ends with it (the settle delay)
+        cgroup.remove(_cgroup_of(babysitter), run_id)
+        print(f"urbanrun: {run_id}: {why}.", flush=True)
+        return 1
     env = {**os.environ, **queue.cuda_env(decision.gpus)}
     gpus = [g["index"] for g in decision.gpus]
     store.update(run_id, {"status": "running", "started": time.time(), "gpus": gpus,
