@@ -74,8 +74,7 @@ async def test_the_reported_plotext_crash_is_contained(tmp_path):
         text = pane_text(loss)
         assert "IndexError" in text or "20260101-000002" not in text  # contained, or drawn without the bug
         await pilot.press("d")  # keys still work
-        await pilot.pause(0.1)
-        assert app.query_one("#tabs").active == "diag"
+        await wait_until(pilot, lambda: app.query_one("#tabs").active == "diag")
     assert app.return_code in (0, None)
 
 

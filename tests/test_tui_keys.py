@@ -56,20 +56,16 @@ async def test_typing_in_the_scratchpad_goes_to_the_editor_only(workspace):
         assert app.focused is editor  # s opens the scratchpad with the editor focused
         typed = "lr sweep: k y e x m space l d g q ? / R i"
         await pilot.press(*[{" ": "space", "?": "question_mark", "/": "slash"}.get(c, c) for c in typed])
-        await pilot.pause(0.2)
-        assert typed in editor.text
+        await wait_until(pilot, lambda: typed in editor.text)
         assert isinstance(app.screen, type(app.screen_stack[0])) and len(app.screen_stack) == 1  # no form, no help
         assert (loss.log_y, loss.smoothing, loss.axis) == before and not app.query_one(RunsTable).marked
         assert app.query_one("#tabs").active == "pad" and app.is_running
         await pilot.press("ctrl+s")
-        await pilot.pause(0.2)
-        assert typed in next((workspace / "pad").rglob("*.md")).read_text()
+        await wait_until(pilot, lambda: typed in next((workspace / "pad").rglob("*.md")).read_text())
         await pilot.press("escape")  # leaves the editor: the app keys work again
-        await pilot.pause(0.1)
-        assert app.focused is not editor
+        await wait_until(pilot, lambda: app.focused is not editor)
         await pilot.press("r")
-        await pilot.pause(0.2)
-        assert app.query_one("#tabs").active == "main" and app.focused is app.query_one(RunsTable)
+        await wait_until(pilot, lambda: app.query_one("#tabs").active == "main" and app.focused is app.query_one(RunsTable))
     engine.close()
 
 
@@ -81,11 +77,9 @@ async def test_tabs_land_focus_and_arrows_move_the_runs_table(workspace):
         await wait_until(pilot, lambda: app.query_one(RunsTable).row_count == 3)
         table = app.query_one(RunsTable)
         await pilot.press("d")
-        await pilot.pause(0.2)
-        assert app.focused is app.query_one("#diag-list")
+        await wait_until(pilot, lambda: app.focused is app.query_one("#diag-list"))
         await pilot.press("r")
-        await pilot.pause(0.2)
-        assert app.focused is table
+        await wait_until(pilot, lambda: app.focused is table)
         table.move_cursor(row=0)
         await pilot.press("down")
         assert table.cursor_row == 1
@@ -103,8 +97,7 @@ async def test_tabs_land_focus_and_arrows_move_the_runs_table(workspace):
         assert app.query_one("#search").value == "down" and table.cursor_row == 0
         assert app.query_one("#tabs").active == "main"
         await pilot.press("escape")
-        await pilot.pause(0.1)
-        assert not app.query_one("#search").display and app.focused is table
+        await wait_until(pilot, lambda: not app.query_one("#search").display and app.focused is table)
     engine.close()
 
 
@@ -113,8 +106,7 @@ async def test_help_lists_every_key_by_pane(workspace):
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause(0.2)
         await pilot.press("question_mark")
-        await pilot.pause(0.3)
-        assert isinstance(app.screen, HelpScreen)
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
         shown = app.screen.query_one("#help-text")
         assert shown.size.width > 40 and shown.size.height > 40  # not the empty 0x0 box
         lines = shown.render_lines(Region(0, 0, shown.size.width, shown.size.height))
@@ -154,8 +146,7 @@ async def test_launch_form_enter_from_every_field_and_named_errors(workspace):
         assert not form.query_one("#f-batch_size").has_class("invalid")
         form.query_one("#recipe").focus()
         await pilot.press("space")  # space opens the select
-        await pilot.pause(0.2)
-        assert form.query_one("#recipe").expanded
+        await wait_until(pilot, lambda: form.query_one("#recipe").expanded)
         await pilot.press("escape")
         await pilot.pause(0.1)
         form.query_one("#recipe").focus()
@@ -230,8 +221,7 @@ async def test_search_result_and_errors_stay_until_the_user_acts(workspace):
         await pilot.pause(1.6)  # three polls later
         assert "match 1/1 for 'work'" in str(status.render())
         await pilot.press("escape")
-        await pilot.pause(0.1)
-        assert "match" not in str(status.render())
+        await wait_until(pilot, lambda: "match" not in str(status.render()))
         engine.config.recipes.pop("exit_after")  # a launch that fails: its error stays in the status bar
         app._launch("exit_after", {})
         await wait_until(pilot, lambda: "✖" in str(status.render()))
@@ -256,19 +246,16 @@ async def test_small_sizes_keep_the_diagnosis_the_wrap_and_the_following(workspa
         await wait_until(pilot, at_end)  # the scroll to the end lands a refresh after the write
         for size in ((100, 30), (80, 24), (220, 60), (80, 24)):
             await pilot.resize_terminal(*size)
-            await pilot.pause(0.5)
-            assert "why" in table.columns and table.row_count == 2  # the diagnosis column stays
+            await wait_until(pilot, lambda: "why" in table.columns and table.row_count == 2)  # the diagnosis column stays
             await wait_until(pilot, at_end)  # following survives resizes
             assert log.following, size
             assert max(line.cell_length for line in log.lines) <= log.scrollable_content_region.width  # wrapped
         assert "recipe" not in table.columns and "best" not in table.columns
         assert str(table.get_row_at(0)[1]).startswith(table.selected[9:15])  # the id without its date
         await pilot.press("w")  # wrap off: long lines are cut at the edge (scroll right)
-        await pilot.pause(0.2)
-        assert max(line.cell_length for line in log.lines) > log.scrollable_content_region.width
+        await wait_until(pilot, lambda: max(line.cell_length for line in log.lines) > log.scrollable_content_region.width)
         await pilot.press("z")  # the log takes the full width
-        await pilot.pause(0.2)
-        assert not app.query_one(LossPane).display and log.size.width > 70
+        await wait_until(pilot, lambda: not app.query_one(LossPane).display and log.size.width > 70)
 
 
 async def test_relaunch_is_offered_only_where_a_remedy_applies(workspace):
@@ -312,24 +299,19 @@ async def test_escape_leaves_every_text_field_for_the_runs_table(workspace):
         await wait_until(pilot, lambda: app._panes_mounted)  # the later tabs' panes come after the first frame
         table = app.query_one(RunsTable)
         await pilot.press("s", "h", "i", "escape")  # the scratchpad editor
-        await pilot.pause(0.2)
-        assert app.query_one("#tabs").active == "main" and app.focused is table
+        await wait_until(pilot, lambda: app.query_one("#tabs").active == "main" and app.focused is table)
         assert "hi" in app.query_one("#pad-editor", TextArea).text  # nothing typed is lost
         await pilot.press("slash", "x", "escape")  # the log search
-        await pilot.pause(0.2)
-        assert app.focused is table and not app.query_one("#search").display
+        await wait_until(pilot, lambda: app.focused is table and not app.query_one("#search").display)
         await pilot.press("F", "l", "o", "escape")  # the curves filter
-        await pilot.pause(0.2)
-        assert app.screen is app.screen_stack[0] and app.focused is table
+        await wait_until(pilot, lambda: app.screen is app.screen_stack[0] and app.focused is table)
         await pilot.press("l")  # the launch form: esc in a field closes the form
         await wait_until(pilot, lambda: isinstance(app.screen, LaunchForm))
         app.screen.query_one("#f-epochs").focus()
         await pilot.press("3", "escape")
-        await pilot.pause(0.3)
-        assert app.screen is app.screen_stack[0] and app.focused is table and not engine.state.runs
+        await wait_until(pilot, lambda: app.screen is app.screen_stack[0] and app.focused is table and not engine.state.runs)
         await pilot.press("i", "x", "escape")  # the import prompt
-        await pilot.pause(0.2)
-        assert app.screen is app.screen_stack[0] and app.focused is table
+        await wait_until(pilot, lambda: app.screen is app.screen_stack[0] and app.focused is table)
     engine.close()
 
 
@@ -349,21 +331,16 @@ async def test_left_right_move_the_curve_cursor_from_the_runs_table_not_in_text(
         last = loss.cursor
         assert last is not None and any("step" in str(line) for line in loss.footer)
         await pilot.press("left")
-        await pilot.pause(0.2)
-        assert loss.cursor < last
+        await wait_until(pilot, lambda: loss.cursor < last)
         await pilot.press("right")
-        await pilot.pause(0.2)
-        assert loss.cursor == last
+        await wait_until(pilot, lambda: loss.cursor == last)
         await pilot.press("escape")  # hides it, as on the plot
-        await pilot.pause(0.2)
-        assert loss.cursor is None and app.focused is table
+        await wait_until(pilot, lambda: loss.cursor is None and app.focused is table)
         await pilot.press("slash", "a", "b", "left", "left", "c")  # in the search box ←/→ move the caret
-        await pilot.pause(0.2)
-        assert app.query_one("#search").value == "cab" and loss.cursor is None
+        await wait_until(pilot, lambda: app.query_one("#search").value == "cab" and loss.cursor is None)
         await pilot.press("escape")
         await pilot.press("s", "x", "y", "left", "z")  # and in the scratchpad editor
-        await pilot.pause(0.2)
-        assert "xzy" in app.query_one("#pad-editor", TextArea).text and loss.cursor is None
+        await wait_until(pilot, lambda: "xzy" in app.query_one("#pad-editor", TextArea).text and loss.cursor is None)
     engine.close()
 
 
@@ -391,8 +368,7 @@ async def test_keys_typed_at_once_after_a_tab_key_go_to_that_tab(workspace):
         await wait_until(pilot, lambda: app.focused is app.query_one("#diag-list"),  # failed once at load 12
                          shown=lambda: (app.focused, app.query_one("#tabs").active, editor.text[-12:],
                                         app.screen_stack))
-        await pilot.pause(0.5)  # every key of the burst handled before the app closes
-        assert app.query_one("#tabs").active == "diag" and app.focused is app.query_one("#diag-list")
+        await wait_until(pilot, lambda: app.query_one("#tabs").active == "diag" and app.focused is app.query_one("#diag-list"))
     engine.close()
 
 
@@ -464,7 +440,7 @@ async def test_a_busy_widgets_late_focus_event_does_not_switch_the_tab_back(work
             await asyncio.sleep(0.01)
         busy.set()
         await wait_until(pilot, lambda: not table._message_queue.qsize())
-        for _ in range(10):
+        for _ in range(10):  # the stale focus event had its chance: nothing switched back
             await pilot.pause()
         assert (tabs.active, app.focused) == ("diag", diag)
     engine.close()

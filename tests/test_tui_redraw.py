@@ -233,8 +233,7 @@ async def test_a_tick_renders_again_only_the_cells_that_changed(workspace, monke
         assert "0.25" in _row_text(table, RUN)  # and what is drawn is the new value
         rendered.clear()
         app.theme = "textual-light" if app.theme != "textual-light" else "textual-dark"
-        await pilot.pause(0.3)
-        assert {r for r, _ in rendered} >= {-1, *range(len(done) + 1)}  # the header and every row, in the theme's colours
+        await wait_until(pilot, lambda: {r for r, _ in rendered} >= {-1, *range(len(done) + 1)})  # the header and every row, in the theme's colours
         await pilot.press("q")
     engine.close()
 
@@ -328,8 +327,7 @@ async def test_rows_drawn_before_the_table_measures_them_are_drawn_again_at_thei
         first = "".join(s.text for s in table.render_line(1))  # a frame before the idle measure
         assert wide not in first  # the race is set: drawn at the headers' widths
         await wait_until(pilot, lambda: table.ordered_columns[0].content_width > 20)
-        await pilot.pause(0.2)
-        assert wide in "".join(s.text for s in table.render_line(1))
+        await wait_until(pilot, lambda: wide in "".join(s.text for s in table.render_line(1)))
 
 
 async def test_the_plot_fits_its_pane_after_the_first_poll_and_after_a_resize(tmp_path, monkeypatch):
@@ -384,8 +382,7 @@ async def test_the_plot_fits_its_pane_after_the_first_poll_and_after_a_resize(tm
             drawn(app)
             await pilot.resize_terminal(*size)
             await wait_until(pilot, lambda: app.query_one(LossPane).size.width == len(first[0]))
-            await pilot.pause(0.5)
-            assert drawn(app) == first, size
+            await wait_until(pilot, lambda: drawn(app) == first, shown=lambda: size)
 
 
 async def test_an_ended_runs_progress_shows_before_its_files_are_read(workspace):
@@ -477,16 +474,14 @@ async def test_a_long_diagnosis_is_cut_with_a_sign_not_scrolled_sideways(workspa
         app.redraw()
         table = app.query_one(RunsTable)
         await wait_until(pilot, lambda: table.row_count == 7 and table.show_vertical_scrollbar)
-        await pilot.pause(0.5)
-        assert table.virtual_size.width <= table.scrollable_content_region.width, (table.virtual_size, table.size)
+        await wait_until(pilot, lambda: table.virtual_size.width <= table.scrollable_content_region.width, shown=lambda: (table.virtual_size, table.size))
         assert not table.show_horizontal_scrollbar
         shown = "".join(s.text for s in table.render_line(1))  # the first run's row
         assert "✖ CUDA out of memory" in shown and shown.rstrip().endswith("…"), shown
         await pilot.resize_terminal(160, 45)
         await pilot.pause(0.5)
         app.redraw()
-        await pilot.pause(0.5)
-        assert f"✖ {oom[:60]}…" in "".join(s.text for s in table.render_line(1))  # as long as a headline gets
+        await wait_until(pilot, lambda: f"✖ {oom[:60]}…" in "".join(s.text for s in table.render_line(1)))  # as long as a headline gets
     engine.close()
 
 

@@ -47,8 +47,7 @@ async def test_every_launch_field_is_seen_whole_at_80x24(workspace):
         form.query_one("#f-lr").focus()
         form.query_one("#f-lr").value = ""
         await pilot.press("2", "e", "-", "4")  # typed where it is seen
-        await pilot.pause(0.2)
-        assert form.query_one("#f-lr").value == "2e-4"
+        await wait_until(pilot, lambda: form.query_one("#f-lr").value == "2e-4")
         await pilot.press("x")  # a wrong value: named and highlighted, and still seen as typed
         await pilot.pause(0.2)
         lr = form.query_one("#f-lr")
@@ -57,8 +56,7 @@ async def test_every_launch_field_is_seen_whole_at_80x24(workspace):
         await pilot.press("backspace")
         assert "--lr 0.0002" in str(form.query_one("#command").render())
         await pilot.resize_terminal(160, 45)  # room again: the bordered fields come back
-        await pilot.pause(0.5)
-        assert not form.has_class("-short") and not form.query_one("#f-lr").compact
+        await wait_until(pilot, lambda: not form.has_class("-short") and not form.query_one("#f-lr").compact)
 
 
 async def test_the_no_gpu_reason_and_a_filtered_plot_title_are_whole_at_80x24(workspace):
@@ -137,8 +135,7 @@ async def test_the_gpu_summary_breaks_between_readings_at_80x24(workspace):
         await pilot.resize_terminal(200, 40)  # room for all of it: one line again
         await pilot.pause(0.5)
         pane.show(state)  # (the resize drew the replay's own state: no GPU)
-        await pilot.pause(0.2)
-        assert any("mem █" in line and "290W" in line for line in shown_text(pane).split("\n")), shown_text(pane)
+        await wait_until(pilot, lambda: any("mem █" in line and "290W" in line for line in shown_text(pane).split("\n")), shown=lambda: shown_text(pane))
 
 
 async def test_a_long_parameter_help_is_never_cut_mid_word_without_a_sign(workspace):

@@ -110,8 +110,7 @@ async def test_scratchpad_files_are_read_and_saved_off_the_ui_thread(workspace):
             app.action_save_pad()
             assert app.focused is editor
             await pilot.press("escape")  # the UI answers keys meanwhile: escape leaves the editor
-            await pilot.pause(0.3)
-            assert app.focused is not editor
+            await wait_until(pilot, lambda: app.focused is not editor)
             assert "my own line" not in path.read_text()
         await wait_until(pilot, lambda: "my own line" in path.read_text())
         saved = path.read_text()

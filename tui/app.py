@@ -34,6 +34,7 @@ from .error_report import ErrorReport
 from .dialogs import ConfirmKill, HelpScreen, PromptScreen, RemedyScreen, SummaryScreen
 from .gpu_pane import GpuSummary
 from .log_pane import LogPane
+from .log_status import LogStatus
 from .loss_pane import LossPane
 from .quiet import QuietStatic
 from .messages import CommandDone, PadSavedOnExit, Polled, SummaryDrafted
@@ -58,7 +59,8 @@ class UrbanrunApp(App):
         Binding("q", "quit_app", "quit", tooltip="quit (runs keep going; drafts today's session summary)"),
         Binding("l", "launch", "launch", tooltip="launch form: recipe, parameters, the exact command line"),
         Binding("k", "kill", "stop",
-                tooltip=f"stop the selected run (asks y/n; {platform.STOP_NAME} to its tree, then {platform.KILL_NAME})"),
+                tooltip=f"stop the selected run (asks y/n; {platform.STOP_NAME} to its tree, then {platform.KILL_NAME}); "
+                        "on the GPU tab the selected process's run, on Diagnoses the run shown"),
         Binding("K", "kill_now", "kill now", show=False,
                 tooltip=f"kill the selected run now ({platform.KILL_NAME}, no question)"),
         Binding("space", "mark", "mark", tooltip="mark the selected run: overlay its curve, compare (replay: pause)"),
@@ -164,7 +166,7 @@ class UrbanrunApp(App):
                     with Vertical(id="right"):
                         yield GpuSummary(id="gpu-summary")
                         yield LogPane(id="log")
-                        yield QuietStatic(id="log-status")
+                        yield LogStatus(id="log-status")
                         yield Input(placeholder="search the log (enter; n/N next/prev; esc)", id="search")
             # their panes are mounted after the first frame (see _mount_later_panes)
             yield TabPane("GPU", id="gpu")
@@ -428,17 +430,14 @@ class UrbanrunApp(App):
         self._update_relaunch_offer()
 
     def _log_status(self, run) -> None:
-        log = self.query_one(LogPane)
-        bits = []
+        progress, following = None, None
         if run is not None:
             p = run.progress.get("batch")
             if p and run.record.get("status") == "running":
-                bits.append(f"▸ {p.get('desc') or 'batch'} {int(p['n'])}/{int(p['total'])}"
-                            + (f" · {p['rate']:.1f} it/s" if p.get("rate") else ""))
-            bits.append("following" if log.following else "paused (f to follow)")
-        if self.status_note:  # a search result stays until the user does something else
-            bits.insert(0, self.status_note)
-        self.query_one("#log-status", Static).update("  ".join(bits))
+                bare = f"▸ {p.get('desc') or 'batch'} {int(p['n'])}/{int(p['total'])}"
+                progress = (bare + (f" · {p['rate']:.1f} it/s" if p.get("rate") else ""), bare)
+            following = self.query_one(LogPane).following
+        self.query_one(LogStatus).show(self.status_note, progress, following)
 
     def note(self, text: str | None) -> None:
         """A line for the log's status bar that polls do not overwrite (search results)."""
@@ -540,7 +539,11 @@ class UrbanrunApp(App):
 
     # -- headless replay ---------------------------------------------------------------------------
     def _replay_to_end(self) -> None:
-        self._show_events(self.source.poll())
+        events = self.source.poll()
+        self._show_events(events)  # selects the first run
+        # no poll worker runs headless: the selected run's summary is computed here (it said
+        # "summary: computing…" in every headless screenshot)
+        self._summary = self._summary_of(self._selected(), events) or self._summary
         self.redraw(force_plot=True)
         if self.screenshot_path:
             self.run_worker(self._save_when_settled(), group="screenshot")
@@ -620,21 +623,55 @@ class UrbanrunApp(App):
         else:
             self._tick()
 
+    def _run_shown(self, what: str) -> str | None:
+        """The run a key that stops it acts on: the one the shown tab points at (the runs table's
+        selection, the Diagnoses tab's run, the GPU tab's selected process's run), never a run the
+        tab does not show; else None, and a warning that says why."""
+        tab = self.query_one(TabbedContent).active
+        if tab != "main" and not self._panes_mounted:
+            tab = ""  # its pane is not there yet: nothing is shown to act on
+        if tab == "diag":
+            run_id = self.query_one("#diagnoses").selected
+            why = "no run is shown on the Diagnoses tab"
+        elif tab == "gpu":
+            process = self.query_one("#gpu-view").selected_process()
+            run_id = process.get("run_id") if process else None
+            why = (f"the selected GPU process (pid {process.get('pid')}) is not one of urbanrun's runs" if process
+                   else "no GPU process is selected")
+        elif tab == "main":
+            run_id, why = self._selected(), "no run selected"
+        else:
+            run_id, why = None, "pick the run on the runs tab (r), the GPU tab's processes or the Diagnoses tab"
+        if run_id is None:
+            self.notify(f"{what}: {why}", severity="warning")
+        return run_id
+
+    def _on_runs_tab(self, what: str) -> bool:
+        """Keys that act on the runs table: on another tab they would act where nobody looks."""
+        if self.query_one(TabbedContent).active == "main":
+            return True
+        self.notify(f"{what} acts on the runs tab: press r first", severity="warning")
+        return False
+
     def action_kill(self) -> None:
-        run_id = self._selected()
+        run_id = self._run_shown("nothing to stop")
         if run_id and self._writable():
             self.with_state(lambda: self._is_active(run_id) and self.push_screen(
                 ConfirmKill(run_id, getattr(self.config, "kill_grace", 10.0)),
                 lambda yes: yes and self._kill(run_id, False)))
 
     def action_kill_now(self) -> None:
-        run_id = self._selected()
+        run_id = self._run_shown("nothing to kill")
         if run_id and self._writable():
             self.with_state(lambda: self._is_active(run_id) and self._kill(run_id, True))
 
     def _is_active(self, run_id: str) -> bool:
         """Something of the run is alive: it runs, or it ended leaving processes behind."""
-        record = self.state.runs[run_id].record
+        run = self.state.runs.get(run_id)
+        if run is None:
+            self.notify(f"{run_id} is not a run this urbanrun knows", severity="warning")
+            return False
+        record = run.record
         if record.get("status") not in ("queued", "starting", "pending", "running") and not record.get("leftovers"):
             self.notify(f"{run_id} already ended ({record.get('status')}): nothing to stop", severity="warning")
             return False
@@ -699,7 +736,7 @@ class UrbanrunApp(App):
             self.post_message(CommandDone(str(exc), "error"))
 
     def action_queue_move(self, by: int) -> None:
-        run_id = self._selected()
+        run_id = self._selected() if self._on_runs_tab("[ and ]") else None
         if run_id and self._writable():
             self.with_state(lambda: self._queued(run_id) and self._move_queued(run_id, by))
 
@@ -756,6 +793,8 @@ class UrbanrunApp(App):
         if self.read_only and hasattr(self.source, "toggle_pause"):
             paused = self.source.toggle_pause()
             self.notify("replay paused" if paused else "replay resumed")
+            return
+        if not self._on_runs_tab("space (mark)"):
             return
         self.query_one(RunsTable).toggle_mark()
         self._plot_dirty = True

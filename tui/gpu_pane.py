@@ -128,6 +128,30 @@ def history_points(series, now_ts: float, scale: float, points: int) -> tuple[li
     return ((x - now_ts) / 60.0).tolist(), y.tolist()
 
 
+TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600)  # seconds between time ticks: a clock's round numbers
+TICK_ROOM = 9  # columns a tick label needs (−"-1m30s" and a gap)
+
+
+def time_ticks(earliest_minutes: float, width: int) -> tuple[list[float], list[str]]:
+    """Ticks for an axis of minutes before the last sample (`earliest_minutes` <= 0 .. 0) at round
+    clock steps, as many as `width` columns hold, labelled '-2m', '-30s', 'now': plotext's own
+    ticks were fractions such as -1.3333."""
+    span = max(0.0, -earliest_minutes) * 60
+    most = max(2, min(8, width // TICK_ROOM))  # more would be read as noise
+    step = next((s for s in TICK_STEPS if span // s + 1 <= most), None)
+    if step is None:  # longer than HISTORY_SECONDS allows: whole multiples of ten minutes
+        step = 600 * (int(span / 600 / (most - 1)) + 1)
+    seconds = [-k * step for k in range(int(span // step) + 1)][::-1]
+    return [t / 60 for t in seconds], [_ago(-t) for t in seconds]
+
+
+def _ago(seconds: int) -> str:
+    if not seconds:
+        return "now"
+    m, s = divmod(seconds, 60)
+    return "-" + (f"{m}m" if m else "") + (f"{s}s" if s else "")
+
+
 class GpuView(Vertical):
     """The full view: one history chart a GPU field (utilisation and memory %, the last 10
     minutes), then the processes with their CPU % and RSS beside their GPU memory, sortable
@@ -154,6 +178,13 @@ class GpuView(Vertical):
     _drawn: tuple | None = None  # what the charts and the process table show now
     _state: State | None = None
 
+    _rows: list[dict] = []  # the processes in the table's order
+
+    def selected_process(self) -> dict | None:
+        """The GPU process on the table's cursor row (k stops its run from this tab)."""
+        row = self.query_one("#gpu-procs", DataTable).cursor_row
+        return self._rows[row] if 0 <= row < len(self._rows) else None
+
     def action_sort_processes(self) -> None:
         order = list(SORTS)
         self.sort_by = order[(order.index(self.sort_by) + 1) % len(order)] if self.sort_by in order else order[0]
@@ -166,6 +197,9 @@ class GpuView(Vertical):
             self.sort_reverse = not self.sort_reverse if key == self.sort_by else key not in ("PID", "GPU")
             self.sort_by = key
             self._resort()
+
+    def on_resize(self) -> None:
+        self._resort()  # the charts' points and ticks are chosen for their width (0 before the first layout)
 
     def _resort(self) -> None:
         self._drawn = None
@@ -207,26 +241,33 @@ class GpuView(Vertical):
             header.append_text(wrap_parts(parts, status.size.width or None))
             header.append("\n")
         header.append(f"processes by {self.sort_by} {'▼' if self.sort_reverse else '▲'} (p: another order)", style="dim")
+        foreign = sum(1 for p in state.gpu_processes if p.get("foreign"))
+        if foreign:  # said here, where it applies, not as a toast at every start
+            header.append(f" · {foreign} not on this host: NVML in a container sees the host's pids, so they "
+                          f"cannot be tied to runs", style="dim")
         status.update(header)
         for chart, field, label in charts:
             plt = chart.plt
             plt.ylim(0, 100)
-            plt.xlabel("minutes (last 10)")
-            names = []
+            plt.xlabel("time before the last sample (the last 10 minutes)")
+            names, earliest = [], 0.0
             for k, g in enumerate(state.gpus):
                 series = state.gpu_series.get(g.get("index"), {}).get(field)
                 if series is None or series.count == 0:
                     continue
                 scale = 100.0 / (g.get("mem_total") or 1) if field == "mem" else 1.0
                 xs, ys = history_points(series, series.last_step, scale, max(40, chart.size.width * 2))
+                earliest = min([earliest, *xs[:1]])
                 colour = COLOURS[k % len(COLOURS)]
                 plt.plot(xs, ys, marker="braille", color=colour)
                 names.append(f"GPU{g.get('index')} ({colour})")
+            plt.xticks(*time_ticks(earliest, chart.size.width))
             plt.title(f"{label} · " + ", ".join(names) if names else label)
             chart.refresh()
         table = self.query_one("#gpu-procs", DataTable)
         table.clear()
-        for p in self.sorted_processes(state.gpu_processes):
+        self._rows = self.sorted_processes(state.gpu_processes)
+        for p in self._rows:
             used = "N/A" if p.get("used_mem") is None else f"{p['used_mem'] / 2**20:.0f} MiB"
             run = p.get("run_id") or ("not on this host" if p.get("foreign") else "-")
             cpu = "-" if p.get("cpu") is None else f"{p['cpu']:.0f}"

@@ -91,9 +91,10 @@ class LaunchForm(ModalScreen):
                              if self.recipe_name else "local", allow_blank=False, id="backend")
                 yield Input(placeholder="backend options: nproc_per_node=2 | partition=gpu, gres=gpu:1, time=4:00:00",
                             id="backend-opts")
-                yield FormCheckbox("queue", value=self.config.recipes[self.recipe_name].queue if self.recipe_name
-                                   else False, id="queue")
-                yield Input(placeholder="GB (est.)", id="queue-mem")
+                queued = self.config.recipes[self.recipe_name].queue if self.recipe_name else False
+                yield FormCheckbox("queue", value=queued, id="queue")
+                # takes text only while queue is ticked: typed into unticked, it was ignored without a word
+                yield Input(placeholder="GB (est.)", id="queue-mem", disabled=not queued)
             fields = VerticalScroll(id="fields")
             fields.can_focus = False  # Tab goes from the recipe straight to the first field
             yield fields
@@ -159,6 +160,8 @@ class LaunchForm(ModalScreen):
         self._update_command()
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        if event.checkbox.id == "queue":
+            self.query_one("#queue-mem", Input).disabled = not event.value
         self._update_command()
 
     def backend(self) -> tuple[str, dict]:

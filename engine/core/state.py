@@ -124,6 +124,7 @@ class State:
         elif isinstance(event, Diagnosed):
             run = self._run(event.run_id)
             run.diagnoses = [dict(d) for d in event.diagnoses]
+            run.record["diagnoses"] = list(run.diagnoses)  # as stored: views that read the record agree (an empty list too)
             run.changes += 1
         elif isinstance(event, GpuStatus):
             self.gpu_status = dict(event.status)

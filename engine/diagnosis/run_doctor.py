@@ -114,11 +114,17 @@ def live_diagnoses(record: RunRecord, run: RunState, now: float, gpus: list[dict
     return found
 
 
+# Kinds that say how things are now, not what happened: every diagnosis looks for them afresh, so
+# one not found again no longer holds (a log put back as a file is readable again).
+WHILE_THEY_HOLD = frozenset({"log_unreadable"})
+
+
 def merged(fresh: list[dict], stored: list[dict]) -> list[dict]:
     """Diagnoses so far: the fresh ones, then what was found earlier and is not found again (a NaN
-    seen at step 40 stays a fact of the run even when its log has scrolled on)."""
+    seen at step 40 stays a fact of the run even when its log has scrolled on), except what holds
+    only while it is found (WHILE_THEY_HOLD)."""
     kinds = {d.get("kind") for d in fresh}
-    return list(fresh) + [d for d in stored if d.get("kind") not in kinds]
+    return list(fresh) + [d for d in stored if d.get("kind") not in kinds and d.get("kind") not in WHILE_THEY_HOLD]
 
 
 def has_new_non_finite(run: RunState, known_kinds) -> bool:

@@ -318,7 +318,9 @@ class Engine:
                                   self._gpu_procs)
         if foreign and not self._foreign_reported:
             self._foreign_reported = True
-            self._pending.append(Notice(ts=now, level="warning", text=(
+            # info, not a warning: the user can do nothing about it, and it toasted on every start
+            # (the GPU view says it beside the processes it concerns)
+            self._pending.append(Notice(ts=now, level="info", text=(
                 f"NVML reports GPU processes whose pids exist on no local process ({', '.join(map(str, foreign[:5]))}"
                 f"{', …' if len(foreign) > 5 else ''}): inside a container NVML sees the host's pids, so these "
                 f"processes cannot be tied to runs; they are marked 'not on this host'.")))
