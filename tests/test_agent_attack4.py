@@ -368,3 +368,16 @@ memory = {{ fixed_gb = 15.0 }}
     machine(23.0)
     assert agent("wait", "wait", again, "--timeout", "60", cwd=workspace)["status"] == "exited"
     assert (project / "out.txt").read_text() == str(project)
+
+
+def test_scratchpad_entries_carry_no_terminal_control_sequences(workspace):
+    """`scratchpad log` (and the MCP tool, and the auto-log's lines from logs) wrote escape
+    sequences as they came: an entry could retitle, clear or recolour the terminal of whoever
+    `cat`s the shared notes, and a lone CR hid text behind what followed it. Sequences are dropped,
+    other control characters shown as U+FFFD; unicode, tabs and line ends are kept."""
+    today = Path(agent("scratchpad", "scratchpad", "show", cwd=workspace)["today"])
+    agent("scratchpad", "scratchpad", "log", "\x1b]0;owned\x07title \x1b[2J\x1b[31mred\x1b[0m ünï 🚀\tx\r\nbody\rhidden\x7f",
+          cwd=workspace)
+    text = today.read_text()
+    assert "\x1b" not in text and "\r" not in text and "\x7f" not in text and "\x07" not in text
+    assert "— title red ünï 🚀\tx\nbody\ufffdhidden\ufffd\n" in text, repr(text)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from urbanrun.engine import platform
 from urbanrun.engine.core import redact
-from urbanrun.engine.core.text import SURROGATES
+from urbanrun.engine.core.text import SURROGATES, printable
 from urbanrun.engine.core.atomic import atomic_write_bytes, atomic_write_text, folders_made_for
 from urbanrun.engine.core.errors import UserError
 
@@ -163,10 +163,12 @@ def append(path: Path, text: str, marker: str | None = None, title: str | None =
 
 
 def as_text(text: str) -> str:
-    """What a notes file can hold: a NUL (binary to grep and editors) and what UTF-8 cannot encode
-    (a lone surrogate: a Latin-1 byte in a command line, or sent by an agent) become U+FFFD, so an
-    entry is written whole instead of failing with UnicodeEncodeError."""
-    return SURROGATES.sub("\ufffd", text).replace("\x00", "\ufffd")
+    """What a notes file can hold: what UTF-8 cannot encode (a lone surrogate: a Latin-1 byte in a
+    command line, or sent by an agent) becomes U+FFFD, so an entry is written whole instead of
+    failing with UnicodeEncodeError; terminal escape sequences (a coloured log line, or an agent's
+    text that would retitle or clear the terminal of whoever `cat`s the notes) are dropped, and a
+    NUL or other control character becomes U+FFFD."""
+    return printable(SURROGATES.sub("\ufffd", text))
 
 
 def entry(heading: str, body: str = "", when: dt.datetime | None = None) -> str:
