@@ -381,3 +381,23 @@ def test_scratchpad_entries_carry_no_terminal_control_sequences(workspace):
     text = today.read_text()
     assert "\x1b" not in text and "\r" not in text and "\x7f" not in text and "\x07" not in text
     assert "— title red ünï 🚀\tx\nbody\ufffdhidden\ufffd\n" in text, repr(text)
+
+
+def test_import_passes_over_urbanruns_own_runs_and_a_symlink_loop(workspace):
+    """`import .` in a project imported urbanrun's own runs (runs/<id>/metrics.jsonl) as external
+    runs, each then listed twice; and once any imported run's file was a symlink loop, every later
+    import crashed (Path.resolve's RuntimeError, internal_error)."""
+    run_id = launched(workspace, "exit_after", "--set", "seconds=0.1")
+    agent("wait", "wait", run_id, "--timeout", "60", cwd=workspace)
+    (workspace / "runs" / run_id / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    error = error_of("import", "runs", cwd=workspace)
+    assert error["code"] == "already_imported" and "holds only urbanrun's own runs" in error["message"]
+    first = imported(workspace, "ext")
+    (workspace / "ext" / "metrics.jsonl").unlink()
+    (workspace / "ext" / "metrics.jsonl").symlink_to("metrics.jsonl")
+    (workspace / "other").mkdir()
+    (workspace / "other" / "m.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    (workspace / "other" / "loop").symlink_to("loop")  # and one inside the folder imported
+    runs = agent("import", "import", str(workspace), cwd=workspace)["runs"]
+    assert [r["metrics_files"] for r in runs] == [[str(workspace / "other" / "m.jsonl")]]
+    assert {r["id"] for r in agent("ls", "ls", "--all", cwd=workspace)["runs"]} == {run_id, first, runs[0]["id"]}

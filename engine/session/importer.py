@@ -3,6 +3,7 @@ folder, any metrics file) become read-only runs, so a new run can be compared wi
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -27,6 +28,12 @@ def import_path(store: RunStore, path: str, name: str | None = None) -> list[Run
     if path_stat(target, "import path") is None:
         raise UserError(f"{short(path)} does not exist; give a folder or metrics file to import.")
     found = discover(target, include_logs=target.is_file())  # refuses a FIFO or a device
+    runs = os.path.realpath(store.root) + os.sep
+    own = [p for p, _ in found if os.path.realpath(p).startswith(runs)]
+    found = [(p, fmt) for p, fmt in found if not os.path.realpath(p).startswith(runs)]
+    if own and not found:  # urbanrun's own runs are runs already: a copy would show each twice
+        raise UserError(f"{short(path)} holds only urbanrun's own runs (in {store.root}), which `urbanrun ls --all` "
+                        f"lists already; nothing to import.", code="already_imported")
     if not found:
         raise UserError(f"no metrics files under {short(path)} (looked for lightning_logs CSVs, TensorBoard events, "
                         f"W&B offline runs, JSONL and loss-history CSVs).")
@@ -62,7 +69,7 @@ def import_path(store: RunStore, path: str, name: str | None = None) -> list[Run
 
 
 def _files_key(paths) -> tuple[str, ...]:
-    return tuple(sorted(str(Path(p).resolve()) for p in paths))
+    return tuple(sorted(os.path.realpath(p) for p in paths))  # never raises (Path.resolve does on a symlink loop)
 
 
 def _imported(store: RunStore) -> dict[tuple[str, ...], str]:
