@@ -126,7 +126,7 @@ def test_a_session_recording_on_a_full_disk_pauses_with_a_notice_and_no_event_lo
     from urbanrun.engine.session.loop import Engine
     from urbanrun.engine.session.recorder import read_session
 
-    monkeypatch.setattr(loop, "RECORDING_RETRY_SECONDS", 0.0)  # tried again at every poll
+    monkeypatch.setattr(loop, "WRITE_RETRY_SECONDS", 0.0)  # tried again at every poll
     runs = mount()
     engine = Engine(load_config(workspace / "config.toml"), runs_dir=runs, gpu_source=None, host=False)
     engine.disk.interval = 0  # the disk looked at every poll: its room again is the poll's event

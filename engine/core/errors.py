@@ -40,7 +40,7 @@ def storage_error(exc: OSError, folder: str | os.PathLike, doing: str, fix: str 
     """One sentence for a write that failed in `folder`: a read-only or forbidden folder is the
     user's to fix (UserError, with `fix` saying how); a full disk or an I/O error is not (StorageError)."""
     reason = exc.strerror or str(exc)
-    in_the_way = exc.filename2 or exc.filename  # os.replace names its target second; a read, its fd
+    in_the_way = exc.filename2 or exc.filename  # a rename names its target second; a read, its fd
     if exc.errno == errno.EISDIR and isinstance(in_the_way, (str, os.PathLike)):  # a folder where a file goes
         return UserError(f"cannot {doing} in {folder}: {os.fspath(in_the_way)} is a folder where urbanrun writes "
                          f"a file; move it away and try again.", code="not_writable")

@@ -41,13 +41,13 @@ class AutoLog:
         # entries the disk refused (full, read-only), in order, as append's arguments: written by
         # write_backlog once it takes them (their markers keep a retry from writing one twice)
         self.backlog: list[tuple] = []
-        self.refused: OSError | None = None  # why the last one was refused
 
     def _append(self, path: Path, text: str, marker: str | None, title: str) -> bool:
         try:
+            if self.backlog:  # the refused ones first: entries stay in the order they happened
+                self.write_backlog()
             return scratchpad.append(path, text, marker, title)
-        except OSError as exc:
-            self.refused = exc
+        except OSError:
             if len(self.backlog) < BACKLOG_LIMIT:
                 self.backlog.append((path, text, marker, title))
             raise
@@ -60,7 +60,6 @@ class AutoLog:
             scratchpad.append(*self.backlog[0])
             self.backlog.pop(0)
             written += 1
-        self.refused = None
         return written
 
     def _write(self, kind: str, run_id: str, heading: str, body: str = "", when: float | None = None) -> bool:

@@ -31,7 +31,7 @@ from urbanrun.engine.core.state import State
 from urbanrun.engine.runs.supervisor import Supervisor
 
 RESCAN_SECONDS = 2.0  # how often the runs folder is listed for runs launched by another urbanrun
-RECORDING_RETRY_SECONDS = 5.0  # a recording the disk refused is tried again this often
+WRITE_RETRY_SECONDS = 5.0  # a write the disk refused (the recording, scratchpad entries) is tried again this often
 
 
 class Engine:
@@ -241,12 +241,12 @@ class Engine:
             self.recorder.write(events)
         except OSError as exc:
             missed = (paused[1] if paused else 0) + len(events)
-            self._recording_paused = (now + RECORDING_RETRY_SECONDS, missed)
+            self._recording_paused = (now + WRITE_RETRY_SECONDS, missed)
             if paused is None:
                 where = self.recorder.path or self.recorder.folder
                 self._pending.append(Notice(ts=now, level="error", text=(
                     f"session recording paused: {where}: {exc.strerror or exc}; urbanrun goes on and tries "
-                    f"again every {RECORDING_RETRY_SECONDS:g} s")))
+                    f"again every {WRITE_RETRY_SECONDS:g} s")))
             return
         if paused is not None:
             self._recording_paused = None
@@ -256,25 +256,24 @@ class Engine:
 
     def _write_autolog_backlog(self, now: float) -> None:
         """Scratchpad entries the disk refused (full, read-only) are kept and tried again every few
-        seconds: said once when the first is refused, and once when they are all written."""
+        seconds (and before any new entry): said once when the first is refused, once when all are in."""
         log = self.autolog
-        if log is None or not log.backlog or now < self._backlog_next:
+        if log is None:
             return
-        try:
-            written = log.write_backlog()
-        except OSError as exc:
-            self._backlog_next = now + RECORDING_RETRY_SECONDS
-            if not self._backlog_said:
-                self._backlog_said = True
-                self._pending.append(Notice(ts=now, level="warning", text=(
-                    f"scratchpad entries not written yet: {exc.filename or log.settings.root}: "
-                    f"{exc.strerror or exc}; they are kept, and written once it can be")))
-            return
-        if self._backlog_said:
+        if log.backlog and now >= self._backlog_next:
+            try:
+                log.write_backlog()
+            except OSError as exc:
+                self._backlog_next = now + WRITE_RETRY_SECONDS
+                if not self._backlog_said:
+                    self._backlog_said = True
+                    self._pending.append(Notice(ts=now, level="warning", text=(
+                        f"scratchpad entries not written yet: {exc.filename or log.settings.root}: "
+                        f"{exc.strerror or exc}; they are kept, and written once it can be")))
+        if self._backlog_said and not log.backlog:
             self._backlog_said = False
             self._pending.append(Notice(ts=now, level="info", text=(
-                f"scratchpad: {written} entr{'y' if written == 1 else 'ies'} written now that "
-                f"{log.settings.root} takes them")))
+                f"scratchpad: the entries kept meanwhile are written, now that {log.settings.root} takes them")))
 
     def _check_disk(self, now: float) -> None:
         status = self.disk.check(now)
