@@ -2,7 +2,8 @@
 path (every line parsed alone into a dict): the same points, the same series, the same bad-line
 count and first error, for any file: torn lines, NaN, null, strings, nested objects, booleans,
 integers past 2**53 and past any float, 1e-300, -0.0, duplicate keys, keys that differ only in
-digits, escaped and unicode keys (and one holding NUL), whitespace variants, CRLF, blank lines, JSON-invalid numbers;
+digits, a value's number moved out of its place (`{1"a": }`, `{"a1": }`, `{"a": }1`), escaped and
+unicode keys (and one holding NUL), whitespace variants, CRLF, blank lines, JSON-invalid numbers;
 read in one piece or in pieces of any size, through parse blocks of any size."""
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def jsonl_files(draw) -> bytes:
     for _ in range(draw(st.integers(0, 60))):
         keys = list(draw(st.sampled_from(layouts)))
         kind = draw(st.sampled_from(["layout"] * 6 + ["odd", "torn", "dup", "swap", "blank", "other", "spaces", "stray",
-                                           "alias"]))
+                                           "alias", "moved"]))
         tokens = [_token(draw(numbers)) for _ in keys]
         if kind == "odd":
             tokens[draw(st.integers(0, len(keys) - 1))] = draw(st.sampled_from(ODD_TOKENS))
@@ -57,13 +58,15 @@ def jsonl_files(draw) -> bytes:
                 i = draw(st.sampled_from(spots))
                 other = draw(st.sampled_from([c for c in "0123456789.-+eE" if c != keys[j][i]]))
                 keys[j] = keys[j][:i] + other + keys[j][i + 1:]
+        elif kind == "moved":  # a value's number out of its place, into a key or around the braces: the same shape
+            tokens[draw(st.integers(0, len(keys) - 1))] = ""
         elif kind == "swap" and len(keys) > 1:
             keys[0], keys[1] = keys[1], keys[0]
         sep = comma if kind != "spaces" else comma + "  "
         line = "{" + sep.join(f"{json.dumps(k, ensure_ascii=ascii_keys)}{colon}{t}" for k, t in zip(keys, tokens)) + "}"
         if kind == "torn":
             line = line[:draw(st.integers(1, len(line) - 1))]
-        elif kind == "stray":  # a number character (or a comma) anywhere: the line's shape stays its layout's
+        elif kind in ("stray", "moved"):  # a number character (or a comma) anywhere: the line's shape stays its layout's
             at = draw(st.integers(0, len(line)))
             line = line[:at] + draw(st.sampled_from(list("0123456789.-+eE,"))) + line[at:]
         elif kind == "blank":
@@ -219,3 +222,16 @@ def test_lines_of_the_layouts_length_that_only_parse_together_are_bad_lines():
     got, fast = _fast(data, [len(lines[0]) + 1])  # the layout is known when the block with the odd lines comes
     assert plain.bad_lines == 4 and len(want) == 8
     assert list(got) == want and (fast.bad_lines, fast.first_error) == (plain.bad_lines, plain.first_error)
+
+
+def test_a_number_out_of_its_values_place_is_a_bad_line_not_a_point():
+    """A line of the layout's shape whose value's number sits before a key, inside one, or after
+    the closing brace is not JSON: each is a bad line, as parsed alone, not a point with that number."""
+    good = b'{"a": 1, "step": 2}\n'
+    for bad in (b'{"a1": , "step": 2}\n', b'{1"a": , "step": 2}\n', b'{"a": 1, "step": }3\n',
+                b'7{"a": , "step": 2}\n', b'{"a": 1, 3"step": }\n', b'{"a" 5: , "step": 2}\n'):
+        data = good * 3 + bad + good
+        want, plain = _plain(data)
+        got, fast = _fast(data, [len(good)])  # the layout is known when the bad line comes
+        assert list(got) == want and len(want) == 4, bad
+        assert (fast.bad_lines, fast.first_error) == (plain.bad_lines, plain.first_error) == (1, plain.first_error), bad
