@@ -3,6 +3,8 @@ invisible or said too often, each with the test that failed before its fix."""
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import given, settings, strategies as st
 from rich.cells import cell_len
 
@@ -225,4 +227,28 @@ async def test_the_queue_memory_field_takes_text_only_while_queue_is_ticked(work
         await pilot.press("enter")  # ticked, the field is read: refused with its sentence
         await pilot.pause(0.3)
         assert app.screen is form and not engine.state.runs
+    engine.close()
+
+
+async def test_a_finished_runs_curve_shows_once_its_files_are_read_not_a_plot_period_later(workspace, monkeypatch):
+    """Selecting (or marking) a run from history drew the plot before its files were read: the plot
+    showed the other runs only (or 'no metrics yet') until the next plot period, though its points
+    came with the next poll."""
+    import urbanrun.tui.app as app_module
+    from urbanrun.tui.loss_pane import LossPane
+    from urbanrun.tui.runs_table import RunsTable
+    from conftest import cli
+
+    run_id = json.loads(cli("launch", "cones", "--set", "epochs=1", "--set", "cones=8", "--json", cwd=workspace,
+                            check=True).stdout)["id"]
+    cli("wait", run_id, cwd=workspace, timeout=300, check=True)
+    monkeypatch.setattr(app_module, "PLOT_SECONDS", 3600.0)  # only news redraws the plot: the period never comes
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    async with app.run_test(size=(100, 30)) as pilot:
+        loss = app.query_one(LossPane)
+        await wait_until(pilot, lambda: app.query_one(RunsTable).selected == run_id
+                         and app.state.runs[run_id].metrics)  # read once selected
+        await wait_until(pilot, lambda: len(loss._xs) > 0 and run_id not in loss.without_points,
+                         shown=lambda: (loss.empty_reason, loss.without_points))
     engine.close()

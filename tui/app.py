@@ -290,9 +290,12 @@ class UrbanrunApp(App):
     def _show_events(self, events: list[Event]) -> None:
         table = self.query_one(RunsTable)
         shown = {table.selected, *table.marked}
+        waiting = self.query_one(LossPane).without_points  # shown, drawn before their points were read
         for e in events:
             if isinstance(e, (MetricPoints, RunChanged)) and e.run_id in shown:
                 self._plot_dirty = True
+            if isinstance(e, MetricPoints) and e.run_id in waiting:
+                self._plot_forced = True  # its first points: the plot said it had none
             if isinstance(e, Notice) and e.level in ("warning", "error"):
                 self.notify(e.text, severity="error" if e.level == "error" else "warning", timeout=8)
         self.redraw(force_plot=self._plot_forced)

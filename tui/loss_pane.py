@@ -107,6 +107,7 @@ class LossPane(PlotextPlot):
         self.cursor: float | None = None  # x of the cursor, in the plot's units
         self.empty_reason = "no run selected"
         self.footer: list[Text] = []
+        self.without_points: set[str] = set()
         self._panels: list[tuple[str, list[Curve]]] = []
         self._xs: np.ndarray | tuple = ()  # every shown x (plot units), sorted: where the cursor can stop
         self._source: tuple[State, list[str]] | None = None
@@ -139,6 +140,9 @@ class LossPane(PlotextPlot):
         `size`: the pane's (width, height) when it is not mounted (tests, benches)."""
         self._source = (state, list(run_ids))
         self._size_hint = size
+        # runs drawn before any point of theirs was read (a finished run's files are read once it is
+        # selected): their first points redraw at once, not a PLOT_SECONDS later (see app._show_events)
+        self.without_points = {i for i in run_ids if i in state.runs and not state.runs[i].metrics}
         calls: list = []
         plt = _Recording(self.plt, calls)
         plt.clear_data()
