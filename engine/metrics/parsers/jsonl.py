@@ -11,8 +11,8 @@ Then a run of lines of a known shape is checked to hold the layout's keys as its
 wrote them, and its structure in their places (the shape leaves only number characters to
 compare, found by the quotes' places: none may sit outside a value), its values alone are
 parsed by one orjson call and packed into one float64 array (each of their characters is a
-number's, so each is a number): a block of columns, no dict or key string made per point. A line of any other shape (torn, blank, NaN, strings, nested, other keys) is
-found by its shape's length and parsed alone, with json as the fallback, so one bad line costs
+number's, so each is a number): a block of columns, no dict or key string made per point. A
+line of any other shape (torn, blank, NaN, strings, nested, other keys) is found by its shape's length and parsed alone, with json as the fallback, so one bad line costs
 one line; a run that still fails (`01`, `1e999`, keys that differ only in digits) is parsed line
 by line. Both paths give the same points.
 """
