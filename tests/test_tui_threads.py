@@ -236,3 +236,41 @@ async def test_polls_run_in_one_poll_thread_that_ends_with_the_app(workspace):
     polled_in[0].join(timeout=10)
     assert not polled_in[0].is_alive()
     engine.close()
+
+
+async def test_an_app_that_dies_during_a_poll_ends_after_that_poll(workspace):
+    """An app that dies on an error (here: a handler's bug) while a poll is in flight: run() returns
+    only once that poll is over, so the engine, closed then (tui/main.py), is never closed under
+    a poll (the poll thread outlived the app: the poll went on reading closed files and reopened
+    the session recording after close)."""
+    import threading
+
+    import pytest
+
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+    hold, in_poll, finished = threading.Event(), threading.Event(), threading.Event()
+    real_poll = engine.poll
+
+    def poll(*args, **kwargs):
+        if not hold.is_set() or in_poll.is_set():
+            return real_poll(*args, **kwargs)
+        in_poll.set()
+        threading.Event().wait(3)  # a slow poll (a hung file system): the app dies meanwhile
+        events = real_poll(*args, **kwargs)
+        finished.set()
+        return events
+
+    engine.poll = poll
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+
+    def bug() -> None:
+        raise RuntimeError("a handler's bug")
+
+    with pytest.raises(RuntimeError, match="a handler's bug"):
+        async with app.run_test(size=(80, 24)) as pilot:
+            hold.set()
+            await wait_until(pilot, in_poll.is_set)
+            app.call_later(bug)
+            await wait_until(pilot, lambda: not app.is_running, seconds=20)
+    assert finished.is_set()  # the app ended after its poll, not under it
+    engine.close()

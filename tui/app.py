@@ -136,6 +136,7 @@ class UrbanrunApp(App):
         self._pad_on_exit: str | None = None  # None, "saving" (a worker), then "done"
         self._poll_timer = None
         self._poll_wake = threading.Event()  # the timer wakes the poll thread (see _poll_loop)
+        self._poll_thread: threading.Thread | None = None
         self._after_poll: list = []  # UI work that needs the state, deferred while a poll holds it
         self._plot_forced = False
         self._follow_wanted: str | None = None
@@ -211,7 +212,8 @@ class UrbanrunApp(App):
         if self.headless_summary:
             self.call_after_refresh(self._replay_to_end)
             return
-        threading.Thread(target=self._poll_loop, name="urbanrun-poll", daemon=True).start()
+        self._poll_thread = threading.Thread(target=self._poll_loop, name="urbanrun-poll", daemon=True)
+        self._poll_thread.start()
         self._poll_timer = self.set_interval(POLL_SECONDS, self._tick)
         self._tick()
         if self.demo and not self.read_only:
@@ -239,6 +241,14 @@ class UrbanrunApp(App):
             if woken:  # a tick asked for it (exit stops the timer: a poll asked before still runs)
                 self._poll_wake.clear()
                 self._poll()
+
+    def on_unmount(self) -> None:
+        """The app is going (quit, or died on an error): the poll thread ends first, and a poll in
+        flight finishes, so run() returns only then and the engine is never closed under a poll.
+        (exit() already waits for that poll; an app that dies does not.) Its message is dropped."""
+        if self._poll_thread is not None:
+            self._poll_wake.set()  # it sees the app is not running, and ends
+            self._poll_thread.join()
 
     def _poll(self) -> None:
         try:
