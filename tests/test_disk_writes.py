@@ -395,6 +395,34 @@ def test_auto_logged_entries_refused_by_a_full_disk_are_kept_and_written_once_it
         engine.close()
 
 
+def test_auto_logged_entries_the_disk_still_refuses_when_urbanrun_ends_are_said_with_their_text(workspace, mount):
+    """Entries kept for a full disk lived only in the engine: quitting before the disk had room
+    dropped them without a word. close() tries them once more, and says those still refused with
+    their text, which urbanrun prints as it ends."""
+    from urbanrun.engine.core.config import load_config
+    from urbanrun.engine.session.loop import Engine
+
+    pad = mount(size="64k")
+    use_scratchpad(workspace, pad)
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None, host=False)
+    try:
+        filler = fill(pad)
+        record = engine.launch("exit_after", values={"seconds": 0.1})
+        assert len(engine.autolog.backlog) == 1
+    finally:
+        said = engine.close()
+    assert said.startswith(f"1 scratchpad entry was not written ({pad}") and "No space left on device" in said, said
+    assert f"launched {record.id}" in said
+    os.unlink(filler)
+    # with room again, the kept entry is written at close, and nothing is said
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None, host=False)
+    filler = fill(pad)
+    second = engine.launch("exit_after", values={"seconds": 0.1})
+    os.unlink(filler)
+    assert engine.close() is None
+    assert f"launched {second.id}" in next(pad.glob("*/*.md")).read_text()
+
+
 def test_a_folder_where_urbanrun_writes_a_file_is_named(workspace, monkeypatch):
     """A folder in the place of the launch queue's ledger or lock, or of today's notes: the sentence
     said 'cannot prepare the run in RUNS: Is a directory' (which of the folder's files?), and for the

@@ -34,12 +34,15 @@ def run_tui(config: Config, runs_dir: Path, *, demo: bool = False, replay: str |
         raise UserError("--headless and --screenshot need --replay SESSION.jsonl (a file from runs/sessions/).")
     engine = Engine(config, runs_dir)
     app = make_app(engine, demo=demo)
+    left = None
     try:
         app.run()
     finally:
-        engine.close()
+        left = engine.close()
     if app.quit_message:
         print(app.quit_message, file=sys.stderr if app.return_code else sys.stdout)
+    if left:
+        print(f"urbanrun: {left}", file=sys.stderr)
     return app.return_code or 0  # non-zero when the app died on an error (its traceback is kept)
 
 

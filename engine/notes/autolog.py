@@ -62,6 +62,21 @@ class AutoLog:
             written += 1
         return written
 
+    def left_unwritten(self) -> str | None:
+        """At a session's end: the refused entries, written if the disk takes them now; else a
+        sentence with their text (secrets masked), so that they are not dropped without a word."""
+        if not self.backlog:
+            return None
+        try:
+            self.write_backlog()
+            return None
+        except OSError as exc:
+            where, why = exc.filename or self.settings.root, exc.strerror or exc
+        n = len(self.backlog)
+        texts = "\n\n".join(redact.text(text).rstrip("\n") for _, text, _, _ in self.backlog)
+        return f"{n} scratchpad {'entry was' if n == 1 else 'entries were'} not written ({where}: {why}); " \
+               f"{'it was' if n == 1 else 'they were'}:\n\n{texts}"
+
     def _write(self, kind: str, run_id: str, heading: str, body: str = "", when: float | None = None) -> bool:
         if self.settings is None or kind not in self.settings.log:
             return False

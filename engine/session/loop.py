@@ -389,11 +389,14 @@ class Engine:
         self.state.apply_all(extra)
         return extra
 
-    def close(self) -> None:
+    def close(self) -> str | None:
+        """Close the files; returns a sentence for what could not be kept (scratchpad entries the
+        disk still refuses, with their text), for urbanrun to print as it ends, or None."""
         for sources in self._sources.values():
             sources.close()
         if self.recorder is not None:
             self.recorder.close()
+        return self.autolog.left_unwritten() if self.autolog is not None else None
 
     def _scan(self, now: float) -> None:
         """Pick up runs this engine has not seen: history at start, runs other urbanruns launch,
