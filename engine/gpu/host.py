@@ -61,7 +61,7 @@ def pid_map(trees: dict[str, list[psutil.Process]]) -> dict[int, str]:
 
 
 class HostSampler:
-    """Samples every `interval`. The process table is walked (every process's /proc entry read) only
+    """Samples every `interval`. The process table is walked (every process's entry read) only
     every `tree_interval`, or at the next sample after a tree changed: a member ended or moved to
     another parent, the runs are not the same, or a GPU process appeared that the last walk did not
     see (note_gpu_pids). In between, each run's known members are sampled (a process a run starts
