@@ -8,13 +8,14 @@ only in the characters of their numbers. A line's *shape* is the line without th
 (0-9 . - + e E): one bytes.translate for a whole block. A line that parses alone as a flat object
 of finite numbers, whose every quote belongs to a key, teaches its shape's *layout* (its keys).
 Then a run of lines of a known shape is checked to hold the layout's keys as its first line
-wrote them, and its structure in their places (the shape leaves only number characters to
-compare, found by the quotes' places: none may sit outside a value), its values alone are
+wrote them and a number where each value starts (the shape leaves only number characters to
+compare: found by the quotes' places, none may sit outside a value); its values alone are
 parsed by one orjson call and packed into one float64 array (each of their characters is a
 number's, so each is a number): a block of columns, no dict or key string made per point. A
-line of any other shape (torn, blank, NaN, strings, nested, other keys) is found by its shape's length and parsed alone, with json as the fallback, so one bad line costs
-one line; a run that still fails (`01`, `1e999`, keys that differ only in digits) is parsed line
-by line. Both paths give the same points.
+line of any other shape (torn, blank, NaN, strings, nested, other keys) is found by its shape's
+length and parsed alone, with json as the fallback, so one bad line costs one line; a run that
+still fails (`01`, `1e999`, keys that differ only in digits) is parsed line by line. Both paths
+give the same points.
 """
 
 from __future__ import annotations
@@ -211,62 +212,58 @@ class JsonlParser:
 # keys compared as one string).
 VALUES_ONLY = bytes(c if c in NUMBER_CHARS or c == ord(",") else ord(",") if c == NEWLINE else ord(" ")
                     for c in range(256))
-QUOTE, SPACE, COLON, COMMA, BRACE = ord('"'), ord(" "), ord(":"), ord(","), ord("}")
+QUOTE, SPACE = ord('"'), ord(" ")
+MINUS = ord("-")  # a JSON number starts with - or a digit: a byte from MINUS to MINUS + 12 but . and /
 
 
 class _Layout:
-    """The keys of a line shape, in order, as its first line wrote them, and the places (after a
-    key's opening quote) of the characters a line of its shape must hold there. A line of the
-    same shape can still hold number characters outside its values (`{1"a": }`, `{"a1": }`,
-    `{"a": }1`): then its structure is not in its places (each key's closing quote, each colon,
-    comma and closing brace, the newline before it), and its keys' own number characters must be
-    the layout's, in theirs (`"step"` and `"st3p"` have one shape)."""
+    """The keys of a line shape, in order, as its first line wrote them, and two sets of places in a
+    line of its shape. (1) After each key's opening quote, the characters of its key that the
+    values' text keeps (number characters, commas): they must be the layout's (`"step"` and
+    `"st3p"` have one shape), and are blanked. (2) After each key's closing quote, where its
+    value's first character is: it must start a number. A line of the layout's shape with a number
+    outside its values (`{1"a": }`, `{"a1": }`, `{"a": }1`) has a value place without one (the
+    number it moved holds the only digits), or the value has company in its stretch of the
+    values' text, between two commas, which fails orjson's parse."""
 
-    __slots__ = ("names", "columns", "offsets", "expected", "kept")
+    __slots__ = ("names", "kept_key", "kept_offset", "kept_bytes", "value_offset")
 
     def __init__(self, names: tuple[str, ...], raw: bytes):
         self.names = names
-        quotes = [i for i, c in enumerate(raw) if c == QUOTE]  # each key's opening and closing quote
+        quotes = [i for i, c in enumerate(raw) if c == QUOTE]  # every quote is a key's (_teaches_layout)
         opening, closing = quotes[0::2], quotes[1::2]
-        k = len(opening)
-        # (column, offset, byte): the byte at opening quote `column` + offset; column k is the next
-        # line's first opening quote (past the end: where a line after the last would have it)
-        kept = [(j, i, raw[i]) for j, (o, c) in enumerate(zip(opening, closing)) for i in range(o + 1, c)
-                if VALUES_ONLY[raw[i]] != SPACE]  # the keys' number characters and commas
-        # a valid line has only whitespace before its brace, between a key's closing quote and its
-        # colon, between a comma and the next key's quote, and after the closing brace
-        structure = ([(0, -1, NEWLINE)] + [(j, c, QUOTE) for j, c in enumerate(closing)]
-                     + [(j, raw.index(b":", c), COLON) for j, c in enumerate(closing)]
-                     + [(j, raw.rindex(b",", 0, o), COMMA) for j, o in enumerate(opening[1:], 1)]
-                     + [(k, raw.rindex(b"}"), BRACE)])
-        places = kept + structure
-        self.columns = np.array([j for j, _, _ in places], np.intp)
-        start_of_next = len(raw) + 1 + opening[0]  # column k's quote, in this line's places
-        self.offsets = np.array([i - (opening[j] if j < k else start_of_next) for j, i, _ in places], np.intp)
-        self.expected = np.array([c for _, _, c in places], np.uint8)
-        self.kept = len(kept)  # the first places: blanked in the values' text
+        kept = [(j, i - o, raw[i]) for j, (o, c) in enumerate(zip(opening, closing)) for i in range(o + 1, c)
+                if VALUES_ONLY[raw[i]] != SPACE]
+        self.kept_key = np.array([j for j, _, _ in kept], np.intp)  # the key a kept character is in,
+        self.kept_offset = np.array([i for _, i, _ in kept], np.intp)  # its place after the opening quote,
+        self.kept_bytes = np.array([c for _, _, c in kept], np.uint8)  # and the character
+        # each value's first character, after its key's closing quote: past the colon and the spaces
+        self.value_offset = np.array([_value_start(raw, c) - c for c in closing], np.intp)
+
+
+def _value_start(raw: bytes, closing: int) -> int:
+    after = raw[raw.index(b":", closing) + 1:]
+    return len(raw) - len(after.lstrip())
 
 
 def _numbers(lines: bytes, layout: _Layout, n: int) -> np.ndarray | None:
     """n lines of the layout's shape (each ending in a newline) as an n x len(keys) array of their
     values; None unless every line holds the layout's keys exactly as its first line wrote them, in
-    order, each with a JSON number. The shape leaves the number characters unchecked: the line's
-    structure and its keys' own number characters must be in the layout's places (so none sits
-    outside a value), and a value not a number fails orjson's parse."""
+    order, each with a JSON number in its place. The shape leaves the number characters unchecked:
+    the keys' own are compared in their places, each value must start in its place, and the
+    values' text must parse as one number between each two commas (nothing else kept)."""
     k = len(layout.names)
     chars = np.frombuffer(lines, np.uint8)
-    opening = np.flatnonzero(chars == QUOTE)[0::2].reshape(n, k)  # the shape's quotes: 2k a line, keys' all
-    # each line's quotes and the next line's first one (a line's first place is the newline before it:
-    # for the first line, index -1, the block's last newline)
-    starts = np.empty((n, k + 1), np.intp)
-    starts[:, :k] = opening
-    starts[:-1, k] = opening[1:, 0]
-    starts[-1, k] = len(lines) + opening[0, 0]  # where a line after the last would have it, if the first's is in place
-    places = starts[:, layout.columns] + layout.offsets
-    if not np.array_equal(chars[places], np.broadcast_to(layout.expected, places.shape)):
+    quotes = np.flatnonzero(chars == QUOTE).reshape(n, k, 2)  # the shape's quotes: 2k a line, keys' all
+    # each value's first byte, as uint8 - MINUS: an empty value's place holds `,` `}` or a space (below 0:
+    # wrapped above 12); `.` or `/` there would fail orjson's parse (no number starts so) or the shape
+    if not (chars[quotes[:, :, 1] + layout.value_offset] - np.uint8(MINUS) <= 12).all():
+        return None
+    places = quotes[:, layout.kept_key, 0] + layout.kept_offset
+    if not np.array_equal(chars[places], np.broadcast_to(layout.kept_bytes, places.shape)):
         return None
     text = bytearray(lines.translate(VALUES_ONLY))
-    np.frombuffer(text, np.uint8)[places[:, :layout.kept]] = SPACE
+    np.frombuffer(text, np.uint8)[places] = SPACE
     try:  # a last element (0) closes the array; one copy, one parse
         flat = orjson.loads(b"".join((b"[", text, b"0]")))
     except orjson.JSONDecodeError:
