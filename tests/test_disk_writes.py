@@ -443,3 +443,23 @@ def test_a_folder_where_urbanrun_writes_a_file_is_named(workspace, monkeypatch):
     notes_folder.mkdir(parents=True)
     proc = cli("scratchpad", "log", "hello", cwd=workspace)
     assert proc.returncode == 2 and f"{notes_folder} is a folder where urbanrun writes a file" in proc.stderr, proc
+
+
+def test_a_queued_launch_the_disk_stops_leaves_no_place_in_the_queue(workspace, mount, monkeypatch):
+    """The queue's ledger took the run's place, then the disk refused the run's start: the run folder
+    was removed, its place stayed (counted in every other run's position until a gate dropped it),
+    under a sentence saying nothing of the attempt was left behind."""
+    import json
+
+    monkeypatch.setenv("URBANRUN_GPU_RECORDING", str(Path(__file__).parent / "fixtures" / "gpus" / "a100_8gpu.jsonl"))
+    for pages in range(1, 5):  # the ledger written, then the run's own writes refused
+        runs = mount(size="64k")
+        leave_free(runs, pages * 4096)
+        proc = cli("launch", "long_sleep", "--queue", "--mem", "1", "--runs-dir", str(runs), "--json", cwd=workspace)
+        if proc.returncode == 0:
+            cli("kill", json.loads(proc.stdout)["id"], "--force", "--runs-dir", str(runs), cwd=workspace)
+            continue
+        assert "No space left on device" in proc.stdout, proc
+        ledger = runs / "queue.json"
+        assert not ledger.exists() or json.loads(ledger.read_text())["waiting"] == [], (pages, ledger.read_text())
+        assert [p for p in os.listdir(runs) if p not in ("queue.json", ".queue.lock")] == []

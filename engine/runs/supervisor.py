@@ -137,7 +137,19 @@ class Supervisor:
             if record.pid is not None or record.job_id:
                 raise  # something started: its folder is its record
             self.store.discard(record.id)
+            if queue_request is not None:
+                self._unqueue(record.id)
             raise storage_error(exc, self.store.root, "prepare the run") from None
+
+    def _unqueue(self, run_id: str) -> None:
+        """Take a run whose launch failed out of the queue's ledger: its place would stand (and count
+        in every other run's position) until a gate's look dropped it. The disk that refused the
+        launch may refuse this too (the next look drops it then)."""
+        try:
+            with queue.locked(self.store.root) as ledger:
+                queue.remove(ledger, run_id)
+        except (OSError, UserError):
+            pass
 
     def _slurm_job(self, record: RunRecord, run_dir: Path, argv: list[str], env_overrides: dict[str, str],
                    opts: dict) -> tuple[str, dict[str, str], Path]:
