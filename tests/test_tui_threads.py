@@ -17,8 +17,16 @@ from test_tui import wait_until
 
 
 def _states() -> list[State]:
+    """Every State in the process, those a started app froze out of collections too (tui/collector.py:
+    frozen objects are in no generation that get_objects lists)."""
     gc.collect()
-    return [o for o in gc.get_objects() if isinstance(o, State)]
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()
+    try:
+        return [o for o in gc.get_objects() if isinstance(o, State)]
+    finally:
+        if frozen:
+            gc.freeze()
 
 
 async def test_one_state_for_the_session(workspace):
@@ -273,4 +281,24 @@ async def test_an_app_that_dies_during_a_poll_ends_after_that_poll(workspace):
             app.call_later(bug)
             await wait_until(pilot, lambda: not app.is_running, seconds=20)
     assert finished.is_set()  # the app ended after its poll, not under it
+
+
+async def test_a_started_app_is_left_out_of_later_garbage_collections(workspace, monkeypatch):
+    """A full collection walked every object of the process (100-400 ms while runs were watched):
+    once the panes are mounted, the app's objects are frozen out of every later collection, and the
+    young generation is collected less often (tui/collector.py); the app then works as before."""
+    from urbanrun.tui import collector
+
+    monkeypatch.setattr(collector, "_settled", False)  # once per process: another test's app may have come first
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_until(pilot, lambda: app._panes_mounted)
+        table = app.query_one(RunsTable)
+        assert not any(o is table for o in gc.get_objects())  # frozen: in no generation a collection walks
+        assert gc.get_freeze_count() > 10_000 and gc.get_threshold()[0] >= collector.YOUNG
+        record = engine.launch("exit_after", values={"code": 0, "seconds": 0.2})
+        await wait_until(pilot, lambda: table.row_count == 1)
+        await wait_until(pilot, lambda: engine.state.runs[record.id].status == "exited")
+        await pilot.press("q")
     engine.close()

@@ -28,7 +28,7 @@ from urbanrun.engine.core.events import Event, MetricPoints, Notice, RunChanged
 from urbanrun.engine.notes import scratchpad
 from urbanrun.engine.core.state import State
 
-from . import focus
+from . import collector, focus
 from .contained import contain_panes, feed
 from .error_report import ErrorReport
 from .dialogs import ConfirmKill, HelpScreen, PromptScreen, RemedyScreen, SummaryScreen
@@ -192,6 +192,7 @@ class UrbanrunApp(App):
             await holder.mount(pane)
             contain_panes(holder)  # not self.screen: a dialog may be the screen by now
         self._panes_mounted = True
+        collector.settle()  # the objects of a started app left out of later collections
         active = self.query_one(TabbedContent).active
         if active != "main":  # a tab chosen before its pane came: draw it and focus its main widget
             self.redraw()
