@@ -301,6 +301,7 @@ async def test_the_tui_queues_reorders_and_cancels(workspace, gpu_machine):
             form.query_one("#recipe").value = "gpu_job"
             await pilot.pause(0.3)
             form.query_one("#queue").value = True
+            await wait_until(pilot, lambda: not form.query_one("#queue-mem").disabled)  # ticking queue enables it
             form.query_one("#queue-mem").value = "abc"
             form.action_launch()  # refused: the field is named and focused
             await pilot.pause(0.2)
