@@ -252,3 +252,29 @@ async def test_a_finished_runs_curve_shows_once_its_files_are_read_not_a_plot_pe
         await wait_until(pilot, lambda: len(loss._xs) > 0 and run_id not in loss.without_points,
                          shown=lambda: (loss.empty_reason, loss.without_points))
     engine.close()
+
+
+async def test_scrolling_the_log_up_says_paused_at_once(workspace, monkeypatch):
+    """Scrolling the log up pauses following; the line under it said 'following' until the next
+    frame redrew it (FRAME_SECONDS), and 'paused' as long after f."""
+    import urbanrun.tui.app as app_module
+    from urbanrun.tui.log_pane import LogPane
+
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    async with app.run_test(size=(100, 30)) as pilot:
+        run = engine.launch("exit_after", values={"code": 0, "seconds": 0.1})
+        log, status = app.query_one(LogPane), app.query_one(LogStatus)
+        await wait_until(pilot, lambda: run.id in app.state.runs and app.state.runs[run.id].status == "exited"
+                         and log.texts and "following" in str(status.render()))
+        monkeypatch.setattr(app_module, "FRAME_SECONDS", 3600.0)  # no frame redraws the line from here on
+        log.focus()
+        await pilot.press("home")  # (↑ moves the runs table from anywhere on the runs view)
+        await wait_until(pilot, lambda: not log.following)
+        await pilot.pause()
+        assert str(status.render()).endswith("paused (f to follow)"), str(status.render())
+        await pilot.press("f")
+        await wait_until(pilot, lambda: log.following)
+        await pilot.pause()
+        assert str(status.render()).endswith("following"), str(status.render())
+    engine.close()

@@ -828,6 +828,9 @@ class UrbanrunApp(App):
         box.display = True
         box.focus()
 
+    def on_log_pane_follow_changed(self, event: LogPane.FollowChanged) -> None:
+        self.query_one(LogStatus).set_following(event.following)
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "search":
             self.note(self.query_one(LogPane).search(event.value))

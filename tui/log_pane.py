@@ -7,6 +7,7 @@ import re
 
 from rich.text import Text
 from textual.geometry import Size
+from textual.message import Message
 from textual.reactive import Reactive
 from textual.widgets import RichLog
 
@@ -26,6 +27,16 @@ class LogPane(RichLog):
 
     def watch_virtual_size(self, size: Size) -> None:
         self._scroll_update(size)
+
+    class FollowChanged(Message):
+        """Following was paused or resumed: the status line says it now, not at the next frame."""
+
+        def __init__(self, following: bool) -> None:
+            super().__init__()
+            self.following = following
+
+    def watch_auto_scroll(self, following: bool) -> None:
+        self.post_message(self.FollowChanged(following))
 
     def __init__(self, **kwargs):
         super().__init__(max_lines=5000, wrap=True, min_width=20, highlight=False, markup=False, auto_scroll=True,

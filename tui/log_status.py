@@ -51,6 +51,10 @@ class LogStatus(QuietStatic):
         self.parts = (note, progress, following)
         self._refit()
 
+    def set_following(self, following: bool) -> None:
+        if self.parts[2] is not None:  # a run is shown: its log's follow state
+            self.show(self.parts[0], self.parts[1], following)
+
     def _refit(self) -> None:
         self.update(fit_status(*self.parts, self.content_size.width))
 
