@@ -133,13 +133,11 @@ async def test_a_bar_relayouts_the_screen_only_when_its_size_changes(workspace):
         await app.screen.mount(probe, before=0)
         await pilot.pause(0.2)
         assert _layouts_asked(probe, "step 1 · time 0:01\nloss 0.5") == [False, True]
-        await pilot.pause(0.2)
-        assert probe.size.height == 2
+        await wait_until(pilot, lambda: probe.size.height == 2)
         # other text in as many lines: repainted alone; a line more: the screen relayouts
         assert _layouts_asked(probe, "step 2 · time 0:03\nloss 0.25") == [False]
         assert _layouts_asked(probe, "step 3 · time 0:05\nloss 0.125\nrunning-healthy") == [False, True]
-        await pilot.pause(0.2)
-        assert probe.size.height == 3
+        await wait_until(pilot, lambda: probe.size.height == 3)
         await pilot.press("q")
     engine.close()
 

@@ -279,6 +279,7 @@ class LaunchForm(ModalScreen):
         if not self.query_one("#queue", Checkbox).value:
             return None
         field = self.query_one("#queue-mem", Input)
+        field.disabled = False  # ticked: the field counts (its Changed message may not be handled yet)
         text = field.value.strip()
         if not text:
             return {}
