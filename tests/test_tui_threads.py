@@ -302,3 +302,28 @@ async def test_a_started_app_is_left_out_of_later_garbage_collections(workspace,
         await wait_until(pilot, lambda: engine.state.runs[record.id].status == "exited")
         await pilot.press("q")
     engine.close()
+
+
+async def test_a_bug_in_a_poll_does_not_stop_polling(workspace):
+    """An exception in the poll thread outside the source's own call (here: the summary step) is
+    shown and the next polls still run: the thread answered nothing, so _polling stayed set, no poll
+    was asked again (the screen froze silently) and q waited for that poll for ever."""
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None)
+    app = make_app(engine, scratchpad_dir=workspace / "pad")
+    polls, real_poll, real_summary = [], engine.poll, app._summary_of
+
+    def poll(*args, **kwargs):
+        polls.append(1)
+        return real_poll(*args, **kwargs)
+
+    def summary_of(run_id, events):
+        if len(polls) == 1:
+            raise RuntimeError("a bug in the summary step")
+        return real_summary(run_id, events)
+
+    engine.poll, app._summary_of = poll, summary_of
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: len(polls) >= 3, seconds=30, shown=lambda: f"{len(polls)} polls")
+        assert any("a bug in the summary step" in str(n.message) for n in app._notifications)
+        app.exit()
+    engine.close()

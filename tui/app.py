@@ -252,15 +252,18 @@ class UrbanrunApp(App):
             self._poll_thread.join()
 
     def _poll(self) -> None:
+        events: list[Event] = []
+        summary = None
         try:
             wanted = self._follow_wanted
             if wanted and hasattr(self.source, "follow"):
                 self.source.follow(wanted)  # here, not on the UI thread: it may wait for the engine's lock
             events = self.source.poll()
-        except Exception as exc:  # a source failure must not kill the UI: show it and keep polling
-            events = [Notice(ts=time.time(), level="error", text=f"polling failed: {exc}")]
-        summary = self._summary_of(self._summary_wanted, events)
-        self.post_message(Polled(events, summary))  # a message, not call_from_thread: dropped if the app is gone
+            summary = self._summary_of(self._summary_wanted, events)
+        except Exception as exc:  # a source failure (or a bug here) must not kill the UI: show it, keep polling
+            events = [*events, Notice(ts=time.time(), level="error", text=f"polling failed: {exc}")]
+        finally:  # always answered: the answer clears _polling, so polling goes on and q never waits for it
+            self.post_message(Polled(events, summary))  # a message, not call_from_thread: dropped if the app is gone
 
     def _summary_of(self, run_id: str | None, events: list[Event]) -> dict | None:
         """In the poll thread: the selected run's summary by the engine's one function (the source's
