@@ -262,3 +262,22 @@ def test_kill_of_leftovers_whose_record_cannot_be_written_says_so(workspace):
     finally:
         subprocess.run(["chattr", "-i", run["run_dir"]], capture_output=True)
         _cleanup(left)
+
+
+def test_free_space_hovering_at_the_line_is_not_a_status_every_check(mount):
+    """Full under 64 KiB free, room again only from 256 KiB: a disk that hovers around the line (a run
+    writing as another file is deleted) gave 'full' and 'room again' at every 5 s check."""
+    from urbanrun.engine.session.disk_space import FULL_BYTES, ROOM_FACTOR, DiskSpace
+
+    runs = mount("1m")
+    filler = fill(runs)
+    disk = DiskSpace(runs, interval=0)
+    assert disk.check(0)["full"] is True
+    size = os.path.getsize(filler)
+    for free in (FULL_BYTES + 8192, 2 * FULL_BYTES, ROOM_FACTOR * FULL_BYTES - 8192):
+        os.truncate(filler, size - free)
+        assert disk.check(0) is None, f"{free} bytes freed"  # still full: no 'room again' yet
+    os.truncate(filler, size - ROOM_FACTOR * FULL_BYTES - 65536)
+    assert disk.check(0)["full"] is False
+    os.truncate(filler, size - FULL_BYTES - 65536)  # fills a little again, above the line: no status
+    assert disk.check(0) is None

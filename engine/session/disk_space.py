@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 FULL_BYTES = 64 * 1024  # under this, a record, an exit status or a log line may no longer fit
+ROOM_FACTOR = 4  # room again only at 4x that: free space hovering at the line is not a status every check
 CHECK_SECONDS = 5.0
 
 
@@ -32,7 +33,7 @@ class DiskSpace:
             free = shutil.disk_usage(_existing(self.folder)).free
         except OSError:
             return None
-        full = free < self.full_bytes
+        full = free < self.full_bytes * (ROOM_FACTOR if self.full else 1)
         if full == self.full:
             return None
         self.full = full
