@@ -135,7 +135,7 @@ def test_follow_streams_say_a_file_deleted_replaced_or_unreadable(workspace):
         logs.until(lambda d: "lines" in d, "the first lines")
         replace_file(jsonl, '{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n')
         said = metrics.until(lambda line: notice_of(line, "file_replaced"), "the replacement's notice")
-        assert said["notice"]["path"] == str(jsonl) and said["notice"]["level"] == "info"
+        assert said["notice"]["path"] == str(jsonl) and said["notice"]["level"] == "info" and said["run"] == run_id
         assert "replaced" in said["notice"]["message"] and str(jsonl) in said["notice"]["message"]
         assert metrics.until(lambda line: "point" in line, "the new file's points")["point"]["step"] == 1
         told = events.until(lambda e: e["event"] == "notice", "the events' notice")

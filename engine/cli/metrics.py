@@ -120,7 +120,8 @@ def follow(sources: list[MetricSource], as_json: bool, interval: float = 0.5, ru
                 known = {str(s.path) for s in sources}
                 sources += [s for s in run_sources(store, record) if str(s.path) not in known]
                 next_glob = time.monotonic() + GLOB_SECONDS
-            _print_points(sources, as_json)  # after the look: what the run wrote before it ended is in
+            # after the look: what the run wrote before it ended is in
+            _print_points(sources, as_json, record.id if record is not None else None)
             if record is not None and not record.active:
                 return 0 if record.ended_cleanly else 1
             time.sleep(interval)
@@ -128,7 +129,7 @@ def follow(sources: list[MetricSource], as_json: bool, interval: float = 0.5, ru
         return 0
 
 
-def _print_points(sources: list[MetricSource], as_json: bool) -> None:
+def _print_points(sources: list[MetricSource], as_json: bool, run_id: str | None = None) -> None:
     for source in sources:
         points, _ = source.poll()
         for point in points:
@@ -138,5 +139,5 @@ def _print_points(sources: list[MetricSource], as_json: bool) -> None:
                 values = " ".join(f"{k}={_fmt(v)}" for k, v in point.items() if k != "time")
                 print(f"[{source.path.name}] {values}")
         if source.follower is not None:  # after its points: the file deleted, replaced, rewritten, unreadable
-            say_notices(source.follower, as_json)
+            say_notices(source.follower, as_json, run_id)  # a run's notices name it, as logs' and events' do
     sys.stdout.flush()
