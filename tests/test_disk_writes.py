@@ -463,3 +463,57 @@ def test_a_queued_launch_the_disk_stops_leaves_no_place_in_the_queue(workspace, 
         ledger = runs / "queue.json"
         assert not ledger.exists() or json.loads(ledger.read_text())["waiting"] == [], (pages, ledger.read_text())
         assert [p for p in os.listdir(runs) if p not in ("queue.json", ".queue.lock")] == []
+
+
+def test_an_entry_refused_for_good_holds_up_no_later_entry(tmp_path):
+    """An auto-logged entry that would take the day's notes past what urbanrun reads (EFBIG) can
+    never be written: it stayed first in the backlog, and every later entry (the next day's too, in a
+    new file) waited behind it for the rest of the session. It is set aside, said with its text at
+    the end, and the later entries are written."""
+    import errno
+
+    from urbanrun.engine.notes import scratchpad
+    from urbanrun.engine.notes.autolog import AutoLog
+    from urbanrun.engine.notes.scratchpad import NOTES_LIMIT
+
+    settings = scratchpad.Settings(root=tmp_path / "pad", role="runner")
+    log = AutoLog(settings)
+    today, tomorrow = tmp_path / "today.md", tmp_path / "tomorrow.md"
+    today.write_text("# notes\n" + "n" * (NOTES_LIMIT - 300) + "\n")
+    with pytest.raises(OSError) as refused:
+        log._append(today, "run 1 ended: " + "x" * 400, "end-1", "notes")
+    assert refused.value.errno == errno.EFBIG and log.backlog == []
+    assert log._append(tomorrow, "run 2 launched", "launch-2", "notes") is True
+    assert "run 2 launched" in tomorrow.read_text()
+    said = log.left_unwritten()
+    assert said.startswith(f"1 scratchpad entry was not written ({today}: the entry would take it over")
+    assert "run 1 ended: " + "x" * 400 in said
+    assert today.stat().st_size < NOTES_LIMIT  # still readable
+
+
+def test_the_engine_says_once_that_an_entry_cannot_be_written(workspace, tmp_path):
+    import errno
+
+    from urbanrun.engine.core.config import load_config
+    from urbanrun.engine.core.events import Notice
+    from urbanrun.engine.notes import scratchpad
+    from urbanrun.engine.notes.autolog import AutoLog
+    from urbanrun.engine.notes.scratchpad import NOTES_LIMIT
+    from urbanrun.engine.session.loop import Engine
+
+    log = AutoLog(scratchpad.Settings(root=tmp_path / "pad"))
+    engine = Engine(load_config(workspace / "config.toml"), gpu_source=None, autolog=log)
+    try:
+        today = tmp_path / "today.md"
+        today.write_text("n" * (NOTES_LIMIT - 10))
+        with pytest.raises(OSError) as refused:
+            log._append(today, "an entry too big for the day", None, "notes")
+        assert refused.value.errno == errno.EFBIG
+        for now in (1.0, 2.0):
+            engine._write_autolog_backlog(now)
+        said = [e.text for e in engine._pending if isinstance(e, Notice) and "cannot be written" in e.text]
+        assert said == [f"a scratchpad entry cannot be written ({today}: the entry would take it over "
+                        f"{NOTES_LIMIT:,} bytes, more than urbanrun reads there, so it was not written); its text "
+                        f"is printed when urbanrun ends"]
+    finally:
+        engine.close()

@@ -6,6 +6,7 @@ urbanrun that restarts and reattaches never writes the same entry twice."""
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import shlex
 from pathlib import Path
 
@@ -34,6 +35,11 @@ def _duration(record: RunRecord) -> str:
 BACKLOG_LIMIT = 1000  # entries kept while the disk refuses them (a day's launches, ends and diagnoses)
 
 
+def _why(exc: OSError, where=None) -> str:
+    """Where and why a write was refused: `file: reason`."""
+    return f"{exc.filename or where}: {exc.strerror or exc}"
+
+
 class AutoLog:
     def __init__(self, settings: scratchpad.Settings | None, gpu_names: list[str] | None = None):
         self.settings = settings
@@ -41,40 +47,53 @@ class AutoLog:
         # entries the disk refused (full, read-only), in order, as append's arguments: written by
         # write_backlog once it takes them (their markers keep a retry from writing one twice)
         self.backlog: list[tuple] = []
+        # entries refused for good (EFBIG: the day's notes would grow past what urbanrun reads), with
+        # why: never retried, so they hold up no later entry; said at the session's end with their text
+        self.unwritable: list[tuple[tuple, str]] = []
 
     def _append(self, path: Path, text: str, marker: str | None, title: str) -> bool:
         try:
             if self.backlog:  # the refused ones first: entries stay in the order they happened
                 self.write_backlog()
             return scratchpad.append(path, text, marker, title)
-        except OSError:
-            if len(self.backlog) < BACKLOG_LIMIT:
+        except OSError as exc:
+            if exc.errno == errno.EFBIG and not self.backlog:
+                self.unwritable.append(((path, text, marker, title), _why(exc)))
+            elif len(self.backlog) < BACKLOG_LIMIT:
                 self.backlog.append((path, text, marker, title))
             raise
 
     def write_backlog(self) -> int:
         """The refused entries, oldest first; how many were written. OSError where the disk still
-        refuses one (it and those after it stay)."""
+        refuses one (it and those after it stay); one refused for good moves to `unwritable`."""
         written = 0
         while self.backlog:
-            scratchpad.append(*self.backlog[0])
+            try:
+                scratchpad.append(*self.backlog[0])
+            except OSError as exc:
+                if exc.errno != errno.EFBIG:
+                    raise
+                self.unwritable.append((self.backlog[0], _why(exc)))
+            else:
+                written += 1
             self.backlog.pop(0)
-            written += 1
         return written
 
     def left_unwritten(self) -> str | None:
         """At a session's end: the refused entries, written if the disk takes them now; else a
         sentence with their text (secrets masked), so that they are not dropped without a word."""
-        if not self.backlog:
-            return None
+        left: list[tuple[tuple, str]] = []
         try:
             self.write_backlog()
-            return None
         except OSError as exc:
-            where, why = exc.filename or self.settings.root, exc.strerror or exc
-        n = len(self.backlog)
-        texts = "\n\n".join(redact.text(text).rstrip("\n") for _, text, _, _ in self.backlog)
-        return f"{n} scratchpad {'entry was' if n == 1 else 'entries were'} not written ({where}: {why}); " \
+            left = [(entry, _why(exc, self.settings.root)) for entry in self.backlog]
+        left = self.unwritable + left
+        if not left:
+            return None
+        n = len(left)
+        whys = "; ".join(dict.fromkeys(why for _, why in left))
+        texts = "\n\n".join(redact.text(entry[1]).rstrip("\n") for entry, _ in left)
+        return f"{n} scratchpad {'entry was' if n == 1 else 'entries were'} not written ({whys}); " \
                f"{'it was' if n == 1 else 'they were'}:\n\n{texts}"
 
     def _write(self, kind: str, run_id: str, heading: str, body: str = "", when: float | None = None) -> bool:

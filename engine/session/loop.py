@@ -52,6 +52,7 @@ class Engine:
         self._recording_paused: tuple[float, int] | None = None  # (next try, events not recorded) while refused
         self.disk = disk_space.DiskSpace(self.store.root)
         self._backlog_next, self._backlog_said = float("-inf"), False  # the scratchpad's refused entries
+        self._unwritable_said = 0  # of its entries refused for good (said each, once)
         self._records: dict[str, RunRecord] = {}
         self._sources: dict[str, RunSources] = {}
         self._drained: set[str] = set()  # finished runs whose files were read to the end
@@ -270,6 +271,10 @@ class Engine:
                     self._pending.append(Notice(ts=now, level="warning", text=(
                         f"scratchpad entries not written yet: {exc.filename or log.settings.root}: "
                         f"{exc.strerror or exc}; they are kept, and written once it can be")))
+        for _, why in log.unwritable[self._unwritable_said:]:
+            self._pending.append(Notice(ts=now, level="warning", text=(
+                f"a scratchpad entry cannot be written ({why}); its text is printed when urbanrun ends")))
+        self._unwritable_said = len(log.unwritable)
         if self._backlog_said and not log.backlog:
             self._backlog_said = False
             self._pending.append(Notice(ts=now, level="info", text=(
