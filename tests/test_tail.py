@@ -134,3 +134,28 @@ def test_lines_across_read_chunks_come_whole_and_once(tmp_path):
             break
     assert len(data) > 4 << 20 and all(block.endswith(b"\n") for block in blocks)
     assert b"".join(blocks) == data and f.pending_line() == "unfinished"
+
+
+def test_a_csv_logger_rewriting_its_file_is_an_info_notice_a_jsonl_rewritten_a_warning(tmp_path):
+    """Lightning's CSVLogger rewrites metrics.csv with a new header when a new column comes (the first
+    validation): a matter of course, said as info (no pop-up in the TUI at each new column); a
+    metrics.jsonl rewritten in place is not how it is written, and stays a warning."""
+    from urbanrun.engine.core.events import Notice
+    from urbanrun.engine.metrics.run_files import RunSources
+    from urbanrun.engine.runs.store import RunRecord
+
+    run_dir = tmp_path / "20260101-000000-cones-0000"
+    run_dir.mkdir()
+    csv = tmp_path / "metrics.csv"
+    record = RunRecord(id=run_dir.name, recipe="cones", argv=["x"], cwd=str(tmp_path), status="running",
+                       metrics_files=[str(csv)])
+    csv.write_text("step,train_loss\n0,1.0\n1,0.9\n2,0.8\n")
+    (run_dir / "metrics.jsonl").write_text('{"step": 0, "loss": 1.0}\n{"step": 1, "loss": 0.9}\n')
+    sources = RunSources(run_dir, record)
+    sources.read(1.0)
+    csv.write_text("step,train_loss,val_loss\n0,1.0,\n1,0.9,\n2,0.8,0.85\n")  # rewritten in place, a new column
+    (run_dir / "metrics.jsonl").write_text('{"step": 5}\n')
+    said = {(e.code, e.path): e.level for e in sources.read(2.0) if isinstance(e, Notice)}
+    sources.close()
+    assert said[("file_rewritten", str(csv))] == "info"
+    assert said[("file_rewritten", str(run_dir / "metrics.jsonl"))] == "warning"

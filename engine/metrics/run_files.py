@@ -103,9 +103,11 @@ class RunSources:
                                  path=str(self.log.path), text=f"{self.log.path}: {skipped} over-long line(s) skipped."))
         return events + self._file_notices(self.log, now)
 
-    def _file_notices(self, follower, now: float) -> list[Event]:
-        """What happened to a followed file (deleted, replaced, rewritten, unreadable), each once."""
-        return [Notice(ts=now, level=level, run_id=self.run_id, text=text, code=code, path=str(follower.path))
+    def _file_notices(self, follower, now: float, routine: tuple[str, ...] = ()) -> list[Event]:
+        """What happened to a followed file (deleted, replaced, rewritten, unreadable), each once;
+        `routine` codes are what the file's writer does as a matter of course: said as info."""
+        return [Notice(ts=now, level="info" if code in routine else level, run_id=self.run_id, text=text, code=code,
+                       path=str(follower.path))
                 for code, level, text in follower.take_notices()]
 
     def _read_source(self, key: str, source: MetricSource, now: float) -> list[Event]:
@@ -115,8 +117,8 @@ class RunSources:
             events.append(MetricPoints(ts=now, run_id=self.run_id, source=key,
                                        points=points if isinstance(points, Points) else tuple(points),
                                        format=source.format))
-        if source.follower is not None:
-            events += self._file_notices(source.follower, now)
+        if source.follower is not None:  # a CSV logger (Lightning's) rewrites its file when a new column comes
+            events += self._file_notices(source.follower, now, ("file_rewritten",) if source.format == "csv" else ())
         return events + self._problems(key, source, now)
 
     def _add_globbed(self) -> None:
