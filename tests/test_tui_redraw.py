@@ -515,3 +515,31 @@ async def test_a_toast_covers_the_log_column_not_the_plot(tmp_path, monkeypatch)
                 assert not toast.region.overlaps(loss.region), (size, toast.region, loss.region)
             app.clear_notifications()
             await pilot.pause(0.2)
+
+
+async def test_the_runs_table_lists_runs_made_in_one_second_in_the_order_ls_does():
+    """Newest first by creation time, as `ls` and `last` (a444102): the table sorted by id, so three
+    runs made in one second stood in the order of their ids' random tails, not of their making."""
+    from textual.app import App
+
+    from urbanrun.engine.core.events import RunChanged
+    from urbanrun.engine.core.state import State
+
+    state = State()
+    made = [("20260101-000000-cones-ffff", 100.1), ("20260101-000000-cones-0000", 100.5),
+            ("20260101-000000-cones-8888", 100.9)]  # in the order they were made
+    state.apply_all([RunChanged(ts=created, run={"id": run_id, "recipe": "cones", "status": "exited",
+                                                 "exit_code": 0, "created": created}) for run_id, created in made])
+    newest = [run_id for run_id, _ in reversed(made)]
+    assert state.newest_first() == newest
+
+    class One(App):
+        def compose(self):
+            yield RunsTable()
+
+    app = One()
+    async with app.run_test(size=(160, 20)) as pilot:
+        table = app.query_one(RunsTable)
+        table.refresh_rows(state, 101.0)
+        await pilot.pause()
+        assert [str(key.value) for key in table.rows] == newest

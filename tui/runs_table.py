@@ -192,7 +192,7 @@ class RunsTable(DataTable):
     def refresh_rows(self, state: State, now: float, numbers: bool = True) -> bool:
         """Show the state's runs; with `numbers` False, only their news (changed numbers are kept
         unsent until a call with `numbers`). Returns whether anything was sent."""
-        ids = sorted(state.runs, reverse=True)  # newest first
+        ids = state.newest_first()
         selected = self.selected
         if self._apply_layout() and selected in state.runs:
             self.wanted = self.wanted or selected  # the selection survives the new columns

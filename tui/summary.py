@@ -13,7 +13,7 @@ from .formatting import duration, num
 def replay_summary(state: State, path: str, events: int) -> str:
     lines = [f"replay of {Path(path).name}: {events} events"]
     lines.append(f"runs: {len(state.runs)}")
-    for run_id in sorted(state.runs, reverse=True):  # newest first, as everywhere
+    for run_id in state.newest_first():  # as everywhere
         run = state.runs[run_id]
         rec = run.record
         how = f"signal {rec['signal']}" if rec.get("signal") else f"exit {rec.get('exit_code')}"

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from urbanrun.engine.core.events import (Diagnosed, Event, GpuSample, GpuStatus, HostSample, LogLines, MetricPoints, Notice,
                                          Progress, RunChanged, StorageStatus)
 from urbanrun.engine.core.points import Block, Points, whole
+from urbanrun.engine.core.run_order import newest_first
 
 if TYPE_CHECKING:
     from urbanrun.engine.core.series import Series
@@ -92,6 +93,10 @@ class State:
     host: dict = field(default_factory=dict)
     storage: dict = field(default_factory=dict)  # the runs folder's disk: {"path", "free", "full"} once it filled
     guard: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def newest_first(self) -> list[str]:
+        """The runs' ids by when they were made, newest first: the order of `ls` (core/run_order.py)."""
+        return newest_first({run_id: run.record for run_id, run in self.runs.items()})
 
     def apply(self, event: Event) -> None:
         self.last_ts = max(self.last_ts, event.ts)

@@ -35,6 +35,7 @@ from urbanrun.engine.core import redact
 from urbanrun.engine.core.atomic import atomic_write_text
 from urbanrun.engine.core.errors import StorageError, UserError, storage_error
 from urbanrun.engine.core.files import kind_of, path_stat, short
+from urbanrun.engine.core.run_order import RUN_ID_SHAPE, creation_key
 
 STATUSES = ("queued", "starting", "pending", "running", "exited", "failed", "killed", "cancelled", "lost",
             "imported", "unreadable")
@@ -55,7 +56,6 @@ EXIT_STATUS_LIMIT = 64 * 1024
 LOCK_TIMEOUT = 30.0  # seconds; a writer holds the lock for one read and one write
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # what new_run_id makes: a folder so named is a run's, with or without its record
-RUN_ID_SHAPE = re.compile(r"^(\d{8}-\d{6})-[A-Za-z0-9_-]+-[0-9a-f]{4}$")
 RUN_DIR_MODE = 0o700  # a run's folder holds its command line and output: its owner's only
 
 
@@ -269,19 +269,8 @@ def status_text(record: dict) -> str:
 
 
 def creation_order(record: RunRecord) -> tuple:
-    """Sort key of runs by when they were made, oldest first (`ls`, `last`): the record's creation
-    time, the id to break ties (the random tail of two launches in one second is no order). A run
-    whose record cannot be read is placed by its id's time: the newest launch is `last` even when
-    it lost its record, and `status last` says so rather than show an older run. Its id tells the
-    second only: it counts as that second's end (of two launches in one second, the one that lost
-    its record is `last`, never hidden behind the other by the fraction its id lacks)."""
-    if record.status != "unreadable":
-        return (record.created or 0.0, record.id)
-    shape = RUN_ID_SHAPE.match(record.id)
-    try:
-        return (time.mktime(time.strptime(shape.group(1), "%Y%m%d-%H%M%S")) + 0.999999 if shape else 0.0, record.id)
-    except (ValueError, OverflowError):
-        return (0.0, record.id)
+    """Sort key of runs by when they were made, oldest first (core/run_order.py)."""
+    return creation_key(record.id, record.status, record.created)
 
 
 def iso(ts: float | None) -> str | None:
