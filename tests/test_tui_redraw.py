@@ -208,15 +208,8 @@ async def test_a_tick_renders_again_only_the_cells_that_changed(workspace, monke
     engine = _engine(workspace)
     app = make_app(engine, scratchpad_dir=workspace / "pad")
     t0 = time.time() - 60
-    done = [{"id": f"20261129-00000{i}-cones-000{i}", "recipe": "cones", "status": "exited", "exit_code": 0,
-             "started": t0 - 900, "ended": t0 - 600} for i in range(5)]
     async with app.run_test(size=(160, 45)) as pilot:
-        _reduce(engine, *(RunChanged(ts=t0, run=r) for r in done), RunChanged(ts=t0, run=_record("running", t0)),
-                _loss(t0, 1, 0.5))
-        app.redraw()
-        table = app.query_one(RunsTable)
-        await wait_until(pilot, lambda: table.row_count == len(done) + 1 and "0.5" in _row_text(table, RUN))
-        await pilot.pause(0.3)  # its columns' widths settled, and drawn at them
+        table, done = await _five_ended_and_one_running(pilot, app, engine, t0)
         rendered = []
         real = DataTable._render_cell
         monkeypatch.setattr(DataTable, "_render_cell", lambda self, row, column, *a, **k: (
@@ -236,6 +229,19 @@ async def test_a_tick_renders_again_only_the_cells_that_changed(workspace, monke
     engine.close()
 
 
+async def _five_ended_and_one_running(pilot, app, engine, t0: float):
+    """Five ended runs and the running one with a loss, in the table, its columns settled: (table, ended)."""
+    done = [{"id": f"20261129-00000{i}-cones-000{i}", "recipe": "cones", "status": "exited", "exit_code": 0,
+             "started": t0 - 900, "ended": t0 - 600} for i in range(5)]
+    _reduce(engine, *(RunChanged(ts=t0, run=r) for r in done), RunChanged(ts=t0, run=_record("running", t0)),
+            _loss(t0, 1, 0.5))
+    app.redraw()
+    table = app.query_one(RunsTable)
+    await wait_until(pilot, lambda: table.row_count == len(done) + 1 and "0.5" in _row_text(table, RUN))
+    await pilot.pause(0.3)  # its columns' widths settled, and drawn at them
+    return table, done
+
+
 async def test_a_tick_repaints_only_the_lines_of_the_rows_that_changed(workspace, monkeypatch):
     """DataTable.update_cell repaints every line of the table (the header, every finished run, the
     blank lines under them), each through its row styles: one clock moving repainted them all at
@@ -243,16 +249,9 @@ async def test_a_tick_repaints_only_the_lines_of_the_rows_that_changed(workspace
     engine = _engine(workspace)
     app = make_app(engine, scratchpad_dir=workspace / "pad")
     t0 = time.time() - 60
-    done = [{"id": f"20261129-00000{i}-cones-000{i}", "recipe": "cones", "status": "exited", "exit_code": 0,
-             "started": t0 - 900, "ended": t0 - 600} for i in range(5)]
     async with app.run_test(size=(160, 45)) as pilot:
         await _without_polls(pilot, app)
-        _reduce(engine, *(RunChanged(ts=t0, run=r) for r in done), RunChanged(ts=t0, run=_record("running", t0)),
-                _loss(t0, 1, 0.5))
-        app.redraw()
-        table = app.query_one(RunsTable)
-        await wait_until(pilot, lambda: table.row_count == len(done) + 1 and "0.5" in _row_text(table, RUN))
-        await pilot.pause(0.3)  # its columns' widths settled, and drawn at them
+        table, done = await _five_ended_and_one_running(pilot, app, engine, t0)
         painted = []
         real = RunsTable.render_line
         monkeypatch.setattr(RunsTable, "render_line", lambda self, y: (painted.append(y), real(self, y))[1])
