@@ -299,21 +299,25 @@ async def test_between_ticks_a_live_run_costs_no_progress_summary(workspace, mon
     engine.close()
 
 
-async def test_rows_drawn_before_the_table_measures_them_are_drawn_again_at_their_width():
-    """DataTable measures new rows when it is next idle, but keys the lines it drew by its update
-    counter only. When the columns are made again (a new width's layout) and the same rows come back,
-    the measure gives the table its old size: nothing else invalidates those lines, and a frame drawn
-    before the measure (a loaded machine) kept every column at its header's width ('182' for the run
-    id, seen in snapshots at 80x24) until some cell changed again, which for finished runs is never."""
+def _table_alone():
+    """An app holding a runs table and nothing else."""
     from textual.app import App
 
     class One(App):
         def compose(self):
             yield RunsTable()
 
-    app = One()
-    async with app.run_test(size=(160, 20)) as pilot:
-        table = app.query_one(RunsTable)
+    return One()
+
+
+async def test_rows_drawn_before_the_table_measures_them_are_drawn_again_at_their_width():
+    """DataTable measures new rows when it is next idle, but keys the lines it drew by its update
+    counter only. When the columns are made again (a new width's layout) and the same rows come back,
+    the measure gives the table its old size: nothing else invalidates those lines, and a frame drawn
+    before the measure (a loaded machine) kept every column at its header's width ('182' for the run
+    id, seen in snapshots at 80x24) until some cell changed again, which for finished runs is never."""
+    async with _table_alone().run_test(size=(160, 20)) as pilot:
+        table = pilot.app.query_one(RunsTable)
         cells = [Text(f"{key}-{'x' * 20}") for key in table.layout_keys]
         wide = f"{table.layout_keys[0]}-{'x' * 20}"
         table.add_row(*cells, key=RUN)
@@ -519,8 +523,6 @@ async def test_a_toast_covers_the_log_column_not_the_plot(tmp_path, monkeypatch)
 async def test_the_runs_table_lists_runs_made_in_one_second_in_the_order_ls_does():
     """Newest first by creation time, as `ls` and `last` (a444102): the table sorted by id, so three
     runs made in one second stood in the order of their ids' random tails, not of their making."""
-    from textual.app import App
-
     from urbanrun.engine.core.events import RunChanged
     from urbanrun.engine.core.state import State
 
@@ -532,13 +534,8 @@ async def test_the_runs_table_lists_runs_made_in_one_second_in_the_order_ls_does
     newest = [run_id for run_id, _ in reversed(made)]
     assert state.newest_first() == newest
 
-    class One(App):
-        def compose(self):
-            yield RunsTable()
-
-    app = One()
-    async with app.run_test(size=(160, 20)) as pilot:
-        table = app.query_one(RunsTable)
+    async with _table_alone().run_test(size=(160, 20)) as pilot:
+        table = pilot.app.query_one(RunsTable)
         table.refresh_rows(state, 101.0)
         await pilot.pause()
         assert [str(key.value) for key in table.rows] == newest
