@@ -4,6 +4,7 @@ Whole readers: urbanrun's TensorBoardReader vs TensorBoard's EventAccumulator (g
 vs a plain loop doing the same job with the libraries (framing, google_crc32c on the length and
 the data, protobuf's Event.FromString). Then each hand-written piece against the library doing
 the same job on the same records (it stays only where it is >= 2x faster):
+  frame  lengths' repeating pattern checked at once vs  the walk, record by record
   CRC   numpy table over records grouped by length  vs  google_crc32c record by record
   decode numpy over SummaryWriter's fixed layout    vs  Event.FromString record by record
 Other layouts (e.g. tensor-form scalars) are decoded by protobuf itself (engine/metrics/parsers/
@@ -143,6 +144,13 @@ def main():
     starts, lengths = framing(data)
     st, ln = np.array(starts, dtype=np.int64), np.array(lengths, dtype=np.int64)
     raw = np.frombuffer(data, dtype=np.uint8)
+
+    frames = timed({"lengths' pattern checked at once": lambda: tb.frame_records(data, raw)[:2],
+                    "the walk, record by record": lambda: framing(data)})
+    ours_frames = frames["lengths' pattern checked at once"][1]
+    assert (ours_frames[0].tolist(), ours_frames[1].tolist()) == frames["the walk, record by record"][1]
+    show("framing (every record's start and length)", frames, "lengths' pattern checked at once",
+         "the walk, record by record", "kept if >= 2x")
     bodies = [data[s + 12:s + 12 + n] for s, n in zip(starts, lengths)]
 
     def crc_numpy():
